@@ -1,0 +1,301 @@
+"""The condition language: `SUBJECT OP [VALUE]`, parsed (never eval'ed) and self-explaining.
+
+    json.status == healthy        latency_ms < 200        len(json.items) >= 3
+    status in [200, 204]          body contains Healthy   version >= 3.11
+
+A condition is checked against a probe's facts and returns None when it holds,
+or one line that says what was expected and what was seen.
+"""
+
+import json
+import re
+from typing import Any, List, NamedTuple, Optional, Tuple
+
+# Longest first, so `<=` is not read as `<` and `!contains` not as `contains`.
+OPERATORS = ("!contains", "!matches", "!exists", "contains", "matches", "exists",
+             "==", "!=", "<=", ">=", "<", ">", "in")
+_WORD_OPS = {"contains", "!contains", "matches", "!matches", "exists", "!exists", "in"}
+_NO_VALUE = {"exists", "!exists"}
+_NAME = re.compile(r"[\w-]+")
+_INDEX = re.compile(r'\[\s*(-?\d+|"(?:[^"\\]|\\.)*")\s*\]')
+_OP_LIKE = re.compile(r"[!=<>~]+|[A-Za-z!]+")
+# A version is a string with two or more dots, or one led by "v": "3.9.18", "v20.1".
+_VERSION = re.compile(r"^v?(\d+(?:\.\d+){2,})|^v(\d+(?:\.\d+)*)")
+_WHOLE_VERSION = re.compile(r"^v?\d+(?:\.\d+)*$")
+_EXCERPT = 80
+
+
+class ConditionError(ValueError):
+    """A condition that cannot be parsed; the message names the column."""
+
+
+class Condition(NamedTuple):
+    text: str
+    subject: str          # as written, for messages
+    path: Tuple[Any, ...]  # keys (str) and list indexes (int)
+    length: bool          # subject is len(...)
+    op: str
+    value: Any = None
+    raw: str = ""          # the value as written, for version comparison
+
+
+class _Missing:
+    """Marks a subject absent from the facts (distinct from a JSON null)."""
+
+
+MISSING = _Missing()
+
+
+def parse(text: str) -> Condition:
+    """Parse one condition or raise ConditionError naming the column."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConditionError("empty condition; expected e.g. 'status == 200'")
+    pos = len(text) - len(text.lstrip())
+    length = text.startswith("len(", pos)
+    if length:
+        pos += 4
+    path, end = _parse_path(text, pos)
+    subject_end = end
+    if length:
+        if not text.startswith(")", end):
+            raise ConditionError("expected ')' at column %d" % (end + 1))
+        end += 1
+        subject_end = end
+    subject = text[len(text) - len(text.lstrip()):subject_end]
+    pos = _skip_space(text, end)
+    op = _parse_operator(text, pos)
+    pos = _skip_space(text, pos + len(op))
+    raw = text[pos:].strip()
+    if op in _NO_VALUE:
+        if raw:
+            raise ConditionError("'%s' takes no value, found %r at column %d" % (op, raw, pos + 1))
+        return Condition(text, subject, path, length, op)
+    if not raw:
+        raise ConditionError("expected a value after '%s' at column %d" % (op, pos + 1))
+    value = _parse_value(raw)
+    if op == "in" and not isinstance(value, list):
+        raise ConditionError("'in' needs a JSON list such as [200, 204] at column %d" % (pos + 1))
+    if op in ("matches", "!matches"):
+        try:
+            re.compile(_pattern(value, raw))
+        except re.error as exc:
+            raise ConditionError("bad regular expression at column %d: %s" % (pos + 1, exc))
+    return Condition(text, subject, path, length, op, value, raw)
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def _parse_path(text: str, pos: int) -> Tuple[Tuple[Any, ...], int]:
+    match = _NAME.match(text, pos)
+    if not match:
+        raise ConditionError("expected a fact name at column %d" % (pos + 1))
+    parts: List[Any] = [match.group()]
+    pos = match.end()
+    while pos < len(text):
+        if text[pos] == ".":
+            match = _NAME.match(text, pos + 1)
+            if not match:
+                raise ConditionError("expected a name after '.' at column %d" % (pos + 2))
+            parts.append(match.group())
+        elif text[pos] == "[":
+            match = _INDEX.match(text, pos)
+            if not match:
+                raise ConditionError("expected [number] or [\"key\"] at column %d" % (pos + 1))
+            inner = match.group(1)
+            parts.append(json.loads(inner))
+        else:
+            break
+        pos = match.end()
+    return tuple(parts), pos
+
+
+def _parse_operator(text: str, pos: int) -> str:
+    for op in OPERATORS:
+        if text.startswith(op, pos):
+            after = pos + len(op)
+            word_ok = op not in _WORD_OPS or after == len(text) or text[after].isspace()
+            symbol_ok = op in _WORD_OPS or after == len(text) or text[after] not in "=<>!~"
+            if word_ok and symbol_ok:
+                return op
+    found = _OP_LIKE.match(text, pos)
+    if pos >= len(text) or not found:
+        raise ConditionError("expected an operator (%s) at column %d" % (" ".join(OPERATORS), pos + 1))
+    raise ConditionError("unknown operator '%s' at column %d" % (found.group(), pos + 1))
+
+
+def _parse_value(raw: str) -> Any:
+    """A JSON literal, else a bare word (one pair of single quotes is dropped)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        if len(raw) >= 2 and raw[0] == raw[-1] == "'":
+            return raw[1:-1]
+        return raw
+
+
+def resolve(facts: Any, path: Tuple[Any, ...]) -> Any:
+    """Walk a path into nested facts; MISSING when any step is absent."""
+    current = facts
+    for part in path:
+        if isinstance(current, dict):
+            if part in current:
+                current = current[part]
+                continue
+            folded = {str(k).lower(): v for k, v in current.items()}
+            if str(part).lower() not in folded:
+                return MISSING
+            current = folded[str(part).lower()]
+        elif isinstance(current, list):
+            index = part if isinstance(part, int) else _int_or_none(part)
+            if index is None or not -len(current) <= index < len(current):
+                return MISSING
+            current = current[index]
+        else:
+            return MISSING
+    return current
+
+
+def _int_or_none(text: Any) -> Optional[int]:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def check(cond: Condition, facts: dict) -> Optional[str]:
+    """None when the condition holds, else a one-line explanation."""
+    seen = resolve(facts, cond.path)
+    if seen is not MISSING and cond.length:
+        seen = len(seen) if isinstance(seen, (str, list, dict)) else MISSING
+    if seen is MISSING:
+        if cond.op == "!exists":
+            return None
+        return "%s: missing%s" % (cond.subject, _why_missing(cond, facts))
+    if cond.op == "!exists":
+        return "%s: expected to be absent, got %s" % (cond.subject, _show(seen))
+    try:
+        holds = _holds(cond, seen)
+    except TypeError as exc:
+        return "%s: %s" % (cond.subject, exc)
+    if holds:
+        return None
+    return "%s: expected %s, got %s" % (cond.subject, _expected(cond), _show(seen))
+
+
+def failures(conditions: List[Condition], facts: dict) -> List[str]:
+    return [msg for msg in (check(c, facts) for c in conditions) if msg]
+
+
+def _why_missing(cond: Condition, facts: dict) -> str:
+    if cond.path[0] == "json" and facts.get("json_error"):
+        return " (%s)" % facts["json_error"]
+    if facts.get("error"):
+        return " (%s)" % facts["error"]
+    return ""
+
+
+def _holds(cond: Condition, seen: Any) -> bool:
+    op, value = cond.op, cond.value
+    if op == "exists":
+        return True
+    if op in ("==", "!="):
+        return _equal(seen, value, cond.raw) == (op == "==")
+    if op == "in":
+        return any(_equal(seen, item, json.dumps(item)) for item in value)
+    if op in ("contains", "!contains"):
+        return _contains(seen, value) == (op == "contains")
+    if op in ("matches", "!matches"):
+        text = seen if isinstance(seen, str) else json.dumps(seen)
+        return bool(re.search(_pattern(value, cond.raw), text)) == (op == "matches")
+    left, right = _ordered(seen, value, cond.raw)
+    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+
+
+def _pattern(value: Any, raw: str) -> str:
+    """A regex as written: `matches true` means the text "true", not Python's True."""
+    return value if isinstance(value, str) else raw
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _version(text: Any) -> Optional[Tuple[int, ...]]:
+    if not isinstance(text, str):
+        return None
+    match = _VERSION.match(text.strip())
+    if not match:
+        return None
+    return tuple(int(p) for p in (match.group(1) or match.group(2)).split("."))
+
+
+def _as_version(raw: str) -> Optional[Tuple[int, ...]]:
+    match = re.match(r"^v?(\d+(?:\.\d+)*)", raw.strip().strip("\"'"))
+    return tuple(int(p) for p in match.group(1).split(".")) if match else None
+
+
+def _padded(a: Tuple[int, ...], b: Tuple[int, ...]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    width = max(len(a), len(b))
+    return a + (0,) * (width - len(a)), b + (0,) * (width - len(b))
+
+
+def _ordered(seen: Any, value: Any, raw: str) -> Tuple[Any, Any]:
+    """The pair to order: versions as versions, numbers as numbers, text as text."""
+    seen_version, value_version = _version(seen), _as_version(raw)
+    if seen_version is not None and value_version is not None:
+        return _padded(seen_version, value_version)
+    left, right = _number(seen), _number(value)
+    if left is not None and right is not None:
+        return left, right
+    if isinstance(seen, str) and isinstance(value, str):
+        return seen, value
+    raise TypeError("cannot order %s against %s" % (_show(seen), json.dumps(value)))
+
+
+def _equal(seen: Any, value: Any, raw: str) -> bool:
+    if isinstance(seen, bool) or isinstance(value, bool):
+        return seen is value
+    seen_version, value_version = _version(seen), _as_version(raw)
+    value_is_version = not isinstance(value, str) or _WHOLE_VERSION.match(value)
+    if seen_version is not None and value_version is not None and value_is_version:
+        a, b = _padded(seen_version, value_version)
+        return a == b
+    left, right = _number(seen), _number(value)
+    if left is not None and right is not None and not (isinstance(seen, str) and isinstance(value, str)):
+        return left == right
+    return seen == value
+
+
+def _contains(seen: Any, value: Any) -> bool:
+    if isinstance(seen, str):
+        return (value if isinstance(value, str) else json.dumps(value)) in seen
+    if isinstance(seen, list):
+        return any(_equal(item, value, json.dumps(value)) for item in seen)
+    if isinstance(seen, dict):
+        return str(value) in seen
+    raise TypeError("cannot look inside %s" % _show(seen))
+
+
+def _expected(cond: Condition) -> str:
+    # As written, so `>= 3.10` is not shown as 3.1; text is quoted to show where it ends.
+    written = not isinstance(cond.value, str) or _WHOLE_VERSION.match(cond.value)
+    value = cond.raw if written else json.dumps(cond.value)
+    return "%s %s" % (cond.op, value)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"

@@ -1,0 +1,93 @@
+"""Results, reports, the verdict and the exit codes: pure data, no I/O."""
+
+import enum
+import time
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+SCHEMA = "smoke.report/1"
+STATUSES = ("pass", "warn", "fail", "error", "skip")
+SEVERITIES = ("critical", "normal", "warning")
+
+
+class ExitCode(enum.IntEnum):
+    PASS = 0
+    FAIL = 1
+    USAGE = 2
+    UNKNOWN = 3
+    SIGINT = 130
+    SIGTERM = 143
+
+
+class Result(NamedTuple):
+    """One check's outcome; immutable, serialised the same way everywhere."""
+
+    name: str
+    section: str
+    kind: str
+    status: str
+    message: str = ""
+    duration_ms: float = 0.0
+    attempts: int = 0
+    tags: Tuple[str, ...] = ()
+    severity: str = "normal"
+    facts: Dict[str, Any] = {}
+    flaky: bool = False
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = {
+            "name": self.name, "section": self.section, "kind": self.kind,
+            "status": self.status, "severity": self.severity,
+            "duration_ms": round(self.duration_ms, 1), "attempts": self.attempts,
+            "tags": list(self.tags), "message": self.message, "facts": self.facts,
+        }
+        if self.flaky:
+            out["flaky"] = True
+        return out
+
+
+def summarize(results: List[Result]) -> Dict[str, Any]:
+    counts = {status: 0 for status in STATUSES}
+    for result in results:
+        counts[result.status] += 1
+    evaluated = len(results) - counts["skip"]
+    # A warning is reported but does not count against the verdict.
+    passed = counts["pass"] + counts["warn"]
+    rate = round(passed / evaluated, 4) if evaluated else 0.0
+    return dict(total=len(results), **counts, pass_rate=rate)
+
+
+def verdict(results: List[Result], min_pass_rate: float = 1.0) -> Tuple[str, ExitCode]:
+    """pass/fail/error and its exit code; no evaluated results is never a pass."""
+    summary = summarize(results)
+    evaluated = summary["total"] - summary["skip"]
+    if evaluated == 0 or summary["error"] == evaluated:
+        return "error", ExitCode.UNKNOWN
+    critical_missed = any(r.severity == "critical" and r.status not in ("pass", "skip")
+                          for r in results)
+    if critical_missed or summary["pass_rate"] < min_pass_rate:
+        return "fail", ExitCode.FAIL
+    return "pass", ExitCode.PASS
+
+
+def utc_timestamp(epoch: Optional[float] = None) -> str:
+    epoch = time.time() if epoch is None else epoch
+    millis = int(epoch * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + ".%03dZ" % millis
+
+
+def build_report(command: str, results: List[Result], host: str, started_at: float, duration_ms: float,
+                 min_pass_rate: float = 1.0, interrupted: Optional[int] = None) -> Dict[str, Any]:
+    """The smoke.report/1 document; an interrupted run keeps its partial results."""
+    from checks import __version__
+
+    status, code = verdict(results, min_pass_rate)
+    report: Dict[str, Any] = {
+        "schema": SCHEMA, "tool": {"name": "smoke.py", "version": __version__},
+        "command": command, "host": host, "started_at": utc_timestamp(started_at),
+        "duration_ms": round(duration_ms, 1), "status": status, "exit_code": int(code),
+        "summary": summarize(results), "metrics": {}, "results": [r.to_dict() for r in results],
+    }
+    if interrupted is not None:
+        report["interrupted"] = "SIGTERM" if interrupted == 15 else "SIGINT"
+        report["exit_code"] = int(ExitCode.SIGTERM if interrupted == 15 else ExitCode.SIGINT)
+    return report
