@@ -1,0 +1,69 @@
+"""The check kinds: one module per kind, imported only when a config uses it.
+
+Each module has a docstring naming its facts, and:
+    DEFAULT_EXPECT      conditions used when a check gives none (None: it must give some)
+    load(fields) -> params      validate its own fields (a config.Fields)
+    target(params) -> str       what it probes, for names and --dry-run
+    probe(params, timeout_s) -> facts   the I/O; raises CheckError only when it cannot check
+"""
+
+import importlib
+
+KINDS = {
+    "http": "checks.kinds.http",
+    "tcp": "checks.kinds.tcp",
+    "command": "checks.kinds.command",
+    "process": "checks.kinds.process",
+    "docker": "checks.kinds.docker",
+    "resources": "checks.kinds.resources",
+    "prometheus": "checks.kinds.prometheus",
+    "file": "checks.kinds.file",
+    "log": "checks.kinds.log",
+}
+
+
+def module(kind: str):
+    return importlib.import_module(KINDS[kind])
+
+
+def build_check(table, where: str, section: str, defaults=None):
+    """A runner.Check from one config table: common fields here, the kind's own in its module."""
+    import functools
+
+    from checks import ConfigError, expect
+    from checks.config import Fields
+    from checks.model import SEVERITIES
+    from checks.runner import DEFAULT_TIMEOUT, Check
+
+    defaults = defaults or {}
+    fields = Fields(table, where)
+    kind = fields.text("kind")
+    if kind not in KINDS:
+        raise ConfigError("%s: unknown kind %r (known: %s)" % (fields.at("kind"), kind, ", ".join(KINDS)))
+    kind_module = module(kind)
+    texts = fields.strings("expect", [])
+    conditions = []
+    for i, text in enumerate(texts):
+        try:
+            conditions.append(expect.parse(text))
+        except expect.ConditionError as exc:
+            raise ConfigError("%s[%d]: %s" % (fields.at("expect"), i, exc))
+    if not conditions:
+        if kind_module.DEFAULT_EXPECT is None:
+            raise ConfigError("%s: a %s check needs an expectation, e.g. 'count == 0'" % (fields.at("expect"), kind))
+        conditions = [expect.parse(text) for text in kind_module.DEFAULT_EXPECT]
+    common = {
+        "timeout": fields.number("timeout", defaults.get("timeout", DEFAULT_TIMEOUT), minimum=0.001),
+        "retries": int(fields.number("retries", defaults.get("retries", 0))),
+        "retry_delay": fields.number("retry_delay", defaults.get("retry_delay", 1.0)),
+        "severity": fields.choice("severity", SEVERITIES, defaults.get("severity", "normal")),
+        "tags": tuple(fields.strings("tags", list(defaults.get("tags", [])))),
+    }
+    name = fields.text("name", None)
+    fields.text("description", None)
+    params = kind_module.load(fields)
+    fields.done()
+    target = kind_module.target(params)
+    return Check(name=name or "%s %s" % (kind, target), section=section, kind=kind,
+                 probe=functools.partial(kind_module.probe, params), expect=tuple(conditions),
+                 target=target, **common)

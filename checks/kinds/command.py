@@ -1,0 +1,122 @@
+"""command: run an argv (a shell only when shell = true) with a timeout and capped output.
+
+Facts: exit_code, stdout, stderr (each up to max_output bytes), latency_ms, and
+version, the first dotted version in the output (so `version >= 3.11` reads
+`python3 --version`). A missing executable is an error naming it.
+"""
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from typing import Any, Dict, List
+
+from checks import CheckError, ConfigError
+from checks.runner import CLEANUP
+
+DEFAULT_EXPECT = ("exit_code == 0",)
+MAX_OUTPUT = 64 * 1024
+_VERSION = re.compile(r"\d+\.\d+(?:\.\d+)*")
+
+
+def load(fields) -> Dict[str, Any]:
+    shell = fields.flag("shell", False)
+    command = fields.get("command", (list, str))
+    if shell and not isinstance(command, str):
+        raise ConfigError("%s: with shell = true, give the command as one string" % fields.at("command"))
+    if not shell:
+        command = fields.strings("command") if isinstance(command, list) else _split(command, fields)
+        if not command:
+            raise ConfigError("%s: the command is empty" % fields.at("command"))
+    env = fields.get("env", (dict,), {})
+    for name, value in env.items():
+        if not isinstance(value, str):
+            raise ConfigError("%s.%s: expected a string" % (fields.at("env"), name))
+    return {"command": command, "shell": shell, "env": env, "cwd": fields.text("cwd", None),
+            "max_output": int(fields.number("max_output", MAX_OUTPUT, minimum=1))}
+
+
+def _split(command: str, fields) -> List[str]:
+    try:
+        return shlex.split(command)
+    except ValueError as exc:
+        raise ConfigError("%s: %s" % (fields.at("command"), exc))
+
+
+def target(params) -> str:
+    command = params["command"]
+    return command if isinstance(command, str) else " ".join(shlex.quote(a) for a in command)
+
+
+def probe(params, timeout: float) -> Dict[str, Any]:
+    env = dict(os.environ, **params["env"]) if params["env"] else None
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(params["command"], shell=params["shell"], env=env, cwd=params["cwd"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+    except FileNotFoundError as exc:
+        missing = exc.filename if exc.filename else params["command"][0]
+        if params["cwd"] and not os.path.isdir(params["cwd"]):
+            missing = params["cwd"]
+        raise CheckError("cannot run: %s not found" % missing)
+    except OSError as exc:
+        raise CheckError("cannot run %s: %s" % (target(params), exc.strerror or exc))
+    token = CLEANUP.add(lambda: _kill(proc))
+    try:
+        out, err = _Capped(proc.stdout, params["max_output"]), _Capped(proc.stderr, params["max_output"])
+        try:
+            exit_code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            return {"error": "timed out after %gs" % timeout, "stdout": out.text(), "stderr": err.text()}
+        out.join(deadline=time.monotonic() + 1.0)
+        err.join(deadline=time.monotonic() + 1.0)
+    finally:
+        _kill(proc)  # the whole process group: no orphan outlives its check
+        CLEANUP.remove(token)
+    stdout, stderr = out.text(), err.text()
+    facts = {"exit_code": exit_code, "stdout": stdout, "stderr": stderr,
+             "latency_ms": round((time.monotonic() - started) * 1000, 1)}
+    version = _VERSION.search(stdout) or _VERSION.search(stderr)
+    if version:
+        facts["version"] = version.group()
+    return facts
+
+
+def _kill(proc) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        proc.wait(1)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+class _Capped:
+    """Drains a pipe in a thread, keeping the first `cap` bytes, so output never fills memory."""
+
+    def __init__(self, pipe, cap: int):
+        self.data, self.dropped, self._pipe, self._cap = bytearray(), 0, pipe, cap
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        with self._pipe:
+            for chunk in iter(lambda: self._pipe.read1(65536) if hasattr(self._pipe, "read1")
+                              else self._pipe.read(65536), b""):
+                room = self._cap - len(self.data)
+                self.data += chunk[:max(0, room)]
+                self.dropped += max(0, len(chunk) - max(0, room))
+
+    def join(self, deadline: float) -> None:
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    def text(self) -> str:
+        text = bytes(self.data).decode("utf-8", errors="replace")
+        return text + ("\n… (%d more bytes)" % self.dropped if self.dropped else "")

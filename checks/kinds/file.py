@@ -1,0 +1,59 @@
+"""file: does a file exist, with what mode, size and age; and its JSON (feature flags).
+
+Facts: exists, is_dir, mode ("0644"), size_bytes, age_s (since last modified),
+and json when the file is JSON (json = true, or a .json name); json_error says why not.
+"""
+
+import json
+import os
+import stat
+import time
+from typing import Any, Dict
+
+from checks import CheckError
+
+DEFAULT_EXPECT = ("exists == true",)
+MAX_JSON = 1024 * 1024
+
+
+def load(fields) -> Dict[str, Any]:
+    path = fields.text("path")
+    return {"path": path, "json": fields.flag("json", path.endswith(".json")),
+            "max_bytes": int(fields.number("max_bytes", MAX_JSON, minimum=1))}
+
+
+def target(params) -> str:
+    return params["path"]
+
+
+def probe(params, timeout: float) -> Dict[str, Any]:
+    path = params["path"]
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return {"exists": False}
+    except OSError as exc:
+        raise CheckError("cannot stat %s: %s" % (path, exc.strerror))
+    facts: Dict[str, Any] = {
+        "exists": True, "is_dir": stat.S_ISDIR(info.st_mode),
+        "mode": "%04o" % stat.S_IMODE(info.st_mode), "size_bytes": info.st_size,
+        "age_s": round(time.time() - info.st_mtime, 1),
+    }
+    if params["json"] and not facts["is_dir"]:
+        facts.update(read_json(path, params["max_bytes"]))
+    return facts
+
+
+def read_json(path: str, max_bytes: int) -> Dict[str, Any]:
+    """{"json": ...} or {"json_error": ...}; an unreadable file is a CheckError."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise CheckError("cannot read %s: %s" % (path, exc.strerror))
+    if len(data) > max_bytes:
+        return {"json_error": "%s is over max_bytes (%d bytes)" % (path, max_bytes)}
+    try:
+        return {"json": json.loads(data.decode("utf-8-sig"))}
+    except (ValueError, UnicodeDecodeError) as exc:
+        return {"json_error": "%s is not valid JSON: %s" % (path, exc)}

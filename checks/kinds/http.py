@@ -1,0 +1,231 @@
+"""http: one request (following redirects if asked) against a deadline and a body cap.
+
+Facts: status, headers (names lower-cased), body (text, up to max_body), bytes_read,
+json (when the body is JSON; json_error says why not when it should be), latency_ms,
+url (after redirects), redirects, and for https cert_days and cert_expires_at.
+"""
+
+import base64
+import json
+import socket
+import time
+from typing import Any, Dict, Optional
+
+from checks import ConfigError
+from checks.net import DeadlineGuard, describe_error
+
+DEFAULT_EXPECT = ("status < 400",)
+MAX_BODY = 1024 * 1024
+_REDIRECTS = (301, 302, 303, 307, 308)
+_CHUNK = 65536
+
+
+def load(fields) -> Dict[str, Any]:
+    url = fields.text("url")
+    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
+        raise ConfigError("%s: expected an http:// or https:// URL, got %r" % (fields.at("url"), url))
+    body, json_body = fields.get("body", (str,), None), fields.get("json", (dict, list, str, int, float, bool), None)
+    if body is not None and json_body is not None:
+        raise ConfigError("%s: give body or json, not both" % fields.at("json"))
+    headers = fields.get("headers", (dict,), {})
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise ConfigError("%s.%s: expected a string" % (fields.at("headers"), name))
+    headers = dict(headers)
+    if json_body is not None:
+        body = json.dumps(json_body)
+        headers.setdefault("Content-Type", "application/json")
+    basic = fields.get("basic_auth", (dict,), None)
+    if basic is not None:
+        user, password = basic.get("username"), basic.get("password")
+        if not isinstance(user, str) or not isinstance(password, str):
+            raise ConfigError("%s: expected {\"username\": ..., \"password\": ...}" % fields.at("basic_auth"))
+        token = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+        headers["Authorization"] = "Basic " + token
+    bearer = fields.text("bearer_token", None)
+    if bearer is not None:
+        headers["Authorization"] = "Bearer " + bearer
+    insecure = fields.flag("insecure", False)
+    ca_file = fields.text("ca_file", None)
+    if insecure and ca_file:
+        raise ConfigError("%s: insecure skips verification, so a ca_file has no effect" % fields.at("ca_file"))
+    return {
+        "url": url, "method": fields.text("method", "GET").upper(), "headers": headers,
+        "body": body, "follow_redirects": fields.flag("follow_redirects", True),
+        "max_redirects": int(fields.number("max_redirects", 5)), "insecure": insecure,
+        "ca_file": ca_file, "max_body": int(fields.number("max_body", MAX_BODY, minimum=1)),
+    }
+
+
+def target(params) -> str:
+    return "%s %s" % (params["method"], params["url"])
+
+
+def probe(params, timeout: float) -> Dict[str, Any]:
+    return fetch(params["url"], timeout, method=params["method"], headers=params["headers"],
+                 body=params["body"], follow_redirects=params["follow_redirects"],
+                 max_redirects=params["max_redirects"], insecure=params["insecure"],
+                 ca_file=params["ca_file"], max_body=params["max_body"])
+
+
+def fetch(url: str, timeout: float, method: str = "GET", headers: Optional[dict] = None,
+          body: Optional[str] = None, follow_redirects: bool = True, max_redirects: int = 5,
+          insecure: bool = False, ca_file: Optional[str] = None, max_body: int = MAX_BODY) -> Dict[str, Any]:
+    """Request url, following redirects, all within timeout seconds; facts, never an exception."""
+    import http.client  # noqa: F401 -- before the clock starts: latency is the server's, not our import's
+    from urllib.parse import urljoin
+
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    redirects = 0
+    while True:
+        facts = _request(url, method, headers or {}, body, deadline, timeout, insecure, ca_file, max_body)
+        location = facts.get("headers", {}).get("location")
+        if not (follow_redirects and facts.get("status") in _REDIRECTS and location):
+            break
+        if redirects >= max_redirects:
+            facts["error"] = "too many redirects (more than %d), last to %s" % (max_redirects, location)
+            break
+        redirects += 1
+        url = urljoin(url, location)
+        if facts["status"] == 303 or (facts["status"] in (301, 302) and method == "POST"):
+            method, body = "GET", None
+    facts["url"] = url
+    facts["redirects"] = redirects
+    if "error" not in facts:
+        facts["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
+    return facts
+
+
+def _request(url, method, headers, body, deadline, timeout, insecure, ca_file, max_body) -> Dict[str, Any]:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return {"error": "timed out after %gs" % timeout}
+    try:
+        port = parts.port
+    except ValueError:
+        return {"error": "bad port in URL %s" % url}
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(parts.hostname, port, timeout=remaining,
+                                           context=_tls_context(insecure, ca_file))
+    elif parts.scheme == "http":
+        conn = http.client.HTTPConnection(parts.hostname, port, timeout=remaining)
+    else:
+        return {"error": "cannot follow a redirect to %s" % url}
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    guard = DeadlineGuard(deadline)
+    try:
+        conn.connect()
+        guard.watch(conn.sock)
+        facts = {}
+        if parts.scheme == "https":
+            facts.update(_cert_facts(conn.sock.getpeercert(binary_form=True)))
+        conn.request(method, path, body=body.encode() if body is not None else None, headers=headers)
+        response = conn.getresponse()
+        facts.update(exchange_facts(response, max_body, method))
+        return facts
+    except Exception as exc:  # every failure of the far side becomes a fact
+        if guard.fired or isinstance(exc, socket.timeout):
+            return {"error": "timed out after %gs" % timeout}
+        return {"error": describe_error(exc)}
+    finally:
+        guard.cancel()
+        conn.close()
+
+
+def exchange_facts(response, max_body: int, method: str = "GET") -> Dict[str, Any]:
+    """Status, headers and a capped body from an http.client response."""
+    headers: Dict[str, str] = {}
+    for name, value in response.getheaders():
+        name = name.lower()
+        headers[name] = headers[name] + ", " + value if name in headers else value
+    facts: Dict[str, Any] = {"status": response.status, "headers": headers}
+    length = headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_body:
+        facts["error"] = "response body of %s bytes is over max_body (%d bytes)" % (length, max_body)
+        return facts
+    chunks, size = [], 0
+    while method != "HEAD":
+        chunk = response.read1(_CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_body:
+            facts["error"] = "response body is over max_body (%d bytes)" % max_body
+            return facts
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    charset = response.headers.get_content_charset() or "utf-8"
+    try:
+        text = raw.decode(charset, errors="replace")
+    except LookupError:
+        text = raw.decode("utf-8", errors="replace")
+    facts.update(body=text, bytes_read=size)
+    looks_json = "json" in headers.get("content-type", "") or text.lstrip()[:1] in ("{", "[")
+    if looks_json:
+        try:
+            facts["json"] = json.loads(text)
+        except ValueError as exc:
+            facts["json_error"] = "body is not valid JSON: %s" % exc
+    return facts
+
+
+def _tls_context(insecure: bool, ca_file: Optional[str]):
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca_file)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _cert_facts(der: Optional[bytes]) -> Dict[str, Any]:
+    if not der:
+        return {}
+    try:
+        expires = _not_after(der)
+    except (IndexError, ValueError):
+        return {}
+    return {"cert_days": round((expires - time.time()) / 86400, 1),
+            "cert_expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))}
+
+
+def _tlv(data: bytes, pos: int):
+    """One DER element at pos: (tag, start of content, end of content)."""
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[pos:pos + count], "big")
+        pos += count
+    return tag, pos, pos + length
+
+
+def _not_after(der: bytes) -> float:
+    """The certificate's notAfter as epoch seconds, read straight from its DER.
+
+    getpeercert() gives the parsed dates only for a verified peer; reading the DER
+    gives cert_days for `insecure` checks of self-signed certificates too.
+    """
+    import calendar
+
+    _, cert, _ = _tlv(der, 0)
+    _, pos, _ = _tlv(der, cert)          # TBSCertificate
+    if der[pos] == 0xA0:                  # explicit version
+        pos = _tlv(der, pos)[2]
+    for _ in range(3):                    # serial, signature algorithm, issuer
+        pos = _tlv(der, pos)[2]
+    _, validity, _ = _tlv(der, pos)
+    not_before_end = _tlv(der, validity)[2]
+    tag, start, end = _tlv(der, not_before_end)
+    text = der[start:end].decode("ascii")
+    if tag == 0x17:                       # UTCTime, two-digit year
+        text = ("19" if int(text[:2]) >= 50 else "20") + text
+    return calendar.timegm(time.strptime(text[:14], "%Y%m%d%H%M%S"))

@@ -1,0 +1,59 @@
+"""log: how often a pattern occurs in the last N lines of a file.
+
+Facts: count (matching lines), lines_read, last_match. Give the expectation:
+`count == 0` for "no CRITICAL in the last 500 lines", `count > 0` for "it started".
+"""
+
+import os
+import re
+from typing import Any, Dict, List
+
+from checks import CheckError, ConfigError
+
+DEFAULT_EXPECT = None  # "present" and "absent" are equally common: the config says which
+MAX_TAIL_BYTES = 16 * 1024 * 1024
+_BLOCK = 65536
+
+
+def load(fields) -> Dict[str, Any]:
+    pattern = fields.text("pattern")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError("%s: bad regular expression: %s" % (fields.at("pattern"), exc))
+    return {"path": fields.text("path"), "pattern": pattern,
+            "lines": int(fields.number("lines", 500, minimum=1)),
+            "ignore_case": fields.flag("ignore_case", False)}
+
+
+def target(params) -> str:
+    return "/%s/ in the last %d lines of %s" % (params["pattern"], params["lines"], params["path"])
+
+
+def probe(params, timeout: float) -> Dict[str, Any]:
+    regex = re.compile(params["pattern"], re.IGNORECASE if params["ignore_case"] else 0)
+    lines = tail(params["path"], params["lines"])
+    matches = [line for line in lines if regex.search(line)]
+    facts: Dict[str, Any] = {"count": len(matches), "lines_read": len(lines)}
+    if matches:
+        facts["last_match"] = matches[-1][:500]
+    return facts
+
+
+def tail(path: str, count: int) -> List[str]:
+    """The last `count` lines, reading backwards in blocks (at most MAX_TAIL_BYTES)."""
+    try:
+        with open(path, "rb") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            data, pos = b"", end
+            while pos > 0 and data.count(b"\n") <= count and end - pos < MAX_TAIL_BYTES:
+                step = min(_BLOCK, pos)
+                pos -= step
+                fh.seek(pos)
+                data = fh.read(step) + data
+    except OSError as exc:
+        raise CheckError("cannot read %s: %s" % (path, exc.strerror))
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if pos > 0 and lines:
+        lines = lines[1:]  # the first may be a partial line
+    return lines[-count:]

@@ -1,0 +1,82 @@
+"""prometheus: an instant query against a Prometheus HTTP API (/api/v1/query).
+
+Facts: count (series or 1 for a scalar), value (first sample, a number), values,
+series [{"metric": {...}, "value": n}]. An empty result is "no data": on_no_data
+decides whether that fails (default), errors, or passes.
+"""
+
+import math
+from typing import Any, Dict
+from urllib.parse import urlencode
+
+from checks import CheckError, ConfigError
+from checks.kinds import http
+
+DEFAULT_EXPECT = ("count > 0",)
+NO_DATA = ("fail", "error", "pass")
+
+
+def load(fields) -> Dict[str, Any]:
+    url = fields.text("url").rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("%s: expected the Prometheus base URL, e.g. http://127.0.0.1:9090" % fields.at("url"))
+    token = fields.text("bearer_token", None)
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    return {"url": url, "query": fields.text("query"), "headers": headers,
+            "on_no_data": fields.choice("on_no_data", NO_DATA, "fail"),
+            "insecure": fields.flag("insecure", False), "ca_file": fields.text("ca_file", None)}
+
+
+def target(params) -> str:
+    return "%s %s" % (params["url"], params["query"])
+
+
+def probe(params, timeout: float) -> Dict[str, Any]:
+    url = "%s/api/v1/query?%s" % (params["url"], urlencode({"query": params["query"]}))
+    answer = http.fetch(url, timeout, headers=params["headers"], insecure=params["insecure"],
+                        ca_file=params["ca_file"])
+    if "error" in answer:
+        return {"error": "prometheus: %s" % answer["error"]}
+    doc = answer.get("json")
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        detail = doc.get("error") if isinstance(doc, dict) else answer.get("body", "")[:200]
+        return {"error": "prometheus answered %s: %s" % (answer.get("status"), detail)}
+    facts = _facts(doc.get("data") or {})
+    facts["latency_ms"] = answer["latency_ms"]
+    if facts["count"] == 0:
+        reason = "no data: %s returned an empty result" % params["query"]
+        if params["on_no_data"] == "error":
+            raise CheckError(reason)
+        if params["on_no_data"] == "pass":
+            facts["expectations_skipped"] = reason + " (on_no_data = pass)"
+        else:
+            facts["error"] = reason
+    return facts
+
+
+def _facts(data: Dict[str, Any]) -> Dict[str, Any]:
+    kind, result = data.get("resultType"), data.get("result")
+    if kind in ("scalar", "string"):
+        samples = [{"metric": {}, "value": result[1]}] if result else []
+    else:  # vector; a range-vector query (matrix) keeps each series' last sample
+        samples = [{"metric": s.get("metric", {}),
+                    "value": (s.get("value") or (s.get("values") or [[0, None]])[-1])[1]}
+                   for s in result or []]
+    for sample in samples:
+        sample["value"] = _number(sample["value"])
+    values = [s["value"] for s in samples]
+    facts: Dict[str, Any] = {"count": len(samples), "values": values, "series": samples}
+    if values:
+        facts["value"] = values[0]
+    return facts
+
+
+def _number(text: Any) -> Any:
+    """Prometheus sends samples as strings ("0.5", "NaN", "+Inf"); NaN and Inf stay strings (JSON has neither)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return text
+    if not math.isfinite(value):
+        return text
+    return int(value) if value.is_integer() else value

@@ -1,0 +1,76 @@
+"""resources: memory, CPU, disk and load of this host, from /proc and statvfs.
+
+Facts: memory_percent, cpu_percent (sampled over cpu_window_s), disk_percent (the
+fullest of `paths`) with disks {path: percent}, load1, load5, load15, cpus.
+"""
+
+import os
+import time
+from typing import Any, Dict, List, Tuple
+
+from checks import CheckError, ConfigError
+
+DEFAULT_EXPECT = ("memory_percent < 90", "cpu_percent < 90", "disk_percent < 90")
+
+
+def load(fields) -> Dict[str, Any]:
+    paths = fields.strings("paths", ["/"])
+    if not paths:
+        raise ConfigError("%s: give at least one path" % fields.at("paths"))
+    return {"paths": paths, "cpu_window_s": fields.number("cpu_window_s", 0.5)}
+
+
+def target(params) -> str:
+    return "memory, cpu, disk %s" % ",".join(params["paths"])
+
+
+def probe(params, timeout: float) -> Dict[str, Any]:
+    window = min(params["cpu_window_s"], max(0.0, timeout / 2))
+    facts: Dict[str, Any] = {"memory_percent": memory_percent(), "cpu_percent": cpu_percent(window)}
+    disks = {path: disk_percent(path) for path in params["paths"]}
+    facts.update(disk_percent=max(disks.values()), disks=disks, cpus=os.cpu_count())
+    facts["load1"], facts["load5"], facts["load15"] = [round(x, 2) for x in os.getloadavg()]
+    return facts
+
+
+def memory_percent() -> float:
+    info = {}
+    for line in _read_lines("/proc/meminfo"):
+        key, _, value = line.partition(":")
+        info[key] = int(value.split()[0]) if value.split() else 0
+    total = info.get("MemTotal", 0)
+    available = info.get("MemAvailable", info.get("MemFree", 0) + info.get("Cached", 0))
+    return round(100.0 * (total - available) / total, 1) if total else 0.0
+
+
+def cpu_percent(window: float) -> float:
+    busy1, total1 = _cpu_times()
+    time.sleep(window)
+    busy2, total2 = _cpu_times()
+    return round(100.0 * (busy2 - busy1) / (total2 - total1), 1) if total2 > total1 else 0.0
+
+
+def _cpu_times() -> Tuple[int, int]:
+    fields = [int(v) for v in _read_lines("/proc/stat")[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user time
+    return total - idle, total
+
+
+def disk_percent(path: str) -> float:
+    """Used space as `df` shows it: blocks reserved for root count as unavailable."""
+    try:
+        st = os.statvfs(path)
+    except OSError as exc:
+        raise CheckError("cannot stat filesystem %s: %s" % (path, exc.strerror))
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    usable = used + st.f_bavail * st.f_frsize
+    return round(100.0 * used / usable, 1) if usable else 0.0
+
+
+def _read_lines(path: str) -> List[str]:
+    try:
+        with open(path) as fh:
+            return fh.read(65536).splitlines()
+    except OSError as exc:
+        raise CheckError("cannot read %s (Linux only): %s" % (path, exc.strerror))

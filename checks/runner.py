@@ -1,0 +1,235 @@
+"""Runs checks: concurrency, timeouts, retries, the run deadline, cleanup, interruption.
+
+Probes bound their own I/O, but the runner does not trust them to: every check has
+a hard budget, and a probe that overruns it is abandoned (its thread is a daemon)
+and reported as a failure, so nothing can hang the run.
+"""
+
+import json
+import queue
+import signal
+import threading
+import time
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+from checks import CheckError, expect
+from checks.model import Result
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_CONCURRENCY = 32
+_GRACE_S = 2.0          # beyond a check's budget before the runner gives up on its probe
+_FACT_CAP = 2048        # bytes of JSON per fact kept in a report: evidence, not a dump
+
+
+class Check(NamedTuple):
+    name: str
+    section: str
+    kind: str
+    probe: Callable[[float], Dict[str, Any]]  # timeout_s -> facts
+    expect: Tuple[expect.Condition, ...]
+    target: str = ""
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = 0
+    retry_delay: float = 1.0
+    severity: str = "normal"
+    tags: Tuple[str, ...] = ()
+
+    def budget(self) -> float:
+        return (self.timeout * (self.retries + 1) + self.retry_delay * self.retries) + _GRACE_S
+
+
+class RunContext(NamedTuple):
+    concurrency: int = DEFAULT_CONCURRENCY
+    deadline_s: Optional[float] = None
+    on_result: Optional[Callable[[Result], None]] = None
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread by SIGINT/SIGTERM; carries the partial results once known."""
+
+    def __init__(self, signum: int, results: Optional[List[Result]] = None):
+        super().__init__(signum)
+        self.signum, self.results = signum, results or []
+
+
+class Cleanup:
+    """Undo actions for what a run created; run on success, failure, exception and signals."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._actions: Dict[int, Callable[[], None]] = {}
+        self._next = 0
+
+    def add(self, action: Callable[[], None]) -> int:
+        with self._lock:
+            self._next += 1
+            self._actions[self._next] = action
+            return self._next
+
+    def remove(self, token: int) -> None:
+        with self._lock:
+            self._actions.pop(token, None)
+
+    def run_all(self) -> List[str]:
+        """Run every pending action, newest first; returns the errors, never raises."""
+        with self._lock:
+            actions = sorted(self._actions.items(), reverse=True)
+            self._actions.clear()
+        errors = []
+        for _, action in actions:
+            try:
+                action()
+            except Exception as exc:  # cleanup must go on past one failure
+                errors.append("cleanup: %s" % exc)
+        return errors
+
+
+CLEANUP = Cleanup()
+
+
+def handle_signals() -> Callable[[], None]:
+    """Turn SIGINT/SIGTERM into Interrupted in the main thread; returns a restore function."""
+    def raise_interrupted(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, raise_interrupted)
+    except ValueError:  # not the main thread: the caller owns signals
+        pass
+
+    def restore():
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return restore
+
+
+def select(checks: List[Check], tags=(), skip_tags=(), only=()) -> Tuple[List[Check], List[Result]]:
+    """Split checks into those selected and `skip` results for the rest."""
+    chosen, skipped = [], []
+    for check in checks:
+        reason = None
+        if only and check.name not in only:
+            reason = "not selected (--only)"
+        elif tags and not set(tags) & set(check.tags):
+            reason = "not selected (--tag %s)" % ",".join(tags)
+        elif set(skip_tags) & set(check.tags):
+            reason = "not selected (--skip-tag %s)" % ",".join(sorted(set(skip_tags) & set(check.tags)))
+        if reason:
+            skipped.append(_result(check, "skip", reason))
+        else:
+            chosen.append(check)
+    return chosen, skipped
+
+
+def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
+    """Run checks concurrently; results come back in the order the checks were given."""
+    done: "queue.Queue[Tuple[int, Result]]" = queue.Queue()
+    results: Dict[int, Result] = {}
+    running: Dict[int, float] = {}  # index -> monotonic time its budget ends
+    pending = list(range(len(checks)))
+    run_ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
+
+    def finish(index: int, result: Result) -> None:
+        running.pop(index, None)
+        results[index] = result
+        if ctx.on_result:
+            ctx.on_result(result)
+
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, ctx.concurrency):
+                index = pending.pop(0)
+                running[index] = time.monotonic() + checks[index].budget()
+                threading.Thread(target=_work, args=(index, checks[index], run_ends, done),
+                                 name="check-%s" % checks[index].name, daemon=True).start()
+            wake = min(list(running.values()) + ([run_ends] if run_ends else []))
+            try:
+                index, result = done.get(timeout=max(0.0, wake - time.monotonic()))
+            except queue.Empty:
+                now = time.monotonic()
+                if run_ends and now >= run_ends:
+                    for index in list(running) + pending:
+                        finish(index, _result(checks[index], "fail", "deadline exceeded (--deadline %gs)"
+                                              % ctx.deadline_s))
+                    pending = []
+                    break
+                for index, ends in list(running.items()):
+                    if now >= ends:
+                        finish(index, _result(checks[index], "fail", "timed out: the probe did not return "
+                                              "within %.1fs" % checks[index].budget()))
+                continue
+            if index in running:  # else it was already given up on
+                finish(index, result)
+    except Interrupted as exc:
+        for index in list(running) + pending:
+            results[index] = _result(checks[index], "skip", "interrupted by %s" % signal.Signals(exc.signum).name)
+        exc.results = [results[i] for i in sorted(results)]
+        raise
+    return [results[i] for i in sorted(results)]
+
+
+def _work(index: int, check: Check, run_ends: Optional[float], done: "queue.Queue") -> None:
+    done.put((index, attempt(check, run_ends)))
+
+
+def attempt(check: Check, run_ends: Optional[float] = None) -> Result:
+    """Probe and judge, retrying on failure; a pass after a retry is flagged flaky."""
+    started = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        timeout = check.timeout
+        if run_ends:
+            timeout = max(0.01, min(timeout, run_ends - time.monotonic()))
+        try:
+            facts = check.probe(timeout)
+        except CheckError as exc:
+            return _result(check, "error", str(exc), started, attempts)
+        except Exception as exc:  # a bug in a probe must not take the run down
+            return _result(check, "error", "internal error in %s probe: %s: %s"
+                           % (check.kind, type(exc).__name__, exc), started, attempts)
+        problems = judge(check.expect, facts)
+        if not problems:
+            return _result(check, "pass", facts.get("expectations_skipped", ""), started, attempts, facts,
+                           flaky=attempts > 1)
+        out_of_time = run_ends and time.monotonic() + check.retry_delay >= run_ends
+        if attempts > check.retries or out_of_time:
+            message = "; ".join(problems)
+            if attempts > 1:
+                message += " (%d attempts)" % attempts
+            status = "warn" if check.severity == "warning" else "fail"
+            return _result(check, status, message, started, attempts, facts)
+        time.sleep(check.retry_delay)
+
+
+def judge(conditions, facts: Dict[str, Any]) -> List[str]:
+    """The unmet expectations; a probe's `error` fails the check unless a condition is about it.
+
+    A probe may set `expectations_skipped` (with the reason) when the config told it
+    how to judge a case itself, as prometheus's on_no_data = "pass" does.
+    """
+    if facts.get("expectations_skipped"):
+        return []
+    if facts.get("error") and not any(c.path[0] == "error" for c in conditions):
+        return [str(facts["error"])]
+    return expect.failures(list(conditions), facts)
+
+
+def _result(check: Check, status: str, message: str, started: Optional[float] = None,
+            attempts: int = 0, facts: Optional[Dict[str, Any]] = None, flaky: bool = False) -> Result:
+    duration = (time.monotonic() - started) * 1000 if started else 0.0
+    return Result(check.name, check.section, check.kind, status, message, duration, attempts,
+                  check.tags, check.severity, excerpt(facts or {}), flaky)
+
+
+def excerpt(facts: Dict[str, Any]) -> Dict[str, Any]:
+    """Facts fit for a report: any value over the cap becomes a marked excerpt of its text."""
+    out = {}
+    for key, value in facts.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        if len(text) > _FACT_CAP:
+            value = text[:_FACT_CAP] + "… (%d more characters)" % (len(text) - _FACT_CAP)
+        out[key] = value
+    return out
