@@ -1,4 +1,36 @@
+"""Shared test fixtures: the real fixture service on 127.0.0.1, and a one-call check runner."""
+
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from checks.kinds import build_check  # noqa: E402
+from checks.runner import attempt  # noqa: E402
+from fixtures.service import serve_in_thread  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def service():
+    """Base URL of the fixture service (http), shared by the whole session."""
+    server, url = serve_in_thread()
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def tls_service():
+    server, url = serve_in_thread(tls=True)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+def run_check(**table):
+    """Build a check from config fields (as a config file would give them) and run it once."""
+    table.setdefault("name", "t")
+    return attempt(build_check(table, "health.checks[0]", "health"))

@@ -1,0 +1,333 @@
+"""The CLI as users meet it: in-process main([...]) for speed, subprocesses for real exit codes,
+streams and signals, against the fixture service on 127.0.0.1."""
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import smoke
+from conftest import ROOT
+
+SMOKE = str(ROOT / "smoke.py")
+
+
+def run(*args, env=None, cwd=None, timeout=30, **kw):
+    full_env = dict(os.environ, **(env or {}))
+    full_env.pop("SMOKE_CONFIG", None) if env is None or "SMOKE_CONFIG" not in env else None
+    return subprocess.run([sys.executable, SMOKE] + list(args), capture_output=True, text=True,
+                          env=full_env, cwd=cwd or ROOT, timeout=timeout, **kw)
+
+
+def write_config(tmp_path, checks, name="smoke.json", **section):
+    path = tmp_path / name
+    path.write_text(json.dumps({"health": dict(section, checks=checks)}))
+    return str(path)
+
+
+def main(capsys, *args):
+    code = smoke.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- help, version, the report -------------------------------------------------------------
+
+def test_help_and_version_work_without_a_config():
+    for args in (["--help"], ["health", "--help"], ["all", "--help"]):
+        done = run(*args)
+        assert done.returncode == 0 and "usage: smoke.py" in done.stdout, args
+    assert run("--version").stdout.strip() == "smoke.py 0.1.0"
+    assert "exit codes: 0 pass, 1 fail" in run("--help").stdout
+
+
+def test_no_command_is_a_usage_error():
+    done = run()
+    assert done.returncode == 2 and "required" in done.stderr
+
+
+def test_url_check_passes_with_a_full_report(capsys, service):
+    code, out, err = main(capsys, "health", "--url", service + "/health", "--expect", "json.status == healthy",
+                          "--expect", "latency_ms < 2000", "--name", "a2a")
+    report = json.loads(out)
+    assert code == 0 and err == ""
+    assert report["schema"] == "smoke.report/1"
+    assert report["tool"] == {"name": "smoke.py", "version": "0.1.0"}
+    assert (report["command"], report["status"], report["exit_code"]) == ("health", "pass", 0)
+    assert report["summary"] == {"total": 1, "pass": 1, "warn": 0, "fail": 0, "error": 0, "skip": 0,
+                                 "pass_rate": 1.0}
+    assert report["started_at"].endswith("Z") and report["duration_ms"] > 0
+    result = report["results"][0]
+    assert (result["name"], result["kind"], result["status"], result["attempts"]) == ("a2a", "http", "pass", 1)
+    assert result["facts"]["json"] == {"status": "healthy", "agents_loaded": 15}
+
+
+def test_a_failed_expectation_explains_itself_and_exits_1(capsys, service):
+    code, out, _ = main(capsys, "health", "--url", service + "/health", "--expect", "json.agents_loaded >= 16")
+    assert code == 1
+    assert json.loads(out)["results"][0]["message"] == "json.agents_loaded: expected >= 16, got 15"
+
+
+def test_only_errors_exit_3(capsys, tmp_path):
+    path = write_config(tmp_path, [{"name": "x", "kind": "command", "command": ["no-such-binary-xyz"]}])
+    code, out, _ = main(capsys, "health", "--config", path)
+    assert code == 3
+    assert json.loads(out)["results"][0]["message"] == "cannot run: no-such-binary-xyz not found"
+
+
+def test_tcp_and_resources_flags(capsys, service):
+    address = service.split("//")[1]
+    code, out, _ = main(capsys, "health", "--tcp", address, "--resources", "--expect", "memory_percent < 100")
+    kinds = [(r["kind"], r["status"]) for r in json.loads(out)["results"]]
+    assert code == 0 and kinds == [("tcp", "pass"), ("resources", "pass")]
+
+
+def test_timeout_and_retries_apply_to_flag_checks(capsys, service):
+    started = time.monotonic()
+    code, out, _ = main(capsys, "health", "--url", service + "/fault/hang", "--timeout", "0.3", "--retries", "1")
+    result = json.loads(out)["results"][0]
+    assert code == 1 and time.monotonic() - started < 3
+    assert result["attempts"] == 2 and result["message"] == "timed out after 0.3s (2 attempts)"
+
+
+def test_text_format_has_one_line_per_check_and_evidence(capsys, service):
+    code, out, _ = main(capsys, "health", "--format", "text", "--url", service + "/health", "--name", "ok",
+                        "--url", service + "/fault/500", "--name", "broken")
+    lines = out.splitlines()
+    assert code == 1
+    assert lines[1].startswith("PASS  ok ") and lines[2].startswith("FAIL  broken ")
+    assert lines[3].strip() == "status: expected < 400, got 500"
+    assert any(line.strip().startswith('body: {"status": "error"}') for line in lines)
+    assert lines[-1].startswith("FAIL  1/2 passed (pass rate 0.50)") and lines[-1].endswith("exit 1")
+
+
+# --- config: where it comes from, what it may say ------------------------------------------
+
+def test_config_from_flag_env_and_current_directory(tmp_path, service):
+    write_config(tmp_path, [{"name": "here", "kind": "http", "url": service + "/health"}])
+    done = run("health", cwd=str(tmp_path))
+    assert done.returncode == 0 and json.loads(done.stdout)["results"][0]["name"] == "here"
+    other = tmp_path / "sub"
+    other.mkdir()
+    env_path = write_config(other, [{"name": "from-env", "kind": "http", "url": service + "/health"}], "x.json")
+    done = run("health", cwd=str(tmp_path), env={"SMOKE_CONFIG": env_path})
+    assert json.loads(done.stdout)["results"][0]["name"] == "from-env"
+    done = run("health", "--config", str(tmp_path / "smoke.json"), cwd=str(other), env={"SMOKE_CONFIG": env_path})
+    assert json.loads(done.stdout)["results"][0]["name"] == "here"
+
+
+def test_no_config_anywhere_is_a_usage_error(tmp_path):
+    done = run("health", cwd=str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.startswith("smoke.py: error: nothing to check: no config found")
+    assert done.stdout == ""
+
+
+def test_toml_config_where_tomllib_exists(tmp_path, service):
+    path = tmp_path / "smoke.toml"
+    path.write_text('[[health.checks]]\nname = "t"\nkind = "http"\nurl = "%s/health"\n' % service)
+    done = run("health", "--config", str(path))
+    if sys.version_info >= (3, 11):
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode == 2 and "TOML needs Python 3.11" in done.stderr
+
+
+@pytest.mark.parametrize("config, message", [
+    ('{"health": {"checks": [{"name": "x", "kind": "htp", "url": "http://h"}]}}',
+     "health.checks[0].kind: unknown kind 'htp' (known: http, tcp, command, process, docker, resources, "
+     "prometheus, file, log)"),
+    ('{"health": {"checks": [{"name": "x", "kind": "http"}]}}', "health.checks[0].url: required field is missing"),
+    ('{"health": {"checks": [{"name": "x", "kind": "http", "url": "http://h", "timeout": "ten"}]}}',
+     'health.checks[0].timeout: expected a number, got a string "ten"'),
+    ('{"health": {"checks": [{"name": "x", "kind": "http", "url": "http://h", "expect": ["status =~ 2"]}]}}',
+     "health.checks[0].expect[0]: unknown operator '=~' at column 8"),
+    ('{"health": {"checks": [{"name": "x", "kind": "http", "url": "http://h", "severity": "high"}]}}',
+     'health.checks[0].severity: expected one of critical, normal, warning, got a string "high"'),
+    ('{"health": {"checks": [{"name": "x", "kind": "http", "url": "http://h", "retires": 2}]}}',
+     "health.checks[0].retires: unknown field (did you mean 'retries'?)"),
+    ('{"health": {"checks": [{"name": "x", "kind": "tcp", "address": "h:1"},'
+     ' {"name": "x", "kind": "tcp", "address": "h:2"}]}}',
+     "health.checks[1].name: 'x' is used twice; names must be unique"),
+    ('{"helth": {}}', "unknown section 'helth' (known: health)"),
+    ('{"health": {"checks": []}}', "nothing to check"),
+    ('{"health": {"checks": [{"kind": "http", "url": "${NOPE_NOT_SET}"}]}}',
+     "health.checks[0].url: environment variable NOPE_NOT_SET is not set"),
+    ('{"health": {\n  "checks": [,]\n}}', ":2:14: invalid JSON: Expecting value"),
+])
+def test_bad_config_is_one_line_exit_2_and_nothing_runs(tmp_path, config, message):
+    path = tmp_path / "bad.json"
+    path.write_text(config)
+    done = run("health", "--config", str(path))
+    assert done.returncode == 2
+    assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_bad_flags_are_usage_errors(capsys):
+    assert main(capsys, "health", "--url", "ftp://x")[0] == 2
+    code, _, err = main(capsys, "health", "--url", "http://127.0.0.1:1/", "--expect", "status ==")
+    assert code == 2 and err.strip() == "smoke.py: error: --expect 'status ==': expected a value after '==' at column 10"
+    with pytest.raises(SystemExit) as exc:
+        smoke.main(["health", "--expect", "status == 200"])
+    assert exc.value.code == 2
+    assert "--expect must come after the --url" in capsys.readouterr().err
+    code, _, err = main(capsys, "health", "--config", "/nonexistent/smoke.json")
+    assert code == 2 and "cannot read config" in err
+
+
+def test_validate_checks_and_runs_nothing(capsys, tmp_path):
+    path = write_config(tmp_path, [{"name": "x", "kind": "http", "url": "http://127.0.0.1:1/"}])
+    code, out, err = main(capsys, "health", "--validate", "--config", path)
+    assert (code, out, err.strip()) == (0, "", "config OK: 1 checks")
+
+
+def test_dry_run_prints_what_would_run(capsys, tmp_path):
+    path = write_config(tmp_path, [{"name": "x", "kind": "tcp", "address": "127.0.0.1:1", "tags": ["daily"]},
+                                   {"name": "y", "kind": "tcp", "address": "127.0.0.1:2"}])
+    code, out, _ = main(capsys, "health", "--dry-run", "--config", path, "--skip-tag", "daily")
+    assert code == 0 and out.split() == ["health", "y", "127.0.0.1:2", "[connected", "==", "true]"]
+
+
+# --- selection, verdict, output ------------------------------------------------------------
+
+def test_selection_flags_and_skips_in_the_report(capsys, tmp_path, service):
+    checks = [{"name": "a", "kind": "http", "url": service + "/health", "tags": ["hourly"]},
+              {"name": "b", "kind": "http", "url": service + "/fault/500", "tags": ["daily"]}]
+    path = write_config(tmp_path, checks)
+    code, out, _ = main(capsys, "health", "--config", path, "--tag", "hourly")
+    report = json.loads(out)
+    assert code == 0 and [r["status"] for r in report["results"]] == ["pass", "skip"]
+    assert main(capsys, "health", "--config", path, "--only", "b")[0] == 1
+    code, _, err = main(capsys, "health", "--config", path, "--only", "zz")
+    assert code == 2 and "--only zz: no such check (known: a, b)" in err
+    code, _, err = main(capsys, "health", "--config", path, "--tag", "weekly")
+    assert code == 2 and "the selection matched none of the 2 checks" in err
+
+
+def test_min_pass_rate_and_critical(capsys, tmp_path, service):
+    checks = [{"name": "n%d" % i, "kind": "http", "url": service + "/health"} for i in range(3)]
+    checks.append({"name": "bad", "kind": "http", "url": service + "/fault/500"})
+    path = write_config(tmp_path, checks)
+    assert main(capsys, "health", "--config", path, "--min-pass-rate", "0.75")[0] == 0
+    assert main(capsys, "health", "--config", path, "--min-pass-rate", "0.8")[0] == 1
+    checks[-1]["severity"] = "critical"
+    path = write_config(tmp_path, checks)
+    assert main(capsys, "health", "--config", path, "--min-pass-rate", "0.5")[0] == 1
+
+
+def test_output_is_written_atomically_and_quiet_is_quiet(capsys, tmp_path, service):
+    target = tmp_path / "report.json"
+    code, out, err = main(capsys, "health", "--url", service + "/health", "--output", str(target), "--quiet")
+    assert (code, out, err) == (0, "", "")
+    assert json.loads(target.read_text())["status"] == "pass"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left behind
+    code, out, _ = main(capsys, "health", "--url", service + "/fault/500", "--output", str(target), "--quiet")
+    assert code == 1 and json.loads(out)["status"] == "fail" == json.loads(target.read_text())["status"]
+    code, _, err = main(capsys, "health", "--url", service + "/health", "--output", str(tmp_path / "no" / "r.json"))
+    assert code == 2 and "the directory does not exist" in err
+
+
+def test_secrets_never_reach_the_report(capsys, tmp_path, service, monkeypatch):
+    monkeypatch.setenv("SMOKE_TEST_TOKEN", "wrong-token-value")
+    checks = [{"name": "bearer", "kind": "http", "url": service + "/auth/bearer",
+               "bearer_token": "${SMOKE_TEST_TOKEN}", "expect": ["status == 200"]},
+              {"name": "echo", "kind": "http", "url": service + "/echo",
+               "headers": {"X-Api-Key": "literal-api-key-123"}, "expect": ["body contains nothing-such"]}]
+    code, out, _ = main(capsys, "health", "--config", write_config(tmp_path, checks))
+    assert code == 1
+    assert "wrong-token-value" not in out and "literal-api-key-123" not in out
+    assert "***" in out
+
+
+def test_all_runs_every_section(capsys, tmp_path, service):
+    path = write_config(tmp_path, [{"name": "a", "kind": "http", "url": service + "/health"}])
+    code, out, _ = main(capsys, "all", "--config", path)
+    report = json.loads(out)
+    assert code == 0 and report["command"] == "all" and report["results"][0]["section"] == "health"
+
+
+def test_deadline_bounds_the_whole_run(capsys, service):
+    started = time.monotonic()
+    code, out, _ = main(capsys, "health", "--url", service + "/fault/hang", "--url", service + "/health",
+                        "--deadline", "0.5")
+    statuses = [r["status"] for r in json.loads(out)["results"]]
+    assert code == 1 and statuses == ["fail", "pass"] and time.monotonic() - started < 2
+
+
+# --- processes, streams and signals --------------------------------------------------------
+
+@pytest.mark.parametrize("signum, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_signal_writes_the_partial_report(tmp_path, service, signum, code, name):
+    target = tmp_path / "partial.json"
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--url", service + "/health", "--name", "done",
+                             "--url", service + "/fault/hang", "--name", "hung", "--timeout", "30",
+                             "--output", str(target)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # let the first check finish and the second hang
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == code, err
+    for report in (json.loads(out), json.loads(target.read_text())):
+        assert report["interrupted"] == name and report["exit_code"] == code
+        assert [(r["name"], r["status"]) for r in report["results"]] == [("done", "pass"), ("hung", "skip")]
+        assert report["results"][1]["message"] == "interrupted by %s" % name
+
+
+def test_a_killed_command_takes_its_children_with_it(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    script = "import os,subprocess,sys,time; p=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']);" \
+             "open(%r,'w').write(str(p.pid)); time.sleep(60)" % str(pidfile)
+    path = write_config(tmp_path, [{"name": "c", "kind": "command", "command": [sys.executable, "-c", script],
+                                    "timeout": 30}])
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(100):
+        if pidfile.exists() and pidfile.read_text():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 143
+    child = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert not os.path.exists("/proc/%d" % child) or "Z" in open("/proc/%d/stat" % child).read().split()[2]
+
+
+def test_broken_pipe_ends_quietly(service):
+    done = subprocess.run("%s %s health --url %s/health | head -c 10" % (sys.executable, SMOKE, service),
+                          shell=True, capture_output=True, text=True, timeout=30)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_progress_lines_go_to_a_terminal_only(service):
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--url", service + "/health", "--name", "p"],
+                            stdout=subprocess.PIPE, stderr=slave)
+    out, _ = proc.communicate(timeout=30)
+    os.close(slave)
+    progress = os.read(master, 4096).decode()
+    os.close(master)
+    assert progress.startswith("PASS  p (") and json.loads(out)["status"] == "pass"
+    assert run("health", "--url", service + "/health").stderr == ""
+
+
+def test_a_tcp_run_imports_neither_ssl_nor_http_client(service):
+    probe = ("import sys, runpy; sys.argv = ['smoke.py', 'health', '--tcp', %r, '--quiet']\n"
+             "try:\n    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+             "print(code, 'ssl' in sys.modules, 'http.client' in sys.modules)") % (service.split("//")[1], SMOKE)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert done.stdout.split() == ["0", "False", "False"], done.stderr
+
+
+def test_help_imports_nothing_from_checks_beyond_the_package():
+    probe = ("import sys, runpy; sys.argv = ['smoke.py', '--help']\n"
+             "try:\n    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith('checks') or m in ('json', 'socket', 'ssl')))"
+             ) % SMOKE
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip().splitlines()[-1] == "['checks']"

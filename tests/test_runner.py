@@ -1,0 +1,204 @@
+"""The runner, verdict and registries: concurrency, budgets, retries, deadline, selection, cleanup.
+
+Probes here are plain functions with real sleeps and real threads: the runner's
+contract is with the probe interface (timeout in, facts out), not with any I/O.
+"""
+
+import threading
+import time
+
+import pytest
+
+from checks import CheckError, expect
+from checks.model import ExitCode, Result, summarize, verdict
+from checks.runner import Check, Cleanup, RunContext, attempt, excerpt, judge, run_checks, select
+
+
+def make(name="c", probe=None, expect_=("ok == true",), **kw):
+    probe = probe or (lambda timeout: {"ok": True})
+    return Check(name=name, section="health", kind="test", probe=probe,
+                 expect=tuple(expect.parse(t) for t in expect_), **kw)
+
+
+def sleeper(seconds, facts=None):
+    def probe(timeout):
+        time.sleep(seconds)
+        return facts or {"ok": True}
+    return probe
+
+
+def test_results_come_back_in_the_order_given():
+    checks = [make("slow", sleeper(0.3)), make("fast", sleeper(0.01))]
+    assert [r.name for r in run_checks(checks, RunContext())] == ["slow", "fast"]
+
+
+def test_concurrency_is_bounded_and_used():
+    lock, now, peak = threading.Lock(), [0], [0]
+
+    def probe(timeout):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.1)
+        with lock:
+            now[0] -= 1
+        return {"ok": True}
+
+    started = time.monotonic()
+    results = run_checks([make("c%d" % i, probe) for i in range(12)], RunContext(concurrency=4))
+    elapsed = time.monotonic() - started
+    assert peak[0] == 4
+    assert all(r.status == "pass" for r in results)
+    assert 0.28 < elapsed < 1.0  # three waves of 0.1 s
+
+
+def test_a_pass_after_retries_is_flagged_flaky():
+    calls = []
+
+    def probe(timeout):
+        calls.append(1)
+        return {"ok": len(calls) >= 3}
+
+    result = attempt(make(probe=probe, retries=3, retry_delay=0.01))
+    assert (result.status, result.attempts, result.flaky) == ("pass", 3, True)
+    assert result.to_dict()["flaky"] is True
+
+
+def test_retries_exhausted_fail_with_the_last_evidence():
+    result = attempt(make(probe=lambda t: {"ok": False}, retries=2, retry_delay=0.01))
+    assert result.status == "fail"
+    assert result.message == "ok: expected == true, got false (3 attempts)"
+    assert result.attempts == 3 and not result.flaky
+
+
+def test_a_warning_check_warns_and_does_not_fail_the_verdict():
+    results = run_checks([make("a"), make("w", lambda t: {"ok": False}, severity="warning")], RunContext())
+    assert [r.status for r in results] == ["pass", "warn"]
+    assert verdict(results) == ("pass", ExitCode.PASS)
+
+
+def test_could_not_check_is_error_and_a_probe_bug_is_error_too():
+    def cannot(timeout):
+        raise CheckError("cannot run: xyz not found")
+
+    def buggy(timeout):
+        return {}["nope"]
+
+    assert attempt(make(probe=cannot, retries=3)).message == "cannot run: xyz not found"
+    result = attempt(make(probe=buggy))
+    assert result.status == "error"
+    assert result.message.startswith("internal error in test probe: KeyError")
+
+
+def test_a_probe_that_ignores_its_timeout_is_abandoned():
+    started = time.monotonic()
+    results = run_checks([make("stuck", sleeper(30), timeout=0.2), make("fine")], RunContext())
+    assert time.monotonic() - started < 4
+    assert results[0].status == "fail"
+    assert results[0].message.startswith("timed out: the probe did not return within 2.2s")
+    assert results[1].status == "pass"
+
+
+def test_the_run_deadline_fails_what_is_still_running_and_not_started():
+    checks = [make("c%d" % i, sleeper(5), timeout=10) for i in range(3)]
+    started = time.monotonic()
+    results = run_checks(checks, RunContext(concurrency=2, deadline_s=0.4))
+    assert time.monotonic() - started < 1.5
+    assert [r.status for r in results] == ["fail"] * 3
+    assert all(r.message == "deadline exceeded (--deadline 0.4s)" for r in results)
+
+
+def test_the_deadline_shortens_each_attempts_timeout():
+    seen = []
+    run_checks([make(probe=lambda t: seen.append(t) or {"ok": True}, timeout=10)],
+               RunContext(deadline_s=2))
+    assert 0 < seen[0] <= 2
+
+
+def test_an_error_fact_fails_unless_a_condition_is_about_it():
+    facts = {"connected": False, "error": "connection refused"}
+    assert judge([expect.parse("connected == false")], facts) == ["connection refused"]
+    assert judge([expect.parse("error contains refused")], facts) == []
+
+
+def test_expectations_skipped_passes_with_its_reason():
+    result = attempt(make(probe=lambda t: {"count": 0, "expectations_skipped": "no data (on_no_data = pass)"},
+                          expect_=("value > 1",)))
+    assert (result.status, result.message) == ("pass", "no data (on_no_data = pass)")
+
+
+def test_selection_by_tag_skip_tag_and_name():
+    checks = [make("a", tags=("hourly",)), make("b", tags=("daily", "slow")), make("c")]
+    chosen, skipped = select(checks, tags=["hourly"])
+    assert [c.name for c in chosen] == ["a"]
+    assert [(r.name, r.status, r.message) for r in skipped][0] == ("b", "skip", "not selected (--tag hourly)")
+    chosen, skipped = select(checks, skip_tags=["slow"])
+    assert [c.name for c in chosen] == ["a", "c"]
+    assert skipped[0].message == "not selected (--skip-tag slow)"
+    chosen, _ = select(checks, only=["c", "b"])
+    assert [c.name for c in chosen] == ["b", "c"]
+
+
+def r(status, severity="normal"):
+    return Result("n", "health", "http", status, severity=severity)
+
+
+@pytest.mark.parametrize("statuses, min_rate, expected", [
+    (["pass", "pass"], 1.0, ("pass", 0)),
+    (["pass", "fail"], 1.0, ("fail", 1)),
+    (["pass", "fail"], 0.5, ("pass", 0)),
+    (["pass", "pass", "pass", "fail"], 0.8, ("fail", 1)),
+    (["pass", "error"], 1.0, ("fail", 1)),
+    (["error", "error", "skip"], 1.0, ("error", 3)),
+    (["skip"], 1.0, ("error", 3)),          # no evaluated results is never a pass
+    ([], 1.0, ("error", 3)),
+    (["pass", "skip", "warn"], 1.0, ("pass", 0)),
+])
+def test_verdict_and_exit_code(statuses, min_rate, expected):
+    status, code = verdict([r(s) for s in statuses], min_rate)
+    assert (status, int(code)) == expected
+
+
+def test_a_critical_check_must_pass_whatever_the_rate():
+    results = [r("pass")] * 99 + [r("fail", "critical")]
+    assert verdict(results, min_pass_rate=0.5) == ("fail", ExitCode.FAIL)
+
+
+def test_summary_counts_and_pass_rate():
+    summary = summarize([r("pass"), r("fail"), r("warn"), r("skip"), r("error")])
+    assert summary == {"total": 5, "pass": 1, "warn": 1, "fail": 1, "error": 1, "skip": 1, "pass_rate": 0.5}
+
+
+def test_cleanup_runs_newest_first_and_past_failures():
+    cleanup, order = Cleanup(), []
+    cleanup.add(lambda: order.append("first"))
+    token = cleanup.add(lambda: order.append("removed"))
+    cleanup.add(lambda: 1 / 0)
+    cleanup.add(lambda: order.append("last"))
+    cleanup.remove(token)
+    errors = cleanup.run_all()
+    assert order == ["last", "first"]
+    assert errors == ["cleanup: division by zero"]
+    assert cleanup.run_all() == []  # each action runs once
+
+
+def test_report_facts_are_excerpts():
+    facts = excerpt({"body": "x" * 10000, "json": {"k": list(range(2000))}, "status": 200})
+    assert facts["status"] == 200
+    assert facts["body"].startswith("x" * 2048) and facts["body"].endswith("(7952 more characters)")
+    assert isinstance(facts["json"], str) and "more characters" in facts["json"]
+
+
+def test_registries_are_pinned():
+    import smoke
+    from checks.kinds import KINDS
+    from checks.render import RENDERERS
+
+    assert list(KINDS) == ["http", "tcp", "command", "process", "docker", "resources", "prometheus", "file", "log"]
+    assert list(RENDERERS) == ["json", "text"]
+    assert list(smoke.COMMANDS) == ["health", "all"]
+    for kind in KINDS:
+        from checks.kinds import module
+        mod = module(kind)
+        assert mod.__doc__ and callable(mod.load) and callable(mod.probe) and callable(mod.target)
+        assert mod.DEFAULT_EXPECT is None or all(expect.parse(t) for t in mod.DEFAULT_EXPECT)
