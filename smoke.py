@@ -208,6 +208,9 @@ def main(argv=None) -> int:
     except SmokeError as exc:
         print("smoke.py: error: %s" % exc, file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # before any check ran: nothing to report or clean up
+        print("smoke.py: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:
         if args.debug:
             raise

@@ -39,8 +39,9 @@ def _evidence(result: Dict[str, Any]):
     yield "      %s" % result["message"]
     facts = result["facts"]
     for key in ("status", "exit_code", "latency_ms", "count", "error"):
-        if key in facts and key not in result["message"]:
-            yield "      %s: %s" % (key, json.dumps(facts[key]))
+        shown = json.dumps(facts.get(key))
+        if key in facts and key not in result["message"] and str(facts[key]) not in result["message"]:
+            yield "      %s: %s" % (key, shown)
     for key in ("body", "stdout", "stderr", "last_match"):
         text = facts.get(key)
         if isinstance(text, str) and text.strip():
