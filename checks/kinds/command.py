@@ -1,8 +1,8 @@
 """command: run an argv (a shell only when shell = true) with a timeout and capped output.
 
 Facts: exit_code, stdout, stderr (each up to max_output bytes), latency_ms, and
-version, the first dotted version in the output (so `version >= 3.11` reads
-`python3 --version`). A missing executable is an error naming it.
+version, the first dotted version in the output, padded to three parts (so
+`version >= 3.11` reads `python3 --version`, and go's "1.21" is "1.21.0", above 1.9). A missing executable is an error naming it.
 """
 
 import os
@@ -73,8 +73,11 @@ def probe(params, timeout: float) -> Dict[str, Any]:
         except subprocess.TimeoutExpired:
             _kill(proc)
             return {"error": "timed out after %gs" % timeout, "stdout": out.text(), "stderr": err.text()}
-        out.join(deadline=time.monotonic() + 1.0)
-        err.join(deadline=time.monotonic() + 1.0)
+        # A background child still holding the pipes would keep them open: end the group first.
+        _kill(proc)
+        drained = time.monotonic() + 1.0
+        out.join(drained)
+        err.join(drained)
     finally:
         _kill(proc)  # the whole process group: no orphan outlives its check
         CLEANUP.remove(token)
@@ -83,7 +86,9 @@ def probe(params, timeout: float) -> Dict[str, Any]:
              "latency_ms": round((time.monotonic() - started) * 1000, 1)}
     version = _VERSION.search(stdout) or _VERSION.search(stderr)
     if version:
-        facts["version"] = version.group()
+        # "1.21" becomes "1.21.0": a two-part string would otherwise compare as a decimal (1.21 < 1.9).
+        parts = version.group().split(".")
+        facts["version"] = ".".join(parts + ["0"] * (3 - len(parts)))
     return facts
 
 

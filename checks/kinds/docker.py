@@ -40,6 +40,9 @@ def target(params) -> str:
 def probe(params, timeout: float) -> Dict[str, Any]:
     deadline = time.monotonic() + timeout
     path = params["socket"] or _socket_from_env()
+    if params["socket"] and not os.path.exists(path):
+        # The CLI would ask its own default engine, not the one this check names.
+        raise CheckError("docker: no Engine API socket at %s" % path)
     states = {}
     for name in params["containers"]:
         remaining = max(0.01, deadline - time.monotonic())
@@ -86,6 +89,8 @@ def _inspect_api(path: str, name: str, timeout: float):
         body = response.read(_MAX_ANSWER)
     except OSError as exc:
         raise CheckError("docker API at %s: %s" % (path, "timed out" if guard.fired else describe_error(exc)))
+    except http.client.HTTPException:
+        raise CheckError("docker API at %s: the answer is not HTTP (is this the Docker socket?)" % path)
     finally:
         guard.cancel()
         conn.close()
@@ -106,11 +111,14 @@ def _inspect_cli(name: str, timeout: float, path: str):
                               timeout=timeout)
     except FileNotFoundError:
         raise CheckError("docker: no Engine API socket at %s and no docker CLI on PATH" % path)
+    except OSError as exc:
+        raise CheckError("docker: cannot run the docker CLI: %s" % (exc.strerror or exc))
     except subprocess.TimeoutExpired:
         raise CheckError("docker inspect timed out after %gs" % timeout)
     err = done.stderr.decode("utf-8", "replace").strip()
     if done.returncode != 0:
-        if "no such" in err.lower():
+        # Not just "no such": a failed DNS lookup of DOCKER_HOST says "no such host".
+        if "no such container" in err.lower() or "no such object" in err.lower():
             return None
         raise CheckError("docker: %s" % (err.splitlines()[-1] if err else "inspect exited %d" % done.returncode))
     try:

@@ -30,7 +30,7 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     path = params["path"]
     try:
         info = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a/b where a is a file: b does not exist
         return {"exists": False}
     except OSError as exc:
         raise CheckError("cannot stat %s: %s" % (path, exc.strerror))
@@ -39,8 +39,10 @@ def probe(params, timeout: float) -> Dict[str, Any]:
         "mode": "%04o" % stat.S_IMODE(info.st_mode), "size_bytes": info.st_size,
         "age_s": round(time.time() - info.st_mtime, 1),
     }
-    if params["json"] and not facts["is_dir"]:
+    if params["json"] and stat.S_ISREG(info.st_mode):
         facts.update(read_json(path, params["max_bytes"]))
+    elif params["json"] and not facts["is_dir"]:  # opening a FIFO would wait for a writer forever
+        facts["json_error"] = "%s is not a regular file" % path
     return facts
 
 

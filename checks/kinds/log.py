@@ -6,6 +6,7 @@ Facts: count (matching lines), lines_read, last_match. Give the expectation:
 
 import os
 import re
+import stat
 from typing import Any, Dict, List
 
 from checks import CheckError, ConfigError
@@ -43,17 +44,23 @@ def probe(params, timeout: float) -> Dict[str, Any]:
 def tail(path: str, count: int) -> List[str]:
     """The last `count` lines, reading backwards in blocks (at most MAX_TAIL_BYTES)."""
     try:
-        with open(path, "rb") as fh:
+        # Non-blocking open: a FIFO must not wait for a writer; regular files ignore the flag.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise CheckError("cannot read %s: not a regular file" % path)
             end = fh.seek(0, os.SEEK_END)
-            data, pos = b"", end
-            while pos > 0 and data.count(b"\n") <= count and end - pos < MAX_TAIL_BYTES:
+            # Blocks are kept in a list and counted once each: re-joining and re-counting
+            # a growing buffer is quadratic, seconds for a 16 MB tail of long lines.
+            blocks, newlines, pos = [], 0, end
+            while pos > 0 and newlines <= count and end - pos < MAX_TAIL_BYTES:
                 step = min(_BLOCK, pos)
                 pos -= step
                 fh.seek(pos)
-                data = fh.read(step) + data
+                blocks.append(fh.read(step))
+                newlines += blocks[-1].count(b"\n")
     except OSError as exc:
         raise CheckError("cannot read %s: %s" % (path, exc.strerror))
-    lines = data.decode("utf-8", errors="replace").splitlines()
+    lines = b"".join(reversed(blocks)).decode("utf-8", errors="replace").splitlines()
     if pos > 0 and lines:
         lines = lines[1:]  # the first may be a partial line
     return lines[-count:]

@@ -11,6 +11,7 @@ from typing import Any, Dict, List
 from checks import CheckError, ConfigError
 
 DEFAULT_EXPECT = ("running == true",)
+_PID_MAX = 4194304  # Linux PID_MAX_LIMIT
 
 
 def load(fields) -> Dict[str, Any]:
@@ -31,7 +32,7 @@ def target(params) -> str:
 
 
 def probe(params, timeout: float) -> Dict[str, Any]:
-    if params["pidfile"]:
+    if params["pidfile"] is not None:
         return _by_pidfile(params["pidfile"])
     pids = _matching(params["executable"], params["pattern"])
     return {"running": bool(pids), "count": len(pids), "pids": pids}
@@ -40,14 +41,15 @@ def probe(params, timeout: float) -> Dict[str, Any]:
 def _by_pidfile(path: str) -> Dict[str, Any]:
     facts: Dict[str, Any] = {"running": False, "count": 0, "pids": []}
     try:
-        with open(path) as fh:
-            text = fh.read(64).strip()
+        with open(path, "rb") as fh:
+            text = fh.read(64).decode("ascii", errors="replace").strip()
     except FileNotFoundError:
         facts["pidfile_error"] = "%s does not exist" % path
         return facts
     except OSError as exc:
         raise CheckError("cannot read pidfile %s: %s" % (path, exc.strerror))
-    if not text.isdigit():
+    # pid 0 would make kill() signal our own process group; beyond PID_MAX_LIMIT, kill() overflows.
+    if not text.isdigit() or not 0 < int(text) <= _PID_MAX:
         facts["pidfile_error"] = "%s holds %r, not a pid" % (path, text[:20])
     elif _alive(int(text)):
         facts.update(running=True, count=1, pids=[int(text)])

@@ -39,8 +39,7 @@ def probe(params, timeout: float) -> Dict[str, Any]:
         return {"error": "prometheus: %s" % answer["error"]}
     doc = answer.get("json")
     if not isinstance(doc, dict) or doc.get("status") != "success":
-        detail = doc.get("error") if isinstance(doc, dict) else answer.get("body", "")[:200]
-        return {"error": "prometheus answered %s: %s" % (answer.get("status"), detail)}
+        return {"error": "prometheus answered %s: %s" % (answer.get("status"), _detail(doc, answer))}
     facts = _facts(doc.get("data") or {})
     facts["latency_ms"] = answer["latency_ms"]
     if facts["count"] == 0:
@@ -52,6 +51,12 @@ def probe(params, timeout: float) -> Dict[str, Any]:
         else:
             facts["error"] = reason
     return facts
+
+
+def _detail(doc: Any, answer: Dict[str, Any]) -> str:
+    """Prometheus' error; else (a wrong URL, not the API) the start of the body. One line either way."""
+    detail = doc.get("error") if isinstance(doc, dict) else None
+    return " ".join(str(detail or answer.get("body", "")[:200]).split()) or "not a query result"
 
 
 def _facts(data: Dict[str, Any]) -> Dict[str, Any]:

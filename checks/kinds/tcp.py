@@ -18,7 +18,7 @@ def parse_address(text: str, where: str) -> Tuple[str, int]:
     """'host:port' or '[v6]:port' into (host, port)."""
     host, sep, port = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ConfigError("%s: expected host:port such as 127.0.0.1:5432, got %r" % (where, text))
     return host, int(port)
 
