@@ -191,7 +191,13 @@ def failures(conditions: List[Condition], facts: dict) -> List[str]:
 
 
 def _why_missing(cond: Condition, facts: dict) -> str:
-    if cond.path[0] == "json" and facts.get("json_error"):
+    root = cond.path[0]
+    if isinstance(facts, dict) and root not in facts and not facts.get("error"):
+        import difflib  # only on this failure path
+        close = difflib.get_close_matches(str(root), [str(k) for k in facts], n=1)
+        if close:
+            return " (no fact %r; did you mean %r?)" % (root, close[0])
+    if root == "json" and facts.get("json_error"):
         return " (%s)" % facts["json_error"]
     if facts.get("error"):
         return " (%s)" % facts["error"]

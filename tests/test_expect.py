@@ -361,3 +361,9 @@ def test_conditions_are_never_evaluated_as_python(text, tmp_path, monkeypatch):
     assert message  # never holds
     assert not (tmp_path / "pwned").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_mistyped_fact_name_suggests_the_right_one():
+    cond = parse("header.content-type contains json")
+    assert check(cond, {"status": 200, "headers": {"content-type": "application/json"}}) == \
+        "header.content-type: missing (no fact 'header'; did you mean 'headers'?)"

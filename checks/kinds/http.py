@@ -10,20 +10,22 @@ import json
 import socket
 import time
 from typing import Any, Dict, Optional
+from urllib.parse import urlsplit
 
-from checks import ConfigError
+from checks import CheckError, ConfigError
+from checks.config import Fields
 from checks.net import DeadlineGuard, describe_error
 
 DEFAULT_EXPECT = ("status < 400",)
 MAX_BODY = 1024 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
+_PORTS = {"http": 80, "https": 443}
 _CHUNK = 65536
 
 
 def load(fields) -> Dict[str, Any]:
     url = fields.text("url")
-    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
-        raise ConfigError("%s: expected an http:// or https:// URL, got %r" % (fields.at("url"), url))
+    _check_url(url, fields.at("url"))
     body, json_body = fields.get("body", (str,), None), fields.get("json", (dict, list, str, int, float, bool), None)
     if body is not None and json_body is not None:
         raise ConfigError("%s: give body or json, not both" % fields.at("json"))
@@ -31,20 +33,23 @@ def load(fields) -> Dict[str, Any]:
     for name, value in headers.items():
         if not isinstance(value, str):
             raise ConfigError("%s.%s: expected a string" % (fields.at("headers"), name))
+        _check_header_value(value, "%s.%s" % (fields.at("headers"), name))
     headers = dict(headers)
     if json_body is not None:
         body = json.dumps(json_body)
         headers.setdefault("Content-Type", "application/json")
     basic = fields.get("basic_auth", (dict,), None)
     if basic is not None:
-        user, password = basic.get("username"), basic.get("password")
-        if not isinstance(user, str) or not isinstance(password, str):
-            raise ConfigError("%s: expected {\"username\": ..., \"password\": ...}" % fields.at("basic_auth"))
+        basic_fields = Fields(basic, fields.at("basic_auth"))
+        user, password = basic_fields.text("username"), basic_fields.text("password")
+        basic_fields.done()
         token = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
-        headers["Authorization"] = "Basic " + token
+        headers = dict(_without(headers, "authorization"), Authorization="Basic " + token)
     bearer = fields.text("bearer_token", None)
     if bearer is not None:
-        headers["Authorization"] = "Bearer " + bearer
+        _check_header_value(bearer, fields.at("bearer_token"))
+        headers = dict(_without(headers, "authorization"), Authorization="Bearer " + bearer)
+    import http.client  # noqa: F401 -- now, not in the first probe, where 50 threads would queue on the import
     insecure = fields.flag("insecure", False)
     ca_file = fields.text("ca_file", None)
     if insecure and ca_file:
@@ -55,6 +60,24 @@ def load(fields) -> Dict[str, Any]:
         "max_redirects": int(fields.number("max_redirects", 5)), "insecure": insecure,
         "ca_file": ca_file, "max_body": int(fields.number("max_body", MAX_BODY, minimum=1)),
     }
+
+
+def _check_url(url: str, where: str) -> None:
+    parts = urlsplit(url)
+    if "@" in parts.netloc:  # the URL is shown in names, facts and these errors: no password in it
+        raise ConfigError("%s: put credentials in basic_auth, not in the URL" % where)
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError("%s: bad port in %r" % (where, url))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("%s: expected an http:// or https:// URL, got %r" % (where, url))
+
+
+def _check_header_value(value: str, where: str) -> None:
+    # http.client would refuse it at request time, quoting the value (often a token) in its error.
+    if "\r" in value or "\n" in value:
+        raise ConfigError("%s: a header value cannot contain a line break (a trailing newline from a file?)" % where)
 
 
 def target(params) -> str:
@@ -78,8 +101,9 @@ def fetch(url: str, timeout: float, method: str = "GET", headers: Optional[dict]
     deadline = time.monotonic() + timeout
     started = time.monotonic()
     redirects = 0
+    headers = dict(headers or {})
     while True:
-        facts = _request(url, method, headers or {}, body, deadline, timeout, insecure, ca_file, max_body)
+        facts = _request(url, method, headers, body, deadline, timeout, insecure, ca_file, max_body)
         location = facts.get("headers", {}).get("location")
         if not (follow_redirects and facts.get("status") in _REDIRECTS and location):
             break
@@ -87,9 +111,13 @@ def fetch(url: str, timeout: float, method: str = "GET", headers: Optional[dict]
             facts["error"] = "too many redirects (more than %d), last to %s" % (max_redirects, location)
             break
         redirects += 1
-        url = urljoin(url, location)
-        if facts["status"] == 303 or (facts["status"] in (301, 302) and method == "POST"):
+        location = urljoin(url, location)
+        if not _same_site(url, location):
+            headers = _without(headers, "authorization")
+        url = location
+        if (facts["status"] == 303 and method != "HEAD") or (facts["status"] in (301, 302) and method == "POST"):
             method, body = "GET", None
+            headers = _without(headers, "content-type")
     facts["url"] = url
     facts["redirects"] = redirects
     if "error" not in facts:
@@ -97,9 +125,23 @@ def fetch(url: str, timeout: float, method: str = "GET", headers: Optional[dict]
     return facts
 
 
+def _same_site(old: str, new: str) -> bool:
+    """Whether credentials may follow a redirect: to the same scheme, host and port, or up to https."""
+    a, b = urlsplit(old), urlsplit(new)
+    try:
+        a_port, b_port = a.port or _PORTS.get(a.scheme), b.port or _PORTS.get(b.scheme)
+    except ValueError:
+        return False
+    upgrade = (a.scheme, a_port, b.scheme, b_port) == ("http", 80, "https", 443)
+    return a.hostname == b.hostname and ((a.scheme, a_port) == (b.scheme, b_port) or upgrade)
+
+
+def _without(headers: dict, name: str) -> dict:
+    return {k: v for k, v in headers.items() if k.lower() != name}
+
+
 def _request(url, method, headers, body, deadline, timeout, insecure, ca_file, max_body) -> Dict[str, Any]:
     import http.client
-    from urllib.parse import urlsplit
 
     parts = urlsplit(url)
     remaining = deadline - time.monotonic()
@@ -129,14 +171,25 @@ def _request(url, method, headers, body, deadline, timeout, insecure, ca_file, m
         conn.request(method, path, body=body.encode() if body is not None else None, headers=headers)
         response = conn.getresponse()
         facts.update(exchange_facts(response, max_body, method))
+        if guard.fired:  # the guard's shutdown reads as an end of body, not as an error
+            return {"error": "timed out after %gs" % timeout}
         return facts
     except Exception as exc:  # every failure of the far side becomes a fact
         if guard.fired or isinstance(exc, socket.timeout):
             return {"error": "timed out after %gs" % timeout}
-        return {"error": describe_error(exc)}
+        return {"error": _describe(exc)}
     finally:
         guard.cancel()
         conn.close()
+
+
+def _describe(exc: BaseException) -> str:
+    """describe_error, but a failed verification says so, whatever OpenSSL's reason."""
+    import ssl
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "TLS: certificate verify failed: %s" % (exc.verify_message or exc.reason)
+    return describe_error(exc)
 
 
 def exchange_facts(response, max_body: int, method: str = "GET") -> Dict[str, Any]:
@@ -147,7 +200,7 @@ def exchange_facts(response, max_body: int, method: str = "GET") -> Dict[str, An
         headers[name] = headers[name] + ", " + value if name in headers else value
     facts: Dict[str, Any] = {"status": response.status, "headers": headers}
     length = headers.get("content-length", "")
-    if length.isdigit() and int(length) > max_body:
+    if method != "HEAD" and length.isdigit() and int(length) > max_body:
         facts["error"] = "response body of %s bytes is over max_body (%d bytes)" % (length, max_body)
         return facts
     chunks, size = [], 0
@@ -160,14 +213,23 @@ def exchange_facts(response, max_body: int, method: str = "GET") -> Dict[str, An
             facts["error"] = "response body is over max_body (%d bytes)" % max_body
             return facts
         chunks.append(chunk)
+    if response.length:  # read1 takes a close before Content-Length as the end; read() would not
+        facts["error"] = "connection closed after %d of %s bytes of the body" % (size, length)
+        return facts
     raw = b"".join(chunks)
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        raw = _decompress(raw, max_body)
+        if raw is None:
+            facts["error"] = "%s body is over max_body (%d bytes) once decompressed, or corrupt" % (encoding, max_body)
+            return facts
     charset = response.headers.get_content_charset() or "utf-8"
     try:
         text = raw.decode(charset, errors="replace")
     except LookupError:
         text = raw.decode("utf-8", errors="replace")
     facts.update(body=text, bytes_read=size)
-    looks_json = "json" in headers.get("content-type", "") or text.lstrip()[:1] in ("{", "[")
+    looks_json = text.strip() and ("json" in headers.get("content-type", "") or text.lstrip()[:1] in ("{", "["))
     if looks_json:
         try:
             facts["json"] = json.loads(text)
@@ -176,10 +238,27 @@ def exchange_facts(response, max_body: int, method: str = "GET") -> Dict[str, An
     return facts
 
 
+def _decompress(data: bytes, max_body: int) -> Optional[bytes]:
+    """Undo gzip/deflate (a server may compress whatever it likes), never past max_body."""
+    import zlib
+
+    for wbits in (zlib.MAX_WBITS | 32, -zlib.MAX_WBITS):  # gzip or zlib headers, else raw deflate
+        try:
+            inflater = zlib.decompressobj(wbits)
+            out = inflater.decompress(data, max_body + 1)
+        except zlib.error:
+            continue
+        return out if len(out) <= max_body and not inflater.unconsumed_tail else None
+    return None
+
+
 def _tls_context(insecure: bool, ca_file: Optional[str]):
     import ssl
 
-    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except OSError as exc:  # ssl.SSLError too: a file that holds no certificate
+        raise CheckError("ca_file %s: %s" % (ca_file, exc.strerror or exc))
     if insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
