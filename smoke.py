@@ -54,16 +54,30 @@ def _common_arguments(parser) -> None:
 
 def _parser(argv):
     import argparse
-    from checks import __version__
+
+    def formatter(prog):
+        # Given a width, argparse skips importing shutil just to ask for it: --help stays fast.
+        try:
+            width = int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.stdout.fileno()).columns)
+        except (ValueError, OSError):
+            width = 80
+        return argparse.RawDescriptionHelpFormatter(prog, width=max(40, width - 2))
+
+    class Version(argparse.Action):
+        """--version imports the package only when asked."""
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            from checks import __version__
+            print("smoke.py " + __version__)
+            parser.exit()
 
     parser = argparse.ArgumentParser(prog="smoke.py", description=__doc__.split("\n\n")[0],
-                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version="smoke.py " + __version__)
+                                     epilog=EXAMPLES, formatter_class=formatter)
+    parser.add_argument("--version", action=Version, nargs=0, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((arg for arg in argv if arg in COMMANDS), None)
     for name, (module_name, text) in COMMANDS.items():
-        sub = commands.add_parser(name, help=text, description=text, epilog=EXAMPLES,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = commands.add_parser(name, help=text, description=text, epilog=EXAMPLES, formatter_class=formatter)
         if name == chosen:  # only the chosen command pays for its imports
             _common_arguments(sub)
             if module_name:

@@ -3,6 +3,8 @@
 Kept free of http.client and ssl, so a tcp-only run never pays for them.
 """
 
+import heapq
+import itertools
 import socket
 import sys
 import threading
@@ -13,7 +15,7 @@ class DeadlineGuard:
     """Shuts a socket down at the deadline, so a trickling peer cannot stretch a read."""
 
     def __init__(self, deadline: float):
-        self.deadline, self.fired, self._timer = deadline, False, None
+        self.deadline, self.fired, self._entry = deadline, False, None
 
     def watch(self, sock) -> None:
         def fire():
@@ -22,13 +24,51 @@ class DeadlineGuard:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        self._timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), fire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._entry = _WATCHDOG.add(self.deadline, fire)
 
     def cancel(self) -> None:
-        if self._timer:
-            self._timer.cancel()
+        if self._entry:
+            self._entry[2] = None
+
+
+class _Watchdog:
+    """One thread that runs actions at their deadlines: a Timer per request would
+    start a thread per request, and a thread start is not free under load."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._heap: list = []
+        self._order = itertools.count()
+        self._thread = None
+
+    def add(self, deadline: float, action) -> list:
+        entry = [deadline, next(self._order), action]
+        with self._cond:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="smoke-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return entry
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][2] is None:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                delay = self._heap[0][0] - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                action = heapq.heappop(self._heap)[2]
+            if action:  # outside the lock: it may block on the socket
+                action()
+
+
+_WATCHDOG = _Watchdog()
 
 
 def describe_error(exc: BaseException) -> str:

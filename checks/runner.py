@@ -6,6 +6,7 @@ and reported as a failure, so nothing can hang the run.
 """
 
 import json
+import math
 import queue
 import signal
 import threading
@@ -124,54 +125,84 @@ def select(checks: List[Check], tags=(), skip_tags=(), only=()) -> Tuple[List[Ch
 
 
 def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
-    """Run checks concurrently; results come back in the order the checks were given."""
+    """Run checks on a pool of workers; results come back in the order the checks were given.
+
+    A pool, not a thread per check: starting a thread waits for it to be scheduled,
+    which under load costs more than a fast check.
+    """
+    todo: "queue.Queue[int]" = queue.Queue()
+    for index in range(len(checks)):
+        todo.put(index)
     done: "queue.Queue[Tuple[int, Result]]" = queue.Queue()
-    results: Dict[int, Result] = {}
-    running: Dict[int, float] = {}  # index -> monotonic time its budget ends
-    pending = list(range(len(checks)))
+    budget_ends: Dict[int, float] = {}  # running checks -> when the runner gives up on them
+    abandoned = set()
+    lock, stop = threading.Lock(), threading.Event()
     run_ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
+    results: Dict[int, Result] = {}
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                index = todo.get_nowait()
+            except queue.Empty:
+                return
+            with lock:
+                budget_ends[index] = time.monotonic() + checks[index].budget()
+            done.put((index, attempt(checks[index], run_ends)))
+            with lock:
+                if index in abandoned:  # a new worker has this slot now
+                    return
+
+    def spawn() -> None:
+        threading.Thread(target=work, name="smoke-worker", daemon=True).start()
 
     def finish(index: int, result: Result) -> None:
-        running.pop(index, None)
         results[index] = result
         if ctx.on_result:
             ctx.on_result(result)
 
     try:
-        while pending or running:
-            while pending and len(running) < max(1, ctx.concurrency):
-                index = pending.pop(0)
-                running[index] = time.monotonic() + checks[index].budget()
-                threading.Thread(target=_work, args=(index, checks[index], run_ends, done),
-                                 name="check-%s" % checks[index].name, daemon=True).start()
-            wake = min(list(running.values()) + ([run_ends] if run_ends else []))
+        for _ in range(min(max(1, ctx.concurrency), len(checks))):
+            spawn()
+        while len(results) < len(checks):
+            with lock:
+                wake = min(list(budget_ends.values()) + [run_ends or math.inf, time.monotonic() + 1.0])
             try:
                 index, result = done.get(timeout=max(0.0, wake - time.monotonic()))
             except queue.Empty:
                 now = time.monotonic()
                 if run_ends and now >= run_ends:
-                    for index in list(running) + pending:
-                        finish(index, _result(checks[index], "fail", "deadline exceeded (--deadline %gs)"
-                                              % ctx.deadline_s))
-                    pending = []
+                    stop.set()
+                    for index in range(len(checks)):
+                        if index not in results:
+                            finish(index, _result(checks[index], "fail", "deadline exceeded (--deadline %gs)"
+                                                  % ctx.deadline_s))
                     break
-                for index, ends in list(running.items()):
-                    if now >= ends:
-                        finish(index, _result(checks[index], "fail", "timed out: the probe did not return "
-                                              "within %.1fs" % checks[index].budget()))
+                with lock:
+                    overdue = [i for i, ends in budget_ends.items() if now >= ends]
+                    for index in overdue:
+                        del budget_ends[index]
+                        abandoned.add(index)
+                for index in overdue:
+                    finish(index, _result(checks[index], "fail", "timed out: the probe did not return within "
+                                          "%.1fs" % checks[index].budget()))
+                    spawn()
                 continue
-            if index in running:  # else it was already given up on
+            with lock:
+                budget_ends.pop(index, None)
+            if index not in results:  # else it was already given up on
                 finish(index, result)
     except Interrupted as exc:
-        for index in list(running) + pending:
-            results[index] = _result(checks[index], "skip", "interrupted by %s" % signal.Signals(exc.signum).name)
+        stop.set()
+        for index in range(len(checks)):
+            if index not in results:
+                results[index] = _result(checks[index], "skip", "interrupted by %s"
+                                         % signal.Signals(exc.signum).name)
         exc.results = [results[i] for i in sorted(results)]
         raise
+    finally:
+        stop.set()
     return [results[i] for i in sorted(results)]
-
-
-def _work(index: int, check: Check, run_ends: Optional[float], done: "queue.Queue") -> None:
-    done.put((index, attempt(check, run_ends)))
 
 
 def attempt(check: Check, run_ends: Optional[float] = None) -> Result:
