@@ -1,5 +1,6 @@
 """Shared test fixtures: the real fixture service on 127.0.0.1, and a one-call check runner."""
 
+import socket
 import sys
 from pathlib import Path
 
@@ -34,3 +35,12 @@ def run_check(**table):
     """Build a check from config fields (as a config file would give them) and run it once."""
     table.setdefault("name", "t")
     return attempt(build_check(table, "health.checks[0]", "health"))
+
+
+def free_port():
+    """A port on 127.0.0.1 with nobody listening: bound, then released."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port

@@ -20,7 +20,7 @@ import pytest
 
 from checks import ConfigError
 from checks.kinds import build_check
-from conftest import run_check
+from conftest import free_port, run_check
 from fixtures.service import BASIC_PASSWORD, BASIC_USER, BEARER_TOKEN, CERT_FILE
 
 SLACK_S = 1.5  # real clocks on a busy machine: generous, but far below any failure mode's natural length
@@ -52,13 +52,6 @@ def peak_rss_growth_mb(before):
     unit = 1024 * 1024 if sys.platform == "darwin" else 1024
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / unit
 
-
-def closed_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 # --- a local server for what the fixture service does not do ------------------------------
@@ -218,7 +211,7 @@ def test_bearer_auth(service):
 
 def test_a_bearer_token_never_reaches_the_result(service):
     token = "not-the-s3cret-token-9f2c"
-    for url in (service + "/auth/bearer", "http://127.0.0.1:%d/" % closed_port()):
+    for url in (service + "/auth/bearer", "http://127.0.0.1:%d/" % free_port()):
         result = run_check(kind="http", url=url, bearer_token=token)
         assert result.status == "fail"
         assert token not in json.dumps(result.to_dict())
@@ -406,7 +399,7 @@ def test_redirect_loop(service):
 
 
 def test_connection_refused():
-    result, elapsed = timed(url="http://127.0.0.1:%d/health" % closed_port(), timeout=3)
+    result, elapsed = timed(url="http://127.0.0.1:%d/health" % free_port(), timeout=3)
     assert_one_line_fail(result, "connection refused")
     assert elapsed < 3
 

@@ -22,7 +22,7 @@ import pytest
 from checks import ConfigError
 from checks.kinds import build_check, docker
 from checks.runner import RunContext, run_checks
-from conftest import ROOT, run_check
+from conftest import ROOT, free_port, run_check
 
 PY = sys.executable
 
@@ -46,14 +46,6 @@ def run_bounded(**table):
     results = run_checks([build_check(table, "health.checks[0]", "health")], RunContext())
     return results[0], time.monotonic() - started
 
-
-def closed_port():
-    """A port on 127.0.0.1 with nobody listening: bound, then released."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def gone(pid):
@@ -149,7 +141,7 @@ def test_tcp_connects_to_a_listening_port(server):
 
 
 def test_tcp_refused_port_fails_with_connection_refused():
-    result = run_check(kind="tcp", address="127.0.0.1:%d" % closed_port())
+    result = run_check(kind="tcp", address="127.0.0.1:%d" % free_port())
     assert result.status == "fail"
     assert result.message == "connection refused"
     assert result.facts["connected"] is False

@@ -11,17 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from checks import ConfigError
-from conftest import run_check
+from conftest import free_port, run_check
 from fixtures import prometheus
 from fixtures.service import serve_in_thread
 
-
-def free_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 @pytest.fixture(scope="module")
