@@ -4,7 +4,6 @@ Prometheus starts once for the module; where it is not installed the module skip
 saying how to install it. There is no fake Prometheus.
 """
 
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 

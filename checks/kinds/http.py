@@ -67,7 +67,7 @@ def _check_url(url: str, where: str) -> None:
     if "@" in parts.netloc:  # the URL is shown in names, facts and these errors: no password in it
         raise ConfigError("%s: put credentials in basic_auth, not in the URL" % where)
     try:
-        parts.port
+        parts.port  # noqa: B018 -- reading it is the check: urllib raises on a bad port
     except ValueError:
         raise ConfigError("%s: bad port in %r" % (where, url))
     if parts.scheme not in ("http", "https") or not parts.hostname:
