@@ -108,10 +108,12 @@ def _gather(args, secrets):
             checks += _module(COMMANDS[section][0]).load(doc[section], section)
     if adhoc:
         checks += _module(COMMANDS["health"][0]).from_args(args)
+    if not checks and path:
+        raise ConfigError("nothing to check: %s has no %s checks" % (path, " or ".join(sections)))
     if not checks:
-        where = path or "no config found (--config FILE, $SMOKE_CONFIG, ./smoke.toml, ./smoke.json)"
-        hint = " or use --url, --tcp, --resources" if args.command == "health" else ""
-        raise ConfigError("nothing to check: %s has no %s checks%s" % (where, " or ".join(sections), hint))
+        hint = "; or use --url, --tcp, --resources" if args.command == "health" else ""
+        raise ConfigError("nothing to check: no config found (--config FILE, $SMOKE_CONFIG, ./smoke.toml, "
+                          "./smoke.json)%s" % hint)
     return checks
 
 
@@ -137,8 +139,8 @@ def _run(args) -> int:
             raise ConfigError("the selection matched none of the %d checks" % len(checks))
         if args.dry_run:
             for check in chosen:
-                print("%-10s %-24s %s  [%s]" % (check.section, check.name, check.target,
-                                                ", ".join(c.text for c in check.expect)))
+                print(secrets.redact("%-10s %-24s %s  [%s]" % (check.section, check.name, check.target,
+                                                               ", ".join(c.text for c in check.expect))))
             return 0
         if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
             raise ConfigError("--output %s: the directory does not exist" % args.output)
@@ -149,7 +151,8 @@ def _run(args) -> int:
 
     progress = sys.stderr.isatty() and not args.quiet
     ctx = runner.RunContext(args.concurrency, args.deadline,
-                            (lambda r: print(_progress(r), file=sys.stderr, flush=True)) if progress else None)
+                            (lambda r: print(secrets.redact(_progress(r)), file=sys.stderr, flush=True))
+                            if progress else None)
     started, clock = time.time(), time.monotonic()
     results, interrupted = [], None
     restore = runner.handle_signals()
@@ -172,8 +175,8 @@ def _run(args) -> int:
                                 (time.monotonic() - clock) * 1000, args.min_pass_rate, interrupted)
     report = secrets.redact(report)
     code = report["exit_code"]
-    if args.output and not _write_atomically(args.output, RENDERERS["json"](report)):
-        code = code if interrupted else int(model.ExitCode.UNKNOWN)
+    if args.output and not _write_atomically(args.output, RENDERERS["json"](report)) and code == 0:
+        code = int(model.ExitCode.UNKNOWN)  # a pass nobody can read is not a pass; a failure stays 1
     if not (args.quiet and report["status"] == "pass"):
         try:
             sys.stdout.write(RENDERERS[args.format](report))

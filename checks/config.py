@@ -7,6 +7,7 @@ number, got "ten"`), so a user fixes a config without reading our code.
 import json
 import os
 import re
+import sys
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from checks import ConfigError
@@ -14,7 +15,10 @@ from checks import ConfigError
 DEFAULT_FILES = ("smoke.toml", "smoke.json")
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Fields whose values are secrets wherever they appear.
-SECRET_FIELD = re.compile(r"token|password|passwd|secret|api[_-]?key|authorization|credential|cookie",
+# Names that end in a secret word at a word boundary: bearer_token, X-Api-Key, db_password;
+# not max_tokens or cookie_count, which response JSON is full of.
+SECRET_FIELD = re.compile(r"(^|[_.-])(token|password|passwd|passphrase|secret|api[_-]?key|apikey|"
+                          r"(private|secret|access)[_-]?key|authorization|credentials?|cookie|set-cookie)$",
                           re.IGNORECASE)
 # Shorter values would blank out ordinary text ("80" inside "8080"), so they are not redacted.
 _MIN_SECRET = 4
@@ -48,15 +52,18 @@ class Secrets:
 
 
 def find(explicit: Optional[str], environ=os.environ) -> Optional[str]:
-    """--config, then $SMOKE_CONFIG, then smoke.toml / smoke.json here; None if none."""
+    """--config, then $SMOKE_CONFIG, then smoke.toml / smoke.json here; None if none.
+
+    Where TOML cannot be read (before 3.11), a smoke.json beside a smoke.toml wins.
+    """
     if explicit:
         return explicit
     if environ.get("SMOKE_CONFIG"):
         return environ["SMOKE_CONFIG"]
-    for name in DEFAULT_FILES:
-        if os.path.exists(name):
-            return name
-    return None
+    found = [name for name in DEFAULT_FILES if os.path.exists(name)]
+    if len(found) == 2 and sys.version_info < (3, 11):
+        return "smoke.json"
+    return found[0] if found else None
 
 
 def load(path: str, secrets: Secrets, environ=os.environ) -> Dict[str, Any]:

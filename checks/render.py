@@ -25,10 +25,9 @@ def render_text(report: Dict[str, Any]) -> str:
         if result["status"] in ("fail", "warn", "error"):
             lines.extend(_evidence(result))
     summary = report["summary"]
-    tail = "%s  %d/%d passed (pass rate %.2f): %d fail, %d error, %d warn, %d skip in %.1f s; exit %d" % (
-        report["status"].upper(), summary["pass"], summary["total"] - summary["skip"], summary["pass_rate"],
-        summary["fail"], summary["error"], summary["warn"], summary["skip"], report["duration_ms"] / 1000,
-        report["exit_code"])
+    tail = "%s  %d checks: %d pass, %d warn, %d fail, %d error, %d skip (pass rate %.2f) in %.1f s; exit %d" % (
+        report["status"].upper(), summary["total"], summary["pass"], summary["warn"], summary["fail"],
+        summary["error"], summary["skip"], summary["pass_rate"], report["duration_ms"] / 1000, report["exit_code"])
     if report.get("interrupted"):
         tail = "INTERRUPTED by %s; " % report["interrupted"] + tail
     lines.append(tail)
@@ -39,9 +38,9 @@ def _evidence(result: Dict[str, Any]):
     yield "      %s" % result["message"]
     facts = result["facts"]
     for key in ("status", "exit_code", "latency_ms", "count", "error"):
-        shown = json.dumps(facts.get(key))
-        if key in facts and key not in result["message"] and str(facts[key]) not in result["message"]:
-            yield "      %s: %s" % (key, shown)
+        already = key + ":" in result["message"] or (key == "error" and str(facts.get(key)) in result["message"])
+        if key in facts and not already:
+            yield "      %s: %s" % (key, json.dumps(facts[key]))
     for key in ("body", "stdout", "stderr", "last_match"):
         text = facts.get(key)
         if isinstance(text, str) and text.strip():

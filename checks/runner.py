@@ -134,7 +134,7 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
     for index in range(len(checks)):
         todo.put(index)
     done: "queue.Queue[Tuple[int, Result]]" = queue.Queue()
-    budget_ends: Dict[int, float] = {}  # running checks -> when the runner gives up on them
+    began: Dict[int, float] = {}  # running checks -> when they started
     abandoned = set()
     lock, stop = threading.Lock(), threading.Event()
     run_ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
@@ -147,7 +147,7 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
             except queue.Empty:
                 return
             with lock:
-                budget_ends[index] = time.monotonic() + checks[index].budget()
+                began[index] = time.monotonic()
             done.put((index, attempt(checks[index], run_ends)))
             with lock:
                 if index in abandoned:  # a new worker has this slot now
@@ -166,30 +166,33 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
             spawn()
         while len(results) < len(checks):
             with lock:
-                wake = min(list(budget_ends.values()) + [run_ends or math.inf, time.monotonic() + 1.0])
+                wake = min([t + checks[i].budget() for i, t in began.items()]
+                           + [run_ends or math.inf, time.monotonic() + 1.0])
             try:
                 index, result = done.get(timeout=max(0.0, wake - time.monotonic()))
             except queue.Empty:
                 now = time.monotonic()
                 if run_ends and now >= run_ends:
                     stop.set()
+                    with lock:
+                        running = dict(began)
                     for index in range(len(checks)):
                         if index not in results:
                             finish(index, _result(checks[index], "fail", "deadline exceeded (--deadline %gs)"
-                                                  % ctx.deadline_s))
+                                                  % ctx.deadline_s, running.get(index), int(index in running)))
                     break
                 with lock:
-                    overdue = [i for i, ends in budget_ends.items() if now >= ends]
+                    overdue = {i: t for i, t in began.items() if now >= t + checks[i].budget()}
                     for index in overdue:
-                        del budget_ends[index]
+                        del began[index]
                         abandoned.add(index)
-                for index in overdue:
+                for index, started in overdue.items():
                     finish(index, _result(checks[index], "fail", "timed out: the probe did not return within "
-                                          "%.1fs" % checks[index].budget()))
+                                          "%.1fs" % checks[index].budget(), started, 1))
                     spawn()
                 continue
             with lock:
-                budget_ends.pop(index, None)
+                began.pop(index, None)
             if index not in results:  # else it was already given up on
                 finish(index, result)
     except Interrupted as exc:

@@ -103,7 +103,8 @@ def test_text_format_has_one_line_per_check_and_evidence(capsys, service):
     assert lines[1].startswith("PASS  ok ") and lines[2].startswith("FAIL  broken ")
     assert lines[3].strip() == "status: expected < 400, got 500"
     assert any(line.strip().startswith('body: {"status": "error"}') for line in lines)
-    assert lines[-1].startswith("FAIL  1/2 passed (pass rate 0.50)") and lines[-1].endswith("exit 1")
+    assert lines[-1].startswith("FAIL  2 checks: 1 pass, 0 warn, 1 fail, 0 error, 0 skip (pass rate 0.50)")
+    assert lines[-1].endswith("exit 1")
 
 
 # --- config: where it comes from, what it may say ------------------------------------------
@@ -333,3 +334,28 @@ def test_help_imports_nothing_beyond_argparse():
     loaded = set(done.stdout.strip().splitlines()[-1].split())
     slow = {"json", "socket", "ssl", "http.client", "shutil", "threading", "subprocess", "checks"}
     assert not loaded & slow and not [m for m in loaded if m.startswith("checks")], loaded
+
+
+def test_dry_run_and_progress_lines_mask_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMOKE_TEST_SECRET", "hunter2-value")
+    path = write_config(tmp_path, [{"name": "c", "kind": "command", "command": ["echo", "token=${SMOKE_TEST_SECRET}"],
+                                    "expect": ["exit_code == 1"]}])
+    done = run("health", "--dry-run", "--config", path, env={"SMOKE_TEST_SECRET": "hunter2-value"})
+    assert "hunter2-value" not in done.stdout and "token=***" in done.stdout
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", path], stdout=subprocess.PIPE,
+                            stderr=slave, env=dict(os.environ, SMOKE_TEST_SECRET="hunter2-value"))
+    out, _ = proc.communicate(timeout=30)
+    os.close(slave)
+    progress = os.read(master, 4096).decode()
+    os.close(master)
+    assert progress.startswith("FAIL  c (") and "hunter2-value" not in progress + out.decode()
+
+
+def test_a_report_that_cannot_be_written_keeps_a_failure_at_1(capsys, tmp_path, service):
+    blocked = tmp_path / "dir-not-file"
+    blocked.mkdir()
+    code, out, err = main(capsys, "health", "--url", service + "/fault/500", "--output", str(blocked))
+    assert code == 1 and "cannot write --output" in err and json.loads(out)["status"] == "fail"
+    code, _, err = main(capsys, "health", "--url", service + "/health", "--output", str(blocked))
+    assert code == 3 and "cannot write --output" in err

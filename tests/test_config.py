@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from checks import ConfigError, SmokeError
+from checks import config
 from checks.config import Fields, Secrets, find, interpolate, load
 
 TOMLLIB = sys.version_info >= (3, 11)
@@ -344,3 +345,20 @@ def test_fields_from_a_loaded_file_report_paths(tmp_path):
     assert config_error(check.number, "timeout") == 'health.checks[0].timeout: expected a number, got a string "ten"'
     doc = load(path, Secrets(), environ={"T": "2.5"})
     assert Fields(doc["health"]["checks"][0], "health.checks[0]").number("timeout") == 2.5
+
+
+@pytest.mark.parametrize("name, secret", [
+    ("bearer_token", True), ("X-Api-Key", True), ("db_password", True), ("Authorization", True),
+    ("client_secret", True), ("aws_secret_key", True), ("set-cookie", True), ("credentials", True),
+    ("max_tokens", False), ("cookie_count", False), ("tokenizer", False), ("keys", False), ("status", False),
+])
+def test_secret_field_names_match_at_word_boundaries(name, secret):
+    assert bool(config.SECRET_FIELD.search(name)) is secret
+
+
+def test_json_wins_over_toml_where_toml_cannot_be_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smoke.toml").write_text("")
+    (tmp_path / "smoke.json").write_text("{}")
+    expected = "smoke.toml" if sys.version_info >= (3, 11) else "smoke.json"
+    assert config.find(None, environ={}) == expected

@@ -891,3 +891,9 @@ def test_a_two_part_version_compares_as_a_version():
                        expect=["version >= 1.9", "version < 1.100"])
     assert result.status == "pass", result.message
     assert result.facts["version"] == "1.21.0"
+
+
+def test_a_checks_tags_add_to_the_section_defaults():
+    check = build_check({"name": "t", "kind": "tcp", "address": "127.0.0.1:1", "tags": ["slow", "demo"]},
+                        "health.checks[0]", "health", {"tags": ["demo", "hourly"]})
+    assert check.tags == ("demo", "hourly", "slow")

@@ -106,10 +106,11 @@ def test_no_data_can_pass(prom):
     assert result.message == "value: expected == 2, got 1"
 
 
-def test_bad_promql_fails_with_prometheus_own_words(prom):
+def test_bad_promql_is_an_error_in_prometheus_own_words(prom):
+    """A query Prometheus rejects says nothing of the system's health: we could not check."""
     result = query(prom, "sum(smoke_fixture_up")
-    assert result.status == "fail"
-    assert result.message.startswith('prometheus answered 400: invalid parameter "query": ')
+    assert result.status == "error"
+    assert result.message.startswith('prometheus rejected the query: invalid parameter "query": ')
     assert "parse error" in result.message
     assert "\n" not in result.message
 

@@ -106,6 +106,8 @@ def test_the_run_deadline_fails_what_is_still_running_and_not_started():
     assert time.monotonic() - started < 1.5
     assert [r.status for r in results] == ["fail"] * 3
     assert all(r.message == "deadline exceeded (--deadline 0.4s)" for r in results)
+    assert [r.attempts for r in results] == [1, 1, 0]  # two were running, one never started
+    assert 350 < results[0].duration_ms < 1000 and results[2].duration_ms == 0
 
 
 def test_the_deadline_shortens_each_attempts_timeout():

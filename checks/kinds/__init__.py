@@ -57,7 +57,7 @@ def build_check(table, where: str, section: str, defaults=None):
         "retries": int(fields.number("retries", defaults.get("retries", 0))),
         "retry_delay": fields.number("retry_delay", defaults.get("retry_delay", 1.0)),
         "severity": fields.choice("severity", SEVERITIES, defaults.get("severity", "normal")),
-        "tags": tuple(fields.strings("tags", list(defaults.get("tags", [])))),
+        "tags": tuple(dict.fromkeys(list(defaults.get("tags", [])) + fields.strings("tags", []))),
     }
     name = fields.text("name", None)
     fields.text("description", None)

@@ -1,7 +1,8 @@
 """docker: are containers running, and healthy where they have a healthcheck?
 
 Asks the Engine API on its unix socket (DOCKER_HOST=unix://… or /var/run/docker.sock),
-else the docker CLI; neither is an `error`, not a `fail`: we could not check.
+else the docker CLI. When neither answers, the check is an `error` (we could not
+check), not a `fail`.
 Facts: running (all running), healthy (all with a healthcheck report healthy),
 containers {name: {exists, running, status, health}}.
 """

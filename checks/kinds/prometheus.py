@@ -38,6 +38,8 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     if "error" in answer:
         return {"error": "prometheus: %s" % answer["error"]}
     doc = answer.get("json")
+    if isinstance(doc, dict) and doc.get("errorType") == "bad_data":  # our query, not their health
+        raise CheckError("prometheus rejected the query: %s" % _detail(doc, answer))
     if not isinstance(doc, dict) or doc.get("status") != "success":
         return {"error": "prometheus answered %s: %s" % (answer.get("status"), _detail(doc, answer))}
     facts = _facts(doc.get("data") or {})
