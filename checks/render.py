@@ -25,8 +25,8 @@ def render_text(report: Dict[str, Any]) -> str:
         if result["status"] in ("fail", "warn", "error"):
             lines.extend(_evidence(result))
     summary = report["summary"]
-    tail = "%s  %d checks: %d pass, %d warn, %d fail, %d error, %d skip (pass rate %.2f) in %.1f s; exit %d" % (
-        report["status"].upper(), summary["total"], summary["pass"], summary["warn"], summary["fail"],
+    tail = "%s  %d check%s: %d pass, %d warn, %d fail, %d error, %d skip (pass rate %.2f) in %.1f s; exit %d" % (
+        report["status"].upper(), summary["total"], "" if summary["total"] == 1 else "s", summary["pass"], summary["warn"], summary["fail"],
         summary["error"], summary["skip"], summary["pass_rate"], report["duration_ms"] / 1000, report["exit_code"])
     if report.get("interrupted"):
         tail = "INTERRUPTED by %s; " % report["interrupted"] + tail
