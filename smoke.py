@@ -30,6 +30,7 @@ exit codes: 0 pass, 1 fail, 2 usage/config error, 3 could not evaluate, 130/143 
 
 
 def _common_arguments(parser) -> None:
+    from checks.config import bounded
     from checks.render import RENDERERS
 
     parser.add_argument("--config", metavar="FILE", help="JSON config (TOML on Python 3.11+)")
@@ -42,10 +43,10 @@ def _common_arguments(parser) -> None:
                      help="run only checks with this tag (repeatable)")
     run.add_argument("--skip-tag", action="append", default=[], metavar="TAG", help="skip checks with this tag")
     run.add_argument("--only", action="append", default=[], metavar="NAME", help="run only this check (repeatable)")
-    run.add_argument("--min-pass-rate", type=float, default=1.0, metavar="RATE",
+    run.add_argument("--min-pass-rate", type=bounded(0, 1), default=1.0, metavar="RATE",
                      help="pass when at least this share of checks pass and every critical one does (default 1.0)")
-    run.add_argument("--concurrency", type=int, default=32, metavar="N", help="checks at once (default 32)")
-    run.add_argument("--deadline", type=float, metavar="S", help="bound on the whole run, in seconds")
+    run.add_argument("--concurrency", type=bounded(1, integer=True), default=32, metavar="N", help="checks at once (default 32)")
+    run.add_argument("--deadline", type=bounded(0.001), metavar="S", help="bound on the whole run, in seconds")
     mode = parser.add_argument_group("modes")
     mode.add_argument("--validate", action="store_true", help="check the configuration, run nothing")
     mode.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
@@ -144,8 +145,6 @@ def _run(args) -> int:
             return 0
         if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
             raise ConfigError("--output %s: the directory does not exist" % args.output)
-        if args.concurrency < 1:
-            raise ConfigError("--concurrency must be at least 1")
     except ConfigError as exc:
         raise ConfigError(secrets.redact(str(exc)))
 
@@ -177,7 +176,7 @@ def _run(args) -> int:
     code = report["exit_code"]
     if args.output and not _write_atomically(args.output, RENDERERS["json"](report)) and code == 0:
         code = int(model.ExitCode.UNKNOWN)  # a pass nobody can read is not a pass; a failure stays 1
-    if not (args.quiet and report["status"] == "pass"):
+    if not (args.quiet and code == 0):
         try:
             sys.stdout.write(RENDERERS[args.format](report))
             sys.stdout.flush()

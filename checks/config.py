@@ -148,6 +148,22 @@ def _join(where: str, key: str) -> str:
     return "%s.%s" % (where, key) if where else str(key)
 
 
+def bounded(low: float, high: float = float("inf"), integer: bool = False):
+    """An argparse type for a number in [low, high]: `--deadline -1` is a usage error, not a run."""
+    def parse(text: str):
+        import argparse
+
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected %s, got %r" % ("a whole number" if integer else "a number", text))
+        if not low <= value <= high:
+            bounds = "at least %g" % low if high == float("inf") else "between %g and %g" % (low, high)
+            raise argparse.ArgumentTypeError("must be %s, got %s" % (bounds, text))
+        return value
+    return parse
+
+
 class Fields:
     """Reads one config table; every error names the field; unknown fields are errors."""
 

@@ -9,7 +9,7 @@ Config section:
 from typing import List
 
 from checks import ConfigError, expect
-from checks.config import Fields
+from checks.config import Fields, bounded
 from checks.kinds import build_check
 from checks.model import SEVERITIES
 from checks.runner import Check, RunContext, run_checks
@@ -47,8 +47,8 @@ def add_arguments(parser) -> None:
     group.add_argument("--expect", action=AdHoc, metavar="COND",
                        help="a condition for the check before it, e.g. 'json.status == healthy' (repeatable)")
     group.add_argument("--name", action=AdHoc, metavar="NAME", help="a name for the check before it")
-    group.add_argument("--timeout", type=float, metavar="S", help="seconds per attempt (default 10)")
-    group.add_argument("--retries", type=int, metavar="N", help="attempts after the first (default 0)")
+    group.add_argument("--timeout", type=bounded(0.001), metavar="S", help="seconds per attempt (default 10)")
+    group.add_argument("--retries", type=bounded(0, integer=True), metavar="N", help="attempts after the first (default 0)")
     group.add_argument("--insecure", action="store_true", help="do not verify TLS certificates for --url")
     parser.set_defaults(adhoc=None)
 

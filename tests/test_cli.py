@@ -359,3 +359,24 @@ def test_a_report_that_cannot_be_written_keeps_a_failure_at_1(capsys, tmp_path, 
     assert code == 1 and "cannot write --output" in err and json.loads(out)["status"] == "fail"
     code, _, err = main(capsys, "health", "--url", service + "/health", "--output", str(blocked))
     assert code == 3 and "cannot write --output" in err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--timeout", "-1", "argument --timeout: must be at least 0.001, got -1"),
+    ("--retries", "x", "argument --retries: expected a whole number, got 'x'"),
+    ("--min-pass-rate", "5", "argument --min-pass-rate: must be between 0 and 1, got 5"),
+    ("--deadline", "0", "argument --deadline: must be at least 0.001, got 0"),
+    ("--concurrency", "0", "argument --concurrency: must be at least 1, got 0"),
+])
+def test_numeric_flags_out_of_range_are_usage_errors(flag, value, message):
+    done = run("health", "--tcp", "127.0.0.1:1", flag, value)
+    assert done.returncode == 2 and done.stderr.strip().endswith(message) and done.stdout == ""
+
+
+def test_quiet_still_reports_an_interrupted_run(tmp_path, service):
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--url", service + "/fault/hang", "--timeout", "30",
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.8)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 143 and json.loads(out)["interrupted"] == "SIGTERM"
