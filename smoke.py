@@ -17,8 +17,8 @@ COMMANDS = {
                                 "resources, Prometheus queries, files and logs"),
     "all": (None, "run every section the config file has"),
 }
-# The order `all` runs a config's sections in.
-SECTIONS = ("health",)
+# The config sections, in the order `all` runs them.
+SECTIONS = tuple(name for name, (module, _) in COMMANDS.items() if module)
 
 EXAMPLES = """examples:
   python smoke.py health --url http://127.0.0.1:8080/health --expect 'json.status == healthy'
@@ -32,6 +32,7 @@ exit codes: 0 pass, 1 fail, 2 usage/config error, 3 could not evaluate, 130/143 
 def _common_arguments(parser) -> None:
     from checks.config import bounded
     from checks.render import RENDERERS
+    from checks.runner import DEFAULT_CONCURRENCY
 
     parser.add_argument("--config", metavar="FILE", help="JSON config (TOML on Python 3.11+)")
     out = parser.add_argument_group("output")
@@ -45,7 +46,8 @@ def _common_arguments(parser) -> None:
     run.add_argument("--only", action="append", default=[], metavar="NAME", help="run only this check (repeatable)")
     run.add_argument("--min-pass-rate", type=bounded(0, 1), default=1.0, metavar="RATE",
                      help="pass when at least this share of checks pass and every critical one does (default 1.0)")
-    run.add_argument("--concurrency", type=bounded(1, integer=True), default=32, metavar="N", help="checks at once (default 32)")
+    run.add_argument("--concurrency", type=bounded(1, integer=True), default=DEFAULT_CONCURRENCY, metavar="N",
+                     help="checks at once (default %d)" % DEFAULT_CONCURRENCY)
     run.add_argument("--deadline", type=bounded(0.001), metavar="S", help="bound on the whole run, in seconds")
     mode = parser.add_argument_group("modes")
     mode.add_argument("--validate", action="store_true", help="check the configuration, run nothing")
@@ -150,40 +152,48 @@ def _run(args) -> int:
 
     progress = sys.stderr.isatty() and not args.quiet
     ctx = runner.RunContext(args.concurrency, args.deadline,
-                            (lambda r: print(secrets.redact(_progress(r)), file=sys.stderr, flush=True))
-                            if progress else None)
+                            (lambda r: print(_progress(r), file=sys.stderr, flush=True)) if progress else None,
+                            secrets.redact)
     started, clock = time.time(), time.monotonic()
-    results, interrupted = [], None
-    restore = runner.handle_signals()
-    try:
-        for section in SECTIONS:
-            mine = [check for check in chosen if check.section == section]
-            if mine and interrupted is None:
-                try:
-                    results += _module(COMMANDS[section][0]).run(mine, ctx)
-                except runner.Interrupted as exc:
-                    results += exc.results
-                    interrupted = exc.signum
-    except runner.Interrupted as exc:  # between sections or before the runner caught it
-        interrupted = exc.signum
-    finally:
-        restore()
-        for problem in runner.CLEANUP.run_all():
-            print("smoke.py: %s" % secrets.redact(problem), file=sys.stderr)
-    report = model.build_report(args.command, results + skipped, socket.gethostname(), started,
-                                (time.monotonic() - clock) * 1000, args.min_pass_rate, interrupted)
-    report = secrets.redact(report)
-    code = report["exit_code"]
-    if args.output and not _write_atomically(args.output, RENDERERS["json"](report)) and code == 0:
-        code = int(model.ExitCode.UNKNOWN)  # a pass nobody can read is not a pass; a failure stays 1
-    if not (args.quiet and code == 0):
+    results = []
+    runner.CLEANUP.open()
+    with runner.Signals() as signals:
         try:
-            sys.stdout.write(RENDERERS[args.format](report))
-            sys.stdout.flush()
-        except BrokenPipeError:
-            # The reader went away (smoke.py all | head): end quietly, as CPython's docs advise.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            try:
+                for section in SECTIONS:
+                    mine = [check for check in chosen if check.section == section]
+                    if mine:
+                        results += _module(COMMANDS[section][0]).run(mine, ctx)
+            finally:
+                signals.disarm()  # from here on a signal is recorded, and the report still written
+        except runner.Interrupted as exc:
+            results += exc.results
+        for problem in runner.CLEANUP.run_all(close=signals.signum is not None):
+            print("smoke.py: %s" % secrets.redact(problem), file=sys.stderr)
+        report = model.build_report(args.command, results + skipped, socket.gethostname(), started,
+                                    (time.monotonic() - clock) * 1000, args.min_pass_rate, signals.signum)
+        report = secrets.redact(report)  # names and targets come from the config too
+        code = report["exit_code"]
+        if args.output and not _write_atomically(args.output, RENDERERS["json"](report)) and code == 0:
+            code = int(model.ExitCode.UNKNOWN)  # a pass nobody can read is not a pass; a failure stays 1
+        if not (args.quiet and code == 0):
+            _emit(RENDERERS[args.format](report))
     return code
+
+
+def _emit(text: str) -> None:
+    """The report on stdout as UTF-8 whatever the locale; a closed pipe ends quietly."""
+    try:
+        if hasattr(sys.stdout, "buffer"):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text.encode("utf-8"))
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (smoke.py all | head): end quietly, as CPython's docs advise.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _progress(result) -> str:
@@ -218,6 +228,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser(argv).parse_args(argv)
     from checks import SmokeError
+    from checks.model import ExitCode
 
     try:
         return _run(args)
@@ -226,13 +237,13 @@ def main(argv=None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:  # before any check ran: nothing to report or clean up
         print("smoke.py: interrupted", file=sys.stderr)
-        return 130
+        return int(ExitCode.SIGINT)
     except Exception as exc:
         if args.debug:
             raise
         print("smoke.py: internal error: %s: %s (run with --debug for the traceback)"
               % (type(exc).__name__, exc), file=sys.stderr)
-        return 3
+        return int(ExitCode.UNKNOWN)
 
 
 if __name__ == "__main__":

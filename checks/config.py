@@ -5,6 +5,7 @@ number, got "ten"`), so a user fixes a config without reading our code.
 """
 
 import json
+import math
 import os
 import re
 import sys
@@ -148,7 +149,14 @@ def _join(where: str, key: str) -> str:
     return "%s.%s" % (where, key) if where else str(key)
 
 
-def bounded(low: float, high: float = float("inf"), integer: bool = False):
+def range_problem(value: float, low: float, high: float = math.inf) -> Optional[str]:
+    """Why value is out of [low, high], or None; infinity and NaN are never in range."""
+    if math.isfinite(value) and low <= value <= high:
+        return None
+    return "must be %s" % ("at least %g" % low if high == math.inf else "between %g and %g" % (low, high))
+
+
+def bounded(low: float, high: float = math.inf, integer: bool = False):
     """An argparse type for a number in [low, high]: `--deadline -1` is a usage error, not a run."""
     def parse(text: str):
         import argparse
@@ -157,9 +165,9 @@ def bounded(low: float, high: float = float("inf"), integer: bool = False):
             value = int(text) if integer else float(text)
         except ValueError:
             raise argparse.ArgumentTypeError("expected %s, got %r" % ("a whole number" if integer else "a number", text))
-        if not low <= value <= high:
-            bounds = "at least %g" % low if high == float("inf") else "between %g and %g" % (low, high)
-            raise argparse.ArgumentTypeError("must be %s, got %s" % (bounds, text))
+        problem = range_problem(value, low, high)
+        if problem:
+            raise argparse.ArgumentTypeError("%s, got %s" % (problem, text))
         return value
     return parse
 
@@ -207,8 +215,9 @@ class Fields:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError("%s: expected a number, got %s" % (self.at(key), _shown(value)))
-        if value < minimum:
-            raise ConfigError("%s: must be at least %s, got %s" % (self.at(key), minimum, value))
+        problem = range_problem(value, minimum)
+        if problem:
+            raise ConfigError("%s: %s, got %s" % (self.at(key), problem, value))
         return value
 
     def strings(self, key: str, default: Any = _REQUIRED) -> List[str]:

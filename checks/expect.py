@@ -19,8 +19,11 @@ _NO_VALUE = {"exists", "!exists"}
 _NAME = re.compile(r"[\w-]+")
 _INDEX = re.compile(r'\[\s*(-?\d+|"(?:[^"\\]|\\.)*")\s*\]')
 _OP_LIKE = re.compile(r"[!=<>~]+|[A-Za-z!]+")
-# A version is a string with two or more dots, or one led by "v": "3.9.18", "v20.1".
+# A string fact is a version when it has two or more dots or a leading "v" ("3.9.18",
+# "v20.1"), or when the fact is named *version ("3.9" in json.version). Other one-dot
+# strings ("0.5") stay numbers.
 _VERSION = re.compile(r"^v?(\d+(?:\.\d+){2,})|^v(\d+(?:\.\d+)*)")
+_NAMED_VERSION = re.compile(r"^v?(\d+(?:\.\d+)+)")
 _WHOLE_VERSION = re.compile(r"^v?\d+(?:\.\d+)*$")
 _EXCERPT = 80
 
@@ -209,7 +212,7 @@ def _holds(cond: Condition, seen: Any) -> bool:
     if op == "exists":
         return True
     if op in ("==", "!="):
-        return _equal(seen, value, cond.raw) == (op == "==")
+        return _equal(seen, value, cond.raw, _named_version(cond)) == (op == "==")
     if op == "in":
         return any(_equal(seen, item, json.dumps(item)) for item in value)
     if op in ("contains", "!contains"):
@@ -217,7 +220,7 @@ def _holds(cond: Condition, seen: Any) -> bool:
     if op in ("matches", "!matches"):
         text = seen if isinstance(seen, str) else json.dumps(seen)
         return bool(re.search(_pattern(value, cond.raw), text)) == (op == "matches")
-    left, right = _ordered(seen, value, cond.raw)
+    left, right = _ordered(seen, value, cond.raw, _named_version(cond))
     return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
 
 
@@ -239,13 +242,18 @@ def _number(value: Any) -> Any:
     return None
 
 
-def _version(text: Any) -> Optional[Tuple[int, ...]]:
+def _named_version(cond: Condition) -> bool:
+    return not cond.length and str(cond.path[-1]).lower().endswith("version")
+
+
+def _version(text: Any, named: bool = False) -> Optional[Tuple[int, ...]]:
     if not isinstance(text, str):
         return None
     match = _VERSION.match(text.strip())
-    if not match:
-        return None
-    return tuple(int(p) for p in (match.group(1) or match.group(2)).split("."))
+    if match:
+        return tuple(int(p) for p in (match.group(1) or match.group(2)).split("."))
+    match = _NAMED_VERSION.match(text.strip()) if named else None
+    return tuple(int(p) for p in match.group(1).split(".")) if match else None
 
 
 def _as_version(raw: str) -> Optional[Tuple[int, ...]]:
@@ -258,9 +266,9 @@ def _padded(a: Tuple[int, ...], b: Tuple[int, ...]) -> Tuple[Tuple[int, ...], Tu
     return a + (0,) * (width - len(a)), b + (0,) * (width - len(b))
 
 
-def _ordered(seen: Any, value: Any, raw: str) -> Tuple[Any, Any]:
+def _ordered(seen: Any, value: Any, raw: str, named: bool = False) -> Tuple[Any, Any]:
     """The pair to order: versions as versions, numbers as numbers, text as text."""
-    seen_version, value_version = _version(seen), _as_version(raw)
+    seen_version, value_version = _version(seen, named), _as_version(raw)
     if seen_version is not None and value_version is not None:
         return _padded(seen_version, value_version)
     left, right = _number(seen), _number(value)
@@ -271,10 +279,10 @@ def _ordered(seen: Any, value: Any, raw: str) -> Tuple[Any, Any]:
     raise TypeError("cannot order %s against %s" % (_show(seen), json.dumps(value)))
 
 
-def _equal(seen: Any, value: Any, raw: str) -> bool:
+def _equal(seen: Any, value: Any, raw: str, named: bool = False) -> bool:
     if isinstance(seen, bool) or isinstance(value, bool):
         return seen is value
-    seen_version, value_version = _version(seen), _as_version(raw)
+    seen_version, value_version = _version(seen, named), _as_version(raw)
     value_is_version = not isinstance(value, str) or _WHOLE_VERSION.match(value)
     if seen_version is not None and value_version is not None and value_is_version:
         a, b = _padded(seen_version, value_version)

@@ -59,12 +59,17 @@ def load(section, where: str = NAME) -> List[Check]:
     tables = fields.get("checks", (list,))
     fields.done()
     checks = [build_check(table, "%s.checks[%d]" % (where, i), NAME, defaults) for i, table in enumerate(tables)]
+    _unique(checks, lambda i: "%s.checks[%d].name" % (where, i))
+    return checks
+
+
+def _unique(checks: List[Check], where) -> None:
+    """Names pick checks (--only) and label results: two alike would be ambiguous."""
     seen = set()
     for i, check in enumerate(checks):
         if check.name in seen:
-            raise ConfigError("%s.checks[%d].name: %r is used twice; names must be unique" % (where, i, check.name))
+            raise ConfigError("%s: %r is used twice; names must be unique" % (where(i), check.name))
         seen.add(check.name)
-    return checks
 
 
 def _defaults(fields: Fields) -> dict:
@@ -97,6 +102,7 @@ def from_args(args) -> List[Check]:
         if args.insecure and table["kind"] == "http":
             table["insecure"] = True
         checks.append(build_check(table, option, NAME))
+    _unique(checks, lambda i: "--name")
     return checks
 
 

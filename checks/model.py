@@ -1,6 +1,7 @@
 """Results, reports, the verdict and the exit codes: pure data, no I/O."""
 
 import enum
+import signal
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
@@ -64,7 +65,7 @@ def verdict(results: List[Result], min_pass_rate: float = 1.0) -> Tuple[str, Exi
         return "error", ExitCode.UNKNOWN
     critical_missed = any(r.severity == "critical" and r.status not in ("pass", "skip")
                           for r in results)
-    if critical_missed or summary["pass_rate"] < min_pass_rate:
+    if critical_missed or (summary["pass"] + summary["warn"]) / evaluated < min_pass_rate:
         return "fail", ExitCode.FAIL
     return "pass", ExitCode.PASS
 
@@ -88,6 +89,7 @@ def build_report(command: str, results: List[Result], host: str, started_at: flo
         "summary": summarize(results), "metrics": {}, "results": [r.to_dict() for r in results],
     }
     if interrupted is not None:
-        report["interrupted"] = "SIGTERM" if interrupted == 15 else "SIGINT"
-        report["exit_code"] = int(ExitCode.SIGTERM if interrupted == 15 else ExitCode.SIGINT)
+        terminated = interrupted == signal.SIGTERM
+        report["interrupted"] = "SIGTERM" if terminated else "SIGINT"
+        report["exit_code"] = int(ExitCode.SIGTERM if terminated else ExitCode.SIGINT)
     return report

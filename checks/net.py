@@ -84,7 +84,9 @@ def describe_error(exc: BaseException) -> str:
         return "server closed the connection without a response"
     if client and isinstance(exc, client.IncompleteRead):
         return "connection closed after %d bytes of the body" % len(exc.partial)
-    reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or getattr(exc, "strerror", None)
+    if getattr(exc, "verify_message", None):  # ssl.SSLCertVerificationError
+        return "TLS: certificate verify failed: %s" % exc.verify_message
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None)
     if type(exc).__name__.startswith("SSL"):
         return "TLS: %s" % (reason or exc)
     return str(reason or exc) or type(exc).__name__

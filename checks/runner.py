@@ -43,6 +43,7 @@ class RunContext(NamedTuple):
     concurrency: int = DEFAULT_CONCURRENCY
     deadline_s: Optional[float] = None
     on_result: Optional[Callable[[Result], None]] = None
+    redact: Callable[[Any], Any] = lambda value: value  # config.Secrets.redact, applied before any excerpt
 
 
 class Interrupted(BaseException):
@@ -54,28 +55,41 @@ class Interrupted(BaseException):
 
 
 class Cleanup:
-    """Undo actions for what a run created; run on success, failure, exception and signals."""
+    """Undo actions for what a run created; run on success, failure, exception and signals.
+
+    After an interrupt, run_all(close=True) also closes the registry: a probe that
+    creates something after that (a worker still busy) has it undone at once.
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._actions: Dict[int, Callable[[], None]] = {}
         self._next = 0
+        self._closed = False
+
+    def open(self) -> None:
+        with self._lock:
+            self._closed = False
 
     def add(self, action: Callable[[], None]) -> int:
         with self._lock:
-            self._next += 1
-            self._actions[self._next] = action
-            return self._next
+            if not self._closed:
+                self._next += 1
+                self._actions[self._next] = action
+                return self._next
+        action()
+        return 0
 
     def remove(self, token: int) -> None:
         with self._lock:
             self._actions.pop(token, None)
 
-    def run_all(self) -> List[str]:
+    def run_all(self, close: bool = False) -> List[str]:
         """Run every pending action, newest first; returns the errors, never raises."""
         with self._lock:
             actions = sorted(self._actions.items(), reverse=True)
             self._actions.clear()
+            self._closed = close
         errors = []
         for _, action in actions:
             try:
@@ -88,22 +102,35 @@ class Cleanup:
 CLEANUP = Cleanup()
 
 
-def handle_signals() -> Callable[[], None]:
-    """Turn SIGINT/SIGTERM into Interrupted in the main thread; returns a restore function."""
-    def raise_interrupted(signum, _frame):
-        raise Interrupted(signum)
+class Signals:
+    """SIGINT/SIGTERM during a run: the first raises Interrupted in the main thread while
+    armed; every later one is only recorded, so cleanup and the partial report still happen."""
 
-    previous = {}
-    try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, raise_interrupted)
-    except ValueError:  # not the main thread: the caller owns signals
-        pass
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self.armed = True
+        self._previous: Dict[int, Any] = {}
 
-    def restore():
-        for signum, handler in previous.items():
+    def __enter__(self) -> "Signals":
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread: the caller owns signals
+            pass
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
             signal.signal(signum, handler)
-    return restore
+
+    def _handle(self, signum: int, _frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+            if self.armed:
+                raise Interrupted(signum)
+
+    def disarm(self) -> None:
+        self.armed = False
 
 
 def select(checks: List[Check], tags=(), skip_tags=(), only=()) -> Tuple[List[Check], List[Result]]:
@@ -148,7 +175,7 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
                 return
             with lock:
                 began[index] = time.monotonic()
-            done.put((index, attempt(checks[index], run_ends)))
+            done.put((index, attempt(checks[index], ctx, run_ends, stop)))
             with lock:
                 if index in abandoned:  # a new worker has this slot now
                     return
@@ -197,6 +224,9 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
                 finish(index, result)
     except Interrupted as exc:
         stop.set()
+        while not done.empty():  # finished just before the signal: keep them
+            index, result = done.get_nowait()
+            results.setdefault(index, result)
         for index in range(len(checks)):
             if index not in results:
                 results[index] = _result(checks[index], "skip", "interrupted by %s"
@@ -208,8 +238,13 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
     return [results[i] for i in sorted(results)]
 
 
-def attempt(check: Check, run_ends: Optional[float] = None) -> Result:
-    """Probe and judge, retrying on failure; a pass after a retry is flagged flaky."""
+def attempt(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[float] = None,
+            stop: Optional[threading.Event] = None) -> Result:
+    """Probe and judge, retrying on failure; a pass after a retry is flagged flaky.
+
+    Facts and messages are redacted before anything is cut short for the report,
+    so no excerpt can end in the middle of a secret and show its start.
+    """
     started = time.monotonic()
     attempts = 0
     while True:
@@ -220,22 +255,24 @@ def attempt(check: Check, run_ends: Optional[float] = None) -> Result:
         try:
             facts = check.probe(timeout)
         except CheckError as exc:
-            return _result(check, "error", str(exc), started, attempts)
+            return _result(check, "error", ctx.redact(str(exc)), started, attempts)
         except Exception as exc:  # a bug in a probe must not take the run down
-            return _result(check, "error", "internal error in %s probe: %s: %s"
-                           % (check.kind, type(exc).__name__, exc), started, attempts)
+            return _result(check, "error", ctx.redact("internal error in %s probe: %s: %s"
+                                                      % (check.kind, type(exc).__name__, exc)), started, attempts)
         problems = judge(check.expect, facts)
+        shown = ctx.redact(facts)
         if not problems:
-            return _result(check, "pass", facts.get("expectations_skipped", ""), started, attempts, facts,
+            return _result(check, "pass", shown.get("expectations_skipped", ""), started, attempts, shown,
                            flaky=attempts > 1)
+        message = "; ".join(judge(check.expect, shown) or problems)
+        if attempts > 1:
+            message += " (%d attempts)" % attempts
+        failure = _result(check, "fail", ctx.redact(message), started, attempts, shown)
         out_of_time = run_ends and time.monotonic() + check.retry_delay >= run_ends
         if attempts > check.retries or out_of_time:
-            message = "; ".join(problems)
-            if attempts > 1:
-                message += " (%d attempts)" % attempts
-            status = "warn" if check.severity == "warning" else "fail"
-            return _result(check, status, message, started, attempts, facts)
-        time.sleep(check.retry_delay)
+            return failure
+        if stop.wait(check.retry_delay) if stop else time.sleep(check.retry_delay):
+            return failure  # the run is over: no more attempts
 
 
 def judge(conditions, facts: Dict[str, Any]) -> List[str]:
@@ -254,6 +291,8 @@ def judge(conditions, facts: Dict[str, Any]) -> List[str]:
 def _result(check: Check, status: str, message: str, started: Optional[float] = None,
             attempts: int = 0, facts: Optional[Dict[str, Any]] = None, flaky: bool = False) -> Result:
     duration = (time.monotonic() - started) * 1000 if started else 0.0
+    if status == "fail" and check.severity == "warning":  # reported, never failing the verdict
+        status = "warn"
     return Result(check.name, check.section, check.kind, status, message, duration, attempts,
                   check.tags, check.severity, excerpt(facts or {}), flaky)
 

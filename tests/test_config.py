@@ -43,7 +43,7 @@ def test_find_prefers_smoke_toml_then_smoke_json_here(tmp_path, monkeypatch):
     assert find(None, environ={}) == "smoke.json"
     assert find(None, environ={"SMOKE_CONFIG": ""}) == "smoke.json"
     write(tmp_path / "smoke.toml", "")
-    assert find(None, environ={}) == "smoke.toml"
+    assert find(None, environ={}) == ("smoke.toml" if sys.version_info >= (3, 11) else "smoke.json")
 
 
 def test_find_returns_none_when_there_is_nothing(tmp_path, monkeypatch):
@@ -362,3 +362,9 @@ def test_json_wins_over_toml_where_toml_cannot_be_read(tmp_path, monkeypatch):
     (tmp_path / "smoke.json").write_text("{}")
     expected = "smoke.toml" if sys.version_info >= (3, 11) else "smoke.json"
     assert config.find(None, environ={}) == expected
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", float("inf")])
+def test_infinite_numbers_are_rejected(value):
+    with pytest.raises(ConfigError, match=r"health.checks\[0\].timeout: must be at least 0.001"):
+        Fields({"timeout": value}, "health.checks[0]").number("timeout", 10, minimum=0.001)

@@ -367,3 +367,14 @@ def test_a_mistyped_fact_name_suggests_the_right_one():
     cond = parse("header.content-type contains json")
     assert check(cond, {"status": 200, "headers": {"content-type": "application/json"}}) == \
         "header.content-type: missing (no fact 'header'; did you mean 'headers'?)"
+
+
+@pytest.mark.parametrize("text, facts, holds", [
+    ("json.version >= 3.11", {"json": {"version": "3.9"}}, False),   # DESIGN's example: 3.9 < 3.11
+    ("json.version >= 3.9", {"json": {"version": "3.10"}}, True),
+    ("json.api_version == 1.2", {"json": {"api_version": "1.2.0"}}, True),
+    ("json.ratio > 0.45", {"json": {"ratio": "0.5"}}, True),         # not named *version: a number
+    ("len(json.version) == 3", {"json": {"version": "3.9"}}, True),
+])
+def test_a_fact_named_version_compares_as_a_version(text, facts, holds):
+    assert (check(parse(text), facts) is None) is holds

@@ -267,10 +267,11 @@ def test_authorization_follows_a_redirect_only_within_its_origin(service, odd):
     same = run_check(kind="http", url=to(odd, 302, odd + "/echo"), bearer_token=BEARER_TOKEN)
     assert same.facts["json"]["headers"]["authorization"] == "Bearer " + BEARER_TOKEN
     other = run_check(kind="http", url=to(odd, 302, service + "/echo"), bearer_token=BEARER_TOKEN,
-                      headers={"X-Kept": "yes"})
+                      headers={"X-Kept": "yes", "X-Api-Key": "k-123456", "Cookie": "s=1", "Private-Token": "t-1234"})
     assert other.status == "pass", other.message
-    assert "authorization" not in other.facts["json"]["headers"]
-    assert other.facts["json"]["headers"]["x-kept"] == "yes"
+    sent = other.facts["json"]["headers"]
+    assert not {"authorization", "x-api-key", "cookie", "private-token"} & set(sent)
+    assert sent["x-kept"] == "yes"
 
 
 # --- TLS --------------------------------------------------------------------------------------
@@ -489,3 +490,9 @@ def test_basic_auth_rejects_unknown_keys():
     from checks import ConfigError
     with pytest.raises(ConfigError, match=r"health.checks\[0\].basic_auth.user: unknown field"):
         run_check(kind="http", url="http://127.0.0.1:1/", basic_auth={"username": "a", "password": "b", "user": "c"})
+
+
+def test_prometheus_shares_the_header_checks():
+    from checks import ConfigError
+    with pytest.raises(ConfigError, match=r"health.checks\[0\].bearer_token: a header value cannot contain"):
+        run_check(kind="prometheus", url="http://127.0.0.1:1", query="up", bearer_token="tok-secret\n")

@@ -890,7 +890,7 @@ def test_a_two_part_version_compares_as_a_version():
     result = run_check(kind="command", command=[sys.executable, "-c", "print('go version go1.21 linux/amd64')"],
                        expect=["version >= 1.9", "version < 1.100"])
     assert result.status == "pass", result.message
-    assert result.facts["version"] == "1.21.0"
+    assert result.facts["version"] == "1.21"
 
 
 def test_a_checks_tags_add_to_the_section_defaults():

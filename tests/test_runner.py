@@ -4,12 +4,14 @@ Probes here are plain functions with real sleeps and real threads: the runner's
 contract is with the probe interface (timeout in, facts out), not with any I/O.
 """
 
+import json
 import threading
 import time
 
 import pytest
 
 from checks import CheckError, expect
+from checks.config import Secrets
 from checks.model import ExitCode, Result, summarize, verdict
 from checks.runner import Check, Cleanup, RunContext, attempt, excerpt, judge, run_checks, select
 
@@ -181,7 +183,12 @@ def test_cleanup_runs_newest_first_and_past_failures():
     errors = cleanup.run_all()
     assert order == ["last", "first"]
     assert errors == ["cleanup: division by zero"]
-    assert cleanup.run_all() == []  # each action runs once
+    assert cleanup.run_all(close=True) == []  # each action runs once
+    cleanup.add(lambda: order.append("late"))  # closed: undone at once
+    assert order == ["last", "first", "late"]
+    cleanup.open()
+    cleanup.add(lambda: order.append("kept"))
+    assert order == ["last", "first", "late"]
 
 
 def test_report_facts_are_excerpts():
@@ -202,5 +209,21 @@ def test_registries_are_pinned():
     for kind in KINDS:
         from checks.kinds import module
         mod = module(kind)
+        assert mod.NAME == kind
         assert mod.__doc__ and callable(mod.load) and callable(mod.probe) and callable(mod.target)
         assert mod.DEFAULT_EXPECT is None or all(expect.parse(t) for t in mod.DEFAULT_EXPECT)
+
+
+def test_a_warning_check_stays_a_warning_whoever_ends_it():
+    results = run_checks([make("w", sleeper(5), severity="warning", timeout=10)], RunContext(deadline_s=0.3))
+    assert results[0].status == "warn" and results[0].message.startswith("deadline exceeded")
+    assert verdict(results) == ("pass", ExitCode.PASS)
+
+
+def test_secrets_are_masked_before_anything_is_cut_short():
+    secret = "TOPSECRETVALUE123"
+    facts = {"stdout": "x" * 70 + secret, "body": "y" * 2040 + secret}
+    result = attempt(make(probe=lambda t: facts, expect_=("stdout == nope",)),
+                     RunContext(redact=lambda v: Secrets([secret]).redact(v)))
+    shown = json.dumps(result.to_dict())
+    assert "TOPSEC" not in shown and "***" in result.message

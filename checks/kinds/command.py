@@ -1,8 +1,8 @@
 """command: run an argv (a shell only when shell = true) with a timeout and capped output.
 
 Facts: exit_code, stdout, stderr (each up to max_output bytes), latency_ms, and
-version, the first dotted version in the output, padded to three parts (so
-`version >= 3.11` reads `python3 --version`, and go's "1.21" is "1.21.0", above 1.9). A missing executable is an error naming it.
+version, the first dotted version in the output (so `version >= 3.11` reads
+`python3 --version`, and go's "1.21" is above 1.9). A missing executable is an error naming it.
 """
 
 import os
@@ -17,6 +17,7 @@ from typing import Any, Dict, List
 from checks import CheckError, ConfigError
 from checks.runner import CLEANUP
 
+NAME = "command"
 DEFAULT_EXPECT = ("exit_code == 0",)
 MAX_OUTPUT = 64 * 1024
 _VERSION = re.compile(r"\d+\.\d+(?:\.\d+)*")
@@ -71,24 +72,23 @@ def probe(params, timeout: float) -> Dict[str, Any]:
         try:
             exit_code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            _kill(proc)
-            return {"error": "timed out after %gs" % timeout, "stdout": out.text(), "stderr": err.text()}
-        # A background child still holding the pipes would keep them open: end the group first.
-        _kill(proc)
-        drained = time.monotonic() + 1.0
-        out.join(drained)
-        err.join(drained)
+            exit_code = None
     finally:
-        _kill(proc)  # the whole process group: no orphan outlives its check
+        # The whole process group, so no orphan outlives its check, and a background
+        # child still holding the pipes cannot keep the drain below waiting.
+        _kill(proc)
         CLEANUP.remove(token)
+    drained = time.monotonic() + 1.0
+    out.join(drained)
+    err.join(drained)
     stdout, stderr = out.text(), err.text()
+    if exit_code is None:
+        return {"error": "timed out after %gs" % timeout, "stdout": stdout, "stderr": stderr}
     facts = {"exit_code": exit_code, "stdout": stdout, "stderr": stderr,
              "latency_ms": round((time.monotonic() - started) * 1000, 1)}
     version = _VERSION.search(stdout) or _VERSION.search(stderr)
     if version:
-        # "1.21" becomes "1.21.0": a two-part string would otherwise compare as a decimal (1.21 < 1.9).
-        parts = version.group().split(".")
-        facts["version"] = ".".join(parts + ["0"] * (3 - len(parts)))
+        facts["version"] = version.group()
     return facts
 
 
@@ -113,8 +113,7 @@ class _Capped:
 
     def _drain(self) -> None:
         with self._pipe:
-            for chunk in iter(lambda: self._pipe.read1(65536) if hasattr(self._pipe, "read1")
-                              else self._pipe.read(65536), b""):
+            for chunk in iter(lambda: self._pipe.read1(65536), b""):
                 room = self._cap - len(self.data)
                 self.data += chunk[:max(0, room)]
                 self.dropped += max(0, len(chunk) - max(0, room))

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from checks import CheckError, ConfigError
 from checks.net import DeadlineGuard, describe_error
 
+NAME = "docker"
 DEFAULT_EXPECT = ("running == true", "healthy == true")
 DEFAULT_SOCKET = "/var/run/docker.sock"
 _MAX_ANSWER = 4 * 1024 * 1024
@@ -95,6 +96,8 @@ def _inspect_api(path: str, name: str, timeout: float):
     finally:
         guard.cancel()
         conn.close()
+    if guard.fired:  # the guard's shutdown reads as an early end of the answer
+        raise CheckError("docker API at %s: timed out after %gs" % (path, timeout))
     if response.status == 404:
         return None
     if response.status != 200:

@@ -12,6 +12,7 @@ from typing import Any, Dict
 
 from checks import CheckError
 
+NAME = "file"
 DEFAULT_EXPECT = ("exists == true",)
 MAX_JSON = 1024 * 1024
 

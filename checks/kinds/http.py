@@ -6,6 +6,7 @@ url (after redirects), redirects, and for https cert_days and cert_expires_at.
 """
 
 import base64
+import functools
 import json
 import socket
 import time
@@ -13,9 +14,10 @@ from typing import Any, Dict, Optional
 from urllib.parse import urlsplit
 
 from checks import CheckError, ConfigError
-from checks.config import Fields
+from checks.config import SECRET_FIELD, Fields
 from checks.net import DeadlineGuard, describe_error
 
+NAME = "http"
 DEFAULT_EXPECT = ("status < 400",)
 MAX_BODY = 1024 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -29,26 +31,10 @@ def load(fields) -> Dict[str, Any]:
     body, json_body = fields.get("body", (str,), None), fields.get("json", (dict, list, str, int, float, bool), None)
     if body is not None and json_body is not None:
         raise ConfigError("%s: give body or json, not both" % fields.at("json"))
-    headers = fields.get("headers", (dict,), {})
-    for name, value in headers.items():
-        if not isinstance(value, str):
-            raise ConfigError("%s.%s: expected a string" % (fields.at("headers"), name))
-        _check_header_value(value, "%s.%s" % (fields.at("headers"), name))
-    headers = dict(headers)
+    headers = request_headers(fields)
     if json_body is not None:
         body = json.dumps(json_body)
         headers.setdefault("Content-Type", "application/json")
-    basic = fields.get("basic_auth", (dict,), None)
-    if basic is not None:
-        basic_fields = Fields(basic, fields.at("basic_auth"))
-        user, password = basic_fields.text("username"), basic_fields.text("password")
-        basic_fields.done()
-        token = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
-        headers = dict(_without(headers, "authorization"), Authorization="Basic " + token)
-    bearer = fields.text("bearer_token", None)
-    if bearer is not None:
-        _check_header_value(bearer, fields.at("bearer_token"))
-        headers = dict(_without(headers, "authorization"), Authorization="Bearer " + bearer)
     import http.client  # noqa: F401 -- now, not in the first probe, where 50 threads would queue on the import
     insecure = fields.flag("insecure", False)
     ca_file = fields.text("ca_file", None)
@@ -60,6 +46,31 @@ def load(fields) -> Dict[str, Any]:
         "max_redirects": int(fields.number("max_redirects", 5)), "insecure": insecure,
         "ca_file": ca_file, "max_body": int(fields.number("max_body", MAX_BODY, minimum=1)),
     }
+
+
+def request_headers(fields) -> Dict[str, str]:
+    """headers, basic_auth and bearer_token as request headers (one Authorization at most).
+
+    Shared with every kind that speaks HTTP, so each gets the same checks.
+    """
+    headers = fields.get("headers", (dict,), {})
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise ConfigError("%s.%s: expected a string" % (fields.at("headers"), name))
+        _check_header_value(value, "%s.%s" % (fields.at("headers"), name))
+    headers = dict(headers)
+    basic = fields.get("basic_auth", (dict,), None)
+    if basic is not None:
+        basic_fields = Fields(basic, fields.at("basic_auth"))
+        user, password = basic_fields.text("username"), basic_fields.text("password")
+        basic_fields.done()
+        token = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+        headers = dict(_without(headers, "authorization"), Authorization="Basic " + token)
+    bearer = fields.text("bearer_token", None)
+    if bearer is not None:
+        _check_header_value(bearer, fields.at("bearer_token"))
+        headers = dict(_without(headers, "authorization"), Authorization="Bearer " + bearer)
+    return headers
 
 
 def _check_url(url: str, where: str) -> None:
@@ -113,7 +124,7 @@ def fetch(url: str, timeout: float, method: str = "GET", headers: Optional[dict]
         redirects += 1
         location = urljoin(url, location)
         if not _same_site(url, location):
-            headers = _without(headers, "authorization")
+            headers = {k: v for k, v in headers.items() if not _credential(k)}
         url = location
         if (facts["status"] == 303 and method != "HEAD") or (facts["status"] in (301, 302) and method == "POST"):
             method, body = "GET", None
@@ -134,6 +145,11 @@ def _same_site(old: str, new: str) -> bool:
         return False
     upgrade = (a.scheme, a_port, b.scheme, b_port) == ("http", 80, "https", 443)
     return a.hostname == b.hostname and ((a.scheme, a_port) == (b.scheme, b_port) or upgrade)
+
+
+def _credential(name: str) -> bool:
+    """Headers that must not follow a redirect to another site: any secret-named one."""
+    return bool(SECRET_FIELD.search(name)) or name.lower() in ("proxy-authorization", "cookie")
 
 
 def _without(headers: dict, name: str) -> dict:
@@ -177,19 +193,10 @@ def _request(url, method, headers, body, deadline, timeout, insecure, ca_file, m
     except Exception as exc:  # every failure of the far side becomes a fact
         if guard.fired or isinstance(exc, socket.timeout):
             return {"error": "timed out after %gs" % timeout}
-        return {"error": _describe(exc)}
+        return {"error": describe_error(exc)}
     finally:
         guard.cancel()
         conn.close()
-
-
-def _describe(exc: BaseException) -> str:
-    """describe_error, but a failed verification says so, whatever OpenSSL's reason."""
-    import ssl
-
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return "TLS: certificate verify failed: %s" % (exc.verify_message or exc.reason)
-    return describe_error(exc)
 
 
 def exchange_facts(response, max_body: int, method: str = "GET") -> Dict[str, Any]:
@@ -252,7 +259,9 @@ def _decompress(data: bytes, max_body: int) -> Optional[bytes]:
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def _tls_context(insecure: bool, ca_file: Optional[str]):
+    """One context per setting: building one loads the CA store, ~25 ms of CPU each time."""
     import ssl
 
     try:

@@ -11,6 +11,7 @@ from typing import Any, Dict, List
 
 from checks import CheckError, ConfigError
 
+NAME = "log"
 DEFAULT_EXPECT = None  # "present" and "absent" are equally common: the config says which
 MAX_TAIL_BYTES = 16 * 1024 * 1024
 _BLOCK = 65536

@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 
 from checks import CheckError, ConfigError
 
+NAME = "process"
 DEFAULT_EXPECT = ("running == true",)
 _PID_MAX = 4194304  # Linux PID_MAX_LIMIT
 
@@ -66,8 +67,8 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     try:  # a zombie has exited; it only waits for its parent
-        with open("/proc/%d/stat" % pid) as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        with open("/proc/%d/stat" % pid, "rb") as fh:  # bytes: a process name need not be UTF-8
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except (OSError, IndexError):
         return True
 
@@ -83,8 +84,8 @@ def _matching(name, pattern) -> List[int]:
         try:
             with open("/proc/%s/cmdline" % entry, "rb") as fh:
                 argv = fh.read(65536).split(b"\0")
-            with open("/proc/%s/comm" % entry) as fh:
-                comm = fh.read().strip()
+            with open("/proc/%s/comm" % entry, "rb") as fh:
+                comm = fh.read().strip().decode("utf-8", errors="replace")
         except OSError:  # exited while we looked
             continue
         argv = [a.decode("utf-8", errors="replace") for a in argv if a]

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from checks import CheckError, ConfigError
 from checks.kinds import http
 
+NAME = "prometheus"
 DEFAULT_EXPECT = ("count > 0",)
 NO_DATA = ("fail", "error", "pass")
 
@@ -20,9 +21,7 @@ def load(fields) -> Dict[str, Any]:
     url = fields.text("url").rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError("%s: expected the Prometheus base URL, e.g. http://127.0.0.1:9090" % fields.at("url"))
-    token = fields.text("bearer_token", None)
-    headers = {"Authorization": "Bearer " + token} if token else {}
-    return {"url": url, "query": fields.text("query"), "headers": headers,
+    return {"url": url, "query": fields.text("query"), "headers": http.request_headers(fields),
             "on_no_data": fields.choice("on_no_data", NO_DATA, "fail"),
             "insecure": fields.flag("insecure", False), "ca_file": fields.text("ca_file", None)}
 

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Tuple
 
 from checks import CheckError, ConfigError
 
+NAME = "resources"
 DEFAULT_EXPECT = ("memory_percent < 90", "cpu_percent < 90", "disk_percent < 90")
 
 

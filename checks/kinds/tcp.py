@@ -10,6 +10,7 @@ from typing import Any, Dict, Tuple
 from checks import ConfigError
 from checks.net import describe_error
 
+NAME = "tcp"
 DEFAULT_EXPECT = ("connected == true",)
 MAX_BANNER = 4096
 
