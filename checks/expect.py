@@ -22,9 +22,7 @@ _OP_LIKE = re.compile(r"[!=<>~]+|[A-Za-z!]+")
 # A string fact is a version when it has two or more dots or a leading "v" ("3.9.18",
 # "v20.1"), or when the fact is named *version ("3.9" in json.version). Other one-dot
 # strings ("0.5") stay numbers.
-_VERSION = re.compile(r"^v?(\d+(?:\.\d+){2,})|^v(\d+(?:\.\d+)*)")
-_NAMED_VERSION = re.compile(r"^v?(\d+(?:\.\d+)+)")
-_WHOLE_VERSION = re.compile(r"^v?\d+(?:\.\d+)*$")
+_DOTTED = re.compile(r"v?(\d+(?:\.\d+)*)")
 _EXCERPT = 80
 
 
@@ -246,19 +244,26 @@ def _named_version(cond: Condition) -> bool:
     return not cond.length and str(cond.path[-1]).lower().endswith("version")
 
 
-def _version(text: Any, named: bool = False) -> Optional[Tuple[int, ...]]:
-    if not isinstance(text, str):
-        return None
-    match = _VERSION.match(text.strip())
-    if match:
-        return tuple(int(p) for p in (match.group(1) or match.group(2)).split("."))
-    match = _NAMED_VERSION.match(text.strip()) if named else None
+def _dotted(text: str) -> Optional[Tuple[int, ...]]:
+    """The leading dotted number of text ("v3.9.18-rc1" -> (3, 9, 18)), or None."""
+    match = _DOTTED.match(text.strip())
     return tuple(int(p) for p in match.group(1).split(".")) if match else None
+
+
+def _whole_version(text: str) -> bool:
+    return bool(_DOTTED.fullmatch(text.strip()))
+
+
+def _version(text: Any, named: bool = False) -> Optional[Tuple[int, ...]]:
+    """text as a version, if the rule above makes it one."""
+    parts = _dotted(text) if isinstance(text, str) else None
+    if parts and (len(parts) >= 3 or text.strip().startswith("v") or (named and len(parts) >= 2)):
+        return parts
+    return None
 
 
 def _as_version(raw: str) -> Optional[Tuple[int, ...]]:
-    match = re.match(r"^v?(\d+(?:\.\d+)*)", raw.strip().strip("\"'"))
-    return tuple(int(p) for p in match.group(1).split(".")) if match else None
+    return _dotted(raw.strip().strip("\"'"))
 
 
 def _padded(a: Tuple[int, ...], b: Tuple[int, ...]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
@@ -283,7 +288,7 @@ def _equal(seen: Any, value: Any, raw: str, named: bool = False) -> bool:
     if isinstance(seen, bool) or isinstance(value, bool):
         return seen is value
     seen_version, value_version = _version(seen, named), _as_version(raw)
-    value_is_version = not isinstance(value, str) or _WHOLE_VERSION.match(value)
+    value_is_version = not isinstance(value, str) or _whole_version(value)
     if seen_version is not None and value_version is not None and value_is_version:
         a, b = _padded(seen_version, value_version)
         return a == b
@@ -305,7 +310,7 @@ def _contains(seen: Any, value: Any) -> bool:
 
 def _expected(cond: Condition) -> str:
     # As written, so `>= 3.10` is not shown as 3.1; text is quoted to show where it ends.
-    written = not isinstance(cond.value, str) or _WHOLE_VERSION.match(cond.value)
+    written = not isinstance(cond.value, str) or _whole_version(cond.value)
     value = cond.raw if written else json.dumps(cond.value)
     return "%s %s" % (cond.op, value)
 

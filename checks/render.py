@@ -3,9 +3,6 @@
 import json
 from typing import Any, Callable, Dict
 
-_MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR", "skip": "SKIP"}
-
-
 def render_json(report: Dict[str, Any]) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
 
@@ -15,7 +12,7 @@ def render_text(report: Dict[str, Any]) -> str:
     lines = ["smoke.py %s on %s at %s" % (report["command"], report["host"], report["started_at"])]
     width = max([len(r["name"]) for r in report["results"]] + [4])
     for result in report["results"]:
-        line = "%-5s %-*s  %-10s %8.1f ms" % (_MARK[result["status"]], width, result["name"], result["kind"],
+        line = "%-5s %-*s  %-10s %8.1f ms" % (result["status"].upper(), width, result["name"], result["kind"],
                                             result["duration_ms"])
         if result.get("flaky"):
             line += "  flaky: passed on attempt %d" % result["attempts"]

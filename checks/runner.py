@@ -264,15 +264,16 @@ def attempt(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[flo
         if not problems:
             return _result(check, "pass", shown.get("expectations_skipped", ""), started, attempts, shown,
                            flaky=attempts > 1)
+        out_of_time = run_ends and time.monotonic() + check.retry_delay >= run_ends
+        if attempts <= check.retries and not out_of_time:
+            stopped = stop.wait(check.retry_delay) if stop else time.sleep(check.retry_delay)
+            if not stopped:  # else the run is over: report this attempt
+                continue
+        # Judged again on the redacted facts, so the message quotes no secret.
         message = "; ".join(judge(check.expect, shown) or problems)
         if attempts > 1:
             message += " (%d attempts)" % attempts
-        failure = _result(check, "fail", ctx.redact(message), started, attempts, shown)
-        out_of_time = run_ends and time.monotonic() + check.retry_delay >= run_ends
-        if attempts > check.retries or out_of_time:
-            return failure
-        if stop.wait(check.retry_delay) if stop else time.sleep(check.retry_delay):
-            return failure  # the run is over: no more attempts
+        return _result(check, "fail", ctx.redact(message), started, attempts, shown)
 
 
 def judge(conditions, facts: Dict[str, Any]) -> List[str]:
