@@ -152,7 +152,8 @@ def _run(args) -> int:
 
     progress = sys.stderr.isatty() and not args.quiet
     ctx = runner.RunContext(args.concurrency, args.deadline,
-                            (lambda r: print(_progress(r), file=sys.stderr, flush=True)) if progress else None,
+                            (lambda r: print(secrets.redact(_progress(r)), file=sys.stderr, flush=True))
+                            if progress else None,
                             secrets.redact)
     started, clock = time.time(), time.monotonic()
     results = []

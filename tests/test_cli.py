@@ -401,3 +401,15 @@ def test_quiet_still_reports_an_interrupted_run(tmp_path, service):
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 143 and json.loads(out)["interrupted"] == "SIGTERM"
+
+
+def test_a_secret_in_a_check_name_is_masked_on_the_terminal_too(tmp_path):
+    path = write_config(tmp_path, [{"name": "c-${SMOKE_TEST_SECRET}", "kind": "tcp", "address": "127.0.0.1:1"}])
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", path], stdout=subprocess.PIPE,
+                            stderr=slave, env=dict(os.environ, SMOKE_TEST_SECRET="hunter2-value"))
+    out, _ = proc.communicate(timeout=30)
+    os.close(slave)
+    progress = os.read(master, 4096).decode()
+    os.close(master)
+    assert progress.startswith("FAIL  c-*** (") and "hunter2-value" not in progress + out.decode()
