@@ -326,14 +326,20 @@ def test_the_report_is_utf8_whatever_the_locale(service):
     assert done.returncode == 1 and report["results"][0]["message"].endswith("…")  # a long fact's excerpt mark
 
 
-def test_progress_lines_go_to_a_terminal_only(service):
+def on_a_terminal(*args, env=None):
+    """Run smoke.py with stderr on a real pseudo-terminal; returns (stdout, what the terminal got)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--url", service + "/health", "--name", "p"],
-                            stdout=subprocess.PIPE, stderr=slave)
+    proc = subprocess.Popen([sys.executable, SMOKE] + list(args), stdout=subprocess.PIPE, stderr=slave,
+                            env=dict(os.environ, **(env or {})))
     out, _ = proc.communicate(timeout=30)
     os.close(slave)
-    progress = os.read(master, 4096).decode()
+    terminal = os.read(master, 4096).decode()
     os.close(master)
+    return out.decode(), terminal
+
+
+def test_progress_lines_go_to_a_terminal_only(service):
+    out, progress = on_a_terminal("health", "--url", service + "/health", "--name", "p")
     assert progress.startswith("PASS  p (") and json.loads(out)["status"] == "pass"
     assert run("health", "--url", service + "/health").stderr == ""
 
@@ -363,14 +369,8 @@ def test_dry_run_and_progress_lines_mask_secrets(tmp_path, monkeypatch):
                                     "expect": ["exit_code == 1"]}])
     done = run("health", "--dry-run", "--config", path, env={"SMOKE_TEST_SECRET": "hunter2-value"})
     assert "hunter2-value" not in done.stdout and "token=***" in done.stdout
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", path], stdout=subprocess.PIPE,
-                            stderr=slave, env=dict(os.environ, SMOKE_TEST_SECRET="hunter2-value"))
-    out, _ = proc.communicate(timeout=30)
-    os.close(slave)
-    progress = os.read(master, 4096).decode()
-    os.close(master)
-    assert progress.startswith("FAIL  c (") and "hunter2-value" not in progress + out.decode()
+    out, progress = on_a_terminal("health", "--config", path, env={"SMOKE_TEST_SECRET": "hunter2-value"})
+    assert progress.startswith("FAIL  c (") and "hunter2-value" not in progress + out
 
 
 def test_a_report_that_cannot_be_written_keeps_a_failure_at_1(capsys, tmp_path, service):
@@ -405,11 +405,5 @@ def test_quiet_still_reports_an_interrupted_run(tmp_path, service):
 
 def test_a_secret_in_a_check_name_is_masked_on_the_terminal_too(tmp_path):
     path = write_config(tmp_path, [{"name": "c-${SMOKE_TEST_SECRET}", "kind": "tcp", "address": "127.0.0.1:1"}])
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", path], stdout=subprocess.PIPE,
-                            stderr=slave, env=dict(os.environ, SMOKE_TEST_SECRET="hunter2-value"))
-    out, _ = proc.communicate(timeout=30)
-    os.close(slave)
-    progress = os.read(master, 4096).decode()
-    os.close(master)
-    assert progress.startswith("FAIL  c-*** (") and "hunter2-value" not in progress + out.decode()
+    out, progress = on_a_terminal("health", "--config", path, env={"SMOKE_TEST_SECRET": "hunter2-value"})
+    assert progress.startswith("FAIL  c-*** (") and "hunter2-value" not in progress + out
