@@ -1,4 +1,4 @@
-"""Configuration: find and read JSON/TOML, interpolate ${ENV}, validate with field paths, redact secrets.
+"""Configuration: find and read JSON/TOML, interpolate ${ENV}, validate with field paths.
 
 Every error names the field it is about (`health.checks[2].timeout: expected a
 number, got "ten"`), so a user fixes a config without reading our code.
@@ -12,44 +12,13 @@ import sys
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from checks import ConfigError
+from checks.secrets import Secrets, collect_fields, secret_field
 
 DEFAULT_FILES = ("smoke.toml", "smoke.json")
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-# Fields whose values are secrets wherever they appear.
-# Names that end in a secret word at a word boundary: bearer_token, X-Api-Key, db_password;
-# not max_tokens or cookie_count, which response JSON is full of.
-SECRET_FIELD = re.compile(r"(^|[_.-])(token|password|passwd|passphrase|secret|api[_-]?key|apikey|"
-                          r"(private|secret|access)[_-]?key|authorization|credentials?|cookie|set-cookie)$",
-                          re.IGNORECASE)
-# Shorter values would blank out ordinary text ("80" inside "8080"), so they are not redacted.
-_MIN_SECRET = 4
+MAX_DEPTH = 64  # tables and lists within each other; deeper is a mistake (or an attack), not a config
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 _REQUIRED = object()
-
-
-class Secrets:
-    """Values that must never reach a report, a log line or an error message."""
-
-    def __init__(self, values: Iterable[str] = ()):
-        self.values = set()
-        for value in values:
-            self.add(value)
-
-    def add(self, value: Any) -> None:
-        if isinstance(value, str) and len(value) >= _MIN_SECRET:
-            self.values.add(value)
-
-    def redact(self, obj: Any) -> Any:
-        """A copy of obj with secret values, and the values of secret-named keys, masked."""
-        if isinstance(obj, str):
-            for value in sorted(self.values, key=len, reverse=True):
-                obj = obj.replace(value, "***")
-            return obj
-        if isinstance(obj, dict):
-            return {k: "***" if SECRET_FIELD.search(str(k)) and v else self.redact(v)
-                    for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [self.redact(v) for v in obj]
-        return obj
 
 
 def find(explicit: Optional[str], environ=os.environ) -> Optional[str]:
@@ -68,12 +37,18 @@ def find(explicit: Optional[str], environ=os.environ) -> Optional[str]:
 
 
 def load(path: str, secrets: Secrets, environ=os.environ) -> Dict[str, Any]:
-    """Read a config file into a dict with ${ENV} interpolated; secrets are collected."""
+    """Read a config file into a dict with ${ENV} interpolated; secrets are collected.
+
+    A top-level `secrets` list names environment variables whose values are secret
+    whatever their names; it is read before anything is interpolated.
+    """
     try:
         with open(path, "rb") as fh:
-            data = fh.read(16 * 1024 * 1024)
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError("%s: cannot read config: %s" % (path, exc.strerror or exc))
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError("%s: config is over %d MiB" % (path, MAX_CONFIG_BYTES >> 20))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -81,14 +56,33 @@ def load(path: str, secrets: Secrets, environ=os.environ) -> Dict[str, Any]:
     doc = _parse_toml(path, text) if path.endswith(".toml") else _parse_json(path, text)
     if not isinstance(doc, dict):
         raise ConfigError("%s: the top level must be an object of sections, e.g. {\"health\": {...}}" % path)
-    doc = interpolate(doc, "", secrets, environ)
-    _collect_secret_fields(doc, secrets)
+    _check_depth(doc)
+    names = Fields(doc, "").strings("secrets", [])
+    secrets.names.update(names)
+    doc = interpolate({k: v for k, v in doc.items() if k != "secrets"}, "", secrets, environ)
+    collect_fields(doc, secrets)
     return doc
+
+
+def _check_depth(doc: Any) -> None:
+    """Refuse nesting past MAX_DEPTH, walking without recursion (so any depth can be refused)."""
+    stack = [(doc, "", 0)]
+    while stack:
+        obj, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError("%s: nested deeper than %d levels" % (where, MAX_DEPTH))
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+        for key, value in items:
+            if isinstance(value, (dict, list)):
+                stack.append((value, "%s[%d]" % (where, key) if isinstance(key, int) else _join(where, key),
+                              depth + 1))
 
 
 def _parse_json(path: str, text: str) -> Any:
     try:
         return json.loads(text)
+    except RecursionError:
+        raise ConfigError("%s: invalid JSON: nested deeper than %d levels" % (path, MAX_DEPTH))
     except ValueError as exc:
         line, col = getattr(exc, "lineno", 0), getattr(exc, "colno", 0)
         raise ConfigError("%s:%d:%d: invalid JSON: %s" % (path, line, col, getattr(exc, "msg", exc)))
@@ -101,6 +95,8 @@ def _parse_toml(path: str, text: str) -> Any:
         raise ConfigError("%s: TOML needs Python 3.11 or newer (tomllib); use a JSON config here" % path)
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError("%s: invalid TOML: nested deeper than %d levels" % (path, MAX_DEPTH))
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         where = re.search(r"\(at line (\d+), column (\d+)\)", message)
@@ -110,12 +106,17 @@ def _parse_toml(path: str, text: str) -> Any:
         raise ConfigError("%s: invalid TOML: %s" % (path, message))
 
 
-def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string; `$${` is a literal `${`."""
+def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secret: bool = False) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string; `$${` is a literal `${`.
+
+    A variable's value becomes a secret when its name is secret (secrets.secret_variable)
+    or it lands in a secret-named field; a default is written in the config, never a secret.
+    """
     if isinstance(obj, dict):
-        return {k: interpolate(v, _join(where, k), secrets, environ) for k, v in obj.items()}
+        return {k: interpolate(v, _join(where, k), secrets, environ, secret or secret_field(k))
+                for k, v in obj.items()}
     if isinstance(obj, list):
-        return [interpolate(v, "%s[%d]" % (where, i), secrets, environ) for i, v in enumerate(obj)]
+        return [interpolate(v, "%s[%d]" % (where, i), secrets, environ, secret) for i, v in enumerate(obj)]
     if not isinstance(obj, str) or "$" not in obj:
         return obj
 
@@ -126,23 +127,13 @@ def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ) -> A
         if default is not None and not environ.get(name):  # unset or empty, as in the shell
             return default
         if name in environ:
-            secrets.add(environ[name])
+            if secret or secrets.secret_variable(name):
+                secrets.add(environ[name])
             return environ[name]
         raise ConfigError("%s: environment variable %s is not set (give a default: ${%s:-value})"
                           % (where or "config", name, name))
 
     return _ENV_REF.sub(substitute, obj)
-
-
-def _collect_secret_fields(obj: Any, secrets: Secrets, secret: bool = False) -> None:
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            _collect_secret_fields(value, secrets, secret or bool(SECRET_FIELD.search(str(key))))
-    elif isinstance(obj, list):
-        for value in obj:
-            _collect_secret_fields(value, secrets, secret)
-    elif secret:
-        secrets.add(obj)
 
 
 def _join(where: str, key: str) -> str:
@@ -151,9 +142,17 @@ def _join(where: str, key: str) -> str:
 
 def range_problem(value: float, low: float, high: float = math.inf) -> Optional[str]:
     """Why value is out of [low, high], or None; infinity and NaN are never in range."""
-    if math.isfinite(value) and low <= value <= high:
+    try:
+        in_range = math.isfinite(value) and low <= value <= high
+    except OverflowError:  # an integer too big for a float
+        in_range = False
+    if in_range:
         return None
-    return "must be %s" % ("at least %g" % low if high == math.inf else "between %g and %g" % (low, high))
+    try:
+        below = value < low
+    except OverflowError:
+        below = False
+    return "must be %s" % ("at least %g" % low if below or high == math.inf else "between %g and %g" % (low, high))
 
 
 def bounded(low: float, high: float = math.inf, integer: bool = False):
@@ -164,10 +163,11 @@ def bounded(low: float, high: float = math.inf, integer: bool = False):
         try:
             value = int(text) if integer else float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError("expected %s, got %r" % ("a whole number" if integer else "a number", text))
+            raise argparse.ArgumentTypeError("expected %s, got %r" % ("a whole number" if integer else "a number",
+                                                                      text if len(text) <= 24 else text[:24] + "…"))
         problem = range_problem(value, low, high)
         if problem:
-            raise argparse.ArgumentTypeError("%s, got %s" % (problem, text))
+            raise argparse.ArgumentTypeError("%s, got %s" % (problem, text if len(text) <= 24 else text[:24] + "…"))
         return value
     return parse
 
@@ -201,7 +201,9 @@ class Fields:
     def flag(self, key: str, default: bool) -> bool:
         return self.get(key, (bool,), default)
 
-    def number(self, key: str, default: Any = _REQUIRED, minimum: float = 0) -> Any:
+    def number(self, key: str, default: Any = _REQUIRED, minimum: float = 0, maximum: float = math.inf,
+               integer: bool = False) -> Any:
+        """A number in [minimum, maximum]; every field states its bounds (1e308 seconds is no timeout)."""
         self.seen.add(key)
         value = self.data.get(key, default)
         if value is _REQUIRED:
@@ -214,11 +216,19 @@ class Fields:
         if value is None and default is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError("%s: expected a number, got %s" % (self.at(key), _shown(value)))
-        problem = range_problem(value, minimum)
+            raise ConfigError("%s: expected %s, got %s" % (self.at(key), "a whole number" if integer else "a number",
+                                                         _shown(value)))
+        problem = range_problem(value, minimum, maximum)
         if problem:
-            raise ConfigError("%s: %s, got %s" % (self.at(key), problem, value))
+            raise ConfigError("%s: %s, got %s" % (self.at(key), problem, _number_text(value)))
+        if integer:
+            if value != int(value):
+                raise ConfigError("%s: expected a whole number, got %s" % (self.at(key), _number_text(value)))
+            return int(value)
         return value
+
+    def integer(self, key: str, default: Any = _REQUIRED, minimum: int = 0, maximum: float = math.inf) -> Any:
+        return self.number(key, default, minimum, maximum, integer=True)
 
     def strings(self, key: str, default: Any = _REQUIRED) -> List[str]:
         """A list of strings; a single string is taken as a list of one."""
@@ -262,7 +272,15 @@ def _types_name(types: Tuple[type, ...]) -> str:
 
 
 def _shown(value: Any) -> str:
+    """A value for an error message: whole or not at all, so no secret is ever shown in part."""
     if value is None:
         return "null"
     text = json.dumps(value, default=str)
-    return "%s %s" % (_type_name(value), text if len(text) <= 40 else text[:40] + "…")
+    return "%s %s" % (_type_name(value), text) if len(text) <= 40 else "%s of %d characters" % (
+        _type_name(value), len(text))
+
+
+def _number_text(value: float) -> str:
+    if isinstance(value, int) and abs(value) >= 10 ** 24:
+        return "a %d-digit number" % len(str(abs(value)))
+    return "%g" % value

@@ -9,7 +9,10 @@ or one line that says what was expected and what was seen.
 
 import json
 import re
-from typing import Any, List, NamedTuple, Optional, Tuple
+import time
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
+
+from checks.model import reportable
 
 # Longest first, so `<=` is not read as `<` and `!contains` not as `contains`.
 OPERATORS = ("!contains", "!matches", "!exists", "contains", "matches", "exists",
@@ -17,13 +20,19 @@ OPERATORS = ("!contains", "!matches", "!exists", "contains", "matches", "exists"
 _WORD_OPS = {"contains", "!contains", "matches", "!matches", "exists", "!exists", "in"}
 _NO_VALUE = {"exists", "!exists"}
 _NAME = re.compile(r"[\w-]+")
-_INDEX = re.compile(r'\[\s*(-?\d+|"(?:[^"\\]|\\.)*")\s*\]')
+_INDEX = re.compile(r'\[\s*(-?\d{1,18}|"(?:[^"\\]|\\.)*")\s*\]')
 _OP_LIKE = re.compile(r"[!=<>~]+|[A-Za-z!]+")
+# What other languages spell an operator, and ours.
+_MEANT = {"=": "==", "===": "==", "eq": "==", "is": "==", "!==": "!=", "<>": "!=", "ne": "!=", "=<": "<=",
+          "=>": ">=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "=~": "matches", "~": "matches",
+          "~=": "matches", "!~": "!matches", "match": "matches", "has": "contains", "includes": "contains",
+          "contain": "contains", "exist": "exists", "not": "!=", "!in": "!contains"}
 # A string fact is a version when it has two or more dots or a leading "v" ("3.9.18",
 # "v20.1"), or when the fact is named *version ("3.9" in json.version). Other one-dot
 # strings ("0.5") stay numbers.
 _DOTTED = re.compile(r"v?(\d+(?:\.\d+)*)")
 _EXCERPT = 80
+_DEFAULT_S = 10.0  # how long a regular expression may run when no deadline is given
 
 
 class ConditionError(ValueError):
@@ -106,8 +115,10 @@ def _parse_path(text: str, pos: int) -> Tuple[Tuple[Any, ...], int]:
             match = _INDEX.match(text, pos)
             if not match:
                 raise ConditionError("expected [number] or [\"key\"] at column %d" % (pos + 1))
-            inner = match.group(1)
-            parts.append(json.loads(inner))
+            try:
+                parts.append(json.loads(match.group(1)))
+            except ValueError as exc:
+                raise ConditionError("bad key at column %d: %s" % (pos + 2, exc))
         else:
             break
         pos = match.end()
@@ -125,7 +136,13 @@ def _parse_operator(text: str, pos: int) -> str:
     found = _OP_LIKE.match(text, pos)
     if pos >= len(text) or not found:
         raise ConditionError("expected an operator (%s) at column %d" % (" ".join(OPERATORS), pos + 1))
-    raise ConditionError("unknown operator '%s' at column %d" % (found.group(), pos + 1))
+    hint = _MEANT.get(found.group().lower())
+    if hint is None:
+        import difflib  # only on this error path
+        close = difflib.get_close_matches(found.group(), OPERATORS, n=1, cutoff=0.7)
+        hint = close[0] if close else None
+    raise ConditionError("unknown operator '%s' at column %d%s" % (found.group(), pos + 1,
+                                                                  " (did you mean '%s'?)" % hint if hint else ""))
 
 
 def _parse_value(raw: str) -> Any:
@@ -167,8 +184,13 @@ def _int_or_none(text: Any) -> Optional[int]:
         return None
 
 
-def check(cond: Condition, facts: dict) -> Optional[str]:
-    """None when the condition holds, else a one-line explanation."""
+def check(cond: Condition, facts: dict, deadline: Optional[float] = None,
+          redact: Callable[[str], str] = str) -> Optional[str]:
+    """None when the condition holds, else a one-line explanation.
+
+    A regular expression gives up at `deadline` (regex.RegexTimeout). `redact` masks the
+    quoted value before it is cut short, so an excerpt never ends inside a secret.
+    """
     seen = resolve(facts, cond.path)
     if seen is not MISSING and cond.length:
         seen = len(seen) if isinstance(seen, (str, list, dict)) else MISSING
@@ -177,18 +199,20 @@ def check(cond: Condition, facts: dict) -> Optional[str]:
             return None
         return "%s: missing%s" % (cond.subject, _why_missing(cond, facts))
     if cond.op == "!exists":
-        return "%s: expected to be absent, got %s" % (cond.subject, _show(seen))
+        return "%s: expected to be absent, got %s" % (cond.subject, _show(seen, redact))
     try:
-        holds = _holds(cond, seen)
+        holds = _holds(cond, seen, deadline)
     except TypeError as exc:
         return "%s: %s" % (cond.subject, exc)
     if holds:
         return None
-    return "%s: expected %s, got %s" % (cond.subject, _expected(cond), _show(seen))
+    return "%s: expected %s, got %s" % (cond.subject, _expected(cond), _show(seen, redact))
 
 
-def failures(conditions: List[Condition], facts: dict) -> List[str]:
-    return [msg for msg in (check(c, facts) for c in conditions) if msg]
+def failures(conditions: List[Condition], facts: dict, deadline: Optional[float] = None,
+             redact: Callable[[str], str] = str) -> List[str]:
+    deadline = deadline or time.monotonic() + _DEFAULT_S
+    return [msg for msg in (check(c, facts, deadline, redact) for c in conditions) if msg]
 
 
 def _why_missing(cond: Condition, facts: dict) -> str:
@@ -205,7 +229,7 @@ def _why_missing(cond: Condition, facts: dict) -> str:
     return ""
 
 
-def _holds(cond: Condition, seen: Any) -> bool:
+def _holds(cond: Condition, seen: Any, deadline: Optional[float]) -> bool:
     op, value = cond.op, cond.value
     if op == "exists":
         return True
@@ -216,8 +240,11 @@ def _holds(cond: Condition, seen: Any) -> bool:
     if op in ("contains", "!contains"):
         return _contains(seen, value) == (op == "contains")
     if op in ("matches", "!matches"):
-        text = seen if isinstance(seen, str) else json.dumps(seen)
-        return bool(re.search(_pattern(value, cond.raw), text)) == (op == "matches")
+        from checks import regex  # its helper process starts only if a pattern needs one
+
+        text = seen if isinstance(seen, str) else _dumps(seen)
+        found = regex.search(_pattern(value, cond.raw), text, deadline or time.monotonic() + _DEFAULT_S)
+        return (found is not None) == (op == "matches")
     left, right = _ordered(seen, value, cond.raw, _named_version(cond))
     return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
 
@@ -281,7 +308,7 @@ def _ordered(seen: Any, value: Any, raw: str, named: bool = False) -> Tuple[Any,
         return left, right
     if isinstance(seen, str) and isinstance(value, str):
         return seen, value
-    raise TypeError("cannot order %s against %s" % (_show(seen), json.dumps(value)))
+    raise TypeError("cannot order %s against %s" % (_show(seen), _dumps(value)))
 
 
 def _equal(seen: Any, value: Any, raw: str, named: bool = False) -> bool:
@@ -315,6 +342,11 @@ def _expected(cond: Condition) -> str:
     return "%s %s" % (cond.op, value)
 
 
-def _show(value: Any) -> str:
-    text = json.dumps(value, default=str)
+def _show(value: Any, redact: Callable[[str], str] = str) -> str:
+    text = redact(_dumps(value))
     return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
+
+
+def _dumps(value: Any) -> str:
+    """JSON of a fact, whatever it holds (a lone surrogate, NaN, 5000 levels of nesting)."""
+    return json.dumps(reportable(value))

@@ -12,7 +12,7 @@ from checks import ConfigError, expect
 from checks.config import Fields, bounded
 from checks.kinds import build_check
 from checks.model import SEVERITIES
-from checks.runner import Check, RunContext, run_checks
+from checks.runner import MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, Check, RunContext, run_checks
 
 NAME = "health"
 
@@ -47,8 +47,8 @@ def add_arguments(parser) -> None:
     group.add_argument("--expect", action=AdHoc, metavar="COND",
                        help="a condition for the check before it, e.g. 'json.status == healthy' (repeatable)")
     group.add_argument("--name", action=AdHoc, metavar="NAME", help="a name for the check before it")
-    group.add_argument("--timeout", type=bounded(0.001), metavar="S", help="seconds per attempt (default 10)")
-    group.add_argument("--retries", type=bounded(0, integer=True), metavar="N", help="attempts after the first (default 0)")
+    group.add_argument("--timeout", type=bounded(0.001, MAX_TIMEOUT_S), metavar="S", help="seconds per attempt (default 10)")
+    group.add_argument("--retries", type=bounded(0, MAX_RETRIES, integer=True), metavar="N", help="attempts after the first (default 0)")
     group.add_argument("--insecure", action="store_true", help="do not verify TLS certificates for --url")
     parser.set_defaults(adhoc=None)
 
@@ -77,8 +77,9 @@ def _defaults(fields: Fields) -> dict:
     severity = fields.text("severity", None)
     if severity is not None:
         fields.choice("severity", SEVERITIES, severity)
-    found = {"timeout": fields.number("timeout", None, minimum=0.001), "retries": fields.number("retries", None),
-             "retry_delay": fields.number("retry_delay", None), "severity": severity,
+    found = {"timeout": fields.number("timeout", None, 0.001, MAX_TIMEOUT_S),
+             "retries": fields.integer("retries", None, 0, MAX_RETRIES),
+             "retry_delay": fields.number("retry_delay", None, 0, MAX_RETRY_DELAY_S), "severity": severity,
              "tags": fields.strings("tags", None)}
     fields.done()
     return {key: value for key, value in found.items() if value is not None}

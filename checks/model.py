@@ -1,6 +1,8 @@
 """Results, reports, the verdict and the exit codes: pure data, no I/O."""
 
 import enum
+import math
+import re
 import signal
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
@@ -8,6 +10,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 SCHEMA = "smoke.report/1"
 STATUSES = ("pass", "warn", "fail", "error", "skip")
 SEVERITIES = ("critical", "normal", "warning")
+MAX_DEPTH = 32  # levels of a fact kept in a report; deeper is cut (a server may send 5000)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ExitCode(enum.IntEnum):
@@ -44,6 +48,27 @@ class Result(NamedTuple):
         if self.flaky:
             out["flaky"] = True
         return out
+
+
+def reportable(value: Any, depth: int = 0) -> Any:
+    """value as plain JSON data that any encoder accepts, whatever bytes it came from.
+
+    Lone surrogates (JSON's "\\ud800") become U+FFFD, NaN and infinities become their
+    names (JSON has none), nesting past MAX_DEPTH becomes a marker, anything else text.
+    """
+    if isinstance(value, str):
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, (dict, list, tuple)) and depth >= MAX_DEPTH:
+        return "… (nested deeper than %d levels)" % MAX_DEPTH
+    if isinstance(value, dict):
+        return {reportable(k) if isinstance(k, str) else str(k): reportable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [reportable(v, depth + 1) for v in value]
+    return reportable(str(value))
 
 
 def summarize(results: List[Result]) -> Dict[str, Any]:

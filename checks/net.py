@@ -3,12 +3,14 @@
 Kept free of http.client and ssl, so a tcp-only run never pays for them.
 """
 
+import errno
 import heapq
 import itertools
 import socket
 import sys
 import threading
 import time
+from typing import Optional
 
 
 class DeadlineGuard:
@@ -71,6 +73,20 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
+# Errors of this host, not of the far side: the check could not be made, so they are `error`.
+LOCAL_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_EXCERPT = 40
+
+
+def local_fault(exc: BaseException) -> Optional[str]:
+    """Why exc is our own trouble (out of file descriptors or memory), or None if it is the target's."""
+    if isinstance(exc, socket.gaierror) and exc.errno == getattr(socket, "EAI_SYSTEM", None):
+        return "cannot resolve host: a system error (out of file descriptors or memory?)"
+    if isinstance(exc, OSError) and exc.errno in LOCAL_ERRNOS:
+        return "%s (a limit of this host, not the target's fault)" % (exc.strerror or exc)
+    return None
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for a network failure, without the exception class soup."""
     if isinstance(exc, ConnectionRefusedError):
@@ -84,9 +100,20 @@ def describe_error(exc: BaseException) -> str:
         return "server closed the connection without a response"
     if client and isinstance(exc, client.IncompleteRead):
         return "connection closed after %d bytes of the body" % len(exc.partial)
+    if client and isinstance(exc, client.BadStatusLine):
+        return "bad status line: %r" % _excerpt(exc.line)
+    if client and isinstance(exc, client.UnknownProtocol):
+        return "unknown protocol in the status line: %r" % _excerpt(exc.version)
+    if client and isinstance(exc, client.LineTooLong):
+        return "the response has a line too long: %s" % exc
     if getattr(exc, "verify_message", None):  # ssl.SSLCertVerificationError
         return "TLS: certificate verify failed: %s" % exc.verify_message
     reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None)
     if type(exc).__name__.startswith("SSL"):
         return "TLS: %s" % (reason or exc)
     return str(reason or exc) or type(exc).__name__
+
+
+def _excerpt(text) -> str:
+    text = str(text).strip()
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"

@@ -14,10 +14,15 @@ import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from checks import CheckError, expect
-from checks.model import Result
+from checks.model import Result, reportable
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONCURRENCY = 32
+# Bounds of the per-check numbers, wherever they are given (config or flag): beyond them
+# a value is a typo, and near float's limits it would overflow the clocks it feeds.
+MAX_TIMEOUT_S = 86400.0
+MAX_RETRIES = 100
+MAX_RETRY_DELAY_S = 3600.0
 _GRACE_S = 2.0          # beyond a check's budget before the runner gives up on its probe
 _FACT_CAP = 2048        # bytes of JSON per fact kept in a report: evidence, not a dump
 
@@ -242,8 +247,8 @@ def attempt(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[flo
             stop: Optional[threading.Event] = None) -> Result:
     """Probe and judge, retrying on failure; a pass after a retry is flagged flaky.
 
-    Facts and messages are redacted before anything is cut short for the report,
-    so no excerpt can end in the middle of a secret and show its start.
+    Conditions are judged on the real facts; the report gets them masked, and masked
+    before anything is cut short, so no excerpt can end in a secret and show its start.
     """
     started = time.monotonic()
     attempts = 0
@@ -252,15 +257,16 @@ def attempt(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[flo
         timeout = check.timeout
         if run_ends:
             timeout = max(0.01, min(timeout, run_ends - time.monotonic()))
+        ends = time.monotonic() + timeout
         try:
             facts = check.probe(timeout)
+            problems = judge(check.expect, facts, ends, ctx.redact)
         except CheckError as exc:
             return _result(check, "error", ctx.redact(str(exc)), started, attempts)
         except Exception as exc:  # a bug in a probe must not take the run down
             return _result(check, "error", ctx.redact("internal error in %s probe: %s: %s"
                                                       % (check.kind, type(exc).__name__, exc)), started, attempts)
-        problems = judge(check.expect, facts)
-        shown = ctx.redact(facts)
+        shown = ctx.redact(reportable(facts))
         if not problems:
             return _result(check, "pass", shown.get("expectations_skipped", ""), started, attempts, shown,
                            flaky=attempts > 1)
@@ -269,14 +275,14 @@ def attempt(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[flo
             stopped = stop.wait(check.retry_delay) if stop else time.sleep(check.retry_delay)
             if not stopped:  # else the run is over: report this attempt
                 continue
-        # Judged again on the redacted facts, so the message quotes no secret.
-        message = "; ".join(judge(check.expect, shown) or problems)
+        message = "; ".join(problems)
         if attempts > 1:
             message += " (%d attempts)" % attempts
         return _result(check, "fail", ctx.redact(message), started, attempts, shown)
 
 
-def judge(conditions, facts: Dict[str, Any]) -> List[str]:
+def judge(conditions, facts: Dict[str, Any], deadline: Optional[float] = None,
+          redact: Callable[[str], str] = str) -> List[str]:
     """The unmet expectations; a probe's `error` fails the check unless a condition is about it.
 
     A probe may set `expectations_skipped` (with the reason) when the config told it
@@ -286,7 +292,7 @@ def judge(conditions, facts: Dict[str, Any]) -> List[str]:
         return []
     if facts.get("error") and not any(c.path[0] == "error" for c in conditions):
         return [str(facts["error"])]
-    return expect.failures(list(conditions), facts)
+    return expect.failures(list(conditions), facts, deadline, redact)
 
 
 def _result(check: Check, status: str, message: str, started: Optional[float] = None,

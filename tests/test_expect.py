@@ -277,10 +277,11 @@ def test_missing_fact_explains_the_probe_error():
 # --- parse errors name the column -------------------------------------------------------
 
 @pytest.mark.parametrize("text, message", [
-    ("json.status =~ ok", "unknown operator '=~' at column 13"),
-    ("status = 200", "unknown operator '=' at column 8"),
-    ("status === 200", "unknown operator '===' at column 8"),
-    ("body containsx", "unknown operator 'containsx' at column 6"),
+    ("json.status =~ ok", "unknown operator '=~' at column 13 (did you mean 'matches'?)"),
+    ("status = 200", "unknown operator '=' at column 8 (did you mean '=='?)"),
+    ("status === 200", "unknown operator '===' at column 8 (did you mean '=='?)"),
+    ("body containsx", "unknown operator 'containsx' at column 6 (did you mean 'contains'?)"),
+    ("status <=> 200", "unknown operator '<=>' at column 8"),
     ("status", "expected an operator (!contains !matches !exists contains matches exists"
                " == != <= >= < > in) at column 7"),
     ("status 200", "expected an operator (!contains !matches !exists contains matches exists"

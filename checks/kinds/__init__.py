@@ -33,7 +33,7 @@ def build_check(table, where: str, section: str, defaults=None):
     from checks import ConfigError, expect
     from checks.config import Fields
     from checks.model import SEVERITIES
-    from checks.runner import DEFAULT_TIMEOUT, Check
+    from checks.runner import DEFAULT_TIMEOUT, MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, Check
 
     defaults = defaults or {}
     fields = Fields(table, where)
@@ -53,9 +53,9 @@ def build_check(table, where: str, section: str, defaults=None):
             raise ConfigError("%s: a %s check needs an expectation, e.g. 'count == 0'" % (fields.at("expect"), kind))
         conditions = [expect.parse(text) for text in kind_module.DEFAULT_EXPECT]
     common = {
-        "timeout": fields.number("timeout", defaults.get("timeout", DEFAULT_TIMEOUT), minimum=0.001),
-        "retries": int(fields.number("retries", defaults.get("retries", 0))),
-        "retry_delay": fields.number("retry_delay", defaults.get("retry_delay", 1.0)),
+        "timeout": fields.number("timeout", defaults.get("timeout", DEFAULT_TIMEOUT), 0.001, MAX_TIMEOUT_S),
+        "retries": fields.integer("retries", defaults.get("retries", 0), 0, MAX_RETRIES),
+        "retry_delay": fields.number("retry_delay", defaults.get("retry_delay", 1.0), 0, MAX_RETRY_DELAY_S),
         "severity": fields.choice("severity", SEVERITIES, defaults.get("severity", "normal")),
         "tags": tuple(dict.fromkeys(list(defaults.get("tags", [])) + fields.strings("tags", []))),
     }

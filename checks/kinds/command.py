@@ -20,6 +20,7 @@ from checks.runner import CLEANUP
 NAME = "command"
 DEFAULT_EXPECT = ("exit_code == 0",)
 MAX_OUTPUT = 64 * 1024
+MAX_OUTPUT_LIMIT = 64 * 1024 * 1024
 _VERSION = re.compile(r"\d+\.\d+(?:\.\d+)*")
 
 
@@ -37,7 +38,7 @@ def load(fields) -> Dict[str, Any]:
         if not isinstance(value, str):
             raise ConfigError("%s.%s: expected a string" % (fields.at("env"), name))
     return {"command": command, "shell": shell, "env": env, "cwd": fields.text("cwd", None),
-            "max_output": int(fields.number("max_output", MAX_OUTPUT, minimum=1))}
+            "max_output": fields.integer("max_output", MAX_OUTPUT, 1, MAX_OUTPUT_LIMIT)}
 
 
 def _split(command: str, fields) -> List[str]:

@@ -15,12 +15,13 @@ from checks import CheckError
 NAME = "file"
 DEFAULT_EXPECT = ("exists == true",)
 MAX_JSON = 1024 * 1024
+MAX_JSON_LIMIT = 256 * MAX_JSON
 
 
 def load(fields) -> Dict[str, Any]:
     path = fields.text("path")
     return {"path": path, "json": fields.flag("json", path.endswith(".json")),
-            "max_bytes": int(fields.number("max_bytes", MAX_JSON, minimum=1))}
+            "max_bytes": fields.integer("max_bytes", MAX_JSON, 1, MAX_JSON_LIMIT)}
 
 
 def target(params) -> str:

@@ -8,26 +8,36 @@ url (after redirects), redirects, and for https cert_days and cert_expires_at.
 import base64
 import functools
 import json
+import re
 import socket
+import sys
 import time
 from typing import Any, Dict, Optional
 from urllib.parse import urlsplit
 
 from checks import CheckError, ConfigError
-from checks.config import SECRET_FIELD, Fields
-from checks.net import DeadlineGuard, describe_error
+from checks.config import Fields
+from checks.net import DeadlineGuard, describe_error, local_fault
+from checks.secrets import secret_field
 
 NAME = "http"
 DEFAULT_EXPECT = ("status < 400",)
 MAX_BODY = 1024 * 1024
+MAX_BODY_LIMIT = 1024 * MAX_BODY  # the most max_body may be: a body is held in memory
+MAX_REDIRECTS = 50
 _REDIRECTS = (301, 302, 303, 307, 308)
 _PORTS = {"http": 80, "https": 443}
 _CHUNK = 65536
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods and header names
+_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 def load(fields) -> Dict[str, Any]:
     url = fields.text("url")
-    _check_url(url, fields.at("url"))
+    check_url(url, fields.at("url"))
+    method = fields.text("method", "GET").upper()
+    if not _TOKEN.fullmatch(method):
+        raise ConfigError("%s: expected an HTTP method such as GET or POST, got %r" % (fields.at("method"), method))
     body, json_body = fields.get("body", (str,), None), fields.get("json", (dict, list, str, int, float, bool), None)
     if body is not None and json_body is not None:
         raise ConfigError("%s: give body or json, not both" % fields.at("json"))
@@ -41,10 +51,10 @@ def load(fields) -> Dict[str, Any]:
     if insecure and ca_file:
         raise ConfigError("%s: insecure skips verification, so a ca_file has no effect" % fields.at("ca_file"))
     return {
-        "url": url, "method": fields.text("method", "GET").upper(), "headers": headers,
+        "url": url, "method": method, "headers": headers,
         "body": body, "follow_redirects": fields.flag("follow_redirects", True),
-        "max_redirects": int(fields.number("max_redirects", 5)), "insecure": insecure,
-        "ca_file": ca_file, "max_body": int(fields.number("max_body", MAX_BODY, minimum=1)),
+        "max_redirects": fields.integer("max_redirects", 5, 0, MAX_REDIRECTS), "insecure": insecure,
+        "ca_file": ca_file, "max_body": fields.integer("max_body", MAX_BODY, 1, MAX_BODY_LIMIT),
     }
 
 
@@ -55,6 +65,8 @@ def request_headers(fields) -> Dict[str, str]:
     """
     headers = fields.get("headers", (dict,), {})
     for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise ConfigError("%s: %r is not a valid header name" % (fields.at("headers"), name))
         if not isinstance(value, str):
             raise ConfigError("%s.%s: expected a string" % (fields.at("headers"), name))
         _check_header_value(value, "%s.%s" % (fields.at("headers"), name))
@@ -73,16 +85,48 @@ def request_headers(fields) -> Dict[str, str]:
     return headers
 
 
-def _check_url(url: str, where: str) -> None:
+def check_url(url: str, where: str) -> None:
+    """An http(s) URL a request can be made to, or a ConfigError saying what is wrong with it."""
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise ConfigError("%s: a URL cannot contain spaces or control characters (encode them: %%20)" % where)
     parts = urlsplit(url)
     if "@" in parts.netloc:  # the URL is shown in names, facts and these errors: no password in it
         raise ConfigError("%s: put credentials in basic_auth, not in the URL" % where)
-    try:
-        parts.port  # noqa: B018 -- reading it is the check: urllib raises on a bad port
-    except ValueError:
-        raise ConfigError("%s: bad port in %r" % (where, url))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("%s: expected an http:// or https:// URL, got %r" % (where, url))
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigError("%s: bad port in %r" % (where, url))
+    if not valid_host(parts.hostname):
+        raise ConfigError("%s: %r is not a valid host name or address" % (where, parts.hostname))
+    if parts.scheme == "https":
+        needs_ssl(where)
+
+
+def valid_host(host: str) -> bool:
+    """A DNS name (IDN too), an IPv4 or a bracketed IPv6 address."""
+    if ":" in host:
+        import ipaddress
+        try:
+            return ipaddress.ip_address(host.split("%", 1)[0]).version == 6
+        except ValueError:
+            return False
+    try:  # the idna codec only when needed: importing it costs milliseconds
+        labels = (host if host.isascii() else host.encode("idna").decode("ascii")).rstrip(".").split(".")
+    except UnicodeError:
+        return False
+    return all(_LABEL.fullmatch(label) for label in labels)
+
+
+def needs_ssl(where: str) -> None:
+    try:
+        import ssl  # noqa: F401 -- a Python built without OpenSSL has no ssl module
+    except ImportError:
+        raise ConfigError("%s: https needs Python's ssl module, which this Python (%s) lacks"
+                          % (where, sys.executable or "python"))
 
 
 def _check_header_value(value: str, where: str) -> None:
@@ -149,7 +193,7 @@ def _same_site(old: str, new: str) -> bool:
 
 def _credential(name: str) -> bool:
     """Headers that must not follow a redirect to another site: any secret-named one."""
-    return bool(SECRET_FIELD.search(name)) or name.lower() in ("proxy-authorization", "cookie")
+    return secret_field(name) or name.lower() in ("proxy-authorization", "cookie")
 
 
 def _without(headers: dict, name: str) -> dict:
@@ -193,6 +237,8 @@ def _request(url, method, headers, body, deadline, timeout, insecure, ca_file, m
     except Exception as exc:  # every failure of the far side becomes a fact
         if guard.fired or isinstance(exc, socket.timeout):
             return {"error": "timed out after %gs" % timeout}
+        if local_fault(exc):
+            raise CheckError("%s: %s" % (url, local_fault(exc)))
         return {"error": describe_error(exc)}
     finally:
         guard.cancel()
@@ -242,6 +288,8 @@ def exchange_facts(response, max_body: int, method: str = "GET") -> Dict[str, An
             facts["json"] = json.loads(text)
         except ValueError as exc:
             facts["json_error"] = "body is not valid JSON: %s" % exc
+        except RecursionError:
+            facts["json_error"] = "body is not valid JSON: nested too deeply to parse"
     return facts
 
 
@@ -267,7 +315,8 @@ def _tls_context(insecure: bool, ca_file: Optional[str]):
     try:
         context = ssl.create_default_context(cafile=ca_file)
     except OSError as exc:  # ssl.SSLError too: a file that holds no certificate
-        raise CheckError("ca_file %s: %s" % (ca_file, exc.strerror or exc))
+        raise CheckError("%s: %s" % ("ca_file %s" % ca_file if ca_file else "loading the system CA certificates",
+                                     local_fault(exc) or exc.strerror or exc))
     if insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -14,6 +14,7 @@ from checks import CheckError, ConfigError
 NAME = "log"
 DEFAULT_EXPECT = None  # "present" and "absent" are equally common: the config says which
 MAX_TAIL_BYTES = 16 * 1024 * 1024
+MAX_LINES = 1000000
 _BLOCK = 65536
 
 
@@ -24,7 +25,7 @@ def load(fields) -> Dict[str, Any]:
     except re.error as exc:
         raise ConfigError("%s: bad regular expression: %s" % (fields.at("pattern"), exc))
     return {"path": fields.text("path"), "pattern": pattern,
-            "lines": int(fields.number("lines", 500, minimum=1)),
+            "lines": fields.integer("lines", 500, 1, MAX_LINES),
             "ignore_case": fields.flag("ignore_case", False)}
 
 

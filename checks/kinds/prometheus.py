@@ -21,6 +21,7 @@ def load(fields) -> Dict[str, Any]:
     url = fields.text("url").rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError("%s: expected the Prometheus base URL, e.g. http://127.0.0.1:9090" % fields.at("url"))
+    http.check_url(url, fields.at("url"))
     return {"url": url, "query": fields.text("query"), "headers": http.request_headers(fields),
             "on_no_data": fields.choice("on_no_data", NO_DATA, "fail"),
             "insecure": fields.flag("insecure", False), "ca_file": fields.text("ca_file", None)}

@@ -18,7 +18,7 @@ def load(fields) -> Dict[str, Any]:
     paths = fields.strings("paths", ["/"])
     if not paths:
         raise ConfigError("%s: give at least one path" % fields.at("paths"))
-    return {"paths": paths, "cpu_window_s": fields.number("cpu_window_s", 0.5)}
+    return {"paths": paths, "cpu_window_s": fields.number("cpu_window_s", 0.5, 0, 60)}
 
 
 def target(params) -> str:

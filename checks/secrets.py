@@ -1,0 +1,105 @@
+"""Secrets: which values are secret, every form in which they can reach an output, masking.
+
+A secret is a value written in a secret-named field (`bearer_token`, `basic_auth.password`,
+`headers.Authorization`), or a `${VAR}` value whose variable is secret-named
+(`API_TOKEN`, `DB_PASSWORD`), marked by the config's `secrets` list or `--secret NAME`, or
+that lands in a secret-named field. Other `${VAR}` values (`${NGINX_URL}`) are shown.
+Servers echo secrets re-encoded, so each is masked in the forms it travels in too: JSON-
+and URL-escaped, base64, and the `user:password` of Basic auth.
+"""
+
+import base64
+import json
+import re
+from typing import Any, Iterable
+from urllib.parse import quote, quote_plus
+
+# Field names whose values are secrets wherever they appear: names that end in a secret
+# word at a word boundary (bearer_token, X-Api-Key, db_password; not max_tokens or cookie_count,
+# which response JSON is full of).
+SECRET_FIELD = re.compile(r"(^|[_.-])(token|password|passwd|passphrase|secret|api[_-]?key|apikey|"
+                          r"(private|secret|access)[_-]?key|authorization|credentials?|cookie|set-cookie)$",
+                          re.IGNORECASE)
+# Environment variable names that hold secrets: GITHUB_TOKEN, DB_PASSWORD, AWS_SECRET_ACCESS_KEY,
+# STRIPE_KEY, BASIC_AUTH, SESSION_COOKIE; not NGINX_URL, PORT, KEYBOARD_LAYOUT or PWD.
+SECRET_NAME = re.compile(r"password|passwd|passphrase|secret|token|credential|api_?key|private_?key"
+                         r"|(^|[_.-])(key|pass|auth|authorization|cookie|session)s?$", re.IGNORECASE)
+MASK = "***"
+# Shorter values would blank out ordinary text ("80" inside "8080"), so they are not masked by value.
+MIN_SECRET = 4
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*\s+(\S.*)$")  # "Bearer abc", "Basic dXNlcjpwdw=="
+
+
+def secret_field(name: Any) -> bool:
+    return bool(SECRET_FIELD.search(str(name)))
+
+
+def secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.search(name))
+
+
+def forms(value: str) -> set:
+    """The value and the encodings in which a server or a URL may hand it back."""
+    found = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+             quote(value, safe=""), quote(value), quote_plus(value),
+             base64.b64encode(value.encode("utf-8", "surrogatepass")).decode()}
+    found |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), form) for form in found}
+    credential = _SCHEME.match(value)
+    if credential:  # an Authorization value: the credential alone travels too
+        found |= forms(credential.group(1))
+    return found
+
+
+class Secrets:
+    """Values that must never reach a report, a log line or an error message."""
+
+    def __init__(self, values: Iterable[str] = (), names: Iterable[str] = ()):
+        self.values: set = set()  # as written; masking covers their forms() too
+        self.names = set(names)  # environment variables marked secret (--secret, the config's list)
+        self._masked = None
+        for value in values:
+            self.add(value)
+
+    def add(self, value: Any) -> None:
+        if isinstance(value, str) and len(value) >= MIN_SECRET:
+            self.values.add(value)
+            self._masked = None
+
+    def add_basic_auth(self, username: str, password: str) -> None:
+        """Basic auth sends base64("user:password"), which contains neither value as such."""
+        self.add(password)
+        self.add("%s:%s" % (username, password))
+
+    def secret_variable(self, name: str) -> bool:
+        return name in self.names or secret_name(name)
+
+    def redact(self, obj: Any) -> Any:
+        """A copy of obj with secret values, and the values of secret-named keys, masked."""
+        if isinstance(obj, str):
+            if self._masked is None:  # longest first, so a form inside a longer one cannot leave a tail
+                every = {form for value in self.values for form in forms(value) if len(form) >= MIN_SECRET}
+                self._masked = sorted(every, key=len, reverse=True)
+            for form in self._masked:
+                if form in obj:
+                    obj = obj.replace(form, MASK)
+            return obj
+        if isinstance(obj, dict):
+            return {k: MASK if secret_field(k) and v else self.redact(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [self.redact(v) for v in obj]
+        return obj
+
+
+def collect_fields(obj: Any, secrets: Secrets, secret: bool = False) -> None:
+    """Register every value written under a secret-named field, and Basic-auth pairs."""
+    if isinstance(obj, dict):
+        basic = obj.get("basic_auth")
+        if isinstance(basic, dict) and isinstance(basic.get("password"), str):
+            secrets.add_basic_auth(str(basic.get("username", "")), basic["password"])
+        for key, value in obj.items():
+            collect_fields(value, secrets, secret or secret_field(key))
+    elif isinstance(obj, list):
+        for value in obj:
+            collect_fields(value, secrets, secret)
+    elif secret:
+        secrets.add(obj)
