@@ -281,7 +281,7 @@ def test_missing_fact_explains_the_probe_error():
     ("status = 200", "unknown operator '=' at column 8 (did you mean '=='?)"),
     ("status === 200", "unknown operator '===' at column 8 (did you mean '=='?)"),
     ("body containsx", "unknown operator 'containsx' at column 6 (did you mean 'contains'?)"),
-    ("status <=> 200", "unknown operator '<=>' at column 8"),
+    ("status <=> 200", "unknown operator '<=>' at column 8 (did you mean '<='?)"),
     ("status", "expected an operator (!contains !matches !exists contains matches exists"
                " == != <= >= < > in) at column 7"),
     ("status 200", "expected an operator (!contains !matches !exists contains matches exists"
