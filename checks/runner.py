@@ -171,6 +171,7 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
     lock, stop = threading.Lock(), threading.Event()
     run_ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
     results: Dict[int, Result] = {}
+    budgets = [check.budget() for check in checks]
 
     def work() -> None:
         while not stop.is_set():
@@ -180,10 +181,13 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
                 return
             with lock:
                 began[index] = time.monotonic()
-            done.put((index, attempt(checks[index], ctx, run_ends, stop)))
-            with lock:
-                if index in abandoned:  # a new worker has this slot now
-                    return
+            result = attempt(checks[index], ctx, run_ends, stop)
+            with lock:  # here, not when the main thread gets to it: `began` stays as small as the pool
+                began.pop(index, None)
+                replaced = index in abandoned  # a new worker has this slot now
+            done.put((index, result))
+            if replaced:
+                return
 
     def spawn() -> None:
         threading.Thread(target=work, name="smoke-worker", daemon=True).start()
@@ -198,7 +202,7 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
             spawn()
         while len(results) < len(checks):
             with lock:
-                wake = min([t + checks[i].budget() for i, t in began.items()]
+                wake = min([t + budgets[i] for i, t in began.items()]
                            + [run_ends or math.inf, time.monotonic() + 1.0])
             try:
                 index, result = done.get(timeout=max(0.0, wake - time.monotonic()))
@@ -214,17 +218,15 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
                                                   % ctx.deadline_s, running.get(index), int(index in running)))
                     break
                 with lock:
-                    overdue = {i: t for i, t in began.items() if now >= t + checks[i].budget()}
+                    overdue = {i: t for i, t in began.items() if now >= t + budgets[i]}
                     for index in overdue:
                         del began[index]
                         abandoned.add(index)
                 for index, started in overdue.items():
                     finish(index, _result(checks[index], "fail", "timed out: the probe did not return within "
-                                          "%.1fs" % checks[index].budget(), started, 1))
+                                          "%.1fs" % budgets[index], started, 1))
                     spawn()
                 continue
-            with lock:
-                began.pop(index, None)
             if index not in results:  # else it was already given up on
                 finish(index, result)
     except Interrupted as exc:
@@ -308,6 +310,9 @@ def excerpt(facts: Dict[str, Any]) -> Dict[str, Any]:
     """Facts fit for a report: any value over the cap becomes a marked excerpt of its text."""
     out = {}
     for key, value in facts.items():
+        if value is None or isinstance(value, (bool, int, float)):
+            out[key] = value
+            continue
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         if len(text) > _FACT_CAP:
             value = text[:_FACT_CAP] + "… (%d more characters)" % (len(text) - _FACT_CAP)

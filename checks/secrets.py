@@ -9,6 +9,7 @@ and URL-escaped, base64, and the `user:password` of Basic auth.
 """
 
 import base64
+import functools
 import json
 import re
 from typing import Any, Iterable
@@ -30,6 +31,7 @@ MIN_SECRET = 4
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*\s+(\S.*)$")  # "Bearer abc", "Basic dXNlcjpwdw=="
 
 
+@functools.lru_cache(maxsize=4096)  # a report repeats the same few keys thousands of times
 def secret_field(name: Any) -> bool:
     return bool(SECRET_FIELD.search(str(name)))
 

@@ -7,7 +7,13 @@ Each module has a docstring naming its facts, and:
     probe(params, timeout_s) -> facts   the I/O; raises CheckError only when it cannot check
 """
 
+import functools
 import importlib
+
+from checks import ConfigError, expect
+from checks.config import Fields
+from checks.model import SEVERITIES
+from checks.runner import DEFAULT_TIMEOUT, MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, Check
 
 KINDS = {
     "http": "checks.kinds.http",
@@ -28,13 +34,6 @@ def module(kind: str):
 
 def build_check(table, where: str, section: str, defaults=None):
     """A runner.Check from one config table: common fields here, the kind's own in its module."""
-    import functools
-
-    from checks import ConfigError, expect
-    from checks.config import Fields
-    from checks.model import SEVERITIES
-    from checks.runner import DEFAULT_TIMEOUT, MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, Check
-
     defaults = defaults or {}
     fields = Fields(table, where)
     kind = fields.text("kind")
