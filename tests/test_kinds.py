@@ -830,16 +830,21 @@ def test_log_huge_file_is_tailed_without_reading_it_all(tmp_path):
         assert after - before < 1024 * 1024
 
 
-def test_log_huge_lines_are_tailed_quickly(tmp_path):
-    # 30 MB with no newline at all: at most MAX_TAIL_BYTES are read, in linear time.
+def test_log_huge_lines_are_tailed_quickly_and_never_read_as_absent(tmp_path):
+    # 30 MB with no newline at all: at most MAX_TAIL_BYTES are read, in linear time. The last
+    # 500 lines include "ERROR first", which cannot be looked at: that is no pass (issue 5).
     path = tmp_path / "blob.log"
     with open(str(path), "wb") as fh:
         fh.write(b"ERROR first\n")
         for _ in range(30):
             fh.write(b"x" * (1024 * 1024))
     result, took = timed(kind="log", path=str(path), pattern="ERROR", expect=["count == 0"])
-    assert result.status == "pass", result.message
+    assert result.status == "error", result.message
+    assert result.message == ("cannot check the last 500 lines of %s: they hold more than the 16 MiB read limit "
+                              "(a single line may be that long)" % path)
     assert took < 1
+    result = run_check(kind="log", path=str(path), pattern="ERROR", lines=1, expect=["count == 0"])
+    assert result.status == "error"
 
 
 def test_log_missing_file_is_an_error(tmp_path):

@@ -5,14 +5,16 @@ version, the first dotted version in the output (so `version >= 3.11` reads
 `python3 --version`, and go's "1.21" is above 1.9). A missing executable is an error naming it.
 """
 
+import functools
 import os
 import re
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from checks import CheckError, ConfigError
 from checks.runner import CLEANUP
@@ -21,7 +23,8 @@ NAME = "command"
 DEFAULT_EXPECT = ("exit_code == 0",)
 MAX_OUTPUT = 64 * 1024
 MAX_OUTPUT_LIMIT = 64 * 1024 * 1024
-_VERSION = re.compile(r"\d+\.\d+(?:\.\d+)*")
+_DIGITS_AND_DOTS = re.compile(r"[\d.]+")  # one class repeated, nothing after: no backtracking
+_PR_SET_PDEATHSIG = 1
 
 
 def load(fields) -> Dict[str, Any]:
@@ -59,7 +62,7 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     try:
         proc = subprocess.Popen(params["command"], shell=params["shell"], env=env, cwd=params["cwd"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_parent())
     except FileNotFoundError as exc:
         missing = exc.filename if exc.filename else params["command"][0]
         if params["cwd"] and not os.path.isdir(params["cwd"]):
@@ -87,10 +90,50 @@ def probe(params, timeout: float) -> Dict[str, Any]:
         return {"error": "timed out after %gs" % timeout, "stdout": stdout, "stderr": stderr}
     facts = {"exit_code": exit_code, "stdout": stdout, "stderr": stderr,
              "latency_ms": round((time.monotonic() - started) * 1000, 1)}
-    version = _VERSION.search(stdout) or _VERSION.search(stderr)
+    version = first_version(stdout) or first_version(stderr)
     if version:
-        facts["version"] = version.group()
+        facts["version"] = version
     return facts
+
+
+def first_version(text: str) -> Optional[str]:
+    """The first dotted number ("3.11.4") in text, in linear time.
+
+    The obvious regex, \\d+\\.\\d+(\\.\\d+)*, retries every start in a run of
+    digits with no dot: 20 000 digits of output took 1.6 s, 64 KiB a minute.
+    """
+    for run in _DIGITS_AND_DOTS.finditer(text):
+        parts = run.group().split(".")
+        for i in range(len(parts) - 1):
+            if parts[i] and parts[i + 1]:
+                end = i + 2
+                while end < len(parts) and parts[end]:
+                    end += 1
+                return ".".join(parts[i:end])
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def die_with_parent() -> Optional[Callable[[], None]]:
+    """A preexec_fn asking Linux to SIGKILL the child when smoke.py dies, even by kill -9.
+
+    Its own process group escapes our Ctrl-C and cleanup kills it on every other path;
+    this covers the one path where no code of ours runs. None where prctl is missing.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # we died before the signal was armed
+            os._exit(1)
+    return arm
 
 
 def _kill(proc) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Dict
 from urllib.parse import quote
 
 from checks import CheckError, ConfigError
-from checks.net import DeadlineGuard, describe_error
+from checks.net import DeadlineGuard, describe_error, local_fault
 
 NAME = "docker"
 DEFAULT_EXPECT = ("running == true", "healthy == true")
@@ -90,7 +90,8 @@ def _inspect_api(path: str, name: str, timeout: float):
         response = conn.getresponse()
         body = response.read(_MAX_ANSWER)
     except OSError as exc:
-        raise CheckError("docker API at %s: %s" % (path, "timed out" if guard.fired else describe_error(exc)))
+        reason = "timed out" if guard.fired else local_fault(exc) or describe_error(exc)
+        raise CheckError("docker API at %s: %s" % (path, reason))
     except http.client.HTTPException:
         raise CheckError("docker API at %s: the answer is not HTTP (is this the Docker socket?)" % path)
     finally:

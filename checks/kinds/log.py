@@ -2,14 +2,17 @@
 
 Facts: count (matching lines), lines_read, last_match. Give the expectation:
 `count == 0` for "no CRITICAL in the last 500 lines", `count > 0` for "it started".
+When the last N lines are more than the read limit holds (one line of 20 MiB), the
+check is an `error`: a pattern that could not be looked for was not "absent".
 """
 
 import os
 import re
 import stat
+import time
 from typing import Any, Dict, List
 
-from checks import CheckError, ConfigError
+from checks import CheckError, ConfigError, regex
 
 NAME = "log"
 DEFAULT_EXPECT = None  # "present" and "absent" are equally common: the config says which
@@ -34,9 +37,10 @@ def target(params) -> str:
 
 
 def probe(params, timeout: float) -> Dict[str, Any]:
-    regex = re.compile(params["pattern"], re.IGNORECASE if params["ignore_case"] else 0)
+    deadline = time.monotonic() + timeout
     lines = tail(params["path"], params["lines"])
-    matches = [line for line in lines if regex.search(line)]
+    found = regex.search_each(params["pattern"], lines, deadline, re.IGNORECASE if params["ignore_case"] else 0)
+    matches = [line for line, hit in zip(lines, found) if hit]
     facts: Dict[str, Any] = {"count": len(matches), "lines_read": len(lines)}
     if matches:
         facts["last_match"] = matches[-1][:500]
@@ -65,4 +69,7 @@ def tail(path: str, count: int) -> List[str]:
     lines = b"".join(reversed(blocks)).decode("utf-8", errors="replace").splitlines()
     if pos > 0 and lines:
         lines = lines[1:]  # the first may be a partial line
+        if len(lines) < count:  # stopped by the cap, inside one of the lines asked for
+            raise CheckError("cannot check the last %d lines of %s: they hold more than the %d MiB read limit "
+                             "(a single line may be that long)" % (count, path, MAX_TAIL_BYTES >> 20))
     return lines[-count:]

@@ -6,9 +6,10 @@ Facts: running, count, pids; pidfile_error when a pidfile names no live process.
 
 import os
 import re
+import time
 from typing import Any, Dict, List
 
-from checks import CheckError, ConfigError
+from checks import CheckError, ConfigError, regex
 
 NAME = "process"
 DEFAULT_EXPECT = ("running == true",)
@@ -35,7 +36,7 @@ def target(params) -> str:
 def probe(params, timeout: float) -> Dict[str, Any]:
     if params["pidfile"] is not None:
         return _by_pidfile(params["pidfile"])
-    pids = _matching(params["executable"], params["pattern"])
+    pids = _matching(params["executable"], params["pattern"], time.monotonic() + timeout)
     return {"running": bool(pids), "count": len(pids), "pids": pids}
 
 
@@ -73,10 +74,9 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _matching(name, pattern) -> List[int]:
+def _matching(name, pattern, deadline: float) -> List[int]:
     if not os.path.isdir("/proc"):
         raise CheckError("process lookup by name needs /proc (Linux); use a pidfile")
-    regex = re.compile(pattern) if pattern else None
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -86,15 +86,15 @@ def _matching(name, pattern) -> List[int]:
                 argv = fh.read(65536).split(b"\0")
             with open("/proc/%s/comm" % entry, "rb") as fh:
                 comm = fh.read().strip().decode("utf-8", errors="replace")
-        except OSError:  # exited while we looked
+        except (FileNotFoundError, ProcessLookupError, PermissionError):  # exited while we looked, or hidden
             continue
+        except OSError as exc:  # out of file descriptors: a smaller count would be a lie
+            raise CheckError("cannot read /proc/%s: %s" % (entry, exc.strerror or exc))
         argv = [a.decode("utf-8", errors="replace") for a in argv if a]
-        if not argv or not _alive(int(entry)):
-            continue
-        if regex is not None:
-            hit = bool(regex.search(" ".join(argv)))
-        else:
-            hit = name in (comm, os.path.basename(argv[0]))
-        if hit:
-            found.append(int(entry))
-    return sorted(found)
+        if argv and _alive(int(entry)):
+            found.append((int(entry), argv, comm))
+    if pattern is not None:
+        hits = regex.search_each(pattern, [" ".join(argv) for _, argv, _ in found], deadline)
+    else:
+        hits = [name in (comm, os.path.basename(argv[0])) for _, argv, comm in found]
+    return sorted(pid for (pid, _, _), hit in zip(found, hits) if hit)

@@ -7,8 +7,8 @@ import socket
 import time
 from typing import Any, Dict, Tuple
 
-from checks import ConfigError
-from checks.net import describe_error
+from checks import CheckError, ConfigError
+from checks.net import describe_error, local_fault
 
 NAME = "tcp"
 DEFAULT_EXPECT = ("connected == true",)
@@ -42,6 +42,8 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     except socket.timeout:
         return {"connected": False, "error": "connect timed out after %gs" % timeout}
     except OSError as exc:
+        if local_fault(exc):
+            raise CheckError("%s: %s" % (target(params), local_fault(exc)))
         return {"connected": False, "error": describe_error(exc)}
     facts: Dict[str, Any] = {"connected": True, "latency_ms": round((time.monotonic() - started) * 1000, 1)}
     with sock:
