@@ -19,6 +19,7 @@ class ExitCode(enum.IntEnum):
     FAIL = 1
     USAGE = 2
     UNKNOWN = 3
+    SIGHUP = 129
     SIGINT = 130
     SIGTERM = 143
 
@@ -82,16 +83,25 @@ def summarize(results: List[Result]) -> Dict[str, Any]:
     return dict(total=len(results), **counts, pass_rate=rate)
 
 
-def verdict(results: List[Result], min_pass_rate: float = 1.0) -> Tuple[str, ExitCode]:
-    """pass/fail/error and its exit code; no evaluated results is never a pass."""
+def verdict(results: List[Result], min_pass_rate: float = 1.0,
+            section_rates: Optional[Dict[str, float]] = None) -> Tuple[str, ExitCode]:
+    """pass/fail/error and its exit code; no evaluated results is never a pass.
+
+    Each section's pass rate must reach its own rate (section_rates), else min_pass_rate.
+    """
     summary = summarize(results)
     evaluated = summary["total"] - summary["skip"]
     if evaluated == 0 or summary["error"] == evaluated:
         return "error", ExitCode.UNKNOWN
     critical_missed = any(r.severity == "critical" and r.status not in ("pass", "skip")
                           for r in results)
-    if critical_missed or (summary["pass"] + summary["warn"]) / evaluated < min_pass_rate:
+    if critical_missed:
         return "fail", ExitCode.FAIL
+    for section in dict.fromkeys(r.section for r in results):
+        ran = [r for r in results if r.section == section and r.status != "skip"]
+        rate = (section_rates or {}).get(section, min_pass_rate)
+        if ran and sum(r.status in ("pass", "warn") for r in ran) / len(ran) < rate:
+            return "fail", ExitCode.FAIL
     return "pass", ExitCode.PASS
 
 
@@ -102,11 +112,12 @@ def utc_timestamp(epoch: Optional[float] = None) -> str:
 
 
 def build_report(command: str, results: List[Result], host: str, started_at: float, duration_ms: float,
-                 min_pass_rate: float = 1.0, interrupted: Optional[int] = None) -> Dict[str, Any]:
+                 min_pass_rate: float = 1.0, interrupted: Optional[int] = None,
+                 section_rates: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
     """The smoke.report/1 document; an interrupted run keeps its partial results."""
     from checks import __version__
 
-    status, code = verdict(results, min_pass_rate)
+    status, code = verdict(results, min_pass_rate, section_rates)
     report: Dict[str, Any] = {
         "schema": SCHEMA, "tool": {"name": "smoke.py", "version": __version__},
         "command": command, "host": host, "started_at": utc_timestamp(started_at),
@@ -114,7 +125,7 @@ def build_report(command: str, results: List[Result], host: str, started_at: flo
         "summary": summarize(results), "metrics": {}, "results": [r.to_dict() for r in results],
     }
     if interrupted is not None:
-        terminated = interrupted == signal.SIGTERM
-        report["interrupted"] = "SIGTERM" if terminated else "SIGINT"
-        report["exit_code"] = int(ExitCode.SIGTERM if terminated else ExitCode.SIGINT)
-    return report
+        name = signal.Signals(interrupted).name
+        report["interrupted"] = name
+        report["exit_code"] = int(ExitCode[name])
+    return reportable(report)

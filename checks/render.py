@@ -1,53 +1,104 @@
-"""Renderers: a report dict in, text out. One function per format, one table of them."""
+"""Renderers: a report dict in, text out. One function per format, one table of them.
+
+Reports carry bytes from servers, logs and commands. Text output escapes every
+control character (ANSI escapes, CR, NUL, bidirectional overrides), so no byte
+from outside can move the cursor, recolour or rewrite what a terminal shows.
+"""
 
 import json
+import re
 from typing import Any, Callable, Dict
 
-def render_json(report: Dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+# C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# In JSON, C0 is escaped by json.dumps; the rest are legal raw inside strings, and escaped here.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_COLORS = {"PASS": "32", "FAIL": "31", "WARN": "33", "ERROR": "1;31", "SKIP": "2", "INTERRUPTED": "1;33"}
+_SNIPPET = 200
+_TEXT_FACTS = ("body", "stdout", "stderr", "banner", "last_match")
+_BULKY_FACTS = ("json", "headers")  # the body shows what json holds; headers only when asked about
 
 
-def render_text(report: Dict[str, Any]) -> str:
-    """One line per check; under each failure, its evidence."""
-    lines = ["smoke.py %s on %s at %s" % (report["command"], report["host"], report["started_at"])]
-    width = max([len(r["name"]) for r in report["results"]] + [4])
-    for result in report["results"]:
-        line = "%-5s %-*s  %-10s %8.1f ms" % (result["status"].upper(), width, result["name"], result["kind"],
-                                            result["duration_ms"])
+def printable(text: Any) -> str:
+    """text with every control character written as an escape (\\x1b, \\r, \\u202e)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group()) or (
+        "\\x%02x" % ord(m.group()) if ord(m.group()) < 0x100 else "\\u%04x" % ord(m.group())), text)
+
+
+def render_json(report: Dict[str, Any], color: bool = False) -> str:
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    return _JSON_UNSAFE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
+
+
+def render_text(report: Dict[str, Any], color: bool = False) -> str:
+    """One line per check; under each miss, its evidence."""
+    paint = _painter(color)
+    lines = [printable("smoke.py %s on %s at %s" % (report["command"], report["host"], report["started_at"]))]
+    names = [printable(r["name"]) for r in report["results"]]
+    width = max([len(name) for name in names] + [4])
+    for result, name in zip(report["results"], names):
+        label = result["status"].upper()
+        line = "%s %-*s  %-10s %8.1f ms" % (paint(label, "%-5s" % label), width, name, printable(result["kind"]),
+                                           result["duration_ms"])
         if result.get("flaky"):
             line += "  flaky: passed on attempt %d" % result["attempts"]
         if result["status"] in ("skip", "pass") and result["message"]:
-            line += "  " + result["message"]
+            line += "  " + printable(result["message"])
         lines.append(line)
         if result["status"] in ("fail", "warn", "error"):
-            lines.extend(_evidence(result))
+            lines.extend("      " + printable(evidence) for evidence in _evidence(result))
+    for problem in report.get("problems", []):
+        lines.append(paint("ERROR", "PROBLEM") + " " + printable(problem))
     summary = report["summary"]
+    verdict = report["status"].upper()
     tail = "%s  %d check%s: %d pass, %d warn, %d fail, %d error, %d skip (pass rate %.2f) in %.1f s; exit %d" % (
-        report["status"].upper(), summary["total"], "" if summary["total"] == 1 else "s", summary["pass"], summary["warn"], summary["fail"],
-        summary["error"], summary["skip"], summary["pass_rate"], report["duration_ms"] / 1000, report["exit_code"])
+        paint(verdict, verdict), summary["total"], "" if summary["total"] == 1 else "s", summary["pass"],
+        summary["warn"], summary["fail"], summary["error"], summary["skip"], summary["pass_rate"],
+        report["duration_ms"] / 1000, report["exit_code"])
     if report.get("interrupted"):
-        tail = "INTERRUPTED by %s; " % report["interrupted"] + tail
+        tail = paint("INTERRUPTED", "INTERRUPTED by %s" % report["interrupted"]) + "; " + tail
     lines.append(tail)
     return "\n".join(lines) + "\n"
 
 
+def _painter(color: bool) -> Callable[[str, str], str]:
+    if not color:
+        return lambda label, text: text
+    return lambda label, text: "\x1b[%sm%s\x1b[0m" % (_COLORS.get(label, "0"), text)
+
+
 def _evidence(result: Dict[str, Any]):
-    yield "      %s" % result["message"]
-    facts = result["facts"]
-    for key in ("status", "exit_code", "latency_ms", "count", "error"):
-        already = key + ":" in result["message"] or (key == "error" and str(facts.get(key)) in result["message"])
-        if key in facts and not already:
-            yield "      %s: %s" % (key, json.dumps(facts[key]))
-    for key in ("body", "stdout", "stderr", "last_match"):
-        text = facts.get(key)
+    """The message, then the facts that explain it: short ones whole, text as a snippet."""
+    message, facts = result["message"], result["facts"]
+    yield message
+    subjects = [part.split(":", 1)[0] for part in message.split("; ")]
+    texts = []
+    for key, value in facts.items():
+        if key in _TEXT_FACTS:
+            texts.append(key)
+            continue
+        if key in subjects or (key == "error" and str(value) in message):
+            continue  # the message already says it
+        if key in _BULKY_FACTS and not any(s.startswith(key + ".") or s == key for s in subjects):
+            continue
+        yield "%s: %s" % (key, _cut(json.dumps(value, ensure_ascii=False)))
+    for key in texts:
+        text = facts[key]
         if isinstance(text, str) and text.strip():
-            snippet = " ".join(text.split())
-            yield "      %s: %s" % (key, snippet if len(snippet) <= 200 else snippet[:200] + "…")
+            yield "%s: %s" % (key, _cut(" ".join(text.split())))
     if result["attempts"] > 1:
-        yield "      attempts: %d" % result["attempts"]
+        yield "attempts: %d" % result["attempts"]
 
 
-RENDERERS: Dict[str, Callable[[Dict[str, Any]], str]] = {
+def _cut(text: str) -> str:
+    return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "…"
+
+
+RENDERERS: Dict[str, Callable[..., str]] = {
     "json": render_json,
     "text": render_text,
 }

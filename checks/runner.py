@@ -7,6 +7,7 @@ and reported as a failure, so nothing can hang the run.
 
 import json
 import math
+import os
 import queue
 import signal
 import threading
@@ -25,6 +26,8 @@ MAX_RETRIES = 100
 MAX_RETRY_DELAY_S = 3600.0
 _GRACE_S = 2.0          # beyond a check's budget before the runner gives up on its probe
 _FACT_CAP = 2048        # bytes of JSON per fact kept in a report: evidence, not a dump
+FDS_PER_CHECK = 8
+_FDS_RESERVED = 16      # stdio, the config, --output's temp file, the watchdog: outside the checks' share
 
 
 class Check(NamedTuple):
@@ -52,7 +55,7 @@ class RunContext(NamedTuple):
 
 
 class Interrupted(BaseException):
-    """Raised in the main thread by SIGINT/SIGTERM; carries the partial results once known."""
+    """Raised in the main thread by SIGHUP/SIGINT/SIGTERM; carries the partial results once known."""
 
     def __init__(self, signum: int, results: Optional[List[Result]] = None):
         super().__init__(signum)
@@ -108,7 +111,7 @@ CLEANUP = Cleanup()
 
 
 class Signals:
-    """SIGINT/SIGTERM during a run: the first raises Interrupted in the main thread while
+    """SIGHUP/SIGINT/SIGTERM during a run: the first raises Interrupted in the main thread while
     armed; every later one is only recorded, so cleanup and the partial report still happen."""
 
     def __init__(self):
@@ -117,8 +120,8 @@ class Signals:
         self._previous: Dict[int, Any] = {}
 
     def __enter__(self) -> "Signals":
-        try:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+        try:  # SIGHUP too: a dropped SSH session must not orphan children or lose the report
+            for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
         except ValueError:  # not the main thread: the caller owns signals
             pass
@@ -136,6 +139,27 @@ class Signals:
 
     def disarm(self) -> None:
         self.armed = False
+
+
+def fd_limited(concurrency: int) -> Tuple[int, Optional[int]]:
+    """The concurrency that fits in the file-descriptor limit, and that limit when it binds.
+
+    A check may hold up to FDS_PER_CHECK descriptors at once (a command's pipes, a
+    socket, a regex helper's pipes); past the limit every one would fail with EMFILE.
+    """
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return concurrency, None
+    if soft == resource.RLIM_INFINITY:
+        return concurrency, None
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        used = _FDS_RESERVED
+    fits = max(1, (soft - used - _FDS_RESERVED) // FDS_PER_CHECK)
+    return (concurrency, None) if fits >= concurrency else (fits, soft)
 
 
 def select(checks: List[Check], tags=(), skip_tags=(), only=()) -> Tuple[List[Check], List[Result]]:

@@ -185,14 +185,15 @@ def test_bad_flags_are_usage_errors(capsys):
 def test_validate_checks_and_runs_nothing(capsys, tmp_path):
     path = write_config(tmp_path, [{"name": "x", "kind": "http", "url": "http://127.0.0.1:1/"}])
     code, out, err = main(capsys, "health", "--validate", "--config", path)
-    assert (code, out, err.strip()) == (0, "", "config OK: 1 checks")
+    assert (code, out, err.strip()) == (0, "", "config OK: 1 check")
 
 
 def test_dry_run_prints_what_would_run(capsys, tmp_path):
     path = write_config(tmp_path, [{"name": "x", "kind": "tcp", "address": "127.0.0.1:1", "tags": ["daily"]},
                                    {"name": "y", "kind": "tcp", "address": "127.0.0.1:2"}])
     code, out, _ = main(capsys, "health", "--dry-run", "--config", path, "--skip-tag", "daily")
-    assert code == 0 and out.split() == ["health", "y", "127.0.0.1:2", "[connected", "==", "true]"]
+    assert code == 0 and out.split() == ["health", "y", "127.0.0.1:2", "[connected", "==", "true]",
+                                         "timeout=10s", "retries=0"]
 
 
 # --- selection, verdict, output ------------------------------------------------------------
@@ -340,7 +341,7 @@ def on_a_terminal(*args, env=None):
 
 def test_progress_lines_go_to_a_terminal_only(service):
     out, progress = on_a_terminal("health", "--url", service + "/health", "--name", "p")
-    assert progress.startswith("PASS  p (") and json.loads(out)["status"] == "pass"
+    assert progress.startswith("\r[1/1] PASS  p (") and json.loads(out)["status"] == "pass"
     assert run("health", "--url", service + "/health").stderr == ""
 
 
@@ -370,16 +371,18 @@ def test_dry_run_and_progress_lines_mask_secrets(tmp_path, monkeypatch):
     done = run("health", "--dry-run", "--config", path, env={"SMOKE_TEST_SECRET": "hunter2-value"})
     assert "hunter2-value" not in done.stdout and "token=***" in done.stdout
     out, progress = on_a_terminal("health", "--config", path, env={"SMOKE_TEST_SECRET": "hunter2-value"})
-    assert progress.startswith("FAIL  c (") and "hunter2-value" not in progress + out
+    assert progress.startswith("\r[1/1] FAIL  c (") and "hunter2-value" not in progress + out
 
 
 def test_a_report_that_cannot_be_written_keeps_a_failure_at_1(capsys, tmp_path, service):
+    code, out, err = main(capsys, "health", "--url", service + "/fault/500", "--output", "/dev/full")
+    assert code == 1 and "cannot write /dev/full" in err and json.loads(out)["status"] == "fail"
+    code, out, err = main(capsys, "health", "--url", service + "/health", "--output", "/dev/full")
+    assert code == 3 and "cannot write /dev/full" in err and json.loads(out)["exit_code"] == 3
     blocked = tmp_path / "dir-not-file"
     blocked.mkdir()
-    code, out, err = main(capsys, "health", "--url", service + "/fault/500", "--output", str(blocked))
-    assert code == 1 and "cannot write --output" in err and json.loads(out)["status"] == "fail"
-    code, _, err = main(capsys, "health", "--url", service + "/health", "--output", str(blocked))
-    assert code == 3 and "cannot write --output" in err
+    code, out, err = main(capsys, "health", "--url", service + "/health", "--output", str(blocked))
+    assert code == 2 and out == "" and "is a directory" in err
 
 
 @pytest.mark.parametrize("flag, value, message", [
@@ -406,4 +409,4 @@ def test_quiet_still_reports_an_interrupted_run(tmp_path, service):
 def test_a_secret_in_a_check_name_is_masked_on_the_terminal_too(tmp_path):
     path = write_config(tmp_path, [{"name": "c-${SMOKE_TEST_SECRET}", "kind": "tcp", "address": "127.0.0.1:1"}])
     out, progress = on_a_terminal("health", "--config", path, env={"SMOKE_TEST_SECRET": "hunter2-value"})
-    assert progress.startswith("FAIL  c-*** (") and "hunter2-value" not in progress + out
+    assert progress.startswith("\r[1/1] FAIL  c-*** (") and "hunter2-value" not in progress + out

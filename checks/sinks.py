@@ -1,0 +1,95 @@
+"""Sinks: deliver a rendered report to a file named on the command line (--output).
+
+What the path is decides how it is written. A regular file (or a new path) is
+replaced atomically: a temp file beside it, fsynced, renamed over it, so a reader
+never sees half a report. A symlink is followed and its target replaced, the link
+kept. A FIFO or a character device (/dev/null, /dev/stdout, a terminal) is written
+through, never replaced. Anything else (a directory, a block device, a socket) is
+refused before the run starts.
+"""
+
+import os
+import stat
+import time
+from typing import Optional
+
+from checks import ConfigError
+
+WRITE_TIMEOUT_S = 10.0  # how long a FIFO's reader may take to drain the report
+
+
+def check_output(path: str, flag: str = "--output") -> None:
+    """Refuse, before anything runs, a path the report could not or must not be written to."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:  # a new file, or a symlink to one: its directory must exist
+        directory = os.path.dirname(os.path.realpath(path))
+        if not os.path.isdir(directory):
+            raise ConfigError("%s %s: the directory does not exist" % (flag, path))
+        return
+    except OSError as exc:
+        raise ConfigError("%s %s: %s" % (flag, path, exc.strerror or exc))
+    if stat.S_ISDIR(mode):
+        raise ConfigError("%s %s: is a directory" % (flag, path))
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        kind = "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file"
+        raise ConfigError("%s %s: is %s; give a regular file, a FIFO or a character device" % (flag, path, kind))
+
+
+def write_output(path: str, text: str) -> Optional[str]:
+    """Write text to path as its type demands; the problem in one line, or None."""
+    data = text.encode("utf-8")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    try:
+        if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+            _write_through(path, data)
+        else:
+            _replace(os.path.realpath(path), data, stat.S_IMODE(mode) if mode is not None else 0o644)
+    except OSError as exc:
+        return "cannot write %s: %s" % (path, exc.strerror or exc)
+    return None
+
+
+def _replace(path: str, data: bytes, mode: int) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=".smoke-", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _write_through(path: str, data: bytes) -> None:
+    """Non-blocking, with a deadline: a FIFO with no reader, or one that stops reading, cannot hang us."""
+    import select
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        if exc.errno == 6:  # ENXIO: a FIFO nobody has open for reading
+            raise OSError(exc.errno, "no process is reading the FIFO")
+        raise
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        deadline = time.monotonic() + WRITE_TIMEOUT_S
+        view = memoryview(data)
+        while view:
+            if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                raise OSError("the reader took more than %gs" % WRITE_TIMEOUT_S)
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                continue
+    finally:
+        os.close(fd)
