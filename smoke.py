@@ -211,8 +211,8 @@ def _run(args, closed) -> int:
 
     concurrency, limit = runner.fd_limited(args.concurrency)
     if limit and not args.quiet and concurrency < len(chosen):
-        _say("smoke.py: running %d checks at a time, not %d: this process may open only %d files (ulimit -n)"
-             % (concurrency, min(args.concurrency, len(chosen)), limit))
+        _say("smoke.py: running %d check%s at a time, not %d: this process may open only %d files (ulimit -n)"
+             % (concurrency, "" if concurrency == 1 else "s", min(args.concurrency, len(chosen)), limit))
     progress = _Progress(len(chosen), secrets.redact) if _terminal(sys.stderr) and not args.quiet else None
     ctx = runner.RunContext(concurrency, args.deadline, progress, secrets.redact)
     started, clock = time.time(), time.monotonic()

@@ -87,22 +87,25 @@ def verdict(results: List[Result], min_pass_rate: float = 1.0,
             section_rates: Optional[Dict[str, float]] = None) -> Tuple[str, ExitCode]:
     """pass/fail/error and its exit code; no evaluated results is never a pass.
 
-    Each section's pass rate must reach its own rate (section_rates), else min_pass_rate.
+    Each section's pass rate must reach its own rate (section_rates), else min_pass_rate,
+    and every critical check must pass. A run that misses only through `error` results
+    (we could not check: no fd left, no daemon) is `error`, exit 3: exit 1 says the
+    system under test is broken, and a deploy gate rolls back on it.
     """
     summary = summarize(results)
     evaluated = summary["total"] - summary["skip"]
-    if evaluated == 0 or summary["error"] == evaluated:
+    if evaluated == 0:
         return "error", ExitCode.UNKNOWN
-    critical_missed = any(r.severity == "critical" and r.status not in ("pass", "skip")
-                          for r in results)
-    if critical_missed:
-        return "fail", ExitCode.FAIL
+    missed = any(r.severity == "critical" and r.status not in ("pass", "skip") for r in results)
     for section in dict.fromkeys(r.section for r in results):
         ran = [r for r in results if r.section == section and r.status != "skip"]
         rate = (section_rates or {}).get(section, min_pass_rate)
-        if ran and sum(r.status in ("pass", "warn") for r in ran) / len(ran) < rate:
-            return "fail", ExitCode.FAIL
-    return "pass", ExitCode.PASS
+        missed = missed or bool(ran) and sum(r.status in ("pass", "warn") for r in ran) / len(ran) < rate
+    if not missed:
+        return "pass", ExitCode.PASS
+    if summary["fail"]:
+        return "fail", ExitCode.FAIL
+    return "error", ExitCode.UNKNOWN
 
 
 def utc_timestamp(epoch: Optional[float] = None) -> str:

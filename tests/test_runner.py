@@ -152,7 +152,9 @@ def r(status, severity="normal"):
     (["pass", "fail"], 1.0, ("fail", 1)),
     (["pass", "fail"], 0.5, ("pass", 0)),
     (["pass", "pass", "pass", "fail"], 0.8, ("fail", 1)),
-    (["pass", "error"], 1.0, ("fail", 1)),
+    (["pass", "error"], 1.0, ("error", 3)),  # nothing failed: we could not check one (issue 5, rule 5)
+    (["pass", "error", "fail"], 1.0, ("fail", 1)),
+    (["pass", "pass", "error"], 0.5, ("pass", 0)),
     (["error", "error", "skip"], 1.0, ("error", 3)),
     (["skip"], 1.0, ("error", 3)),          # no evaluated results is never a pass
     ([], 1.0, ("error", 3)),
