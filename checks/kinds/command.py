@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from checks import CheckError, ConfigError
+from checks import CheckError, ConfigError, lifecycle
 from checks.runner import CLEANUP
 
 NAME = "command"
@@ -71,6 +71,7 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     except OSError as exc:
         raise CheckError("cannot run %s: %s" % (target(params), exc.strerror or exc))
     token = CLEANUP.add(lambda: _kill(proc))
+    lifecycle.own_group(proc.pid)
     try:
         out, err = _Capped(proc.stdout, params["max_output"]), _Capped(proc.stderr, params["max_output"])
         try:
@@ -82,6 +83,7 @@ def probe(params, timeout: float) -> Dict[str, Any]:
         # child still holding the pipes cannot keep the drain below waiting.
         _kill(proc)
         CLEANUP.remove(token)
+        lifecycle.release_group(proc.pid)
     drained = time.monotonic() + 1.0
     out.join(drained)
     err.join(drained)
