@@ -179,6 +179,7 @@ class Fields:
         if not isinstance(data, dict):
             raise ConfigError("%s: expected an object, got %s" % (where, _type_name(data)))
         self.data, self.where, self.seen = data, where, set()
+        self.subjects: frozenset = frozenset()  # set by build_check for the kind's load()
 
     def at(self, key: str) -> str:
         # A table built from a command-line option (--url) is named by the option alone.

@@ -217,6 +217,8 @@ def failures(conditions: List[Condition], facts: dict, deadline: Optional[float]
 
 def _why_missing(cond: Condition, facts: dict) -> str:
     root = cond.path[0]
+    if facts.get("no_data"):  # an empty answer explains any missing fact better than a spelling hint
+        return " (%s)" % facts["no_data"]
     if isinstance(facts, dict) and root not in facts and not facts.get("error"):
         import difflib  # only on this failure path
         close = difflib.get_close_matches(str(root), [str(k) for k in facts], n=1)

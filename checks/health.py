@@ -39,17 +39,20 @@ def add_arguments(parser) -> None:
                 checks.append({"kind": "resources", "_option": "--resources"})
             namespace.adhoc = checks
 
-    group = parser.add_argument_group("checks without a config file")
+    group = parser.add_argument_group("checks without a config file (--expect and --name follow their check)")
     group.add_argument("--url", action=AdHoc, metavar="URL", help="an HTTP(S) check (default: status < 400)")
     group.add_argument("--tcp", action=AdHoc, metavar="HOST:PORT", help="a TCP connect check")
     group.add_argument("--resources", action=AdHoc, nargs=0,
                        help="memory, CPU and disk of this host (default: each < 90%%)")
     group.add_argument("--expect", action=AdHoc, metavar="COND",
-                       help="a condition for the check before it, e.g. 'json.status == healthy' (repeatable)")
-    group.add_argument("--name", action=AdHoc, metavar="NAME", help="a name for the check before it")
-    group.add_argument("--timeout", type=bounded(0.001, MAX_TIMEOUT_S), metavar="S", help="seconds per attempt (default 10)")
-    group.add_argument("--retries", type=bounded(0, MAX_RETRIES, integer=True), metavar="N", help="attempts after the first (default 0)")
-    group.add_argument("--insecure", action="store_true", help="do not verify TLS certificates for --url")
+                       help="a condition for the check just before it, e.g. 'json.status == healthy' (repeatable)")
+    group.add_argument("--name", action=AdHoc, metavar="NAME", help="a name for the check just before it")
+    every = parser.add_argument_group("options for every --url/--tcp/--resources check, wherever they are written")
+    every.add_argument("--timeout", type=bounded(0.001, MAX_TIMEOUT_S), metavar="S",
+                       help="seconds per attempt (default 10)")
+    every.add_argument("--retries", type=bounded(0, MAX_RETRIES, integer=True), metavar="N",
+                       help="attempts after the first (default 0)")
+    every.add_argument("--insecure", action="store_true", help="do not verify TLS certificates of any --url")
     parser.set_defaults(adhoc=None)
 
 

@@ -600,7 +600,7 @@ def meminfo_percent():
 
 def test_resources_facts_are_sane(tmp_path):
     paths = ["/", str(tmp_path)]
-    result = run_check(kind="resources", paths=paths, cpu_window_s=0.1, expect=["cpus >= 1"])
+    result = run_check(kind="resources", paths=paths, cpu_window_s=0.1, expect=["cpus >= 1", "cpu_percent >= 0"])
     assert result.status == "pass", result.message
     facts = result.facts
     for key in ("memory_percent", "cpu_percent", "disk_percent"):
@@ -610,6 +610,15 @@ def test_resources_facts_are_sane(tmp_path):
     assert facts["cpus"] == os.cpu_count() >= 1
     assert all(facts[k] >= 0 for k in ("load1", "load5", "load15"))
     assert abs(facts["memory_percent"] - meminfo_percent()) < 3
+
+
+def test_resources_samples_cpu_only_when_a_condition_reads_it():
+    started = time.monotonic()
+    result = run_check(kind="resources", cpu_window_s=2, expect=["memory_percent < 100"])
+    assert result.status == "pass", result.message
+    assert "cpu_percent" not in result.facts and time.monotonic() - started < 0.5
+    result = run_check(kind="resources", cpu_window_s=0.2, expect=["memory_percent < 100", "cpu_percent <= 100"])
+    assert result.status == "pass" and result.duration_ms >= 190
 
 
 def test_resources_cpu_percent_sees_a_busy_process():

@@ -82,11 +82,23 @@ def test_a_scalar(prom):
     assert result.facts["series"] == [{"metric": {}, "value": 2}]
 
 
-def test_no_data_fails_by_default(prom):
-    result = query(prom, "smoke_fixture_no_such_metric")
+def test_no_data_is_judged_by_the_expectations_by_default(prom):
+    result = query(prom, "smoke_fixture_no_such_metric")  # the default expectation, count > 0
+    assert result.status == "fail"
+    assert result.message == "count: expected > 0, got 0"
+    assert result.facts["count"] == 0
+    assert result.facts["no_data"] == "no data: smoke_fixture_no_such_metric returned an empty result"
+    result = query(prom, "smoke_fixture_no_such_metric", expect=["value == 1"])
+    assert result.message == "value: missing (no data: smoke_fixture_no_such_metric returned an empty result)"
+    # "Nothing is down": an empty answer to up == 0 is the pass (issue 5).
+    result = query(prom, 'up{job="fixture"} == 0', expect=["count == 0"])
+    assert result.status == "pass", result.message
+
+
+def test_no_data_can_fail_whatever_the_expectations(prom):
+    result = query(prom, "smoke_fixture_no_such_metric", on_no_data="fail", expect=["count == 0"])
     assert result.status == "fail"
     assert result.message == "no data: smoke_fixture_no_such_metric returned an empty result"
-    assert result.facts["count"] == 0
 
 
 def test_no_data_can_be_an_error(prom):
@@ -165,5 +177,5 @@ def test_config_errors():
     assert config_error(url="ftp://127.0.0.1:9090", query="up") == \
         "health.checks[0].url: expected the Prometheus base URL, e.g. http://127.0.0.1:9090"
     assert config_error(url="http://127.0.0.1:9090", query="up", on_no_data="ignore") == \
-        'health.checks[0].on_no_data: expected one of fail, error, pass, got a string "ignore"'
+        'health.checks[0].on_no_data: expected one of expect, fail, error, pass, got a string "ignore"'
     assert config_error(url="http://127.0.0.1:9090") == "health.checks[0].query: required field is missing"

@@ -2,7 +2,9 @@
 
 Each module has a docstring naming its facts, and:
     DEFAULT_EXPECT      conditions used when a check gives none (None: it must give some)
-    load(fields) -> params      validate its own fields (a config.Fields)
+    load(fields) -> params      validate its own fields (a config.Fields; fields.subjects names
+                                the facts the check's conditions read, for kinds whose facts
+                                cost time to gather)
     target(params) -> str       what it probes, for names and --dry-run
     probe(params, timeout_s) -> facts   the I/O; raises CheckError only when it cannot check
 """
@@ -60,6 +62,7 @@ def build_check(table, where: str, section: str, defaults=None):
     }
     name = fields.text("name", None)
     fields.text("description", None)
+    fields.subjects = frozenset(str(c.path[0]) for c in conditions)
     params = kind_module.load(fields)
     fields.done()
     target = kind_module.target(params)

@@ -136,7 +136,7 @@ def _check_header_value(value: str, where: str) -> None:
 
 
 def target(params) -> str:
-    return "%s %s" % (params["method"], params["url"])
+    return "%s %s%s" % (params["method"], params["url"], " (TLS not verified)" if params["insecure"] else "")
 
 
 def probe(params, timeout: float) -> Dict[str, Any]:

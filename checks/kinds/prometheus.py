@@ -1,8 +1,10 @@
 """prometheus: an instant query against a Prometheus HTTP API (/api/v1/query).
 
 Facts: count (series or 1 for a scalar), value (first sample, a number), values,
-series [{"metric": {...}, "value": n}]. An empty result is "no data": on_no_data
-decides whether that fails (default), errors, or passes.
+series [{"metric": {...}, "value": n}], and no_data (why, when the result is empty).
+An empty result is judged by the expectations by default (on_no_data = "expect"):
+a "nothing is down" check (up == 0, count == 0) passes on it, count > 0 fails.
+on_no_data = "fail", "error" or "pass" decides it whatever the expectations say.
 """
 
 import math
@@ -14,7 +16,7 @@ from checks.kinds import http
 
 NAME = "prometheus"
 DEFAULT_EXPECT = ("count > 0",)
-NO_DATA = ("fail", "error", "pass")
+NO_DATA = ("expect", "fail", "error", "pass")
 
 
 def load(fields) -> Dict[str, Any]:
@@ -23,7 +25,7 @@ def load(fields) -> Dict[str, Any]:
         raise ConfigError("%s: expected the Prometheus base URL, e.g. http://127.0.0.1:9090" % fields.at("url"))
     http.check_url(url, fields.at("url"))
     return {"url": url, "query": fields.text("query"), "headers": http.request_headers(fields),
-            "on_no_data": fields.choice("on_no_data", NO_DATA, "fail"),
+            "on_no_data": fields.choice("on_no_data", NO_DATA, "expect"),
             "insecure": fields.flag("insecure", False), "ca_file": fields.text("ca_file", None)}
 
 
@@ -46,11 +48,12 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     facts["latency_ms"] = answer["latency_ms"]
     if facts["count"] == 0:
         reason = "no data: %s returned an empty result" % params["query"]
+        facts["no_data"] = reason
         if params["on_no_data"] == "error":
             raise CheckError(reason)
         if params["on_no_data"] == "pass":
             facts["expectations_skipped"] = reason + " (on_no_data = pass)"
-        else:
+        elif params["on_no_data"] == "fail":
             facts["error"] = reason
     return facts
 

@@ -1,7 +1,8 @@
 """resources: memory, CPU, disk and load of this host, from /proc and statvfs.
 
-Facts: memory_percent, cpu_percent (sampled over cpu_window_s), disk_percent (the
-fullest of `paths`) with disks {path: percent}, load1, load5, load15, cpus.
+Facts: memory_percent, cpu_percent (sampled over cpu_window_s, and only when a
+condition reads it: sampling takes that long), disk_percent (the fullest of `paths`)
+with disks {path: percent}, load1, load5, load15, cpus.
 """
 
 import os
@@ -18,7 +19,8 @@ def load(fields) -> Dict[str, Any]:
     paths = fields.strings("paths", ["/"])
     if not paths:
         raise ConfigError("%s: give at least one path" % fields.at("paths"))
-    return {"paths": paths, "cpu_window_s": fields.number("cpu_window_s", 0.5, 0, 60)}
+    return {"paths": paths, "cpu_window_s": fields.number("cpu_window_s", 0.5, 0, 60),
+            "cpu": "cpu_percent" in fields.subjects}
 
 
 def target(params) -> str:
@@ -26,8 +28,9 @@ def target(params) -> str:
 
 
 def probe(params, timeout: float) -> Dict[str, Any]:
-    window = min(params["cpu_window_s"], max(0.0, timeout / 2))
-    facts: Dict[str, Any] = {"memory_percent": memory_percent(), "cpu_percent": cpu_percent(window)}
+    facts: Dict[str, Any] = {"memory_percent": memory_percent()}
+    if params["cpu"]:
+        facts["cpu_percent"] = cpu_percent(min(params["cpu_window_s"], max(0.0, timeout / 2)))
     disks = {path: disk_percent(path) for path in params["paths"]}
     facts.update(disk_percent=max(disks.values()), disks=disks, cpus=os.cpu_count())
     facts["load1"], facts["load5"], facts["load15"] = [round(x, 2) for x in os.getloadavg()]
