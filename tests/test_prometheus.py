@@ -22,11 +22,10 @@ def prom(tmp_path_factory):
     if prometheus.find_binary() is None:
         pytest.skip("prometheus is not installed (apt-get install prometheus): real-server tests skipped")
     server, service_url = serve_in_thread()
-    port = free_port()
     proc = None
     try:
-        proc = prometheus.start(service_url.split("://", 1)[1].rstrip("/"), port,
-                                str(tmp_path_factory.mktemp("prometheus")))
+        proc, port = prometheus.start(service_url.split("://", 1)[1].rstrip("/"), 0,
+                                      str(tmp_path_factory.mktemp("prometheus")))
         prometheus.wait_for_data(port, "smoke_fixture_up")
         yield "http://127.0.0.1:%d" % port
     finally:
