@@ -460,7 +460,8 @@ def test_process_config_errors():
 # --- docker ------------------------------------------------------------------------------
 
 def docker_engine_reachable():
-    if os.path.exists(docker._socket_from_env()):
+    path = docker._socket_from_env()
+    if path and os.path.exists(path):
         return True
     if not shutil.which("docker"):
         return False

@@ -2,9 +2,11 @@
 
 Asks the Engine API on its unix socket (DOCKER_HOST=unix://… or /var/run/docker.sock),
 else the docker CLI. When neither answers, the check is an `error` (we could not
-check), not a `fail`.
-Facts: running (all running), healthy (all with a healthcheck report healthy),
-containers {name: {exists, running, status, health}}.
+check), not a `fail`. Containers are named (container, containers) or selected by
+label (a Compose project's, say), like `docker ps -a --filter label=...`.
+Facts: running (some were found, and all run), healthy (all with a healthcheck report
+healthy), count, running_count ("4 containers Up" is running_count == 4), not_running,
+unhealthy and missing (names), and containers {name: {exists, running, status, health}}.
 """
 
 import json
@@ -12,7 +14,7 @@ import os
 import socket
 import subprocess
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 from urllib.parse import quote
 
 from checks import CheckError, ConfigError
@@ -22,20 +24,27 @@ NAME = "docker"
 DEFAULT_EXPECT = ("running == true", "healthy == true")
 DEFAULT_SOCKET = "/var/run/docker.sock"
 _MAX_ANSWER = 4 * 1024 * 1024
+# `docker ps` shows health inside the status text: "Up 3 minutes (healthy)".
+_LISTED_HEALTH = (("(healthy)", "healthy"), ("(unhealthy)", "unhealthy"), ("(health: starting)", "starting"))
 
 
 def load(fields) -> Dict[str, Any]:
     names = fields.strings("containers", None)
     one = fields.text("container", None)
-    if (names is None) == (one is None):
-        raise ConfigError("%s: give container (a name) or containers (a list of names)" % fields.where)
-    names = names if names is not None else [one]
-    if not names:
+    label = fields.text("label", None)
+    if [names, one, label].count(None) != 2:
+        raise ConfigError("%s: give container (a name), containers (a list of names) or label (key or key=value)"
+                          % fields.where)
+    if names is not None and not names:
         raise ConfigError("%s: give at least one container" % fields.at("containers"))
-    return {"containers": names, "socket": fields.text("socket", None)}
+    if label is not None and not label.strip("= "):
+        raise ConfigError("%s: give a label key, or key=value" % fields.at("label"))
+    return {"containers": [one] if one is not None else names, "label": label, "socket": fields.text("socket", None)}
 
 
 def target(params) -> str:
+    if params["label"] is not None:
+        return "containers with label %s" % params["label"]
     return "containers %s" % ",".join(params["containers"])
 
 
@@ -45,22 +54,45 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     if params["socket"] and not os.path.exists(path):
         # The CLI would ask its own default engine, not the one this check names.
         raise CheckError("docker: no Engine API socket at %s" % path)
-    states = {}
-    for name in params["containers"]:
-        remaining = max(0.01, deadline - time.monotonic())
-        if os.path.exists(path):
-            states[name] = _inspect_api(path, name, remaining)
+    api = path is not None and os.path.exists(path)
+    if params["label"] is not None:
+        if api:
+            answer = _api(path, "/containers/json?all=1&filters=%s" % quote(json.dumps({"label": [params["label"]]})),
+                          deadline - time.monotonic())
         else:
-            states[name] = _inspect_cli(name, remaining, path)
-    containers = {name: _summary(state) for name, state in states.items()}
-    return {"running": all(c["running"] for c in containers.values()),
+            answer = _cli(["ps", "-a", "--no-trunc", "--filter", "label=" + params["label"], "--format", "{{json .}}"],
+                          deadline - time.monotonic(), path, lines=True)
+        states = {_listed_name(entry): _listed_state(entry) for entry in answer or []}
+    else:
+        states = {}
+        for name in params["containers"]:
+            remaining = max(0.01, deadline - time.monotonic())
+            if api:
+                answer = _api(path, "/containers/%s/json" % quote(name, safe=""), remaining)
+                states[name] = None if answer is None else answer.get("State") or {}
+            else:
+                states[name] = _cli(["inspect", "--type", "container", "--format", "{{json .State}}", name],
+                                    remaining, path)
+    return _facts({name: _summary(state) for name, state in states.items()})
+
+
+def _facts(containers: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    def named(test):
+        return [name for name, c in containers.items() if test(c)]
+    return {"running": bool(containers) and all(c["running"] for c in containers.values()),
             "healthy": all(c["health"] in (None, "healthy") for c in containers.values()),
-            "containers": containers}
+            "count": len(named(lambda c: c["exists"])), "running_count": len(named(lambda c: c["running"])),
+            "not_running": named(lambda c: not c["running"]),
+            "unhealthy": named(lambda c: c["health"] not in (None, "healthy")),
+            "missing": named(lambda c: not c["exists"]), "containers": containers}
 
 
-def _socket_from_env() -> str:
+def _socket_from_env() -> Optional[str]:
+    """The Engine API socket to ask; None when DOCKER_HOST names another engine (tcp://, ssh://): the CLI's."""
     host = os.environ.get("DOCKER_HOST", "")
-    return host[len("unix://"):] if host.startswith("unix://") else DEFAULT_SOCKET
+    if host and not host.startswith("unix://"):
+        return None
+    return host[len("unix://"):] if host else DEFAULT_SOCKET
 
 
 def _summary(state) -> Dict[str, Any]:
@@ -71,8 +103,22 @@ def _summary(state) -> Dict[str, Any]:
             "health": health}
 
 
-def _inspect_api(path: str, name: str, timeout: float):
-    """The container's State from GET /containers/{name}/json; None when it does not exist."""
+def _listed_name(entry: Dict[str, Any]) -> str:
+    names = entry.get("Names")  # the API: ["/web"]; the CLI: "web"
+    name = names[0] if isinstance(names, list) and names else names if isinstance(names, str) else entry.get("Id")
+    return str(name or "?").lstrip("/")
+
+
+def _listed_state(entry: Dict[str, Any]) -> Dict[str, Any]:
+    """A listed container's state in the shape inspect gives it."""
+    status = str(entry.get("Status") or "")
+    health = next((value for marker, value in _LISTED_HEALTH if marker in status), None)
+    return {"Running": entry.get("State") == "running", "Status": entry.get("State"),
+            "Health": {"Status": health} if health else None}
+
+
+def _api(path: str, url: str, timeout: float) -> Optional[Any]:
+    """The JSON the Engine API answers; None for a 404 (no such container)."""
     import http.client
 
     class UnixConnection(http.client.HTTPConnection):
@@ -81,12 +127,13 @@ def _inspect_api(path: str, name: str, timeout: float):
             self.sock.settimeout(timeout)
             self.sock.connect(path)
 
+    timeout = max(0.01, timeout)
     conn = UnixConnection("localhost", timeout=timeout)
     guard = DeadlineGuard(time.monotonic() + timeout)
     try:
         conn.connect()
         guard.watch(conn.sock)
-        conn.request("GET", "/containers/%s/json" % quote(name, safe=""))
+        conn.request("GET", url)
         response = conn.getresponse()
         body = response.read(_MAX_ANSWER)
     except OSError as exc:
@@ -104,29 +151,31 @@ def _inspect_api(path: str, name: str, timeout: float):
     if response.status != 200:
         raise CheckError("docker API at %s answered %d: %s" % (path, response.status, body[:200].decode("utf-8", "replace")))
     try:
-        return json.loads(body).get("State") or {}
+        return json.loads(body)
     except ValueError:
         raise CheckError("docker API at %s: answer is not JSON" % path)
 
 
-def _inspect_cli(name: str, timeout: float, path: str):
+def _cli(argv, timeout: float, path: str, lines: bool = False):
+    """What `docker ARGV` prints, as JSON (one document per line when lines); None for no such container."""
     try:
-        done = subprocess.run(["docker", "inspect", "--type", "container", "--format", "{{json .State}}", name],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=timeout)
+        done = subprocess.run(["docker"] + argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=max(0.01, timeout))
     except FileNotFoundError:
-        raise CheckError("docker: no Engine API socket at %s and no docker CLI on PATH" % path)
+        raise CheckError("docker: no Engine API socket at %s and no docker CLI on PATH"
+                         % (path or os.environ.get("DOCKER_HOST")))
     except OSError as exc:
         raise CheckError("docker: cannot run the docker CLI: %s" % (exc.strerror or exc))
     except subprocess.TimeoutExpired:
-        raise CheckError("docker inspect timed out after %gs" % timeout)
+        raise CheckError("docker %s timed out after %gs" % (argv[0], timeout))
     err = done.stderr.decode("utf-8", "replace").strip()
     if done.returncode != 0:
         # Not just "no such": a failed DNS lookup of DOCKER_HOST says "no such host".
         if "no such container" in err.lower() or "no such object" in err.lower():
             return None
-        raise CheckError("docker: %s" % (err.splitlines()[-1] if err else "inspect exited %d" % done.returncode))
+        raise CheckError("docker: %s" % (err.splitlines()[-1] if err else "%s exited %d" % (argv[0], done.returncode)))
+    out = done.stdout.decode("utf-8", "replace")
     try:
-        return json.loads(done.stdout.decode("utf-8", "replace"))
+        return [json.loads(line) for line in out.splitlines() if line.strip()] if lines else json.loads(out)
     except ValueError:
-        raise CheckError("docker inspect printed no JSON")
+        raise CheckError("docker %s printed no JSON" % argv[0])
