@@ -583,10 +583,12 @@ def test_docker_real_engine():
 
 
 def test_docker_config_errors():
-    either = "health.checks[0]: give container (a name) or containers (a list of names)"
+    either = "health.checks[0]: give container (a name), containers (a list of names) or label (key or key=value)"
     assert config_error(kind="docker") == either
     assert config_error(kind="docker", container="a", containers=["b"]) == either
+    assert config_error(kind="docker", container="a", label="app=x") == either
     assert config_error(kind="docker", containers=[]) == "health.checks[0].containers: give at least one container"
+    assert config_error(kind="docker", label=" = ") == "health.checks[0].label: give a label key, or key=value"
 
 
 # --- resources ---------------------------------------------------------------------------
