@@ -19,10 +19,6 @@ COMMANDS = {
                                 "resources, Prometheus queries, files and logs"),
     "all": (None, "run every section the config file has"),
 }
-# The config sections, in the order `all` runs them.
-SECTIONS = tuple(name for name, (module, _) in COMMANDS.items() if module)
-MAX_CONCURRENCY = 10000
-MAX_DEADLINE_S = 7 * 86400.0
 
 EXAMPLES = """examples:
   python smoke.py health --url http://127.0.0.1:8080/health --expect 'json.status == healthy'
@@ -31,36 +27,6 @@ EXAMPLES = """examples:
 
 config: --config FILE, else $SMOKE_CONFIG, else ./smoke.toml or ./smoke.json
 exit codes: 0 pass, 1 fail, 2 usage/config error, 3 could not evaluate, 129/130/143 interrupted"""
-
-
-def _common_arguments(parser) -> None:
-    from checks.config import bounded
-    from checks.render import RENDERERS
-    from checks.runner import DEFAULT_CONCURRENCY
-
-    parser.add_argument("--config", metavar="FILE", help="JSON config (TOML on Python 3.11+)")
-    out = parser.add_argument_group("output")
-    out.add_argument("--format", choices=list(RENDERERS), default="json", help="report format (default json)")
-    out.add_argument("--output", metavar="FILE", help="also write the JSON report here (atomically, for a file)")
-    out.add_argument("--quiet", action="store_true", help="print nothing unless something failed")
-    out.add_argument("--secret", action="append", default=[], metavar="NAME",
-                     help="mask the value of environment variable NAME everywhere (repeatable)")
-    run = parser.add_argument_group("selection and verdict")
-    run.add_argument("--tag", action="append", default=[], metavar="TAG",
-                     help="run only checks with this tag (repeatable)")
-    run.add_argument("--skip-tag", action="append", default=[], metavar="TAG", help="skip checks with this tag")
-    run.add_argument("--only", action="append", default=[], metavar="NAME", help="run only this check (repeatable)")
-    run.add_argument("--min-pass-rate", type=bounded(0, 1), metavar="RATE",
-                     help="pass when at least this share of checks pass and every critical one does "
-                          "(default: the config's min_pass_rate, else 1.0)")
-    run.add_argument("--concurrency", type=bounded(1, MAX_CONCURRENCY, integer=True), default=DEFAULT_CONCURRENCY,
-                     metavar="N", help="checks at once (default %d)" % DEFAULT_CONCURRENCY)
-    run.add_argument("--deadline", type=bounded(0.001, MAX_DEADLINE_S), metavar="S",
-                     help="bound on the whole run, in seconds")
-    mode = parser.add_argument_group("modes")
-    mode.add_argument("--validate", action="store_true", help="check the configuration, run nothing")
-    mode.add_argument("--dry-run", action="store_true", help="print what would run, with each check's options")
-    mode.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
 
 
 def _parser(argv):
@@ -78,13 +44,15 @@ def _parser(argv):
         """One usage line, the error and a did-you-mean: argparse's usage block alone runs to 7 lines."""
 
         def error(self, message):
-            hint = _did_you_mean(message, options)
+            from checks.cli import did_you_mean  # only on this path: --help imports nothing of ours
+            hint = did_you_mean(message, options)
             self.exit(2, "usage: %s [options]  (%s --help lists them)\n%s: error: %s%s\n"
                       % (self.prog, self.prog, self.prog, message, hint))
 
         def exit(self, status=0, message=None):
             if message:
-                _say(message.rstrip("\n"))
+                from checks.cli import say  # only on this path: --help imports nothing of ours
+                say(message.rstrip("\n"))
             sys.exit(status)
 
     class Version(argparse.Action):
@@ -101,255 +69,17 @@ def _parser(argv):
     chosen = next((arg for arg in argv if arg in COMMANDS), None)
     options = list(COMMANDS)
     for name, (module_name, text) in COMMANDS.items():
+        if chosen and name != chosen:  # each parser costs start-up time; the others are only for --help
+            continue
         sub = commands.add_parser(name, help=text, description=text, epilog=EXAMPLES, formatter_class=formatter)
         if name == chosen:  # only the chosen command pays for its imports
-            _common_arguments(sub)
+            from checks import cli
+            cli.add_arguments(sub)
             if module_name:
-                _module(module_name).add_arguments(sub)
+                __import__(module_name)
+                sys.modules[module_name].add_arguments(sub)
             options += [option for action in sub._actions for option in action.option_strings]
     return parser
-
-
-def _did_you_mean(message: str, options) -> str:
-    import difflib
-    import re
-
-    words = re.findall(r"invalid choice: '?([^' ]+)", message)
-    choices = re.findall(r"[\w-]+", message.split("choose from", 1)[1]) if words and "choose from" in message else []
-    if message.startswith("unrecognized arguments: "):
-        words = [w.split("=", 1)[0] for w in message.split()[2:] if w.startswith("-")]
-    for word in words:
-        close = difflib.get_close_matches(word, choices or options, n=1)
-        if close:
-            return " (did you mean %s?)" % close[0]
-    return ""
-
-
-def _module(name):
-    import importlib
-    return importlib.import_module(name)
-
-
-def _gather(args, secrets):
-    """Every configured and command-line check of the chosen command, and each section's min_pass_rate."""
-    from checks import ConfigError, config
-
-    adhoc = getattr(args, "adhoc", None)
-    # Flags describe the checks; a config found implicitly would add unasked-for ones.
-    path = args.config if adhoc else config.find(args.config)
-    doc = config.load(path, secrets) if path else {}
-    try:
-        rates = _pass_rates(doc, path)
-        unknown = [key for key in doc if key not in SECTIONS and not key.startswith("_") and key != "min_pass_rate"]
-        if unknown:
-            raise ConfigError("unknown section %r (known: %s)" % (unknown[0], ", ".join(SECTIONS)))
-        sections = SECTIONS if args.command == "all" else (args.command,)
-        checks = []
-        for section in sections:
-            if section in doc:
-                table = doc[section]
-                if isinstance(table, dict):
-                    table = {key: value for key, value in table.items() if key != "min_pass_rate"}
-                checks += _module(COMMANDS[section][0]).load(table, section)
-    except ConfigError as exc:  # name the file in use: the same field may exist in several
-        raise ConfigError("%s: %s" % (path, exc))
-    if adhoc:
-        checks += _module(COMMANDS["health"][0]).from_args(args)
-    if not checks and path:
-        raise ConfigError("nothing to check: %s has no %s checks" % (path, " or ".join(sections)))
-    if not checks:
-        hint = "; or use --url, --tcp, --resources" if args.command == "health" else ""
-        raise ConfigError("nothing to check: no config found (--config FILE, $SMOKE_CONFIG, ./smoke.toml, "
-                          "./smoke.json)%s" % hint)
-    return checks, rates
-
-
-def _pass_rates(doc, path):
-    """{section: min_pass_rate} from the config: a section's own, else the top level's."""
-    from checks.config import Fields
-
-    top = Fields(doc, "").number("min_pass_rate", None, 0, 1)
-    rates = {}
-    for section in SECTIONS:
-        table = doc.get(section)
-        own = Fields(table, section).number("min_pass_rate", None, 0, 1) if isinstance(table, dict) else None
-        if own is not None or top is not None:
-            rates[section] = own if own is not None else top
-    return rates
-
-
-def _run(args, closed) -> int:
-    import socket
-    import time
-
-    from checks import ConfigError, model, runner, sinks
-    from checks.render import RENDERERS, printable
-    from checks.secrets import Secrets
-
-    secrets = Secrets(names=args.secret)
-    for name in args.secret:
-        secrets.add(os.environ.get(name))
-    try:
-        checks, rates = _gather(args, secrets)
-        names = {check.name for check in checks}
-        for name in args.only:
-            if name not in names:
-                raise ConfigError("--only %s: no such check (known: %s)" % (name, ", ".join(sorted(names))))
-        if args.validate:
-            _say("config OK: %d check%s" % (len(checks), "" if len(checks) == 1 else "s"))
-            return 0
-        chosen, skipped = runner.select(checks, args.tag, args.skip_tag, args.only)
-        if not chosen:
-            raise ConfigError("the selection matched none of the %d checks" % len(checks))
-        if args.dry_run:
-            _emit("".join(printable(secrets.redact(_planned(check))) + "\n" for check in chosen), "stdout" in closed)
-            return 0
-        if args.output:
-            sinks.check_output(args.output)
-    except ConfigError as exc:
-        raise ConfigError(secrets.redact(str(exc)))
-
-    concurrency, limit = runner.fd_limited(args.concurrency)
-    if limit and not args.quiet and concurrency < len(chosen):
-        _say("smoke.py: running %d check%s at a time, not %d: this process may open only %d files (ulimit -n)"
-             % (concurrency, "" if concurrency == 1 else "s", min(args.concurrency, len(chosen)), limit))
-    progress = _Progress(len(chosen), secrets.redact) if _terminal(sys.stderr) and not args.quiet else None
-    ctx = runner.RunContext(concurrency, args.deadline, progress, secrets.redact)
-    started, clock = time.time(), time.monotonic()
-    results = []
-    runner.CLEANUP.open()
-    with runner.Signals() as signals:
-        try:
-            try:
-                for section in SECTIONS:
-                    mine = [check for check in chosen if check.section == section]
-                    if mine:
-                        results += _module(COMMANDS[section][0]).run(mine, ctx)
-            finally:
-                signals.disarm()  # from here on a signal is recorded, and the report still written
-        except runner.Interrupted as exc:
-            results += exc.results
-        if progress:
-            progress.clear()
-        problems = runner.CLEANUP.run_all(close=signals.signum is not None)
-        min_rate = args.min_pass_rate if args.min_pass_rate is not None else 1.0
-        report = model.build_report(args.command, results + skipped, socket.gethostname(), started,
-                                    (time.monotonic() - clock) * 1000, min_rate, signals.signum,
-                                    {} if args.min_pass_rate is not None else rates)
-        report = secrets.redact(report)  # names and targets come from the config too
-        # Decide, then deliver, then print: the printed report and the exit code always agree.
-        if args.output:
-            problem = sinks.write_output(args.output, RENDERERS["json"](report))
-            if problem:
-                problems.append("--output: " + problem)
-                if report["exit_code"] == 0:  # a pass nobody can read is not a pass; a failure stays 1
-                    report["exit_code"] = int(model.ExitCode.UNKNOWN)
-        if problems:
-            report["problems"] = [secrets.redact(problem) for problem in problems]
-            for problem in report["problems"]:
-                _say("smoke.py: " + problem)
-        code = report["exit_code"]
-        if not (args.quiet and code == 0):
-            color = args.format == "text" and _terminal(sys.stdout) and not os.environ.get("NO_COLOR")
-            _emit(RENDERERS[args.format](report, color=color), "stdout" in closed)
-    return code
-
-
-def _planned(check) -> str:
-    """One --dry-run line: what runs, what is expected, and every option that applies to it."""
-    options = "timeout=%gs retries=%d" % (check.timeout, check.retries)
-    if check.retries:
-        options += " retry_delay=%gs" % check.retry_delay
-    if check.severity != "normal":
-        options += " severity=" + check.severity
-    if check.tags:
-        options += " tags=" + ",".join(check.tags)
-    return "%-10s %-24s %s  [%s]  %s" % (check.section, check.name, check.target,
-                                         ", ".join(c.text for c in check.expect), options)
-
-
-class _Progress:
-    """One updating line on a terminal ([12/40] PASS api (19 ms)), cleared before the report."""
-
-    def __init__(self, total: int, redact):
-        self.total, self.done, self.shown, self.redact = total, 0, 0, redact
-        try:
-            self.width = (os.get_terminal_size(sys.stderr.fileno()).columns or 80) - 1  # a new pty says 0
-        except (OSError, ValueError):
-            self.width = 79
-
-    def __call__(self, result) -> None:
-        from checks.render import printable
-
-        self.done += 1
-        line = "[%d/%d] %-5s %s (%.0f ms)" % (self.done, self.total, result.status.upper(), result.name,
-                                            result.duration_ms)
-        if result.message and result.status != "pass":
-            line += ": " + result.message
-        line = printable(self.redact(line))[:max(10, self.width)]
-        # Spaces over what is left of a longer line: no escape sequence, so TERM=dumb works too.
-        _write_stderr("\r" + line + " " * max(0, self.shown - len(line)))
-        self.shown = len(line)
-
-    def clear(self) -> None:
-        if self.shown:
-            _write_stderr("\r" + " " * self.shown + "\r")
-
-
-def _terminal(stream) -> bool:
-    try:
-        return stream.isatty() and os.environ.get("TERM") != "dumb"
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-def _write_stderr(text: str) -> bool:
-    """A closed, full or hung-up stderr never stops a run; what could not be said is lost."""
-    try:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-        return True
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _say(line: str) -> None:
-    """A line for humans on stderr, its control characters escaped (messages quote outside bytes)."""
-    escaped = "".join(char if char.isprintable() or char == "\n" else repr(char)[1:-1] for char in line)
-    _write_stderr(escaped + "\n")
-
-
-def _emit(text: str, closed: bool = False) -> None:
-    """The report on stdout as UTF-8 whatever the locale; a closed pipe ends quietly.
-
-    A stdout that cannot take it (closed, a full disk) is said on stderr; the exit
-    code is the verdict's either way.
-    """
-    if closed:
-        _say("smoke.py: stdout is closed: the report was not printed")
-        return
-    try:
-        sys.stdout.flush()
-        if hasattr(sys.stdout, "buffer"):
-            sys.stdout.buffer.write(text.encode("utf-8"))
-            sys.stdout.buffer.flush()
-        else:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (smoke.py all | head): end quietly, as CPython's docs advise.
-        _park_stdout()
-    except (OSError, ValueError) as exc:
-        _park_stdout()
-        _say("smoke.py: cannot print the report on stdout: %s" % (getattr(exc, "strerror", None) or exc))
-
-
-def _park_stdout() -> None:
-    """Point fd 1 at /dev/null, so the interpreter's last flush of stdout cannot fail."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 def _open_stdio() -> set:
@@ -381,23 +111,24 @@ def main(argv=None) -> int:
     try:
         args = _parser(argv).parse_args(argv)
     except BrokenPipeError:  # smoke.py --help | head -1
-        _park_stdout()
+        from checks.cli import park_stdout
+        park_stdout()
         return 0
-    from checks import SmokeError
+    from checks import SmokeError, cli
     from checks.model import ExitCode
 
     try:
-        return _run(args, closed)
+        return cli.run(args, COMMANDS, closed)
     except SmokeError as exc:
-        _say("smoke.py: error: %s" % exc)
+        cli.say("smoke.py: error: %s" % exc)
         return exc.exit_code
     except KeyboardInterrupt:  # before any check ran: nothing to report or clean up
-        _say("smoke.py: interrupted")
+        cli.say("smoke.py: interrupted")
         return int(ExitCode.SIGINT)
     except Exception as exc:
         if args.debug:
             raise
-        _say("smoke.py: internal error: %s: %s (run with --debug for the traceback)" % (type(exc).__name__, exc))
+        cli.say("smoke.py: internal error: %s: %s (run with --debug for the traceback)" % (type(exc).__name__, exc))
         return int(ExitCode.UNKNOWN)
 
 

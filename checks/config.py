@@ -4,18 +4,23 @@ Every error names the field it is about (`health.checks[2].timeout: expected a
 number, got "ten"`), so a user fixes a config without reading our code.
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
 import re
 import sys
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from checks import ConfigError
 from checks.secrets import Secrets, collect_fields, secret_field
 
 DEFAULT_FILES = ("smoke.toml", "smoke.json")
-_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV_REF = r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}"  # compiled on the first "$", by re's cache
 MAX_DEPTH = 64  # tables and lists within each other; deeper is a mistake (or an attack), not a config
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 _REQUIRED = object()
@@ -133,7 +138,7 @@ def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secr
         raise ConfigError("%s: environment variable %s is not set (give a default: ${%s:-value})"
                           % (where or "config", name, name))
 
-    return _ENV_REF.sub(substitute, obj)
+    return re.sub(_ENV_REF, substitute, obj)
 
 
 def _join(where: str, key: str) -> str:

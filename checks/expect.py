@@ -7,10 +7,16 @@ A condition is checked against a probe's facts and returns None when it holds,
 or one line that says what was expected and what was seen.
 """
 
+from __future__ import annotations
+
+import collections
 import json
 import re
 import time
-from typing import Any, Callable, List, NamedTuple, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Callable, List, Optional, Tuple
 
 from checks.model import reportable
 
@@ -20,8 +26,9 @@ OPERATORS = ("!contains", "!matches", "!exists", "contains", "matches", "exists"
 _WORD_OPS = {"contains", "!contains", "matches", "!matches", "exists", "!exists", "in"}
 _NO_VALUE = {"exists", "!exists"}
 _NAME = re.compile(r"[\w-]+")
-_INDEX = re.compile(r'\[\s*(-?\d{1,18}|"(?:[^"\\]|\\.)*")\s*\]')
-_OP_LIKE = re.compile(r"[!=<>~]+|[A-Za-z!]+")
+# Pattern strings below are compiled on first use, by re's cache: most conditions need none of them.
+_INDEX = r'\[\s*(-?\d{1,18}|"(?:[^"\\]|\\.)*")\s*\]'
+_OP_LIKE = r"[!=<>~]+|[A-Za-z!]+"
 # What other languages spell an operator, and ours.
 _MEANT = {"=": "==", "===": "==", "eq": "==", "is": "==", "!==": "!=", "<>": "!=", "ne": "!=", "=<": "<=",
           "=>": ">=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "=~": "matches", "~": "matches",
@@ -30,7 +37,7 @@ _MEANT = {"=": "==", "===": "==", "eq": "==", "is": "==", "!==": "!=", "<>": "!=
 # A string fact is a version when it has two or more dots or a leading "v" ("3.9.18",
 # "v20.1"), or when the fact is named *version ("3.9" in json.version). Other one-dot
 # strings ("0.5") stay numbers.
-_DOTTED = re.compile(r"v?(\d+(?:\.\d+)*)")
+_DOTTED = r"v?(\d+(?:\.\d+)*)"
 _EXCERPT = 80
 _DEFAULT_S = 10.0  # how long a regular expression may run when no deadline is given
 
@@ -39,14 +46,12 @@ class ConditionError(ValueError):
     """A condition that cannot be parsed; the message names the column."""
 
 
-class Condition(NamedTuple):
-    text: str
-    subject: str          # as written, for messages
-    path: Tuple[Any, ...]  # keys (str) and list indexes (int)
-    length: bool          # subject is len(...)
-    op: str
-    value: Any = None
-    raw: str = ""          # the value as written, for version comparison
+class Condition(collections.namedtuple("Condition", "text subject path length op value raw", defaults=(None, ""))):
+    """One parsed condition: subject (as written, for messages), path (keys and list
+    indexes), length (the subject is len(...)), op, value, raw (the value as written,
+    for version comparison)."""
+
+    __slots__ = ()
 
 
 class _Missing:
@@ -112,7 +117,7 @@ def _parse_path(text: str, pos: int) -> Tuple[Tuple[Any, ...], int]:
                 raise ConditionError("expected a name after '.' at column %d" % (pos + 2))
             parts.append(match.group())
         elif text[pos] == "[":
-            match = _INDEX.match(text, pos)
+            match = re.compile(_INDEX).match(text, pos)
             if not match:
                 raise ConditionError("expected [number] or [\"key\"] at column %d" % (pos + 1))
             try:
@@ -133,7 +138,7 @@ def _parse_operator(text: str, pos: int) -> str:
             symbol_ok = op in _WORD_OPS or after == len(text) or text[after] not in "=<>!~"
             if word_ok and symbol_ok:
                 return op
-    found = _OP_LIKE.match(text, pos)
+    found = re.compile(_OP_LIKE).match(text, pos)
     if pos >= len(text) or not found:
         raise ConditionError("expected an operator (%s) at column %d" % (" ".join(OPERATORS), pos + 1))
     hint = _MEANT.get(found.group().lower())
@@ -275,12 +280,12 @@ def _named_version(cond: Condition) -> bool:
 
 def _dotted(text: str) -> Optional[Tuple[int, ...]]:
     """The leading dotted number of text ("v3.9.18-rc1" -> (3, 9, 18)), or None."""
-    match = _DOTTED.match(text.strip())
+    match = re.match(_DOTTED, text.strip())
     return tuple(int(p) for p in match.group(1).split(".")) if match else None
 
 
 def _whole_version(text: str) -> bool:
-    return bool(_DOTTED.fullmatch(text.strip()))
+    return bool(re.fullmatch(_DOTTED, text.strip()))
 
 
 def _version(text: Any, named: bool = False) -> Optional[Tuple[int, ...]]:

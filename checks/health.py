@@ -6,7 +6,11 @@ Config section:
                 "checks": [{"name": "api", "kind": "http", "url": "...", "expect": ["status == 200"]}]}}
 """
 
-from typing import List
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import List
 
 from checks import ConfigError, expect
 from checks.config import Fields, bounded

@@ -1,17 +1,26 @@
 """Results, reports, the verdict and the exit codes: pure data, no I/O."""
 
+from __future__ import annotations
+
+import collections
 import enum
 import math
 import re
-import signal
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, List, Optional, Tuple
 
 SCHEMA = "smoke.report/1"
 STATUSES = ("pass", "warn", "fail", "error", "skip")
 SEVERITIES = ("critical", "normal", "warning")
 MAX_DEPTH = 32  # levels of a fact kept in a report; deeper is cut (a server may send 5000)
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = "[\ud800-\udfff]"  # compiled on first use, by re's cache: most text is ASCII
+
+
+# The signals a run handles (runner.Signals), and the exit codes they end it with.
+SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 15: "SIGTERM"}  # the same numbers on every Linux and BSD
 
 
 class ExitCode(enum.IntEnum):
@@ -24,20 +33,12 @@ class ExitCode(enum.IntEnum):
     SIGTERM = 143
 
 
-class Result(NamedTuple):
+class Result(collections.namedtuple("Result", "name section kind status message duration_ms attempts tags "
+                                              "severity facts flaky",
+                                     defaults=("", 0.0, 0, (), "normal", {}, False))):
     """One check's outcome; immutable, serialised the same way everywhere."""
 
-    name: str
-    section: str
-    kind: str
-    status: str
-    message: str = ""
-    duration_ms: float = 0.0
-    attempts: int = 0
-    tags: Tuple[str, ...] = ()
-    severity: str = "normal"
-    facts: Dict[str, Any] = {}
-    flaky: bool = False
+    __slots__ = ()
 
     def to_dict(self) -> Dict[str, Any]:
         out = {
@@ -58,7 +59,7 @@ def reportable(value: Any, depth: int = 0) -> Any:
     names (JSON has none), nesting past MAX_DEPTH becomes a marker, anything else text.
     """
     if isinstance(value, str):
-        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+        return value if value.isascii() else re.sub(_SURROGATE, "\ufffd", value)
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
@@ -128,7 +129,7 @@ def build_report(command: str, results: List[Result], host: str, started_at: flo
         "summary": summarize(results), "metrics": {}, "results": [r.to_dict() for r in results],
     }
     if interrupted is not None:
-        name = signal.Signals(interrupted).name
+        name = SIGNAL_NAMES[interrupted]
         report["interrupted"] = name
         report["exit_code"] = int(ExitCode[name])
     return reportable(report)

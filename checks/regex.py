@@ -9,6 +9,8 @@ pattern is matched in a helper process that arms a kernel timer before each job,
 so the kernel ends a runaway match at its deadline even if smoke.py is gone.
 """
 
+from __future__ import annotations
+
 import atexit
 import marshal
 import os
@@ -17,12 +19,14 @@ import select
 import sys
 import threading
 import time
-from typing import List, Optional, Sequence, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import List, Optional, Sequence, Tuple
 
 from checks import CheckError
 
 # A match is its group spans (re.Match.regs): ((start, end) of the whole match, then of each group).
-Spans = Tuple[Tuple[int, int], ...]
 
 _MIN_JOB_S = 0.1  # a pattern is given at least this long, whatever is left of its check's time
 # The helper reads jobs (pattern, flags, texts, seconds) and answers the spans of each
@@ -57,12 +61,12 @@ def compile_pattern(pattern: str, flags: int = 0):
     return re.compile(pattern, flags)
 
 
-def search(pattern: str, text: str, deadline: float, flags: int = 0) -> Optional[Spans]:
+def search(pattern: str, text: str, deadline: float, flags: int = 0) -> Optional[Tuple[Tuple[int, int], ...]]:
     """The first match of pattern in text as group spans, or None; RegexTimeout past deadline."""
     return search_each(pattern, [text], deadline, flags)[0]
 
 
-def search_each(pattern: str, texts: Sequence[str], deadline: float, flags: int = 0) -> List[Optional[Spans]]:
+def search_each(pattern: str, texts: Sequence[str], deadline: float, flags: int = 0) -> List[Optional[Tuple[Tuple[int, int], ...]]]:
     """search() over many texts (log lines, command lines) in one job."""
     if not can_backtrack(pattern):
         regex = re.compile(pattern, flags)

@@ -5,14 +5,20 @@ control character (ANSI escapes, CR, NUL, bidirectional overrides), so no byte
 from outside can move the cursor, recolour or rewrite what a terminal shows.
 """
 
+from __future__ import annotations
+
 import json
 import re
-from typing import Any, Callable, Dict
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Callable, Dict
 
 # C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# (Pattern strings: re compiles them on first use, which most runs never reach.)
+_CONTROL = "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
 # In JSON, C0 is escaped by json.dumps; the rest are legal raw inside strings, and escaped here.
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_JSON_UNSAFE = "[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _COLORS = {"PASS": "32", "FAIL": "31", "WARN": "33", "ERROR": "1;31", "SKIP": "2", "INTERRUPTED": "1;33"}
 _SNIPPET = 200
@@ -25,13 +31,13 @@ def printable(text: Any) -> str:
     text = str(text)
     if text.isprintable():
         return text
-    return _CONTROL.sub(lambda m: _NAMED.get(m.group()) or (
+    return re.sub(_CONTROL, lambda m: _NAMED.get(m.group()) or (
         "\\x%02x" % ord(m.group()) if ord(m.group()) < 0x100 else "\\u%04x" % ord(m.group())), text)
 
 
 def render_json(report: Dict[str, Any], color: bool = False) -> str:
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    return _JSON_UNSAFE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
+    return text if text.isascii() else re.sub(_JSON_UNSAFE, lambda m: "\\u%04x" % ord(m.group()), text)
 
 
 def render_text(report: Dict[str, Any], color: bool = False) -> str:

@@ -5,20 +5,31 @@ a hard budget, and a probe that overruns it is abandoned (its thread is a daemon
 and reported as a failure, so nothing can hang the run.
 """
 
+from __future__ import annotations
+
+import collections
 import json
 import math
 import os
-import queue
-import signal
 import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from checks import CheckError, expect
-from checks.model import Result, reportable
+from checks.model import SIGNAL_NAMES, Result, reportable
+
+try:  # the C module: signal.py builds three enums on import, 2 ms of a one-check run
+    import _signal as signal
+except ImportError:
+    import signal
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONCURRENCY = 32
+MAX_CONCURRENCY = 10000
+MAX_DEADLINE_S = 7 * 86400.0
 # Bounds of the per-check numbers, wherever they are given (config or flag): beyond them
 # a value is a typo, and near float's limits it would overflow the clocks it feeds.
 MAX_TIMEOUT_S = 86400.0
@@ -30,28 +41,23 @@ FDS_PER_CHECK = 8
 _FDS_RESERVED = 16      # stdio, the config, --output's temp file, the watchdog: outside the checks' share
 
 
-class Check(NamedTuple):
-    name: str
-    section: str
-    kind: str
-    probe: Callable[[float], Dict[str, Any]]  # timeout_s -> facts
-    expect: Tuple[expect.Condition, ...]
-    target: str = ""
-    timeout: float = DEFAULT_TIMEOUT
-    retries: int = 0
-    retry_delay: float = 1.0
-    severity: str = "normal"
-    tags: Tuple[str, ...] = ()
+class Check(collections.namedtuple("Check", "name section kind probe expect target timeout retries retry_delay "
+                                            "severity tags",
+                                    defaults=("", DEFAULT_TIMEOUT, 0, 1.0, "normal", ()))):
+    """A named probe (timeout_s -> facts) and its conditions, with its timeout, retries and tags."""
+
+    __slots__ = ()
 
     def budget(self) -> float:
         return (self.timeout * (self.retries + 1) + self.retry_delay * self.retries) + _GRACE_S
 
 
-class RunContext(NamedTuple):
-    concurrency: int = DEFAULT_CONCURRENCY
-    deadline_s: Optional[float] = None
-    on_result: Optional[Callable[[Result], None]] = None
-    redact: Callable[[Any], Any] = lambda value: value  # config.Secrets.redact, applied before any excerpt
+class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact",
+                                        defaults=(DEFAULT_CONCURRENCY, None, None, lambda value: value))):
+    """How to run: checks at once, the run's deadline, a callback per result, and
+    config.Secrets.redact (applied before anything is cut short)."""
+
+    __slots__ = ()
 
 
 class Interrupted(BaseException):
@@ -147,6 +153,8 @@ def fd_limited(concurrency: int) -> Tuple[int, Optional[int]]:
     A check may hold up to FDS_PER_CHECK descriptors at once (a command's pipes, a
     socket, a regex helper's pipes); past the limit every one would fail with EMFILE.
     """
+    if concurrency <= 1:
+        return concurrency, None
     try:
         import resource
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -186,30 +194,29 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
     A pool, not a thread per check: starting a thread waits for it to be scheduled,
     which under load costs more than a fast check.
     """
-    todo: "queue.Queue[int]" = queue.Queue()
-    for index in range(len(checks)):
-        todo.put(index)
-    done: "queue.Queue[Tuple[int, Result]]" = queue.Queue()
+    pending = iter(range(len(checks)))  # shared by the workers: next() on it is atomic
+    finished: List[Tuple[int, Result]] = []  # done, not yet taken by the main thread
     began: Dict[int, float] = {}  # running checks -> when they started
     abandoned = set()
     lock, stop = threading.Lock(), threading.Event()
+    ready = threading.Condition(lock)
     run_ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
     results: Dict[int, Result] = {}
     budgets = [check.budget() for check in checks]
 
     def work() -> None:
         while not stop.is_set():
-            try:
-                index = todo.get_nowait()
-            except queue.Empty:
+            index = next(pending, None)
+            if index is None:
                 return
             with lock:
                 began[index] = time.monotonic()
             result = attempt(checks[index], ctx, run_ends, stop)
-            with lock:  # here, not when the main thread gets to it: `began` stays as small as the pool
+            with ready:  # here, not when the main thread gets to it: `began` stays as small as the pool
                 began.pop(index, None)
                 replaced = index in abandoned  # a new worker has this slot now
-            done.put((index, result))
+                finished.append((index, result))
+                ready.notify()
             if replaced:
                 return
 
@@ -225,43 +232,45 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
         for _ in range(min(max(1, ctx.concurrency), len(checks))):
             spawn()
         while len(results) < len(checks):
-            with lock:
-                wake = min([t + budgets[i] for i, t in began.items()]
-                           + [run_ends or math.inf, time.monotonic() + 1.0])
-            try:
-                index, result = done.get(timeout=max(0.0, wake - time.monotonic()))
-            except queue.Empty:
-                now = time.monotonic()
-                if run_ends and now >= run_ends:
-                    stop.set()
-                    with lock:
-                        running = dict(began)
-                    for index in range(len(checks)):
-                        if index not in results:
-                            finish(index, _result(checks[index], "fail", "deadline exceeded (--deadline %gs)"
-                                                  % ctx.deadline_s, running.get(index), int(index in running)))
-                    break
-                with lock:
-                    overdue = {i: t for i, t in began.items() if now >= t + budgets[i]}
-                    for index in overdue:
-                        del began[index]
-                        abandoned.add(index)
-                for index, started in overdue.items():
-                    finish(index, _result(checks[index], "fail", "timed out: the probe did not return within "
-                                          "%.1fs" % budgets[index], started, 1))
-                    spawn()
+            with ready:
+                if not finished:
+                    wake = min([t + budgets[i] for i, t in began.items()]
+                               + [run_ends or math.inf, time.monotonic() + 1.0])
+                    ready.wait(max(0.0, wake - time.monotonic()))
+                batch, finished[:] = finished[:], []
+            for index, result in batch:
+                if index not in results:  # else it was already given up on
+                    finish(index, result)
+            if batch:
                 continue
-            if index not in results:  # else it was already given up on
-                finish(index, result)
+            now = time.monotonic()  # woken with nothing done: a budget or the deadline has passed
+            if run_ends and now >= run_ends:
+                stop.set()
+                with lock:
+                    running = dict(began)
+                for index in range(len(checks)):
+                    if index not in results:
+                        finish(index, _result(checks[index], "fail", "deadline exceeded (--deadline %gs)"
+                                              % ctx.deadline_s, running.get(index), int(index in running)))
+                break
+            with lock:
+                overdue = {i: t for i, t in began.items() if now >= t + budgets[i]}
+                for index in overdue:
+                    del began[index]
+                    abandoned.add(index)
+            for index, started in overdue.items():
+                finish(index, _result(checks[index], "fail", "timed out: the probe did not return within "
+                                      "%.1fs" % budgets[index], started, 1))
+                spawn()
     except Interrupted as exc:
         stop.set()
-        while not done.empty():  # finished just before the signal: keep them
-            index, result = done.get_nowait()
-            results.setdefault(index, result)
+        with lock:  # finished just before the signal: keep them
+            for index, result in finished:
+                results.setdefault(index, result)
         for index in range(len(checks)):
             if index not in results:
                 results[index] = _result(checks[index], "skip", "interrupted by %s"
-                                         % signal.Signals(exc.signum).name)
+                                         % SIGNAL_NAMES[exc.signum])
         exc.results = [results[i] for i in sorted(results)]
         raise
     finally:

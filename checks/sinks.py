@@ -8,10 +8,15 @@ through, never replaced. Anything else (a directory, a block device, a socket) i
 refused before the run starts.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 import time
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Optional
 
 from checks import ConfigError
 

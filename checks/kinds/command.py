@@ -5,6 +5,8 @@ version, the first dotted version in the output (so `version >= 3.11` reads
 `python3 --version`, and go's "1.21" is above 1.9). A missing executable is an error naming it.
 """
 
+from __future__ import annotations
+
 import functools
 import os
 import re
@@ -14,7 +16,10 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Callable, Dict, List, Optional
 
 from checks import CheckError, ConfigError, lifecycle
 from checks.runner import CLEANUP

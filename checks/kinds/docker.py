@@ -9,12 +9,17 @@ healthy), count, running_count ("4 containers Up" is running_count == 4), not_ru
 unhealthy and missing (names), and containers {name: {exists, running, status, health}}.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import socket
 import subprocess
 import time
-from typing import Any, Dict, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, Optional
 from urllib.parse import quote
 
 from checks import CheckError, ConfigError

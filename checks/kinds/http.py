@@ -5,6 +5,8 @@ json (when the body is JSON; json_error says why not when it should be), latency
 url (after redirects), redirects, and for https cert_days and cert_expires_at.
 """
 
+from __future__ import annotations
+
 import base64
 import functools
 import json
@@ -12,12 +14,15 @@ import re
 import socket
 import sys
 import time
-from typing import Any, Dict, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, Optional
 from urllib.parse import urlsplit
 
 from checks import CheckError, ConfigError
 from checks.config import Fields
-from checks.net import DeadlineGuard, describe_error, local_fault
+from checks.net import DeadlineGuard, connect, describe_error, local_fault
 from checks.secrets import secret_field
 
 NAME = "http"
@@ -218,6 +223,7 @@ def _request(url, method, headers, body, deadline, timeout, insecure, ca_file, m
         conn = http.client.HTTPConnection(parts.hostname, port, timeout=remaining)
     else:
         return {"error": "cannot follow a redirect to %s" % url}
+    conn._create_connection = connect  # http.client's hook for how it opens the socket
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

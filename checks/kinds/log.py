@@ -6,11 +6,16 @@ When the last N lines are more than the read limit holds (one line of 20 MiB), t
 check is an `error`: a pattern that could not be looked for was not "absent".
 """
 
+from __future__ import annotations
+
 import os
 import re
 import stat
 import time
-from typing import Any, Dict, List
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, List
 
 from checks import CheckError, ConfigError, regex
 

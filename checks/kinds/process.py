@@ -4,10 +4,15 @@ Facts: running, count, pids; pidfile_error when a pidfile names no live process.
 `executable` matches the program's name (as in `ps`); `pattern` is a regex over the full command line.
 """
 
+from __future__ import annotations
+
 import os
 import re
 import time
-from typing import Any, Dict, List
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, List
 
 from checks import CheckError, ConfigError, regex
 

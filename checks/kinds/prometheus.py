@@ -7,8 +7,13 @@ a "nothing is down" check (up == 0, count == 0) passes on it, count > 0 fails.
 on_no_data = "fail", "error" or "pass" decides it whatever the expectations say.
 """
 
+from __future__ import annotations
+
 import math
-from typing import Any, Dict
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict
 from urllib.parse import urlencode
 
 from checks import CheckError, ConfigError

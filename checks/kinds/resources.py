@@ -5,9 +5,14 @@ condition reads it: sampling takes that long), disk_percent (the fullest of `pat
 with disks {path: percent}, load1, load5, load15, cpus.
 """
 
+from __future__ import annotations
+
 import os
 import time
-from typing import Any, Dict, List, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, List, Tuple
 
 from checks import CheckError, ConfigError
 
