@@ -44,14 +44,20 @@ def secret_name(name: str) -> bool:
 
 
 def forms(value: str) -> set:
-    """The value and the encodings in which a server or a URL may hand it back."""
+    """The value and the encodings in which a server or a URL may hand it back.
+
+    JSON and URL escapes to two levels deep (an echo service returns the JSON body it was
+    sent inside its own JSON), base64, and hex escapes in either case.
+    """
     import base64  # here, not at start-up: most runs have no secret
     import json
     from urllib.parse import quote, quote_plus
 
-    found = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
-             quote(value, safe=""), quote(value), quote_plus(value),
-             base64.b64encode(value.encode("utf-8", "surrogatepass")).decode()}
+    escapes = (lambda v: json.dumps(v)[1:-1], lambda v: json.dumps(v, ensure_ascii=False)[1:-1],
+               lambda v: quote(v, safe=""), quote, quote_plus)
+    once = {escape(value) for escape in escapes}
+    found = {value} | once | {escape(form) for form in once for escape in escapes}
+    found.add(base64.b64encode(value.encode("utf-8", "surrogatepass")).decode())
     found |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), form) for form in found}
     credential = re.match(_SCHEME, value)
     if credential:  # an Authorization value: the credential alone travels too

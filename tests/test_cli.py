@@ -5,6 +5,7 @@ import json
 import os
 import pty
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -410,3 +411,113 @@ def test_a_secret_in_a_check_name_is_masked_on_the_terminal_too(tmp_path):
     path = write_config(tmp_path, [{"name": "c-${SMOKE_TEST_SECRET}", "kind": "tcp", "address": "127.0.0.1:1"}])
     out, progress = on_a_terminal("health", "--config", path, env={"SMOKE_TEST_SECRET": "hunter2-value"})
     assert progress.startswith("\r[1/1] FAIL  c-*** (") and "hunter2-value" not in progress + out
+
+
+# --- what a new user hit (issue 5) ---------------------------------------------------------
+
+def test_progress_on_a_terminal_is_one_line_cleared_before_the_report(service):
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--format", "text", "--url", service + "/health",
+                             "--name", "one", "--url", service + "/fault/500", "--name", "two"],
+                            stdout=slave, stderr=slave, env=dict(os.environ, TERM="xterm"))
+    proc.wait(30)
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    text = screen.decode()
+    progress, report = text[:text.index("smoke.py health")], text[text.index("smoke.py health"):]
+    assert "[1/2]" in progress and "[2/2]" in progress and "\n" not in progress
+    assert progress.endswith("\r" + " " * len(progress.split("\r")[-3]) + "\r")  # the last line, blanked
+    assert report.count("two ") == 1  # each result printed once, not once more as a progress line
+    assert "\x1b[32mPASS" in report and "\x1b[31mFAIL" in report
+
+
+@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"TERM": "dumb"}])
+def test_no_color_and_dumb_terminals_get_no_colour(service, env):
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--format", "text", "--url", service + "/health"],
+                            stdout=slave, stderr=subprocess.DEVNULL, env=dict(os.environ, **env))
+    proc.wait(30)
+    os.close(slave)
+    out = os.read(master, 65536).decode()
+    os.close(master)
+    assert "PASS" in out and "\x1b[" not in out
+
+
+def test_colour_never_reaches_a_pipe(service):
+    done = run("health", "--format", "text", "--url", service + "/health")
+    assert "\x1b[" not in done.stdout and done.stdout.splitlines()[1].startswith("PASS ")
+
+
+def test_evidence_shows_the_facts_that_explain_a_miss(capsys, tmp_path, service):
+    checks = [{"name": "flags", "kind": "file", "path": str(tmp_path / "missing.json")},
+              {"name": "svc", "kind": "process", "pidfile": str(tmp_path / "svc.pid")},
+              {"name": "api", "kind": "http", "url": service + "/health", "expect": ["json.status == degraded"]}]
+    code, out, _ = main(capsys, "health", "--config", write_config(tmp_path, checks), "--format", "text")
+    assert code == 1
+    assert "      exists: expected == true, got false" in out
+    assert "      pidfile_error: \"%s does not exist\"" % (tmp_path / "svc.pid") in out
+    assert "      url: \"%s/health\"" % service in out
+    assert "      status: 200" in out  # a json.status condition does not hide the status line
+
+
+def test_min_pass_rate_in_the_config_top_level_section_and_flag(capsys, tmp_path, service):
+    checks = [{"name": "ok", "kind": "http", "url": service + "/health"},
+              {"name": "bad", "kind": "http", "url": service + "/fault/500"}]
+    path = tmp_path / "smoke.json"
+    for doc, code in (({"health": {"checks": checks}}, 1),
+                      ({"min_pass_rate": 0.5, "health": {"checks": checks}}, 0),
+                      ({"min_pass_rate": 0.5, "health": {"min_pass_rate": 0.9, "checks": checks}}, 1),
+                      ({"health": {"min_pass_rate": 0.5, "checks": checks}}, 0)):
+        path.write_text(json.dumps(doc))
+        assert main(capsys, "health", "--config", str(path))[0] == code, doc
+    assert main(capsys, "health", "--config", str(path), "--min-pass-rate", "1")[0] == 1  # the flag wins
+    path.write_text(json.dumps({"health": {"min_pass_rate": 2, "checks": checks}}))
+    code, _, err = main(capsys, "health", "--config", str(path))
+    assert code == 2 and "%s: health.min_pass_rate: must be between 0 and 1, got 2" % path in err
+
+
+def test_config_errors_name_the_file_in_use(capsys, tmp_path):
+    path = write_config(tmp_path, [{"name": "x", "kind": "tcp", "address": "127.0.0.1:1", "timout": 3}])
+    code, _, err = main(capsys, "health", "--config", path)
+    assert code == 2 and err.strip() == ("smoke.py: error: %s: health.checks[0].timout: unknown field "
+                                         "(did you mean 'timeout'?)" % path)
+
+
+@pytest.mark.parametrize("args, hint", [(["health", "--urll", "http://x/"], "(did you mean --url?)"),
+                                        (["healht", "--url", "http://x/"], "(did you mean health?)"),
+                                        (["health", "--format", "txt", "--tcp", "h:1"], "(did you mean text?)")])
+def test_flag_errors_are_two_lines_with_a_hint(args, hint):
+    done = run(*args)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 2, done.stderr
+    assert lines[0].startswith("usage: smoke.py") and lines[1].endswith(hint)
+
+
+def test_the_demo_never_checks_someone_elses_server(tmp_path):
+    """Something already listens on the demo's usual ports: the demo picks free ones and stays green."""
+    squatters = []
+    for port in (18765, 18766, 19090):
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen(1)
+            squatters.append(sock)
+        except OSError:  # already taken by something else: just as good
+            sock.close()
+    try:
+        done = subprocess.run([sys.executable, str(ROOT / "fixtures" / "demo.py"), "--dir", str(tmp_path / "demo")],
+                              capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    finally:
+        for sock in squatters:
+            sock.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "18765" not in done.stdout and done.stdout.splitlines()[-1].startswith("PASS  15 checks")

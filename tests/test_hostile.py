@@ -1,0 +1,496 @@
+"""Issue 5, rule by rule: what a hostile server, host, user or stream does cannot hang the run,
+leak a secret, clobber a file or turn the tool's own trouble into a service failure.
+
+Everything here is real: the fixture service's /hostile/ answers, processes, signals,
+FIFOs, devices, rlimits and closed streams. README's "What smoke.py guarantees" points here.
+"""
+
+import json
+import os
+import pty
+import resource
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, run_check
+
+SMOKE = str(ROOT / "smoke.py")
+
+
+def smoke(*args, env=None, timeout=60, **kw):
+    return subprocess.run([sys.executable, SMOKE] + list(args), capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **(env or {})), cwd=str(ROOT), **kw)
+
+
+def config(tmp_path, checks, **top):
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps(dict(top, health={"checks": checks})))
+    return str(path)
+
+
+def report_of(done):
+    return json.loads(done.stdout)
+
+
+def strict_json(text):
+    """Parse as a strict reader would: no NaN or Infinity, valid UTF-8 all through."""
+    def refuse(constant):
+        raise AssertionError("%s is not JSON" % constant)
+    text.encode("utf-8")
+    return json.loads(text, parse_constant=refuse)
+
+
+def timed_run(*args, **kw):
+    started = time.monotonic()
+    done = smoke(*args, **kw)
+    return done, time.monotonic() - started
+
+
+# --- rule 1: nothing a server, a log or a host sends can hang the run ----------------------
+
+CATASTROPHIC = ["(a+)+$", "(a|a)*$", "(a|aa)+$", "(.*a){20}$", "(\\w+\\s?)+$"]
+
+
+@pytest.mark.parametrize("pattern", CATASTROPHIC)
+def test_a_backtracking_pattern_ends_at_the_checks_timeout(service, pattern):
+    done, took = timed_run("health", "--url", service + "/hostile/backtrack", "--expect", "body matches " + pattern,
+                           "--timeout", "2")
+    result = report_of(done)["results"][0]
+    assert took < 5, took
+    assert done.returncode == 3 and result["status"] == "error"
+    assert "did not finish within" in result["message"]
+
+
+def test_a_backtracking_pattern_ends_at_the_run_deadline(service):
+    done, took = timed_run("health", "--url", service + "/hostile/backtrack", "--expect", "body matches (a+)+$",
+                           "--timeout", "60", "--deadline", "2")
+    assert took < 5 and done.returncode in (1, 3)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_a_backtracking_pattern_gives_way_to_a_signal(service, signum, code):
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--url", service + "/hostile/backtrack",
+                             "--expect", "body matches (a+)+$", "--timeout", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=10)
+    assert time.monotonic() - sent < 3
+    assert proc.returncode == code and json.loads(out)["interrupted"] == signal.Signals(signum).name
+
+
+def test_quadratic_patterns_on_a_megabyte_are_bounded_too(service):
+    # Not nested: .*x and \d+\.\d+ are merely quadratic, which on a megabyte is forever.
+    for pattern in (".*x", "\\d+\\.\\d+"):
+        done, took = timed_run("health", "--url", service + "/hostile/digits", "--expect", "body matches " + pattern,
+                               "--timeout", "1")
+        assert took < 4 and report_of(done)["results"][0]["status"] == "error", pattern
+
+
+def test_a_log_pattern_is_bounded(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("start\n" + "a" * 40 + "!\n")
+    started = time.monotonic()
+    result = run_check(kind="log", path=str(log), pattern="(a+)+$", expect=["count == 0"], timeout=1)
+    assert time.monotonic() - started < 3
+    assert result.status == "error" and "did not finish within" in result.message
+
+
+def test_a_process_pattern_is_bounded():
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "a" * 40 + "!"])
+    try:
+        started = time.monotonic()
+        result = run_check(kind="process", pattern="(a+)+$", timeout=1)
+        assert time.monotonic() - started < 3 and result.status == "error"
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_patterns_that_cannot_backtrack_still_match_exactly(service):
+    for condition, holds in (("body matches ^a+!$", True), ("body matches ^a{40}!$", True), ("body matches b|!", True),
+                             ("body !matches (?i)ERROR|CRITICAL", True), ("body matches ^(a|b)", True),
+                             ("body matches ^b", False)):
+        result = run_check(kind="http", url=service + "/hostile/backtrack", expect=[condition])
+        assert (result.status == "pass") is holds, (condition, result.message)
+
+
+def test_a_command_printing_only_digits_does_not_stall_the_version_fact():
+    started = time.monotonic()
+    result = run_check(kind="command", command=[sys.executable, "-c", "print('1' * 3000000)"],
+                       max_output=4 * 1024 * 1024, timeout=10)
+    assert time.monotonic() - started < 5 and result.status == "pass"
+    assert "version" not in result.facts
+
+
+@pytest.mark.parametrize("path", ["/hostile/surrogate", "/hostile/deep", "/hostile/deep?depth=900",
+                                  "/hostile/bad-bytes"])
+def test_any_bytes_end_as_facts_the_report_can_serialise(service, tmp_path, path):
+    out = tmp_path / "report.json"
+    done = smoke("health", "--url", service + path, "--expect", "json exists", "--output", str(out))
+    for text in (done.stdout, out.read_text(encoding="utf-8")):
+        report = strict_json(text)
+    assert done.returncode == report["exit_code"] and "Traceback" not in done.stderr
+    facts = report["results"][0]["facts"]
+    if path == "/hostile/surrogate":
+        assert facts["json"] == {"text": "\ufffd", "ratio": "NaN", "status": "healthy"}
+    if path == "/hostile/deep":
+        assert facts["json_error"] == "body is not valid JSON: nested too deeply to parse"
+
+
+def test_control_characters_are_escaped_in_text_output(service):
+    done = smoke("health", "--format", "text", "--url", service + "/hostile/terminal", "--name", "evil\x1b[2Jname")
+    assert "\x1b" not in done.stdout and "\r" not in done.stdout and "\x00" not in done.stdout
+    assert "\u202e" not in done.stdout and "\x07" not in done.stdout
+    assert "\\x1b[2J" in done.stdout and "evil\\x1b[2Jname" in done.stdout
+
+
+def test_a_garbage_status_line_gives_an_escaped_reason(service):
+    done = smoke("health", "--format", "text", "--url", service + "/hostile/garbage")
+    assert "bad status line: 'GARBAGE\\x1b[31m and more garbage that runs …'" in done.stdout, done.stdout
+    assert "\x1b" not in done.stdout
+
+
+def test_progress_and_errors_on_a_terminal_are_escaped(service):
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--url", service + "/hostile/terminal",
+                             "--name", "x\x1b[31my"], stdout=subprocess.PIPE, stderr=slave)
+    proc.communicate(timeout=30)
+    os.close(slave)
+    terminal = os.read(master, 65536).decode()
+    os.close(master)
+    assert "x\\x1b[31my" in terminal and "\x1b[31m" not in terminal
+
+
+# --- rule 2: secrets never appear in any output, in any form -------------------------------
+
+PASSWORD = "pässw/rd+x=1 \"quoted\""
+TOKEN = "t0k3n/with+plus=and\"quote"
+
+
+def outputs(done, out_file):
+    return done.stdout + done.stderr + out_file.read_text()
+
+
+def assert_nothing_leaks(text, *secrets):
+    import base64
+    from urllib.parse import quote
+    for secret in secrets:
+        for form in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+                     quote(secret, safe=""), base64.b64encode(secret.encode()).decode()):
+            assert form not in text, form
+        for i in range(0, len(secret) - 6):  # nor any long piece of one: nothing cut short before masking
+            assert secret[i:i + 7] not in text, secret[i:i + 7]
+
+
+def test_basic_auth_never_leaks_as_base64_through_an_echoing_server(service, tmp_path):
+    import base64
+    out = tmp_path / "r.json"
+    path = config(tmp_path, [{"name": "echo", "kind": "http", "url": service + "/echo",
+                              "basic_auth": {"username": "smoke", "password": PASSWORD},
+                              "expect": ["body contains never-there"]}])
+    for fmt in ("json", "text"):
+        done = smoke("health", "--config", path, "--format", fmt, "--output", str(out))
+        assert done.returncode == 1
+        text = outputs(done, out)
+        assert_nothing_leaks(text, PASSWORD)
+        assert base64.b64encode(("smoke:" + PASSWORD).encode()).decode() not in text
+
+
+def test_a_bearer_token_never_leaks_url_encoded_after_a_redirect(service, tmp_path):
+    out = tmp_path / "r.json"
+    path = config(tmp_path, [{"name": "sso", "kind": "http", "url": service + "/hostile/leak-token",
+                              "bearer_token": "${SMOKE_API_TOKEN}", "expect": ["url contains nothing"]}])
+    done = smoke("health", "--config", path, "--output", str(out), env={"SMOKE_API_TOKEN": TOKEN})
+    assert done.returncode == 1
+    assert report_of(done)["results"][0]["facts"]["url"].endswith("/health?token=***")
+    assert_nothing_leaks(outputs(done, out), TOKEN)
+
+
+def test_json_escaped_and_non_ascii_secrets_never_leak_inside_a_body(service, tmp_path):
+    out = tmp_path / "r.json"
+    path = config(tmp_path, [{"name": "echo", "kind": "http", "url": service + "/echo", "method": "POST",
+                              "headers": {"X-Note": "fine"}, "json": {"password": "${DB_PASSWORD}"},
+                              "expect": ["status == 299"]}])
+    done = smoke("health", "--config", path, "--output", str(out), "--format", "text",
+                 env={"DB_PASSWORD": PASSWORD})
+    assert done.returncode == 1
+    assert_nothing_leaks(outputs(done, out), PASSWORD)
+
+
+def test_a_config_error_never_shows_part_of_a_long_secret(tmp_path):
+    secret = "s3cr3t-" + "x" * 60 + "-tail"
+    path = config(tmp_path, [{"name": "c", "kind": "tcp", "address": "127.0.0.1:1", "timeout": "${API_TOKEN}"}])
+    done = smoke("health", "--config", path, env={"API_TOKEN": secret})
+    assert done.returncode == 2 and "timeout" in done.stderr
+    assert_nothing_leaks(done.stderr, secret)
+
+
+# --- rule 3: masking is precise, not eager -------------------------------------------------
+
+def test_only_secret_looking_or_marked_variables_are_masked(service, tmp_path):
+    path = config(tmp_path, [{"name": "api-${SERVICE_NAME}", "kind": "http", "url": "${NGINX_URL}/echo",
+                              "headers": {"X-Trace": "${TRACE_ID}", "X-Team": "${TEAM_NAME}"},
+                              "expect": ["status == 299"]}], secrets=["TEAM_NAME"])
+    env = {"NGINX_URL": service, "SERVICE_NAME": "checkout", "TRACE_ID": "trace-1234", "TEAM_NAME": "blue-team"}
+    done = smoke("health", "--config", path, env=env)
+    result = report_of(done)["results"][0]
+    assert result["name"] == "api-checkout"
+    assert result["facts"]["url"] == service + "/echo"
+    assert result["facts"]["json"]["headers"]["x-trace"] == "trace-1234"
+    assert result["facts"]["json"]["headers"]["x-team"] == "***" and "blue-team" not in done.stdout
+    done = smoke("health", "--config", path, "--dry-run", env=env)
+    assert service in done.stdout and "blue-team" not in done.stdout
+
+
+def test_secret_named_variables_and_secret_flag_are_masked(service, tmp_path):
+    path = config(tmp_path, [{"name": "c", "kind": "command", "command": ["echo", "${GITHUB_TOKEN} ${PLAIN}"],
+                              "expect": ["exit_code == 1"]}])
+    env = {"GITHUB_TOKEN": "ghp-abcdef123456", "PLAIN": "plain-value-99"}
+    done = smoke("health", "--config", path, env=env)
+    assert "ghp-abcdef123456" not in done.stdout and "plain-value-99" in done.stdout
+    done = smoke("health", "--config", path, "--secret", "PLAIN", env=env)
+    assert "plain-value-99" not in done.stdout and "ghp-abcdef123456" not in done.stdout
+
+
+# --- rule 4: the verdict is judged on the real facts, then the report is masked -------------
+
+def test_a_condition_that_held_on_a_secret_is_not_listed_as_failing(service, tmp_path):
+    path = config(tmp_path, [{"name": "echo", "kind": "http", "url": service + "/echo", "bearer_token": TOKEN,
+                              "expect": ["json.headers.authorization contains Bearer", "status == 201"]}])
+    done = smoke("health", "--config", path)
+    result = report_of(done)["results"][0]
+    assert result["message"] == "status: expected == 201, got 200"
+    assert result["facts"]["json"]["headers"]["authorization"] == "***"
+
+
+# --- rule 5: the tool's own trouble is never the service's failure --------------------------
+
+def with_fd_limit(limit):
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
+def test_a_low_fd_limit_fits_the_concurrency_and_all_checks_pass(service, tmp_path):
+    http = config(tmp_path, [{"name": "h%d" % i, "kind": "http", "url": service + "/health"} for i in range(240)])
+    done = smoke("health", "--config", http, "--concurrency", "128", preexec_fn=with_fd_limit(64))
+    assert done.returncode == 0, (report_of(done)["summary"], done.stderr)
+    assert "this process may open only 64 files" in done.stderr
+    commands = tmp_path / "commands.json"
+    commands.write_text(json.dumps({"health": {"checks": [
+        {"name": "c%d" % i, "kind": "command", "command": ["sh", "-c", "echo hi"], "expect": ["stdout matches h+i"]}
+        for i in range(40)]}}))
+    done = smoke("health", "--config", str(commands), preexec_fn=with_fd_limit(64))
+    assert done.returncode == 0, report_of(done)["summary"]
+
+
+def test_running_out_of_file_descriptors_is_exit_3_never_1(tmp_path):
+    commands = tmp_path / "commands.json"
+    commands.write_text(json.dumps({"health": {"checks": [
+        {"name": "c%d" % i, "kind": "command", "command": ["true"]} for i in range(20)]}}))
+    done = smoke("health", "--config", str(commands), preexec_fn=with_fd_limit(9))
+    report = report_of(done)
+    assert report["summary"]["error"] > 0 and report["summary"]["fail"] == 0
+    assert done.returncode == 3 and report["status"] == "error"
+    assert "Too many open files" in json.dumps(report)
+
+
+# --- rule 6: output files are written safely -----------------------------------------------
+
+def test_output_to_dev_null_writes_through_and_leaves_the_device(service):
+    before = os.stat("/dev/null")
+    done = smoke("health", "--url", service + "/health", "--output", "/dev/null")
+    after = os.stat("/dev/null")
+    assert done.returncode == 0 and stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+
+
+def test_output_to_a_fifo_writes_through_and_a_fifo_without_reader_is_reported(service, tmp_path):
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(str(fifo))
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    time.sleep(0.2)
+    done = smoke("health", "--url", service + "/health", "--output", str(fifo), "--quiet")
+    assert done.returncode == 0 and json.loads(reader.communicate(timeout=10)[0])["status"] == "pass"
+    assert stat.S_ISFIFO(os.stat(str(fifo)).st_mode)
+    done, took = timed_run("health", "--url", service + "/health", "--output", str(fifo))
+    assert took < 10 and done.returncode == 3 and report_of(done)["exit_code"] == 3
+    assert report_of(done)["problems"] == ["--output: cannot write %s: no process is reading the FIFO" % fifo]
+
+
+def test_output_through_a_symlink_replaces_the_target_and_keeps_the_link(service, tmp_path):
+    target = tmp_path / "target.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    done = smoke("health", "--url", service + "/health", "--output", str(link), "--quiet")
+    assert done.returncode == 0 and link.is_symlink()
+    assert json.loads(target.read_text())["status"] == "pass" and stat.S_IMODE(target.stat().st_mode) == 0o640
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "new.json")
+    assert smoke("health", "--url", service + "/health", "--output", str(dangling), "--quiet").returncode == 0
+    assert dangling.is_symlink() and json.loads((tmp_path / "new.json").read_text())["status"] == "pass"
+
+
+def test_output_to_anything_else_is_refused_before_the_run(service, tmp_path):
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "sock"))
+    cases = [(str(tmp_path), "is a directory"), (str(tmp_path / "sock"), "is a socket")]
+    block = next((os.path.join("/dev", d) for d in sorted(os.listdir("/dev"))
+                  if stat.S_ISBLK(os.stat(os.path.join("/dev", d)).st_mode)), None)
+    if block:
+        cases.append((block, "is a block device"))
+    for path, reason in cases:
+        done = smoke("health", "--url", service + "/health", "--output", path)
+        assert done.returncode == 2 and done.stdout == "" and reason in done.stderr, (path, done.stderr)
+    if block:
+        assert stat.S_ISBLK(os.stat(block).st_mode)
+    listener.close()
+
+
+def test_a_failed_write_and_the_printed_report_agree_on_the_exit_code(service):
+    for path, code in (("/health", 3), ("/fault/500", 1)):
+        done = smoke("health", "--url", service + path, "--output", "/dev/full")
+        assert done.returncode == code == report_of(done)["exit_code"]
+        assert "No space left on device" in done.stderr
+
+
+# --- rule 7: every signal that ends a shell is handled -------------------------------------
+
+SLEEPERS = ["sh", "-c", "sleep 300 & sleep 300"]
+
+
+def sleepers_of(marker):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/environ" % entry, "rb") as fh:
+                    if marker.encode() in fh.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def start_sleepers(tmp_path, marker, output=None):
+    path = config(tmp_path, [{"name": "sleepy", "kind": "command", "command": SLEEPERS, "timeout": 120,
+                              "env": {"SMOKE_TEST_MARKER": marker}}])
+    argv = [sys.executable, SMOKE, "health", "--config", path] + (["--output", output] if output else [])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if len(sleepers_of(marker)) >= 3:
+            break
+        time.sleep(0.05)
+    assert len(sleepers_of(marker)) >= 3
+    return proc
+
+
+def test_sighup_reports_cleans_up_and_exits_129(tmp_path):
+    marker = "hup-%d" % os.getpid()
+    proc = start_sleepers(tmp_path, marker, str(tmp_path / "r.json"))
+    proc.send_signal(signal.SIGHUP)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 129
+    for report in (json.loads(out), json.loads((tmp_path / "r.json").read_text())):
+        assert report["interrupted"] == "SIGHUP" and report["exit_code"] == 129
+    time.sleep(0.3)
+    assert sleepers_of(marker) == []
+
+
+def test_a_kill_9_of_smoke_py_orphans_nothing(tmp_path):
+    marker = "kill9-%d" % os.getpid()
+    proc = start_sleepers(tmp_path, marker)
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 5
+    while sleepers_of(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sleepers_of(marker) == []
+
+
+# --- rule 8: closed or broken standard streams never stop a run ----------------------------
+
+@pytest.mark.parametrize("path, code", [("/health", 0), ("/fault/500", 1)])
+def test_closed_and_full_streams_keep_the_verdicts_exit_code(service, path, code):
+    url = service + path
+    for redirect in ("2>&-", ">&-", ">&- 2>&-", ">/dev/full", "2>/dev/full", "<&-"):
+        done = subprocess.run("%s %s health --url %s %s" % (sys.executable, SMOKE, url, redirect), shell=True,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == code, (redirect, done.stderr)
+        assert "Traceback" not in done.stderr and "internal error" not in done.stderr, redirect
+    done = subprocess.run("%s %s health --url %s >&-" % (sys.executable, SMOKE, url), shell=True,
+                          capture_output=True, text=True, timeout=60)
+    assert "stdout is closed: the report was not printed" in done.stderr
+
+
+def test_help_into_a_closed_pipe_ends_quietly():
+    done = subprocess.run("%s %s health --help | head -1" % (sys.executable, SMOKE), shell=True,
+                          capture_output=True, text=True, timeout=30)
+    assert done.stdout.startswith("usage: smoke.py health") and done.stderr == ""
+
+
+# --- rule 9: bad config is exit 2 with the field named, always -----------------------------
+
+@pytest.mark.parametrize("table, message", [
+    ({"kind": "tcp", "address": "127.0.0.1:1", "retry_delay": 1e308},
+     "health.checks[0].retry_delay: must be between 0 and 3600, got 1e+308"),
+    ({"kind": "tcp", "address": "127.0.0.1:1", "timeout": 1e308},
+     "health.checks[0].timeout: must be between 0.001 and 86400, got 1e+308"),
+    ({"kind": "tcp", "address": "127.0.0.1:1", "retries": 2.7}, "health.checks[0].retries: expected a whole number, got 2.7"),
+    ({"kind": "tcp", "address": "127.0.0.1:1", "retries": 10 ** 30},
+     "health.checks[0].retries: must be between 0 and 100, got a 31-digit number"),
+    ({"kind": "http", "url": "http://exa mple.com/"}, "health.checks[0].url: a URL cannot contain spaces"),
+    ({"kind": "http", "url": "http://exa_mple..com/"}, "is not a valid host name or address"),
+    ({"kind": "http", "url": "http://127.0.0.1:0/"}, "health.checks[0].url: bad port"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "method": ""}, "health.checks[0].method: expected an HTTP method"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "method": "GET /x"}, "health.checks[0].method: expected an HTTP method"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "headers": {"Bad Name": "x"}}, "is not a valid header name"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "max_body": 10 ** 12}, "health.checks[0].max_body: must be between"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "expect": ["json.items[%s] == 1" % ("9" * 5000)]},
+     'health.checks[0].expect[0]: expected [number] or ["key"] at column 11'),
+    ({"kind": "log", "path": "/x", "pattern": "E", "lines": 10 ** 9, "expect": ["count == 0"]},
+     "health.checks[0].lines: must be between 1 and 1e+06"),
+])
+def test_bad_numbers_urls_and_methods_are_exit_2_naming_the_field(tmp_path, table, message):
+    path = config(tmp_path, [dict(table, name="c")])
+    for args in (["--validate"], []):
+        done = smoke("health", "--config", path, *args)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and path in done.stderr and done.stdout == ""
+
+
+def test_deep_nesting_in_a_config_is_exit_2(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"health": {"checks": [{"name": "c", "kind": "http", "url": "http://h/", "json": %s%s}]}}'
+                    % ("[" * 5000, "]" * 5000))
+    done = smoke("health", "--config", str(path))
+    assert done.returncode == 2 and "nested deeper than 64 levels" in done.stderr and "Traceback" not in done.stderr
+    if sys.version_info >= (3, 11):
+        toml = tmp_path / "deep.toml"
+        toml.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+        done = smoke("health", "--config", str(toml))
+        assert done.returncode == 2 and "nested deeper than 64 levels" in done.stderr
+
+
+def test_https_on_a_python_without_ssl_is_a_config_error(tmp_path):
+    """A real import failure: the interpreter is told that ssl does not exist."""
+    path = config(tmp_path, [{"name": "c", "kind": "http", "url": "https://127.0.0.1:1/"}])
+    code = ("import runpy, sys; sys.modules['ssl'] = None; sys.argv = ['smoke.py'] + sys.argv[1:]; "
+            "runpy.run_path(%r, run_name='__main__')" % SMOKE)
+    for args in (["--validate"], []):
+        done = subprocess.run([sys.executable, "-c", code, "health", "--config", path] + args,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2 and "https needs Python's ssl module" in done.stderr, done.stderr
+
+
+def test_help_works_without_docstrings():
+    for args in (["--help"], ["health", "--help"]):
+        done = subprocess.run([sys.executable, "-OO", SMOKE] + args, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and "usage: smoke.py" in done.stdout
