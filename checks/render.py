@@ -23,7 +23,7 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _COLORS = {"PASS": "32", "FAIL": "31", "WARN": "33", "ERROR": "1;31", "SKIP": "2", "INTERRUPTED": "1;33"}
 _SNIPPET = 200
 _TEXT_FACTS = ("body", "stdout", "stderr", "banner", "last_match")
-_BULKY_FACTS = ("json", "headers")  # the body shows what json holds; headers only when asked about
+_BULKY_FACTS = ("json", "headers")  # only when a condition is about them, and json only without a body
 
 
 def printable(text: Any) -> str:
@@ -87,9 +87,10 @@ def _evidence(result: Dict[str, Any]):
         if key in _TEXT_FACTS:
             texts.append(key)
             continue
-        if key in subjects or (key == "error" and str(value) in message):
-            continue  # the message already says it
-        if key in _BULKY_FACTS and not any(s.startswith(key + ".") or s == key for s in subjects):
+        if key in subjects or (key == "error" and str(value) in message) or value in ([], {}, ""):
+            continue  # the message already says it, or there is nothing to say
+        if key in _BULKY_FACTS and (key == "json" and "body" in facts
+                                    or not any(s.startswith(key + ".") or s == key for s in subjects)):
             continue
         yield "%s: %s" % (key, _cut(json.dumps(value, ensure_ascii=False)))
     for key in texts:
