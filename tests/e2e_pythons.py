@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,28 @@ def scenario(python, workdir):
         if "status: expected < 400, got 500" not in done.stdout:
             problems.append("failing url: no evidence in the text report")
         expect_code(smoke(python, "health", "--url", url + "/fault/hang", "--timeout", "0.5"), 1, "hanging url")
+        started = time.monotonic()
+        done = expect_code(smoke(python, "health", "--url", url + "/hostile/backtrack", "--expect",
+                                 "body matches (a+)+$", "--timeout", "1"), 3, "catastrophic regex")
+        if time.monotonic() - started > 6:
+            problems.append("catastrophic regex: took %.1f s, past its 1 s timeout" % (time.monotonic() - started))
+        done = expect_code(smoke(python, "health", "--url", url + "/hostile/surrogate", "--expect", "json exists"),
+                           0, "lone surrogate")
+        try:
+            done.stdout.encode("utf-8")
+            json.loads(done.stdout, parse_constant=lambda c: 1 / 0)
+        except (ValueError, ZeroDivisionError, UnicodeError) as exc:
+            problems.append("lone surrogate: the report is not strict JSON: %s" % exc)
+        done = subprocess.run("%s %s health --url %s/fault/500 2>&- >/dev/full" % (python, SMOKE, url), shell=True,
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+        expect_code(done, 1, "closed stderr, full stdout")
+        hung = subprocess.Popen([python, SMOKE, "health", "--url", url + "/fault/hang", "--timeout", "30"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        time.sleep(1.5)
+        hung.send_signal(signal.SIGHUP)
+        out, err = hung.communicate(timeout=15)
+        if hung.returncode != 129 or json.loads(out or "{}").get("interrupted") != "SIGHUP":
+            problems.append("SIGHUP: exit %s, expected 129 with a partial report: %s" % (hung.returncode, err[-300:]))
         bad = os.path.join(workdir, "bad.json")
         with open(bad, "w") as fh:
             fh.write('{"health": {"checks": [{"kind": "http", "url": "x", "expect": ["status =~ 1"]}]}}')
