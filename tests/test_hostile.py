@@ -141,8 +141,9 @@ def test_any_bytes_end_as_facts_the_report_can_serialise(service, tmp_path, path
     facts = report["results"][0]["facts"]
     if path == "/hostile/surrogate":
         assert facts["json"] == {"text": "\ufffd", "ratio": "NaN", "status": "healthy"}
-    if path == "/hostile/deep":
-        assert facts["json_error"] == "body is not valid JSON: nested too deeply to parse"
+    if path == "/hostile/deep":  # CPython before 3.13 cannot parse it; 3.13 can, and the report cuts it
+        assert (facts.get("json_error") == "body is not valid JSON: nested too deeply to parse"
+                or "nested deeper than 32 levels" in json.dumps(facts["json"]))
 
 
 def test_control_characters_are_escaped_in_text_output(service):
