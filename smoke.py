@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """smoke.py: smoke tests after every deploy, from cron, CI or an incident shell.
 
-    python smoke.py health --url http://127.0.0.1:8080/health --expect 'json.status == healthy'
-    python smoke.py all --config smoke.json --format text
+    python3 smoke.py health --url http://127.0.0.1:8080/health --expect 'json.status == healthy'
+    python3 smoke.py all --config smoke.json --format text
 
 Prints a JSON report (schema smoke.report/1) and exits 0 pass, 1 fail, 2 usage or
 config error, 3 could not evaluate, 129/130/143 interrupted. Standard library only.
@@ -10,6 +10,13 @@ config error, 3 could not evaluate, 129/130/143 interrupted. Standard library on
 
 import os
 import sys
+
+# Before anything can fail less clearly. This file has no annotations, so that even a
+# Python 2 on a bare host parses it and gets here.
+if sys.version_info < (3, 8):
+    sys.stderr.write("smoke.py needs Python 3.8 or newer; this is %d.%d (%s)\n"
+                     % (sys.version_info[0], sys.version_info[1], sys.executable))
+    sys.exit(2)
 
 # Not __doc__: under python -OO docstrings are gone, and --help must still work.
 DESCRIPTION = "smoke.py: smoke tests after every deploy, from cron, CI or an incident shell."
@@ -21,9 +28,9 @@ COMMANDS = {
 }
 
 EXAMPLES = """examples:
-  python smoke.py health --url http://127.0.0.1:8080/health --expect 'json.status == healthy'
-  python smoke.py health --tcp 127.0.0.1:5432 --resources --format text
-  python smoke.py all --config smoke.json --output /var/tmp/smoke.json --quiet
+  python3 smoke.py health --url http://127.0.0.1:8080/health --expect 'json.status == healthy'
+  python3 smoke.py health --tcp 127.0.0.1:5432 --resources --format text
+  python3 smoke.py all --config smoke.json --output /var/tmp/smoke.json --quiet
 
 config: --config FILE, else $SMOKE_CONFIG, else ./smoke.toml or ./smoke.json
 exit codes: 0 pass, 1 fail, 2 usage/config error, 3 could not evaluate, 129/130/143 interrupted"""
@@ -82,7 +89,7 @@ def _parser(argv):
     return parser
 
 
-def _open_stdio() -> set:
+def _open_stdio():
     """Give closed fds 0-2 a /dev/null, and return which were closed.
 
     Run with 2>&- and the next file we open (a socket, the --output temp file) would
@@ -105,7 +112,7 @@ def _open_stdio() -> set:
     return closed
 
 
-def main(argv=None) -> int:
+def main(argv=None):
     closed = _open_stdio()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:

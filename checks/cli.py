@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=list(RENDERERS), default="json", help="report format (default json)")
     out.add_argument("--output", metavar="FILE", help="also write the JSON report here (atomically, for a file)")
-    out.add_argument("--quiet", action="store_true", help="print nothing unless something failed")
+    out.add_argument("--quiet", action="store_true", help="print nothing when the verdict is pass")
     out.add_argument("--secret", action="append", default=[], metavar="NAME",
                      help="mask the value of environment variable NAME everywhere (repeatable)")
     run = parser.add_argument_group("selection and verdict")
@@ -69,7 +69,10 @@ def _gather(args, secrets, commands, sections):
     adhoc = getattr(args, "adhoc", None)
     # Flags describe the checks; a config found implicitly would add unasked-for ones.
     path = args.config if adhoc else config.find(args.config)
-    doc = config.load(path, secrets) if path else {}
+    try:  # every error names the file in use: the same field may exist in several
+        doc = config.load(path, secrets) if path else {}
+    except ConfigError as exc:
+        raise exc if str(exc).startswith(path) else ConfigError("%s: %s" % (path, exc))
     try:
         rates = _pass_rates(doc, sections)
         unknown = [key for key in doc if key not in sections and not key.startswith("_") and key != "min_pass_rate"]
@@ -83,7 +86,7 @@ def _gather(args, secrets, commands, sections):
                 if isinstance(table, dict):
                     table = {key: value for key, value in table.items() if key != "min_pass_rate"}
                 checks += _module(commands[section][0]).load(table, section)
-    except ConfigError as exc:  # name the file in use: the same field may exist in several
+    except ConfigError as exc:
         raise ConfigError("%s: %s" % (path, exc))
     if adhoc:
         checks += _module(commands["health"][0]).from_args(args)
@@ -126,20 +129,27 @@ def run(args, commands, closed) -> int:
 
     sections = tuple(name for name, (module, _) in commands.items() if module)
     secrets = Secrets(names=args.secret)
-    for name in args.secret:
-        secrets.add(os.environ.get(name))
     try:
+        for name in args.secret:
+            if not os.environ.get(name):  # a misspelt name would leave the real variable unmasked
+                raise ConfigError("--secret %s: environment variable %s is not set" % (name, name))
+            secrets.add(os.environ[name])
         checks, rates = _gather(args, secrets, commands, sections)
         names = {check.name for check in checks}
         for name in args.only:
             if name not in names:
-                raise ConfigError("--only %s: no such check (known: %s)" % (name, ", ".join(sorted(names))))
+                import difflib
+                close = difflib.get_close_matches(name, names, n=1)
+                raise ConfigError("--only %s: no such check%s (known: %s)" % (
+                    name, "; did you mean %s?" % close[0] if close else "", ", ".join(sorted(names))))
         if args.validate:
             say("config OK: %d check%s" % (len(checks), "" if len(checks) == 1 else "s"))
             return 0
         chosen, skipped = runner.select(checks, args.tag, args.skip_tag, args.only)
         if not chosen:
-            raise ConfigError("the selection matched none of the %d checks" % len(checks))
+            tags = sorted({tag for check in checks for tag in check.tags})
+            raise ConfigError("the selection matched none of the %d checks (--only and --tag must both match; "
+                              "tags: %s)" % (len(checks), ", ".join(tags) or "none"))
         if args.dry_run:
             _emit("".join(printable(secrets.redact(_planned(check))) + "\n" for check in chosen), "stdout" in closed)
             return 0
@@ -184,7 +194,7 @@ def run(args, commands, closed) -> int:
             if problem:
                 problems.append("--output: " + problem)
                 if report["exit_code"] == 0:  # a pass nobody can read is not a pass; a failure stays 1
-                    report["exit_code"] = int(model.ExitCode.UNKNOWN)
+                    report.update(status="error", exit_code=int(model.ExitCode.UNKNOWN))
         if problems:
             report["problems"] = [secrets.redact(problem) for problem in problems]
             for problem in report["problems"]:

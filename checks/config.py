@@ -20,7 +20,9 @@ from checks import ConfigError
 from checks.secrets import Secrets, collect_fields, secret_field
 
 DEFAULT_FILES = ("smoke.toml", "smoke.json")
-_ENV_REF = r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}"  # compiled on the first "$", by re's cache
+# $${ (a literal), ${NAME} or ${NAME:-default}, and a ${ that starts a name but never
+# closes (${API_TOKEN: an error, not text to send); compiled on the first "$"
+_ENV_REF = r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{(?=\w)"
 MAX_DEPTH = 64  # tables and lists within each other; deeper is a mistake (or an attack), not a config
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 _REQUIRED = object()
@@ -64,7 +66,11 @@ def load(path: str, secrets: Secrets, environ=os.environ) -> Dict[str, Any]:
     _check_depth(doc)
     names = Fields(doc, "").strings("secrets", [])
     secrets.names.update(names)
-    doc = interpolate({k: v for k, v in doc.items() if k != "secrets"}, "", secrets, environ)
+    used: set = set()
+    doc = interpolate({k: v for k, v in doc.items() if k != "secrets"}, "", secrets, environ, used=used)
+    for i, name in enumerate(names):
+        if name not in used:  # a misspelt name would leave the real variable unmasked
+            raise ConfigError("secrets[%d]: no ${%s} in the config uses %s" % (i, name, name))
     collect_fields(doc, secrets)
     return doc
 
@@ -111,17 +117,21 @@ def _parse_toml(path: str, text: str) -> Any:
         raise ConfigError("%s: invalid TOML: %s" % (path, message))
 
 
-def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secret: bool = False) -> Any:
+def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secret: bool = False,
+                used: Optional[set] = None) -> Any:
     """Replace ${VAR} and ${VAR:-default} in every string; `$${` is a literal `${`.
 
     A variable's value becomes a secret when its name is secret (secrets.secret_variable)
     or it lands in a secret-named field; a default is written in the config, never a secret.
+    A variable set but empty is an error unless a default allows it (${VAR:-}): an empty
+    URL or token is a mistake of the environment, better said than sent. `used`
+    collects the names of the variables referenced.
     """
     if isinstance(obj, dict):
-        return {k: interpolate(v, _join(where, k), secrets, environ, secret or secret_field(k))
+        return {k: interpolate(v, _join(where, k), secrets, environ, secret or secret_field(k), used)
                 for k, v in obj.items()}
     if isinstance(obj, list):
-        return [interpolate(v, "%s[%d]" % (where, i), secrets, environ, secret) for i, v in enumerate(obj)]
+        return [interpolate(v, "%s[%d]" % (where, i), secrets, environ, secret, used) for i, v in enumerate(obj)]
     if not isinstance(obj, str) or "$" not in obj:
         return obj
 
@@ -129,14 +139,23 @@ def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secr
         if match.group(0) == "$${":
             return "${"
         name, default = match.group(1), match.group(2)
+        field = where or "config"
+        if name is None:
+            raise ConfigError("%s: a '${' is not closed: write ${NAME} or ${NAME:-default} (or $${ for a literal ${)"
+                              % field)
+        if used is not None:
+            used.add(name)
         if default is not None and not environ.get(name):  # unset or empty, as in the shell
             return default
-        if name in environ:
-            if secret or secrets.secret_variable(name):
-                secrets.add(environ[name])
-            return environ[name]
-        raise ConfigError("%s: environment variable %s is not set (give a default: ${%s:-value})"
-                          % (where or "config", name, name))
+        if name not in environ:
+            raise ConfigError("%s: environment variable %s is not set (give a default: ${%s:-value})"
+                              % (field, name, name))
+        if not environ[name]:
+            raise ConfigError("%s: environment variable %s is empty (give a default: ${%s:-value}, "
+                              "or ${%s:-} where empty is meant)" % (field, name, name, name))
+        if secret or secrets.secret_variable(name):
+            secrets.add(environ[name])
+        return environ[name]
 
     return re.sub(_ENV_REF, substitute, obj)
 
@@ -282,8 +301,9 @@ def _shown(value: Any) -> str:
     if value is None:
         return "null"
     text = json.dumps(value, default=str)
-    return "%s %s" % (_type_name(value), text) if len(text) <= 40 else "%s of %d characters" % (
-        _type_name(value), len(text))
+    if len(text) <= 40:
+        return "%s %s" % (_type_name(value), text)
+    return "a string of %d characters" % len(value) if isinstance(value, str) else _type_name(value)
 
 
 def _number_text(value: float) -> str:

@@ -141,7 +141,8 @@ def _parse_operator(text: str, pos: int) -> str:
     found = re.compile(_OP_LIKE).match(text, pos)
     if pos >= len(text) or not found:
         raise ConditionError("expected an operator (%s) at column %d" % (" ".join(OPERATORS), pos + 1))
-    hint = _MEANT.get(found.group().lower())
+    word, following = found.group().lower(), text[found.end():].split(None, 1)[:1]
+    hint = "!" + following[0] if word == "not" and following and following[0] in _WORD_OPS else _MEANT.get(word)
     if hint is None:
         import difflib  # only on this error path
         close = difflib.get_close_matches(found.group(), OPERATORS, n=1, cutoff=0.7)

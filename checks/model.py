@@ -34,18 +34,18 @@ class ExitCode(enum.IntEnum):
 
 
 class Result(collections.namedtuple("Result", "name section kind status message duration_ms attempts tags "
-                                              "severity facts flaky",
-                                     defaults=("", 0.0, 0, (), "normal", {}, False))):
+                                              "severity facts flaky target expect",
+                                     defaults=("", 0.0, 0, (), "normal", {}, False, "", ()))):
     """One check's outcome; immutable, serialised the same way everywhere."""
 
     __slots__ = ()
 
     def to_dict(self) -> Dict[str, Any]:
         out = {
-            "name": self.name, "section": self.section, "kind": self.kind,
+            "name": self.name, "section": self.section, "kind": self.kind, "target": self.target,
             "status": self.status, "severity": self.severity,
             "duration_ms": round(self.duration_ms, 1), "attempts": self.attempts,
-            "tags": list(self.tags), "message": self.message, "facts": self.facts,
+            "tags": list(self.tags), "expect": list(self.expect), "message": self.message, "facts": self.facts,
         }
         if self.flaky:
             out["flaky"] = True
@@ -95,7 +95,7 @@ def verdict(results: List[Result], min_pass_rate: float = 1.0,
     """
     summary = summarize(results)
     evaluated = summary["total"] - summary["skip"]
-    if evaluated == 0:
+    if evaluated == 0 or summary["error"] == evaluated:  # whatever min_pass_rate says
         return "error", ExitCode.UNKNOWN
     missed = any(r.severity == "critical" and r.status not in ("pass", "skip") for r in results)
     for section in dict.fromkeys(r.section for r in results):
@@ -127,9 +127,11 @@ def build_report(command: str, results: List[Result], host: str, started_at: flo
         "command": command, "host": host, "started_at": utc_timestamp(started_at),
         "duration_ms": round(duration_ms, 1), "status": status, "exit_code": int(code),
         "summary": summarize(results), "metrics": {}, "results": [r.to_dict() for r in results],
+        # what the verdict was held to, so a pass with failures in it explains itself
+        "min_pass_rate": {section: (section_rates or {}).get(section, min_pass_rate)
+                          for section in dict.fromkeys(r.section for r in results)},
     }
-    if interrupted is not None:
+    if interrupted is not None:  # what ran may have passed; the run as a whole was not judged
         name = SIGNAL_NAMES[interrupted]
-        report["interrupted"] = name
-        report["exit_code"] = int(ExitCode[name])
+        report.update(status="error", interrupted=name, exit_code=int(ExitCode[name]))
     return reportable(report)

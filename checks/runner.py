@@ -336,7 +336,8 @@ def _result(check: Check, status: str, message: str, started: Optional[float] = 
     if status == "fail" and check.severity == "warning":  # reported, never failing the verdict
         status = "warn"
     return Result(check.name, check.section, check.kind, status, message, duration, attempts,
-                  check.tags, check.severity, excerpt(facts or {}), flaky)
+                  check.tags, check.severity, excerpt(facts or {}), flaky, check.target,
+                  tuple(condition.text for condition in check.expect))
 
 
 def excerpt(facts: Dict[str, Any]) -> Dict[str, Any]:

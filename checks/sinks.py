@@ -28,9 +28,10 @@ def check_output(path: str, flag: str = "--output") -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:  # a new file, or a symlink to one: its directory must exist
-        directory = os.path.dirname(os.path.realpath(path))
-        if not os.path.isdir(directory):
-            raise ConfigError("%s %s: the directory does not exist" % (flag, path))
+        target = os.path.realpath(path)
+        if not os.path.isdir(os.path.dirname(target)):
+            shown = path if target == os.path.abspath(path) else "%s (a link to %s)" % (path, target)
+            raise ConfigError("%s %s: the directory does not exist" % (flag, shown))
         return
     except OSError as exc:
         raise ConfigError("%s %s: %s" % (flag, path, exc.strerror or exc))

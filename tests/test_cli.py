@@ -522,3 +522,72 @@ def test_the_demo_never_checks_someone_elses_server(tmp_path):
             sock.close()
     assert done.returncode == 0, done.stdout + done.stderr
     assert "18765" not in done.stdout and done.stdout.splitlines()[-1].startswith("PASS  15 checks")
+
+
+@pytest.mark.parametrize("text, environ, message", [
+    ("${NGINX_URL}/health", {"NGINX_URL": ""},
+     "health.checks[0].url: environment variable NGINX_URL is empty (give a default: ${NGINX_URL:-value}, "
+     "or ${NGINX_URL:-} where empty is meant)"),
+    ("http://h/${API_TOKEN", {"API_TOKEN": "x"},
+     "health.checks[0].url: a '${' is not closed: write ${NAME} or ${NAME:-default} (or $${ for a literal ${)"),
+])
+def test_environment_mistakes_are_config_errors_naming_the_file(tmp_path, text, environ, message):
+    path = write_config(tmp_path, [{"name": "x", "kind": "http", "url": text}])
+    done = run("health", "--config", path, "--validate", env=environ)
+    assert done.returncode == 2 and done.stderr.strip() == "smoke.py: error: %s: %s" % (path, message)
+
+
+def test_secret_names_that_mark_nothing_are_errors(tmp_path):
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({"secrets": ["API_TOKN"], "health": {"checks": [
+        {"name": "x", "kind": "http", "url": "http://127.0.0.1:1/?t=${API_TOKEN}"}]}}))
+    done = run("health", "--config", str(path), "--validate", env={"API_TOKEN": "abcdef"})
+    assert done.returncode == 2 and "secrets[0]: no ${API_TOKN} in the config uses API_TOKN" in done.stderr
+    done = run("health", "--tcp", "127.0.0.1:1", "--secret", "NO_SUCH_VAR_XYZ")
+    assert done.returncode == 2 and "--secret NO_SUCH_VAR_XYZ: environment variable NO_SUCH_VAR_XYZ is not set" \
+        in done.stderr
+
+
+def test_selection_errors_say_how_to_fix_them(capsys, tmp_path):
+    path = write_config(tmp_path, [{"name": "web-home", "kind": "tcp", "address": "127.0.0.1:1", "tags": ["hourly"]}])
+    code, _, err = main(capsys, "health", "--config", path, "--only", "web-hom")
+    assert code == 2 and "--only web-hom: no such check; did you mean web-home? (known: web-home)" in err
+    code, _, err = main(capsys, "health", "--config", path, "--tag", "daily")
+    assert code == 2 and "(--only and --tag must both match; tags: hourly)" in err
+
+
+def test_a_dangling_output_link_names_where_it_points(tmp_path, service):
+    link = tmp_path / "report.json"
+    link.symlink_to(tmp_path / "gone" / "report.json")
+    done = run("health", "--url", service + "/health", "--output", str(link))
+    assert done.returncode == 2
+    assert "%s (a link to %s): the directory does not exist" % (link, tmp_path / "gone" / "report.json") in done.stderr
+
+
+def test_each_result_says_what_it_checked_and_the_report_its_pass_rate(capsys, tmp_path, service):
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({"min_pass_rate": 0.5, "health": {"checks": [
+        {"name": "api", "kind": "http", "url": service + "/echo", "expect": ["status == 200"]},
+        {"name": "db", "kind": "tcp", "address": "127.0.0.1:1"}]}}))
+    code, out, _ = main(capsys, "health", "--config", str(path))
+    report = json.loads(out)
+    assert code == 0 and report["min_pass_rate"] == {"health": 0.5}
+    api, db = report["results"]
+    assert (api["target"], api["expect"]) == ("GET %s/echo" % service, ["status == 200"])
+    assert (db["target"], db["expect"]) == ("127.0.0.1:1", ["connected == true"])
+    assert api["facts"]["json"]["headers"]["user-agent"].startswith("smoke.py/")
+
+
+def test_operators_from_other_languages_get_ours_as_a_hint(capsys):
+    code, _, err = main(capsys, "health", "--url", "http://127.0.0.1:1/", "--expect", "body not contains x")
+    assert code == 2 and "(did you mean '!contains'?)" in err
+
+
+@pytest.mark.parametrize("version", ["2.7", "3.6", "3.7"])
+def test_an_old_python_is_told_what_is_needed(version):
+    import glob
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/%s.*/bin/python" % version)))
+    if not found:
+        pytest.skip("no python%s here" % version)
+    done = subprocess.run([found[-1], SMOKE, "--version"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and done.stderr.startswith("smoke.py needs Python 3.8 or newer; this is %s" % version)

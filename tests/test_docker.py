@@ -93,7 +93,7 @@ def test_healthy_and_unhealthy_containers(engine):
     result = check(containers=[web, sick])
     assert result.status == "fail"
     assert result.message == "healthy: expected == true, got false"
-    assert result.facts["unhealthy"] == [sick] and result.facts["running"] is True
+    assert result.facts["not_healthy"] == [sick] and result.facts["running"] is True
     assert result.facts["containers"][web]["health"] == "healthy"
 
 
@@ -103,6 +103,7 @@ def test_a_missing_container_fails_with_exists_false(engine):
     missing = result.facts["missing"][0]
     assert result.facts["containers"][missing] == {"exists": False, "running": False, "status": "missing",
                                                    "health": None}
+    assert result.facts["healthy"] is False and result.facts["not_healthy"] == [missing]
 
 
 def test_four_containers_up_by_label(engine):

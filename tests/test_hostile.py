@@ -359,6 +359,7 @@ def test_a_failed_write_and_the_printed_report_agree_on_the_exit_code(service):
     for path, code in (("/health", 3), ("/fault/500", 1)):
         done = smoke("health", "--url", service + path, "--output", "/dev/full")
         assert done.returncode == code == report_of(done)["exit_code"]
+        assert report_of(done)["status"] == ("error" if code == 3 else "fail")
         assert "No space left on device" in done.stderr
 
 
@@ -401,6 +402,7 @@ def test_sighup_reports_cleans_up_and_exits_129(tmp_path):
     assert proc.returncode == 129
     for report in (json.loads(out), json.loads((tmp_path / "r.json").read_text())):
         assert report["interrupted"] == "SIGHUP" and report["exit_code"] == 129
+        assert report["status"] == "error"  # the run was not judged as a whole: never "pass"
     time.sleep(0.3)
     assert sleepers_of(marker) == []
 

@@ -228,8 +228,12 @@ def test_command_string_without_shell_is_split_like_a_shell_would():
     result = run_check(kind="command", command=command)
     assert result.status == "pass", result.message
     assert result.facts["stdout"] == "['a b', 'c']\n"
-    # No shell: a pipe is just an argument.
-    result = run_check(kind="command", command="%s -c 'import sys; print(sys.argv[1:])' | cat" % shlex.quote(PY))
+    # No shell: a pipe would be just an argument, and "echo hi | grep x" pass silently; so it is an error,
+    # and a literal "|" goes in the list form.
+    message = config_error(kind="command", command="%s -c 'import sys; print(sys.argv[1:])' | cat" % shlex.quote(PY))
+    assert message == ("health.checks[0].command: '|' is shell syntax, but the command runs without a shell: "
+                       "set shell = true, or give the argv as a list")
+    result = run_check(kind="command", command=[PY, "-c", "import sys; print(sys.argv[1:])", "|", "cat"])
     assert result.facts["stdout"] == "['|', 'cat']\n"
 
 

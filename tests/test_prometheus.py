@@ -150,7 +150,7 @@ class NotPrometheus(BaseHTTPRequestHandler):
 def test_a_url_that_is_not_prometheus_fails_in_one_line(service):
     result = run_check(kind="prometheus", url=service, query="up", timeout=2)
     assert result.status == "fail"
-    assert result.message == "prometheus answered 404: not found"
+    assert result.message == "prometheus answered 404: not found (is url the Prometheus base URL?)"
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), NotPrometheus)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -178,3 +178,8 @@ def test_config_errors():
     assert config_error(url="http://127.0.0.1:9090", query="up", on_no_data="ignore") == \
         'health.checks[0].on_no_data: expected one of expect, fail, error, pass, got a string "ignore"'
     assert config_error(url="http://127.0.0.1:9090") == "health.checks[0].query: required field is missing"
+
+
+def test_an_api_path_in_the_url_is_a_config_error():
+    assert config_error(url="http://127.0.0.1:9090/api/v1/query", query="up") == \
+        "health.checks[0].url: give the Prometheus base URL (http://127.0.0.1:9090), not an API path"

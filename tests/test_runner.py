@@ -155,6 +155,7 @@ def r(status, severity="normal"):
     (["pass", "error"], 1.0, ("error", 3)),  # nothing failed: we could not check one (issue 5, rule 5)
     (["pass", "error", "fail"], 1.0, ("fail", 1)),
     (["pass", "pass", "error"], 0.5, ("pass", 0)),
+    (["error", "error"], 0.0, ("error", 3)),  # only errors is never a pass, whatever the rate
     (["error", "error", "skip"], 1.0, ("error", 3)),
     (["skip"], 1.0, ("error", 3)),          # no evaluated results is never a pass
     ([], 1.0, ("error", 3)),

@@ -30,6 +30,7 @@ MAX_OUTPUT = 64 * 1024
 MAX_OUTPUT_LIMIT = 64 * 1024 * 1024
 _DIGITS_AND_DOTS = re.compile(r"[\d.]+")  # one class repeated, nothing after: no backtracking
 _PR_SET_PDEATHSIG = 1
+_SHELL_OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "2>", "2>&1", "|&", "$(", "`"}
 
 
 def load(fields) -> Dict[str, Any]:
@@ -51,9 +52,14 @@ def load(fields) -> Dict[str, Any]:
 
 def _split(command: str, fields) -> List[str]:
     try:
-        return shlex.split(command)
+        argv = shlex.split(command)
     except ValueError as exc:
         raise ConfigError("%s: %s" % (fields.at("command"), exc))
+    operator = next((word for word in argv if word in _SHELL_OPERATORS), None)
+    if operator:  # run without a shell, "echo hi | grep x" prints "hi | grep x" and passes
+        raise ConfigError("%s: %r is shell syntax, but the command runs without a shell: set shell = true, "
+                          "or give the argv as a list" % (fields.at("command"), operator))
+    return argv
 
 
 def target(params) -> str:

@@ -4,9 +4,10 @@ Asks the Engine API on its unix socket (DOCKER_HOST=unix://… or /var/run/docke
 else the docker CLI. When neither answers, the check is an `error` (we could not
 check), not a `fail`. Containers are named (container, containers) or selected by
 label (a Compose project's, say), like `docker ps -a --filter label=...`.
-Facts: running (some were found, and all run), healthy (all with a healthcheck report
-healthy), count, running_count ("4 containers Up" is running_count == 4), not_running,
-unhealthy and missing (names), and containers {name: {exists, running, status, health}}.
+Facts: running (some were found, and all run), healthy (all exist, and all with a
+healthcheck report healthy), count, running_count ("4 containers Up" is running_count == 4),
+not_running, not_healthy (missing, or a healthcheck not or not yet healthy) and missing
+(names), and containers {name: {exists, running, status, health}}.
 """
 
 from __future__ import annotations
@@ -84,11 +85,11 @@ def probe(params, timeout: float) -> Dict[str, Any]:
 def _facts(containers: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     def named(test):
         return [name for name, c in containers.items() if test(c)]
+    not_healthy = named(lambda c: not c["exists"] or c["health"] not in (None, "healthy"))
     return {"running": bool(containers) and all(c["running"] for c in containers.values()),
-            "healthy": all(c["health"] in (None, "healthy") for c in containers.values()),
+            "healthy": not not_healthy,
             "count": len(named(lambda c: c["exists"])), "running_count": len(named(lambda c: c["running"])),
-            "not_running": named(lambda c: not c["running"]),
-            "unhealthy": named(lambda c: c["health"] not in (None, "healthy")),
+            "not_running": named(lambda c: not c["running"]), "not_healthy": not_healthy,
             "missing": named(lambda c: not c["exists"]), "containers": containers}
 
 

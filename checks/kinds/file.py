@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Dict
 
 from checks import CheckError
+from checks.kinds.log import shown_path
 
 NAME = "file"
 DEFAULT_EXPECT = ("exists == true",)
@@ -40,7 +41,7 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     except (FileNotFoundError, NotADirectoryError):  # a/b where a is a file: b does not exist
         return {"exists": False}
     except OSError as exc:
-        raise CheckError("cannot stat %s: %s" % (path, exc.strerror))
+        raise CheckError("cannot stat %s: %s" % (shown_path(path), exc.strerror))
     facts: Dict[str, Any] = {
         "exists": True, "is_dir": stat.S_ISDIR(info.st_mode),
         "mode": "%04o" % stat.S_IMODE(info.st_mode), "size_bytes": info.st_size,
@@ -59,7 +60,7 @@ def read_json(path: str, max_bytes: int) -> Dict[str, Any]:
         with open(path, "rb") as fh:
             data = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise CheckError("cannot read %s: %s" % (path, exc.strerror))
+        raise CheckError("cannot read %s: %s" % (shown_path(path), exc.strerror))
     if len(data) > max_bytes:
         return {"json_error": "%s is over max_bytes (%d bytes)" % (path, max_bytes)}
     try:

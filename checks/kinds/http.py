@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Dict, Optional
 from urllib.parse import urlsplit
 
-from checks import CheckError, ConfigError
+from checks import CheckError, ConfigError, __version__
 from checks.config import Fields
 from checks.net import DeadlineGuard, connect, describe_error, local_fault
 from checks.secrets import secret_field
@@ -50,6 +50,8 @@ def load(fields) -> Dict[str, Any]:
     if json_body is not None:
         body = json.dumps(json_body)
         headers.setdefault("Content-Type", "application/json")
+    if not any(name.lower() == "user-agent" for name in headers):  # so a server's log can tell smoke runs apart
+        headers["User-Agent"] = "smoke.py/" + __version__
     import http.client  # noqa: F401 -- now, not in the first probe, where 50 threads would queue on the import
     insecure = fields.flag("insecure", False)
     ca_file = fields.text("ca_file", None)

@@ -52,13 +52,18 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     return facts
 
 
+def shown_path(path: str) -> str:
+    """A path as the config gave it, and where a relative one was looked for."""
+    return path if os.path.isabs(path) else "%s (in %s)" % (path, os.getcwd())
+
+
 def tail(path: str, count: int) -> List[str]:
     """The last `count` lines, reading backwards in blocks (at most MAX_TAIL_BYTES)."""
     try:
         # Non-blocking open: a FIFO must not wait for a writer; regular files ignore the flag.
         with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
             if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise CheckError("cannot read %s: not a regular file" % path)
+                raise CheckError("cannot read %s: not a regular file" % shown_path(path))
             end = fh.seek(0, os.SEEK_END)
             # Blocks are kept in a list and counted once each: re-joining and re-counting
             # a growing buffer is quadratic, seconds for a 16 MB tail of long lines.
@@ -70,7 +75,7 @@ def tail(path: str, count: int) -> List[str]:
                 blocks.append(fh.read(step))
                 newlines += blocks[-1].count(b"\n")
     except OSError as exc:
-        raise CheckError("cannot read %s: %s" % (path, exc.strerror))
+        raise CheckError("cannot read %s: %s" % (shown_path(path), exc.strerror))
     lines = b"".join(reversed(blocks)).decode("utf-8", errors="replace").splitlines()
     if pos > 0 and lines:
         lines = lines[1:]  # the first may be a partial line

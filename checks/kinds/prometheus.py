@@ -29,6 +29,9 @@ def load(fields) -> Dict[str, Any]:
     if not url.startswith(("http://", "https://")):
         raise ConfigError("%s: expected the Prometheus base URL, e.g. http://127.0.0.1:9090" % fields.at("url"))
     http.check_url(url, fields.at("url"))
+    if "/api/v1" in url:
+        raise ConfigError("%s: give the Prometheus base URL (%s), not an API path"
+                          % (fields.at("url"), url.split("/api/v1", 1)[0]))
     return {"url": url, "query": fields.text("query"), "headers": http.request_headers(fields),
             "on_no_data": fields.choice("on_no_data", NO_DATA, "expect"),
             "insecure": fields.flag("insecure", False), "ca_file": fields.text("ca_file", None)}
@@ -48,7 +51,8 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     if isinstance(doc, dict) and doc.get("errorType") == "bad_data":  # our query, not their health
         raise CheckError("prometheus rejected the query: %s" % _detail(doc, answer))
     if not isinstance(doc, dict) or doc.get("status") != "success":
-        return {"error": "prometheus answered %s: %s" % (answer.get("status"), _detail(doc, answer))}
+        hint = " (is url the Prometheus base URL?)" if answer.get("status") == 404 else ""
+        return {"error": "prometheus answered %s: %s%s" % (answer.get("status"), _detail(doc, answer), hint)}
     facts = _facts(doc.get("data") or {})
     facts["latency_ms"] = answer["latency_ms"]
     if facts["count"] == 0:
