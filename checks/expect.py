@@ -91,10 +91,11 @@ def parse(text: str) -> Condition:
     if op == "in" and not isinstance(value, list):
         raise ConditionError("'in' needs a JSON list such as [200, 204] at column %d" % (pos + 1))
     if op in ("matches", "!matches"):
-        try:
-            re.compile(_pattern(value, raw))
-        except re.error as exc:
-            raise ConditionError("bad regular expression at column %d: %s" % (pos + 1, exc))
+        from checks.regex import pattern_problem
+
+        problem = pattern_problem(_pattern(value, raw))
+        if problem:
+            raise ConditionError("bad regular expression at column %d: %s" % (pos + 1, problem))
     return Condition(text, subject, path, length, op, value, raw)
 
 
@@ -155,6 +156,8 @@ def _parse_value(raw: str) -> Any:
     """A JSON literal, else a bare word (one pair of single quotes is dropped)."""
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise ConditionError("the value is nested too deeply")
     except ValueError:
         if len(raw) >= 2 and raw[0] == raw[-1] == "'":
             return raw[1:-1]

@@ -10,7 +10,6 @@ group's first process, not what that process started.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 
 TYPE_CHECKING = False
@@ -25,17 +24,21 @@ class _Reaper:
     def __init__(self):
         self._lock = threading.Lock()
         self._groups: Set[int] = set()
-        self._proc: Optional[subprocess.Popen] = None
+        self.internal: Set[int] = set()  # our own helpers' pids, the reaper's among them
+        self._proc = None
         self._failed = False
 
-    def own(self, pgid: int) -> None:
+    def own(self, pgid: int, internal: bool) -> None:
         with self._lock:
             self._groups.add(pgid)
+            if internal:
+                self.internal.add(pgid)
             self._tell()
 
     def release(self, pgid: int) -> None:
         with self._lock:
             self._groups.discard(pgid)
+            self.internal.discard(pgid)
             self._tell()
 
     def _tell(self) -> None:
@@ -44,9 +47,12 @@ class _Reaper:
             return
         try:
             if self._proc is None:
+                import subprocess
+
                 self._proc = subprocess.Popen(["/bin/sh", "-c", _REAPER], stdin=subprocess.PIPE,
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                               start_new_session=True)  # Ctrl-C and hang-ups are ours, not its
+                self.internal.add(self._proc.pid)
             self._proc.stdin.write((" ".join("-%d" % g for g in sorted(self._groups)) + "\n").encode())
             self._proc.stdin.flush()
         except OSError:  # no /bin/sh, or it died: the groups' own parent-death signals remain
@@ -56,11 +62,19 @@ class _Reaper:
 _REAPER_PROCESS = _Reaper()
 
 
-def own_group(pgid: int) -> None:
-    """A process group of ours: killed if smoke.py dies before release_group()."""
-    _REAPER_PROCESS.own(pgid)
+def own_group(pgid: int, internal: bool = False) -> None:
+    """A process group of ours: killed if smoke.py dies before release_group().
+
+    internal: a helper of smoke.py's own (the regex matcher), which a process check must not count.
+    """
+    _REAPER_PROCESS.own(pgid, internal)
 
 
 def release_group(pgid: int) -> None:
     """The group is gone (we killed it): its id may be reused, so the reaper must forget it."""
     _REAPER_PROCESS.release(pgid)
+
+
+def internal_pids() -> Set[int]:
+    """The processes smoke.py runs for itself: never evidence about the system under test."""
+    return set(_REAPER_PROCESS.internal)

@@ -2,10 +2,10 @@
 
 CPython's `re` holds the interpreter lock for a whole match, so a pattern that
 backtracks badly ((a+)+$ on 'a'*40+'!', or merely .*x on a megabyte) freezes every
-thread, signal handlers and the run's deadline included. Patterns that cannot
-backtrack (no repetition, no back-reference, no alternation inside a group) are
-matched here: their cost is at most text length x pattern length. Every other
-pattern is matched in a helper process that arms a kernel timer before each job,
+thread, signal handlers and the run's deadline included. A pattern that cannot
+backtrack (no repetition, no back-reference, no alternation inside a group) costs at
+most text length x pattern length, and is matched here when that product is small.
+Every other match runs in a helper process that arms a kernel timer before each job,
 so the kernel ends a runaway match at its deadline even if smoke.py is gone.
 """
 
@@ -29,6 +29,7 @@ from checks import CheckError
 # A match is its group spans (re.Match.regs): ((start, end) of the whole match, then of each group).
 
 _MIN_JOB_S = 0.1  # a pattern is given at least this long, whatever is left of its check's time
+_INLINE_STEPS = 4000000  # text x pattern length matched in-process: some tens of milliseconds at most
 # The helper reads jobs (pattern, flags, texts, seconds) and answers the spans of each
 # text's first match. SIGALRM's default action ends it when a job overruns; stdin at EOF
 # (smoke.py gone) ends it when idle; SIGINT from the terminal is smoke.py's to handle.
@@ -56,9 +57,16 @@ class RegexTimeout(CheckError):
     """The pattern did not finish in time: we could not judge, so the check is `error`."""
 
 
-def compile_pattern(pattern: str, flags: int = 0):
-    """re.compile, for validating a pattern at load (raises re.error)."""
-    return re.compile(pattern, flags)
+def pattern_problem(pattern: str, flags: int = 0) -> Optional[str]:
+    """Why pattern cannot be compiled, or None: for validating a config at load.
+
+    Not only re.error: a{99999999999999999999} overflows, 3000 nested groups recurse.
+    """
+    try:
+        re.compile(pattern, flags)
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def search(pattern: str, text: str, deadline: float, flags: int = 0) -> Optional[Tuple[Tuple[int, int], ...]]:
@@ -68,7 +76,7 @@ def search(pattern: str, text: str, deadline: float, flags: int = 0) -> Optional
 
 def search_each(pattern: str, texts: Sequence[str], deadline: float, flags: int = 0) -> List[Optional[Tuple[Tuple[int, int], ...]]]:
     """search() over many texts (log lines, command lines) in one job."""
-    if not can_backtrack(pattern):
+    if not can_backtrack(pattern) and len(pattern) * sum(map(len, texts)) <= _INLINE_STEPS:
         regex = re.compile(pattern, flags)
         return [None if m is None else m.regs for m in map(regex.search, texts)]
     return _POOL.run((pattern, flags, list(texts)), deadline, pattern)
@@ -109,11 +117,14 @@ class _Helper:
 
         if not sys.executable:
             raise CheckError("cannot bound a regular expression: no Python executable to run it in")
+        from checks import lifecycle
+
         try:
             self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _HELPER], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             raise CheckError("cannot start the regular-expression helper: %s" % (exc.strerror or exc))
+        lifecycle.own_group(self.proc.pid, internal=True)  # gone with us, even after kill -9; never "a process"
 
     def run(self, job, seconds: float):
         """The job's answer, or None when the helper died or ran out of time."""
@@ -137,6 +148,8 @@ class _Helper:
         return marshal.loads(answer[4:])
 
     def kill(self) -> None:
+        from checks import lifecycle
+
         try:
             self.proc.kill()
             self.proc.wait()
@@ -144,6 +157,7 @@ class _Helper:
         except OSError:  # already gone, or unflushed input to a dead pipe
             pass
         self.proc.stdout.close()
+        lifecycle.release_group(self.proc.pid)
 
 
 class _Pool:

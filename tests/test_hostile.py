@@ -94,6 +94,61 @@ def test_quadratic_patterns_on_a_megabyte_are_bounded_too(service):
         assert took < 4 and report_of(done)["results"][0]["status"] == "error", pattern
 
 
+def test_a_long_pattern_without_repetition_is_bounded_too(tmp_path, service):
+    """No quantifier, but 3000 steps at each of 3 million places: it must not run in-process."""
+    log = tmp_path / "long.log"
+    log.write_text("a" * 3000000 + "\n")
+    started = time.monotonic()
+    result = run_check(kind="log", path=str(log), pattern="." * 3000 + "X", lines=1, expect=["count == 0"], timeout=1)
+    assert time.monotonic() - started < 3 and result.status == "error"
+    done, took = timed_run("health", "--url", service + "/hostile/digits", "--expect",
+                           "body matches " + "." * 3000 + "X", "--timeout", "30", "--deadline", "2")
+    assert took < 5
+
+
+def test_smoke_pys_own_helpers_are_not_counted_or_left_behind(service, tmp_path):
+    from checks import regex
+    regex._POOL.close()  # this test process's own idle helpers: another process's count them, rightly
+    path = config(tmp_path, [
+        {"name": "slow-regex", "kind": "http", "url": service + "/hostile/backtrack",
+         "expect": ["body matches (a+)+$"], "timeout": 1},
+        {"name": "helpers", "kind": "process", "pattern": "import marshal, re, signal", "expect": ["count == 0"]},
+        {"name": "reaper", "kind": "process", "pattern": "while IFS= read -r line", "expect": ["count == 0"]}])
+    done = smoke("health", "--config", path, "--concurrency", "1")
+    statuses = {r["name"]: r["status"] for r in report_of(done)["results"]}
+    assert statuses == {"slow-regex": "error", "helpers": "pass", "reaper": "pass"}, report_of(done)["results"]
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--url", service + "/hostile/backtrack", "--expect",
+                             "body matches (a+)+$", "--timeout", "600"], stdout=subprocess.DEVNULL)
+    time.sleep(1.5)
+    helpers = [pid for pid in children_of(proc.pid) if b"import marshal, re, signal" in cmdline(pid)]
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while any(os.path.exists("/proc/%d" % pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert helpers and not any(os.path.exists("/proc/%d" % pid) for pid in helpers)
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def children_of(parent):
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as fh:
+                if int(fh.read().rsplit(b")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
 def test_a_log_pattern_is_bounded(tmp_path):
     log = tmp_path / "app.log"
     log.write_text("start\n" + "a" * 40 + "!\n")
@@ -460,6 +515,13 @@ def test_help_into_a_closed_pipe_ends_quietly():
      'health.checks[0].expect[0]: expected [number] or ["key"] at column 11'),
     ({"kind": "log", "path": "/x", "pattern": "E", "lines": 10 ** 9, "expect": ["count == 0"]},
      "health.checks[0].lines: must be between 1 and 1e+06"),
+    ({"kind": "log", "path": "/x", "pattern": "a{99999999999999999999}", "expect": ["count == 0"]},
+     "health.checks[0].pattern: bad regular expression"),
+    ({"kind": "process", "pattern": "(" * 3000 + ")" * 3000}, "health.checks[0].pattern: bad regular expression"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "expect": ["body matches a{99999999999999999999}"]},
+     "health.checks[0].expect[0]: bad regular expression at column 14"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "expect": ["status in " + "[" * 100000 + "]" * 100000]},
+     "health.checks[0].expect[0]: the value is nested too deeply"),
 ])
 def test_bad_numbers_urls_and_methods_are_exit_2_naming_the_field(tmp_path, table, message):
     path = config(tmp_path, [dict(table, name="c")])

@@ -28,10 +28,9 @@ _BLOCK = 65536
 
 def load(fields) -> Dict[str, Any]:
     pattern = fields.text("pattern")
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ConfigError("%s: bad regular expression: %s" % (fields.at("pattern"), exc))
+    problem = regex.pattern_problem(pattern)
+    if problem:
+        raise ConfigError("%s: bad regular expression: %s" % (fields.at("pattern"), problem))
     return {"path": fields.text("path"), "pattern": pattern,
             "lines": fields.integer("lines", 500, 1, MAX_LINES),
             "ignore_case": fields.flag("ignore_case", False)}

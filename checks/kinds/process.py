@@ -7,14 +7,13 @@ Facts: running, count, pids; pidfile_error when a pidfile names no live process.
 from __future__ import annotations
 
 import os
-import re
 import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List
 
-from checks import CheckError, ConfigError, regex
+from checks import CheckError, ConfigError, lifecycle, regex
 
 NAME = "process"
 DEFAULT_EXPECT = ("running == true",)
@@ -26,11 +25,9 @@ def load(fields) -> Dict[str, Any]:
               "pattern": fields.text("pattern", None)}
     if sum(v is not None for v in params.values()) != 1:
         raise ConfigError("%s: give exactly one of pidfile, executable or pattern" % fields.where)
-    if params["pattern"] is not None:
-        try:
-            re.compile(params["pattern"])
-        except re.error as exc:
-            raise ConfigError("%s: bad regular expression: %s" % (fields.at("pattern"), exc))
+    problem = params["pattern"] is not None and regex.pattern_problem(params["pattern"])
+    if problem:
+        raise ConfigError("%s: bad regular expression: %s" % (fields.at("pattern"), problem))
     return params
 
 
@@ -82,9 +79,9 @@ def _alive(pid: int) -> bool:
 def _matching(name, pattern, deadline: float) -> List[int]:
     if not os.path.isdir("/proc"):
         raise CheckError("process lookup by name needs /proc (Linux); use a pidfile")
-    found = []
+    found, ours = [], lifecycle.internal_pids() | {os.getpid()}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+        if not entry.isdigit() or int(entry) in ours:
             continue
         try:
             with open("/proc/%s/cmdline" % entry, "rb") as fh:
