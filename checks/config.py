@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from checks import ConfigError
-from checks.secrets import Secrets, collect_fields, secret_field
+from checks.secrets import Secrets, collect_fields, secret_field, secret_name
 
 DEFAULT_FILES = ("smoke.toml", "smoke.json")
 # $${ (a literal), ${NAME} or ${NAME:-default}, and a ${ that starts a name but never
@@ -127,8 +127,10 @@ def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secr
     URL or token is a mistake of the environment, better said than sent. `used`
     collects the names of the variables referenced.
     """
-    if isinstance(obj, dict):
-        return {k: interpolate(v, _join(where, k), secrets, environ, secret or secret_field(k), used)
+    if isinstance(obj, dict):  # under "env", keys are variable names: judged as those (PGPASSWORD, MYSQL_PWD)
+        env = where.endswith(".env") or where == "env"
+        return {k: interpolate(v, _join(where, k), secrets, environ,
+                               secret or secret_field(k) or env and secret_name(k), used)
                 for k, v in obj.items()}
     if isinstance(obj, list):
         return [interpolate(v, "%s[%d]" % (where, i), secrets, environ, secret, used) for i, v in enumerate(obj)]

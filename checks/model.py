@@ -52,6 +52,12 @@ class Result(collections.namedtuple("Result", "name section kind status message 
         return out
 
 
+def cut(text: str, limit: int) -> str:
+    """An excerpt of outside text, marked with "…" where it was cut: secrets.Secrets masks
+    a secret's first characters left before that mark."""
+    return text if len(text) <= limit else text[:limit] + "\u2026"
+
+
 def reportable(value: Any, depth: int = 0) -> Any:
     """value as plain JSON data that any encoder accepts, whatever bytes it came from.
 

@@ -147,5 +147,5 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _excerpt(text) -> str:
-    text = str(text).strip()
-    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
+    from checks.model import cut
+    return cut(str(text).strip(), _EXCERPT)

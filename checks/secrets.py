@@ -4,8 +4,9 @@ A secret is a value written in a secret-named field (`bearer_token`, `basic_auth
 `headers.Authorization`), or a `${VAR}` value whose variable is secret-named
 (`API_TOKEN`, `DB_PASSWORD`), marked by the config's `secrets` list or `--secret NAME`, or
 that lands in a secret-named field. Other `${VAR}` values (`${NGINX_URL}`) are shown.
-Servers echo secrets re-encoded, so each is masked in the forms it travels in too: JSON-
-and URL-escaped, base64, and the `user:password` of Basic auth.
+Servers echo secrets re-encoded, so each is masked in the forms it travels in too (see
+forms()), and the `user:password` of Basic auth; and an excerpt cut inside a secret has
+the secret's start masked.
 """
 
 from __future__ import annotations
@@ -17,47 +18,71 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Iterable
 
-# Field names whose values are secrets wherever they appear: names that end in a secret
-# word at a word boundary (bearer_token, X-Api-Key, db_password; not max_tokens or cookie_count,
-# which response JSON is full of). Words, not a regex: that one cost a start-up 0.7 ms to compile.
+# Field names whose values are secrets wherever they appear: names whose last word is a
+# secret word (bearer_token, X-Api-Key, db_password, accessToken; not max_tokens or
+# cookie_count, which response JSON is full of). Words, not a regex: that one cost a
+# start-up 0.7 ms to compile.
 SECRET_WORDS = ("token", "password", "passwd", "passphrase", "secret", "apikey", "authorization", "credential",
                 "credentials", "cookie", "privatekey", "secretkey", "accesskey")
 _KEY_OWNERS = ("api", "private", "secret", "access")  # api_key, private-key, secret_key, access_key
-# Environment variable names that hold secrets: GITHUB_TOKEN, DB_PASSWORD, AWS_SECRET_ACCESS_KEY,
-# STRIPE_KEY, BASIC_AUTH, SESSION_COOKIE; not NGINX_URL, PORT, KEYBOARD_LAYOUT or PWD.
-SECRET_NAME = (r"(?i)password|passwd|passphrase|secret|token|credential|api_?key|private_?key"
-               r"|(^|[_.-])(key|pass|auth|authorization|cookie|session)s?$")  # compiled on first use
+# Environment variable names are judged by their last word too (MAX_TOKENS and TOKENIZER_DIR
+# are shown), with the words of environment conventions added: MYSQL_PWD, GITHUB_PAT,
+# STRIPE_KEY, BASIC_AUTH, SESSION; a last word that ends in a secret word (PGPASSWORD,
+# GHTOKEN) counts too. PWD and OLDPWD are directories.
+_NAME_WORDS = ("key", "pwd", "pass", "pat", "auth", "session", "dsn")
+_NAME_ENDINGS = ("password", "passwd", "passphrase", "secret", "token")
+_NOT_SECRET_NAMES = ("PWD", "OLDPWD")
 MASK = "***"
 # Shorter values would blank out ordinary text ("80" inside "8080"), so they are not masked by value.
 MIN_SECRET = 4
-_SCHEME = r"^[A-Za-z][A-Za-z0-9-]*\s+(\S.*)$"  # "Bearer abc", "Basic dXNlcjpwdw==" 
+_CUT = "\u2026"  # how every excerpt of outside text ends: a secret's start may stand before it
+_SCHEME = r"^[A-Za-z][A-Za-z0-9-]*\s+(\S.*)$"  # "Bearer abc", "Basic dXNlcjpwdw=="
+
+
+def _words(name: Any):
+    """The words of a name: snake_case, kebab-case, dotted or camelCase (accessToken)."""
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name))
+    return text.lower().replace(".", "_").replace("-", "_").split("_")
 
 
 @functools.lru_cache(maxsize=4096)  # a report repeats the same few keys thousands of times
 def secret_field(name: Any) -> bool:
-    words = str(name).lower().replace(".", "_").replace("-", "_").split("_")
+    words = _words(name)
     return words[-1] in SECRET_WORDS or (len(words) > 1 and words[-1] == "key" and words[-2] in _KEY_OWNERS)
 
 
 def secret_name(name: str) -> bool:
-    return bool(re.search(SECRET_NAME, name))
+    """Whether an environment variable's name says it holds a secret."""
+    if name.upper() in _NOT_SECRET_NAMES:
+        return False
+    last = _words(name)[-1]
+    return secret_field(name) or last in _NAME_WORDS or last.endswith(_NAME_ENDINGS)
 
 
 def forms(value: str) -> set:
-    """The value and the encodings in which a server or a URL may hand it back.
+    """The value and the encodings in which a server, a URL or our own quoting may hand it back.
 
     JSON and URL escapes to two levels deep (an echo service returns the JSON body it was
-    sent inside its own JSON), base64, and hex escapes in either case.
+    sent inside its own JSON); base64 with and without padding, standard and URL-safe;
+    HTML escapes; JSON's optional \\/; UTF-8 read as Latin-1 (a wrong charset); shell
+    and Python quoting (a default name, an error message); hex escapes in either case.
     """
     import base64  # here, not at start-up: most runs have no secret
+    import html
     import json
+    import shlex
     from urllib.parse import quote, quote_plus
 
     escapes = (lambda v: json.dumps(v)[1:-1], lambda v: json.dumps(v, ensure_ascii=False)[1:-1],
                lambda v: quote(v, safe=""), quote, quote_plus)
     once = {escape(value) for escape in escapes}
     found = {value} | once | {escape(form) for form in once for escape in escapes}
-    found.add(base64.b64encode(value.encode("utf-8", "surrogatepass")).decode())
+    raw = value.encode("utf-8", "surrogatepass")
+    for encoded in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
+        found |= {encoded, encoded.rstrip("=")}
+    found |= {html.escape(value), html.escape(value, quote=False), shlex.quote(value), repr(value)[1:-1],
+              ascii(value)[1:-1], raw.decode("latin-1")}
+    found |= {form.replace("/", "\\/") for form in list(found)}
     found |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), form) for form in found}
     credential = re.match(_SCHEME, value)
     if credential:  # an Authorization value: the credential alone travels too
@@ -89,30 +114,47 @@ class Secrets:
         return name in self.names or secret_name(name)
 
     def redact(self, obj: Any) -> Any:
-        """A copy of obj with secret values, and the values of secret-named keys, masked."""
+        """A copy of obj with secret values masked: in text and keys, as whole numbers, as
+        the start of a secret left at a cut (…), and as the value of any secret-named key."""
         if isinstance(obj, str):
+            if not self.values:
+                return obj
             if self._masked is None:  # longest first, so a form inside a longer one cannot leave a tail
                 every = {form for value in self.values for form in forms(value) if len(form) >= MIN_SECRET}
                 self._masked = sorted(every, key=len, reverse=True)
             for form in self._masked:
                 if form in obj:
                     obj = obj.replace(form, MASK)
-            return obj
+            return self._mask_cut_starts(obj) if _CUT in obj else obj
         if isinstance(obj, dict):
-            return {k: MASK if secret_field(k) and v else self.redact(v) for k, v in obj.items()}
+            return {self.redact(k) if isinstance(k, str) else k: MASK if secret_field(k) and v else self.redact(v)
+                    for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
             return [self.redact(v) for v in obj]
+        if isinstance(obj, (int, float)) and not isinstance(obj, bool) and self.values and str(obj) in self.values:
+            return MASK  # {"pin": 98765432}: a secret that JSON made a number
         return obj
 
+    def _mask_cut_starts(self, text: str) -> str:
+        """An excerpt cut inside a secret ends in its first characters: mask those too."""
+        for form in self._masked:
+            for length in range(len(form) - 1, 2, -1):
+                start = form[:length]
+                for cut in (start + _CUT, start + "\n" + _CUT):
+                    if cut in text:
+                        text = text.replace(cut, MASK + cut[length:])
+        return text
 
-def collect_fields(obj: Any, secrets: Secrets, secret: bool = False) -> None:
-    """Register every value written under a secret-named field, and Basic-auth pairs."""
+
+def collect_fields(obj: Any, secrets: Secrets, secret: bool = False, env: bool = False) -> None:
+    """Register every value written under a secret-named field (under `env`, a secret-named
+    variable), and Basic-auth pairs."""
     if isinstance(obj, dict):
         basic = obj.get("basic_auth")
         if isinstance(basic, dict) and isinstance(basic.get("password"), str):
             secrets.add_basic_auth(str(basic.get("username", "")), basic["password"])
         for key, value in obj.items():
-            collect_fields(value, secrets, secret or secret_field(key))
+            collect_fields(value, secrets, secret or secret_field(key) or env and secret_name(str(key)), key == "env")
     elif isinstance(obj, list):
         for value in obj:
             collect_fields(value, secrets, secret)

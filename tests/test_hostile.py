@@ -286,6 +286,70 @@ def test_json_escaped_and_non_ascii_secrets_never_leak_inside_a_body(service, tm
     assert_nothing_leaks(outputs(done, out), PASSWORD)
 
 
+@pytest.mark.parametrize("mode", ["key", "b64-unpadded", "html", "slash", "latin-1", "status-line"])
+def test_a_secret_reflected_in_any_encoding_never_leaks(service, tmp_path, mode):
+    out = tmp_path / "r.json"
+    token = "pä/ss<&>w0rd-" + "z" * 8
+    path = config(tmp_path, [{"name": "reflect", "kind": "http", "url": service + "/hostile/reflect?as=" + mode,
+                              "bearer_token": "${API_TOKEN}", "expect": ["status == 299"]}])
+    for fmt in ("json", "text"):
+        done = smoke("health", "--config", path, "--output", str(out), "--format", fmt, env={"API_TOKEN": token})
+        assert done.returncode == 1, done.stderr
+        assert_nothing_leaks(outputs(done, out), token)
+
+
+def test_a_numeric_secret_is_masked_as_a_number(service, tmp_path):
+    path = config(tmp_path, [{"name": "n", "kind": "http", "url": service + "/hostile/reflect?as=number",
+                              "bearer_token": "${API_TOKEN}", "expect": ["json.n == 98765432"]}])
+    done = smoke("health", "--config", path, env={"API_TOKEN": "98765432"})
+    assert done.returncode == 0 and "98765432" not in done.stdout  # judged on the real number, shown masked
+    assert report_of(done)["results"][0]["facts"]["json"] == {"n": "***"}
+
+
+def test_a_secret_cut_short_by_a_cap_shows_none_of_its_start(service, tmp_path):
+    log = tmp_path / "app.log"
+    token = "s3cret-token-xyz"
+    log.write_text("ERROR " + "x" * 490 + token + "\n")
+    path = config(tmp_path, [
+        {"name": "out", "kind": "command", "command": ["printf", "%s", "xxxxx${API_TOKEN}"], "max_output": 12,
+         "expect": ["exit_code == 1"]},
+        {"name": "log", "kind": "log", "path": str(log), "pattern": "ERROR", "expect": ["count == 0"]}])
+    done = smoke("health", "--config", path, "--format", "text", env={"API_TOKEN": token})
+    assert done.returncode == 1
+    assert "s3c" not in done.stdout and "xxxxx*** \u2026 (9 more bytes)" in done.stdout
+
+
+def test_secrets_are_masked_in_our_own_quoting(tmp_path):
+    env = {"DB_PASSWORD": "it's-a-s3cret"}
+    path = config(tmp_path, [{"kind": "command", "command": ["printf", "%s", "${DB_PASSWORD}"]},
+                             {"kind": "tcp", "address": "127.0.0.1:1", "send": "${DB_PASSWORD}"}])
+    for args in (["--dry-run"], []):
+        done = smoke("health", "--config", path, *args, env=env)
+        assert "s3cret" not in done.stdout + done.stderr, args
+    bad = config(tmp_path, [{"kind": "tcp", "address": "db.example:${DB_PASSWORD}"}])
+    done = smoke("health", "--config", bad, env={"DB_PASSWORD": "pa'ss\"w0rd"})
+    assert done.returncode == 2 and "w0rd" not in done.stderr
+
+
+@pytest.mark.parametrize("name, secret", [
+    ("MAX_TOKENS", False), ("TOKENIZER_DIR", False), ("SECRETARY_EMAIL", False), ("CREDENTIALS_DIR_PATH", False),
+    ("NGINX_URL", False), ("PWD", False), ("KEYBOARD_LAYOUT", False),
+    ("MYSQL_PWD", True), ("GITHUB_PAT", True), ("REDIS_PWD", True), ("PGPASSWORD", True), ("GITHUB_TOKEN", True),
+    ("AWS_SECRET_ACCESS_KEY", True), ("STRIPE_KEY", True), ("DB_PASSWORD", True), ("BASIC_AUTH", True)])
+def test_variable_names_are_judged_by_their_last_word(name, secret):
+    from checks.secrets import secret_name
+    assert secret_name(name) is secret
+
+
+def test_camel_case_fields_and_env_variables_of_commands_are_secrets(service, tmp_path):
+    from checks.secrets import secret_field
+    assert all(secret_field(f) for f in ("accessToken", "clientSecret", "userPassword", "apiKey"))
+    path = config(tmp_path, [{"name": "c", "kind": "command", "command": ["sh", "-c", "echo $PGPASSWORD"],
+                              "env": {"PGPASSWORD": "${PLAIN_VALUE}"}, "expect": ["exit_code == 1"]}])
+    done = smoke("health", "--config", path, env={"PLAIN_VALUE": "plain-but-a-password"})
+    assert "plain-but-a-password" not in done.stdout
+
+
 def test_a_config_error_never_shows_part_of_a_long_secret(tmp_path):
     secret = "s3cr3t-" + "x" * 60 + "-tail"
     path = config(tmp_path, [{"name": "c", "kind": "tcp", "address": "127.0.0.1:1", "timeout": "${API_TOKEN}"}])

@@ -180,4 +180,4 @@ class _Capped:
 
     def text(self) -> str:
         text = bytes(self.data).decode("utf-8", errors="replace")
-        return text + ("\n… (%d more bytes)" % self.dropped if self.dropped else "")
+        return text + ("\n\u2026 (%d more bytes)" % self.dropped if self.dropped else "")

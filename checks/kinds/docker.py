@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 from urllib.parse import quote
 
 from checks import CheckError, ConfigError
+from checks.model import cut
 from checks.net import DeadlineGuard, describe_error, local_fault
 
 NAME = "docker"
@@ -155,7 +156,8 @@ def _api(path: str, url: str, timeout: float) -> Optional[Any]:
     if response.status == 404:
         return None
     if response.status != 200:
-        raise CheckError("docker API at %s answered %d: %s" % (path, response.status, body[:200].decode("utf-8", "replace")))
+        raise CheckError("docker API at %s answered %d: %s" % (path, response.status,
+                                                               cut(body.decode("utf-8", "replace"), 200)))
     try:
         return json.loads(body)
     except ValueError:

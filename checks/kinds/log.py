@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Dict, List
 
 from checks import CheckError, ConfigError, regex
+from checks.model import cut
 
 NAME = "log"
 DEFAULT_EXPECT = None  # "present" and "absent" are equally common: the config says which
@@ -47,7 +48,7 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     matches = [line for line, hit in zip(lines, found) if hit]
     facts: Dict[str, Any] = {"count": len(matches), "lines_read": len(lines)}
     if matches:
-        facts["last_match"] = matches[-1][:500]
+        facts["last_match"] = cut(matches[-1], 500)
     return facts
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Dict, List
 
 from checks import CheckError, ConfigError, lifecycle, regex
+from checks.model import cut
 
 NAME = "process"
 DEFAULT_EXPECT = ("running == true",)
@@ -54,7 +55,7 @@ def _by_pidfile(path: str) -> Dict[str, Any]:
         raise CheckError("cannot read pidfile %s: %s" % (path, exc.strerror))
     # pid 0 would make kill() signal our own process group; beyond PID_MAX_LIMIT, kill() overflows.
     if not text.isdigit() or not 0 < int(text) <= _PID_MAX:
-        facts["pidfile_error"] = "%s holds %r, not a pid" % (path, text[:20])
+        facts["pidfile_error"] = "%s holds %r, not a pid" % (path, cut(text, 20))
     elif _alive(int(text)):
         facts.update(running=True, count=1, pids=[int(text)])
     else:

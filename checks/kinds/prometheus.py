@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from checks import CheckError, ConfigError
 from checks.kinds import http
+from checks.model import cut
 
 NAME = "prometheus"
 DEFAULT_EXPECT = ("count > 0",)
@@ -70,7 +71,7 @@ def probe(params, timeout: float) -> Dict[str, Any]:
 def _detail(doc: Any, answer: Dict[str, Any]) -> str:
     """Prometheus' error; else (a wrong URL, not the API) the start of the body. One line either way."""
     detail = doc.get("error") if isinstance(doc, dict) else None
-    return " ".join(str(detail or answer.get("body", "")[:200]).split()) or "not a query result"
+    return cut(" ".join(str(detail or answer.get("body", "")).split()), 200) or "not a query result"
 
 
 def _facts(data: Dict[str, Any]) -> Dict[str, Any]:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Dict, Tuple
 
 from checks import CheckError, ConfigError
+from checks.model import cut
 from checks.net import connect, describe_error, local_fault
 
 NAME = "tcp"
@@ -73,4 +74,5 @@ def _read_line(sock, deadline: float) -> str:
         if not chunk:
             break
         data += chunk
-    return data.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
+    line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
+    return cut(line, len(line) - 1) if b"\n" not in data and len(data) >= MAX_BANNER else line
