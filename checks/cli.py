@@ -10,6 +10,8 @@ full nor hung-up stream ever changes the exit code.
 import os
 import sys
 
+_STDOUT_TIMEOUT_S = 60.0  # for a reader of our stdout to take the report
+
 
 def _module(name):
     __import__(name)  # not importlib.import_module: importing importlib costs a one-check run
@@ -153,7 +155,7 @@ def run(args, commands, closed) -> int:
         if args.dry_run:
             _emit("".join(printable(secrets.redact(_planned(check))) + "\n" for check in chosen), "stdout" in closed)
             return 0
-        if args.output:
+        if args.output is not None:
             from checks import sinks
             sinks.check_output(args.output)
     except ConfigError as exc:
@@ -188,7 +190,7 @@ def run(args, commands, closed) -> int:
                                     {} if args.min_pass_rate is not None else rates)
         report = secrets.redact(report)  # names and targets come from the config too
         # Decide, then deliver, then print: the printed report and the exit code always agree.
-        if args.output:
+        if args.output is not None:
             from checks import sinks
             problem = sinks.write_output(args.output, RENDERERS["json"](report))
             if problem:
@@ -196,7 +198,7 @@ def run(args, commands, closed) -> int:
                 if report["exit_code"] == 0:  # a pass nobody can read is not a pass; a failure stays 1
                     report.update(status="error", exit_code=int(model.ExitCode.UNKNOWN))
         if problems:
-            report["problems"] = [secrets.redact(problem) for problem in problems]
+            report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
             for problem in report["problems"]:
                 say("smoke.py: " + problem)
         code = report["exit_code"]
@@ -273,20 +275,25 @@ def say(line: str) -> None:
 def _emit(text: str, closed: bool = False) -> None:
     """The report on stdout as UTF-8 whatever the locale; a closed pipe ends quietly.
 
-    A stdout that cannot take it (closed, a full disk) is said on stderr; the exit
-    code is the verdict's either way.
+    A stdout that cannot take it (closed, a full disk, a reader gone quiet for a minute)
+    is said on stderr; the exit code is the verdict's either way.
     """
     if closed:
         say("smoke.py: stdout is closed: the report was not printed")
         return
+    data = text.encode("utf-8", "replace")  # a lone surrogate from the environment must not lose the report
     try:
         sys.stdout.flush()
-        if hasattr(sys.stdout, "buffer"):
-            sys.stdout.buffer.write(text.encode("utf-8"))
-            sys.stdout.buffer.flush()
-        else:
-            sys.stdout.write(text)
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, ValueError, OSError):  # not a real file (a test's capture)
+            fd = None
+        if fd is None:
+            sys.stdout.buffer.write(data) if hasattr(sys.stdout, "buffer") else sys.stdout.write(text)
             sys.stdout.flush()
+        else:
+            from checks import sinks
+            sinks.write_all(fd, data, _STDOUT_TIMEOUT_S)
     except BrokenPipeError:
         # The reader went away (smoke.py all | head): end quietly, as CPython's docs advise.
         park_stdout()

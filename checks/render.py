@@ -14,11 +14,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Callable, Dict
 
-# C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text.
-# (Pattern strings: re compiles them on first use, which most runs never reach.)
-_CONTROL = "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
-# In JSON, C0 is escaped by json.dumps; the rest are legal raw inside strings, and escaped here.
-_JSON_UNSAFE = "[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+# Escaped: every character that is not printable (str.isprintable: C0 and C1 controls,
+# DEL, format characters that reorder or hide text, separators, unassigned). Candidates
+# are found by a regex over the non-ASCII and control range only; most text has none.
+_CANDIDATE = "[^\x20-\x7e]"
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _COLORS = {"PASS": "32", "FAIL": "31", "WARN": "33", "ERROR": "1;31", "SKIP": "2", "INTERRUPTED": "1;33"}
 _SNIPPET = 200
@@ -31,13 +30,25 @@ def printable(text: Any) -> str:
     text = str(text)
     if text.isprintable():
         return text
-    return re.sub(_CONTROL, lambda m: _NAMED.get(m.group()) or (
-        "\\x%02x" % ord(m.group()) if ord(m.group()) < 0x100 else "\\u%04x" % ord(m.group())), text)
+    return re.sub(_CANDIDATE, _escape, text)
+
+
+def _escape(match) -> str:
+    char = match.group()
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return _NAMED.get(char) or ("\\x%02x" % code if code < 0x100 else "\\u%04x" % code if code < 0x10000
+                                else "\\U%08x" % code)
 
 
 def render_json(report: Dict[str, Any], color: bool = False) -> str:
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    return text if text.isascii() else re.sub(_JSON_UNSAFE, lambda m: "\\u%04x" % ord(m.group()), text)
+    if text.isascii():
+        return text
+    # json.dumps escaped C0; what else is not printable can only be inside a string: escape it there
+    return re.sub("[^\x00-\x7e]", lambda m: m.group() if m.group().isprintable() else json.dumps(m.group())[1:-1],
+                  text)
 
 
 def render_text(report: Dict[str, Any], color: bool = False) -> str:

@@ -206,6 +206,16 @@ def test_any_bytes_end_as_facts_the_report_can_serialise(service, tmp_path, path
                 or "nested deeper than 32 levels" in json.dumps(facts["json"]))
 
 
+def test_invisible_format_characters_are_escaped_too(service):
+    name = "n\u206a\U000e0001\ufff9\u00ad\u180e\u2066e"
+    done = smoke("health", "--format", "text", "--url", service + "/fault/500", "--name", name)
+    assert "n\\u206a\\U000e0001\\ufff9\\xad\\u180e\\u2066e" in done.stdout
+    assert not any(not char.isprintable() for char in done.stdout.replace("\n", ""))
+    done = smoke("health", "--url", service + "/fault/500", "--name", name)
+    assert not any(not char.isprintable() for char in done.stdout.replace("\n", ""))
+    assert report_of(done)["results"][0]["name"] == name
+
+
 def test_control_characters_are_escaped_in_text_output(service):
     done = smoke("health", "--format", "text", "--url", service + "/hostile/terminal", "--name", "evil\x1b[2Jname")
     assert "\x1b" not in done.stdout and "\r" not in done.stdout and "\x00" not in done.stdout
@@ -477,6 +487,61 @@ def test_output_to_anything_else_is_refused_before_the_run(service, tmp_path):
     if block:
         assert stat.S_ISBLK(os.stat(block).st_mode)
     listener.close()
+
+
+def test_output_to_dev_stdout_appends_where_stdout_goes_and_replaces_nothing(service, tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("earlier lines\n")
+    with open(str(log), "a") as out:
+        done = subprocess.run([sys.executable, SMOKE, "health", "--url", service + "/health", "--output", "/dev/stdout"],
+                              stdout=out, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = log.read_text()
+    assert text.startswith("earlier lines\n") and text.count('"schema": "smoke.report/1"') == 2
+
+
+def test_an_output_path_that_is_not_utf8_keeps_the_printed_report(service, tmp_path):
+    fifo = os.path.join(str(tmp_path).encode(), b"f\xff.fifo")
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable.encode(), SMOKE.encode(), b"health", b"--url",
+                           (service + "/health").encode(), b"--output", fifo], capture_output=True, timeout=60)
+    report = strict_json(done.stdout.decode("utf-8"))
+    assert done.returncode == 3 == report["exit_code"] and "no process is reading the FIFO" in report["problems"][0]
+
+
+def test_a_name_from_non_utf8_environment_bytes_still_prints(tmp_path):
+    path = config(tmp_path, [{"name": "api ${SITE}", "kind": "tcp", "address": "127.0.0.1:1"}])
+    env = dict(os.environ)
+    env_bytes = {k.encode(): v.encode() for k, v in env.items()}
+    env_bytes[b"SITE"] = b"caf\xe9"
+    for args in ([b"--dry-run"], []):
+        done = subprocess.run([sys.executable.encode(), SMOKE.encode(), b"health", b"--config", path.encode()] + args,
+                              capture_output=True, env=env_bytes, timeout=60)
+        assert b"api caf" in done.stdout and done.stderr == b"", (args, done.stderr)
+
+
+def test_a_non_blocking_stdout_still_gets_the_whole_report(service, tmp_path):
+    """Some CI runners and Node parents set O_NONBLOCK on the pipe: a plain write stops at 64 KiB."""
+    path = config(tmp_path, [{"name": "c%d" % i, "kind": "http", "url": service + "/echo"} for i in range(300)])
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", path], stdout=writer)
+    os.close(writer)
+    chunks = []
+    while True:
+        time.sleep(0.001)
+        chunk = os.read(reader, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(reader)
+    assert proc.wait(60) == 0
+    assert len(strict_json(b"".join(chunks).decode())["results"]) == 300
+
+
+def test_an_empty_output_name_is_an_error(service):
+    done = smoke("health", "--url", service + "/health", "--output", "")
+    assert done.returncode == 2 and "--output: give a file name" in done.stderr
 
 
 def test_a_failed_write_and_the_printed_report_agree_on_the_exit_code(service):
