@@ -197,6 +197,9 @@ def run(args, commands, closed) -> int:
                 problems.append("--output: " + problem)
                 if report["exit_code"] == 0:  # a pass nobody can read is not a pass; a failure stays 1
                     report.update(status="error", exit_code=int(model.ExitCode.UNKNOWN))
+        if signals.signum is not None and "interrupted" not in report:  # it came while the report was delivered
+            name = model.SIGNAL_NAMES[signals.signum]
+            report.update(status="error", interrupted=name, exit_code=int(model.ExitCode[name]))
         if problems:
             report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
             for problem in report["problems"]:

@@ -25,6 +25,7 @@ DEFAULT_FILES = ("smoke.toml", "smoke.json")
 _ENV_REF = r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{(?=\w)"
 MAX_DEPTH = 64  # tables and lists within each other; deeper is a mistake (or an attack), not a config
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
+CONFIG_READ_TIMEOUT_S = 10.0  # for a config read from a pipe
 _REQUIRED = object()
 
 
@@ -50,8 +51,7 @@ def load(path: str, secrets: Secrets, environ=os.environ) -> Dict[str, Any]:
     whatever their names; it is read before anything is interpolated.
     """
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
+        data = _read_bounded(path)
     except OSError as exc:
         raise ConfigError("%s: cannot read config: %s" % (path, exc.strerror or exc))
     if len(data) > MAX_CONFIG_BYTES:
@@ -63,7 +63,7 @@ def load(path: str, secrets: Secrets, environ=os.environ) -> Dict[str, Any]:
     doc = _parse_toml(path, text) if path.endswith(".toml") else _parse_json(path, text)
     if not isinstance(doc, dict):
         raise ConfigError("%s: the top level must be an object of sections, e.g. {\"health\": {...}}" % path)
-    _check_depth(doc)
+    _check_values(doc)
     names = Fields(doc, "").strings("secrets", [])
     secrets.names.update(names)
     used: set = set()
@@ -75,8 +75,42 @@ def load(path: str, secrets: Secrets, environ=os.environ) -> Dict[str, Any]:
     return doc
 
 
-def _check_depth(doc: Any) -> None:
-    """Refuse nesting past MAX_DEPTH, walking without recursion (so any depth can be refused)."""
+def _read_bounded(path: str) -> bytes:
+    """The file's bytes; a pipe or FIFO (--config <(...), /dev/stdin) within a deadline, so a
+    FIFO nobody writes to cannot hang the run."""
+    import select
+    import stat
+    import time
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.set_blocking(fd, True)
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                return fh.read(MAX_CONFIG_BYTES + 1)
+        poller, chunks, size = select.poll(), [], 0
+        poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + CONFIG_READ_TIMEOUT_S
+        while size <= MAX_CONFIG_BYTES:
+            if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                raise OSError("nothing more came within %gs" % CONFIG_READ_TIMEOUT_S)
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _check_values(doc: Any) -> None:
+    """Refuse nesting past MAX_DEPTH, text no program can take (a lone surrogate, as JSON's
+    "\\ud800" gives) and TOML's dates and times (JSON has none); walking without recursion,
+    so any depth can be refused."""
     stack = [(doc, "", 0)]
     while stack:
         obj, where, depth = stack.pop()
@@ -84,9 +118,14 @@ def _check_depth(doc: Any) -> None:
             raise ConfigError("%s: nested deeper than %d levels" % (where, MAX_DEPTH))
         items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
         for key, value in items:
+            at = "%s[%d]" % (where, key) if isinstance(key, int) else _join(where, key)
+            for text in (key, value):
+                if isinstance(text, str) and not text.isascii() and re.search("[\ud800-\udfff]", text):
+                    raise ConfigError("%s: holds a lone surrogate (\\ud800-\\udfff), which is not text" % at)
             if isinstance(value, (dict, list)):
-                stack.append((value, "%s[%d]" % (where, key) if isinstance(key, int) else _join(where, key),
-                              depth + 1))
+                stack.append((value, at, depth + 1))
+            elif not isinstance(value, (str, int, float, bool, type(None))):
+                raise ConfigError("%s: a TOML date or time is not supported here; write it as a string" % at)
 
 
 def _parse_json(path: str, text: str) -> Any:
@@ -166,6 +205,14 @@ def _join(where: str, key: str) -> str:
     return "%s.%s" % (where, key) if where else str(key)
 
 
+def check_os_text(value: str, where: str) -> None:
+    """No program, path or environment can hold a NUL, and an empty path names nothing."""
+    if "\0" in value:
+        raise ConfigError("%s: holds a NUL character, which no path or argument can" % where)
+    if not value:
+        raise ConfigError("%s: is empty" % where)
+
+
 def range_problem(value: float, low: float, high: float = math.inf) -> Optional[str]:
     """Why value is out of [low, high], or None; infinity and NaN are never in range."""
     try:
@@ -224,6 +271,13 @@ class Fields:
 
     def text(self, key: str, default: Any = _REQUIRED) -> Any:
         return self.get(key, (str,), default)
+
+    def path(self, key: str, default: Any = _REQUIRED) -> Any:
+        """Text handed to the operating system (a path, an argument): no NUL, no empty."""
+        value = self.text(key, default)
+        if value is not None and value is not default:
+            check_os_text(value, self.at(key))
+        return value
 
     def flag(self, key: str, default: bool) -> bool:
         return self.get(key, (bool,), default)

@@ -38,6 +38,7 @@ _MEANT = {"=": "==", "===": "==", "eq": "==", "is": "==", "!==": "!=", "<>": "!=
 # "v20.1"), or when the fact is named *version ("3.9" in json.version). Other one-dot
 # strings ("0.5") stay numbers.
 _DOTTED = r"v?(\d+(?:\.\d+)*)"
+_MAX_VERSION = 200  # characters of a dotted number read as a version
 _EXCERPT = 80
 _DEFAULT_S = 10.0  # how long a regular expression may run when no deadline is given
 
@@ -285,7 +286,9 @@ def _named_version(cond: Condition) -> bool:
 def _dotted(text: str) -> Optional[Tuple[int, ...]]:
     """The leading dotted number of text ("v3.9.18-rc1" -> (3, 9, 18)), or None."""
     match = re.match(_DOTTED, text.strip())
-    return tuple(int(p) for p in match.group(1).split(".")) if match else None
+    if not match or len(match.group(1)) > _MAX_VERSION:  # 5000 digits: not a version, and int() refuses
+        return None
+    return tuple(int(p) for p in match.group(1).split("."))
 
 
 def _whole_version(text: str) -> bool:

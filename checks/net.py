@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import re
 import socket
 import sys
 import threading
@@ -105,9 +106,25 @@ def connect(address, timeout: float, source_address=None) -> socket.socket:
     raise error or OSError("getaddrinfo returned no address for %r" % (address[0],))
 
 
+def valid_host(host: str) -> bool:
+    """A DNS name (IDN too), an IPv4 or an IPv6 address (without its brackets)."""
+    if ":" in host:
+        import ipaddress
+        try:
+            return ipaddress.ip_address(host.split("%", 1)[0]).version == 6
+        except ValueError:
+            return False
+    try:  # the idna codec only when needed: importing it costs milliseconds
+        labels = (host if host.isascii() else host.encode("idna").decode("ascii")).rstrip(".").split(".")
+    except UnicodeError:
+        return False
+    return all(re.fullmatch(_LABEL, label) for label in labels)
+
+
 # Errors of this host, not of the far side: the check could not be made, so they are `error`.
 LOCAL_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _EXCERPT = 40
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"  # a DNS label; compiled on first use
 
 
 def local_fault(exc: BaseException) -> Optional[str]:

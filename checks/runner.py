@@ -298,6 +298,9 @@ def attempt(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[flo
             problems = judge(check.expect, facts, ends, ctx.redact)
         except CheckError as exc:
             return _result(check, "error", ctx.redact(str(exc)), started, attempts)
+        except MemoryError:
+            return _result(check, "error", "out of memory in the %s probe (a limit of this host: ulimit -v?)"
+                           % check.kind, started, attempts)
         except Exception as exc:  # a bug in a probe must not take the run down
             return _result(check, "error", ctx.redact("internal error in %s probe: %s: %s"
                                                       % (check.kind, type(exc).__name__, exc)), started, attempts)

@@ -596,6 +596,22 @@ def test_sighup_reports_cleans_up_and_exits_129(tmp_path):
     assert sleepers_of(marker) == []
 
 
+def test_a_signal_while_the_report_is_delivered_still_ends_the_run_with_its_code(service, tmp_path):
+    fifo = tmp_path / "slow.fifo"
+    os.mkfifo(str(fifo))
+    holder = os.open(str(fifo), os.O_RDONLY | os.O_NONBLOCK)  # a reader that never reads
+    path = config(tmp_path, [{"name": "c%d" % i, "kind": "http", "url": service + "/echo"} for i in range(100)])
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", path, "--output", str(fifo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # the checks are done; the report waits for the FIFO's reader
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        os.close(holder)
+    assert proc.returncode == 143 and json.loads(out)["interrupted"] == "SIGTERM"
+
+
 def test_a_kill_9_of_smoke_py_orphans_nothing(tmp_path):
     marker = "kill9-%d" % os.getpid()
     proc = start_sleepers(tmp_path, marker)
@@ -676,6 +692,103 @@ def test_deep_nesting_in_a_config_is_exit_2(tmp_path):
         toml.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
         done = smoke("health", "--config", str(toml))
         assert done.returncode == 2 and "nested deeper than 64 levels" in done.stderr
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"kind": "file", "path": "a\u0000b"}, "health.checks[0].path: holds a NUL character"),
+    ({"kind": "log", "path": "", "pattern": "x", "expect": ["count == 0"]}, "health.checks[0].path: is empty"),
+    ({"kind": "process", "pidfile": "/run/x\u0000"}, "health.checks[0].pidfile: holds a NUL"),
+    ({"kind": "resources", "paths": ["/", "a\u0000"]}, "health.checks[0].paths[1]: holds a NUL"),
+    ({"kind": "command", "command": ["echo", "a\u0000"]}, "health.checks[0].command[1]: holds a NUL"),
+    ({"kind": "command", "command": ["true"], "cwd": "a\u0000"}, "health.checks[0].cwd: holds a NUL"),
+    ({"kind": "command", "command": ["true"], "env": {"A=B": "x"}}, "health.checks[0].env.A=B: an environment"),
+    ({"kind": "command", "command": ["echo", "\ud800"]}, "health.checks[0].command[1]: holds a lone surrogate"),
+    ({"kind": "tcp", "address": "127.0.0.1:1", "send": "\ud800"}, "health.checks[0].send: holds a lone surrogate"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "body": "\ud800"}, "health.checks[0].body: holds a lone surrogate"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "headers": {"X-Note": "\u20ac"}}, "must be Latin-1 text"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "ca_file": "a\u0000"}, "health.checks[0].ca_file: holds a NUL"),
+    ({"kind": "tcp", "address": "a\u0000b:80"}, "is not a valid host name or address"),
+    ({"kind": "tcp", "address": "bad host:80"}, "is not a valid host name or address"),
+    ({"kind": "tcp", "address": "[::1:80"}, "is not a valid host name or address"),
+    ({"kind": "tcp", "address": "::1:80"}, "is not a valid host name or address"),
+])
+def test_values_no_program_can_take_are_exit_2_naming_the_field(tmp_path, table, message):
+    path = config(tmp_path, [dict(table, name="c")])
+    for args in (["--validate"], []):
+        done = smoke("health", "--config", path, *args)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "internal error" not in done.stderr
+
+
+def test_a_toml_date_is_a_config_error_and_a_silent_fifo_no_hang(tmp_path):
+    if sys.version_info >= (3, 11):
+        toml = tmp_path / "dates.toml"
+        toml.write_text('[[health.checks]]\nname = "c"\nkind = "http"\nurl = "http://h/"\njson = {when = 1979-05-27}\n')
+        done = smoke("health", "--config", str(toml), "--validate")
+        assert done.returncode == 2 and "health.checks[0].json.when: a TOML date or time" in done.stderr
+    fifo = tmp_path / "config.json"
+    os.mkfifo(str(fifo))
+    done, took = timed_run("health", "--config", str(fifo), timeout=60)
+    assert done.returncode == 2 and took < 20 and "cannot read config" in done.stderr
+
+
+def test_non_ascii_urls_are_sent_encoded(service):
+    result = run_check(kind="http", url=service + "/caf\u00e9?q=\u00fc", expect=["status == 404"])
+    assert result.status == "pass", result.message  # the fixture's 404 says which path it was asked for
+    assert result.facts["json"]["path"] == "/caf%C3%A9?q=%C3%BC"
+
+
+def test_what_a_server_sends_back_malformed_is_a_fail_not_our_error(service, tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers = {"/bad-location": (302, {"Location": "http://[::1"}, b""),
+               "/prom-list/api/v1/query": (200, {}, b'{"status": "success", "data": [1, 2]}'),
+               "/prom-scalar/api/v1/query": (200, {}, b'{"status": "success", "data": {"resultType": "scalar", "result": [1]}}'),
+               "/version": (200, {}, json.dumps({"version": "1." + "9" * 5000 + ".1"}).encode())}
+
+    class Odd(BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, headers, body = answers[self.path.split("?")[0]]
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Odd)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = "http://127.0.0.1:%d" % server.server_address[1]
+    try:
+        assert run_check(kind="http", url=base + "/bad-location").status == "fail"
+        for prefix in ("/prom-list", "/prom-scalar"):
+            result = run_check(kind="prometheus", url=base + prefix, query="up")
+            assert result.status == "fail" and "not a query result" in result.message, result.message
+        result = run_check(kind="http", url=base + "/version", expect=["json.version >= 1.0"])
+        assert result.status in ("pass", "fail") and "internal error" not in result.message
+    finally:
+        server.shutdown()
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    result = run_check(kind="file", path=str(deep), expect=["json exists"])
+    assert result.status == "fail" and "nested too deeply" in result.facts["json_error"]
+
+
+def test_out_of_memory_keeping_output_is_an_error_without_a_traceback(tmp_path):
+    path = config(tmp_path, [{"name": "big", "kind": "command", "command": ["head", "-c", "60000000", "/dev/zero"],
+                              "max_output": 64 * 1024 * 1024, "timeout": 30}])
+    limit = 300 * 1024 * 1024
+    done = smoke("health", "--config", path,
+                 preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert "Traceback" not in done.stderr
+    result = report_of(done)["results"][0]
+    assert result["status"] in ("pass", "error"), result  # enough memory here, or an error: never a fail
+    if result["status"] == "error":
+        assert "out of memory" in result["message"] and done.returncode == 3
 
 
 def test_https_on_a_python_without_ssl_is_a_config_error(tmp_path):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Callable, Dict, List, Optional
 
 from checks import CheckError, ConfigError, lifecycle
+from checks.config import check_os_text
 from checks.runner import CLEANUP
 
 NAME = "command"
@@ -42,11 +43,19 @@ def load(fields) -> Dict[str, Any]:
         command = fields.strings("command") if isinstance(command, list) else _split(command, fields)
         if not command:
             raise ConfigError("%s: the command is empty" % fields.at("command"))
+        for i, word in enumerate(command):
+            if "\0" in word or not (word or i):
+                check_os_text(word, "%s[%d]" % (fields.at("command"), i))
+    else:
+        check_os_text(command, fields.at("command"))
     env = fields.get("env", (dict,), {})
     for name, value in env.items():
         if not isinstance(value, str):
             raise ConfigError("%s.%s: expected a string" % (fields.at("env"), name))
-    return {"command": command, "shell": shell, "env": env, "cwd": fields.text("cwd", None),
+        if not name or "=" in name or "\0" in name + value:
+            raise ConfigError("%s.%s: an environment variable's name is not empty and has no '=' or NUL, "
+                              "nor has its value a NUL" % (fields.at("env"), name))
+    return {"command": command, "shell": shell, "env": env, "cwd": fields.path("cwd", None),
             "max_output": fields.integer("max_output", MAX_OUTPUT, 1, MAX_OUTPUT_LIMIT)}
 
 
@@ -98,6 +107,9 @@ def probe(params, timeout: float) -> Dict[str, Any]:
     drained = time.monotonic() + 1.0
     out.join(drained)
     err.join(drained)
+    if out.out_of_memory or err.out_of_memory:
+        raise CheckError("out of memory keeping %s's output (a limit of this host): lower max_output"
+                         % target(params))
     stdout, stderr = out.text(), err.text()
     if exit_code is None:
         return {"error": "timed out after %gs" % timeout, "stdout": stdout, "stderr": stderr}
@@ -165,6 +177,7 @@ class _Capped:
 
     def __init__(self, pipe, cap: int):
         self.data, self.dropped, self._pipe, self._cap = bytearray(), 0, pipe, cap
+        self.out_of_memory = False
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
 
@@ -172,7 +185,10 @@ class _Capped:
         with self._pipe:
             for chunk in iter(lambda: self._pipe.read1(65536), b""):
                 room = self._cap - len(self.data)
-                self.data += chunk[:max(0, room)]
+                try:
+                    self.data += chunk[:max(0, room)]
+                except MemoryError:  # our limit (ulimit -v), not the command's: keep draining, keep nothing
+                    self.out_of_memory, self._cap, self.data = True, 0, bytearray()
                 self.dropped += max(0, len(chunk) - max(0, room))
 
     def join(self, deadline: float) -> None:

@@ -25,7 +25,7 @@ MAX_JSON_LIMIT = 256 * MAX_JSON
 
 
 def load(fields) -> Dict[str, Any]:
-    path = fields.text("path")
+    path = fields.path("path")
     return {"path": path, "json": fields.flag("json", path.endswith(".json")),
             "max_bytes": fields.integer("max_bytes", MAX_JSON, 1, MAX_JSON_LIMIT)}
 
@@ -67,3 +67,5 @@ def read_json(path: str, max_bytes: int) -> Dict[str, Any]:
         return {"json": json.loads(data.decode("utf-8-sig"))}
     except (ValueError, UnicodeDecodeError) as exc:
         return {"json_error": "%s is not valid JSON: %s" % (path, exc)}
+    except RecursionError:
+        return {"json_error": "%s is not valid JSON: nested too deeply to parse" % path}

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 
 from checks import CheckError, ConfigError, __version__
 from checks.config import Fields
-from checks.net import DeadlineGuard, connect, describe_error, local_fault
+from checks.model import cut
+from checks.net import DeadlineGuard, connect, describe_error, local_fault, valid_host
 from checks.secrets import secret_field
 
 NAME = "http"
@@ -34,11 +35,10 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 _PORTS = {"http": 80, "https": 443}
 _CHUNK = 65536
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods and header names
-_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 def load(fields) -> Dict[str, Any]:
-    url = fields.text("url")
+    url = ascii_url(fields.text("url"))
     check_url(url, fields.at("url"))
     method = fields.text("method", "GET").upper()
     if not _TOKEN.fullmatch(method):
@@ -54,7 +54,7 @@ def load(fields) -> Dict[str, Any]:
         headers["User-Agent"] = "smoke.py/" + __version__
     import http.client  # noqa: F401 -- now, not in the first probe, where 50 threads would queue on the import
     insecure = fields.flag("insecure", False)
-    ca_file = fields.text("ca_file", None)
+    ca_file = fields.path("ca_file", None)
     if insecure and ca_file:
         raise ConfigError("%s: insecure skips verification, so a ca_file has no effect" % fields.at("ca_file"))
     return {
@@ -92,6 +92,24 @@ def request_headers(fields) -> Dict[str, str]:
     return headers
 
 
+def ascii_url(url: str) -> str:
+    """A URL as it goes on the wire: an IDN host in its xn-- form, other non-ASCII
+    characters percent-encoded (http://h/café -> /caf%C3%A9), as a browser sends them."""
+    if url.isascii():
+        return url
+    from urllib.parse import quote, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname.encode("idna").decode("ascii") if parts.hostname else ""
+        netloc = host + (":%d" % parts.port if parts.port else "")
+    except (UnicodeError, ValueError):
+        return url  # check_url says what is wrong with it
+    safe = "".join(chr(c) for c in range(0x21, 0x7f))  # keep every ASCII character as written
+    return urlunsplit((parts.scheme, netloc, quote(parts.path, safe), quote(parts.query, safe),
+                       quote(parts.fragment, safe)))
+
+
 def check_url(url: str, where: str) -> None:
     """An http(s) URL a request can be made to, or a ConfigError saying what is wrong with it."""
     if any(char.isspace() or not char.isprintable() for char in url):
@@ -113,21 +131,6 @@ def check_url(url: str, where: str) -> None:
         needs_ssl(where)
 
 
-def valid_host(host: str) -> bool:
-    """A DNS name (IDN too), an IPv4 or a bracketed IPv6 address."""
-    if ":" in host:
-        import ipaddress
-        try:
-            return ipaddress.ip_address(host.split("%", 1)[0]).version == 6
-        except ValueError:
-            return False
-    try:  # the idna codec only when needed: importing it costs milliseconds
-        labels = (host if host.isascii() else host.encode("idna").decode("ascii")).rstrip(".").split(".")
-    except UnicodeError:
-        return False
-    return all(_LABEL.fullmatch(label) for label in labels)
-
-
 def needs_ssl(where: str) -> None:
     try:
         import ssl  # noqa: F401 -- a Python built without OpenSSL has no ssl module
@@ -138,8 +141,13 @@ def needs_ssl(where: str) -> None:
 
 def _check_header_value(value: str, where: str) -> None:
     # http.client would refuse it at request time, quoting the value (often a token) in its error.
-    if "\r" in value or "\n" in value:
-        raise ConfigError("%s: a header value cannot contain a line break (a trailing newline from a file?)" % where)
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise ConfigError("%s: a header value cannot contain a line break or NUL (a trailing newline from a file?)"
+                          % where)
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:  # as http.client sends header values; a token is ASCII anyway
+        raise ConfigError("%s: a header value must be Latin-1 text (HTTP): percent- or base64-encode it" % where)
 
 
 def target(params) -> str:
@@ -173,7 +181,12 @@ def fetch(url: str, timeout: float, method: str = "GET", headers: Optional[dict]
             facts["error"] = "too many redirects (more than %d), last to %s" % (max_redirects, location)
             break
         redirects += 1
-        location = urljoin(url, location)
+        try:
+            location = urljoin(url, location)
+            urlsplit(location).port  # noqa: B018 -- raises on a bad port or bracket
+        except ValueError as exc:  # the server's mistake: a fail, not ours
+            facts["error"] = "cannot follow the redirect to %s: %s" % (cut(repr(location)[1:-1], 80), exc)
+            break
         if not _same_site(url, location):
             headers = {k: v for k, v in headers.items() if not _credential(k)}
         url = location

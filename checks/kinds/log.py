@@ -32,7 +32,7 @@ def load(fields) -> Dict[str, Any]:
     problem = regex.pattern_problem(pattern)
     if problem:
         raise ConfigError("%s: bad regular expression: %s" % (fields.at("pattern"), problem))
-    return {"path": fields.text("path"), "pattern": pattern,
+    return {"path": fields.path("path"), "pattern": pattern,
             "lines": fields.integer("lines", 500, 1, MAX_LINES),
             "ignore_case": fields.flag("ignore_case", False)}
 

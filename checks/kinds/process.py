@@ -22,7 +22,7 @@ _PID_MAX = 4194304  # Linux PID_MAX_LIMIT
 
 
 def load(fields) -> Dict[str, Any]:
-    params = {"pidfile": fields.text("pidfile", None), "executable": fields.text("executable", None),
+    params = {"pidfile": fields.path("pidfile", None), "executable": fields.text("executable", None),
               "pattern": fields.text("pattern", None)}
     if sum(v is not None for v in params.values()) != 1:
         raise ConfigError("%s: give exactly one of pidfile, executable or pattern" % fields.where)

@@ -9,11 +9,12 @@ on_no_data = "fail", "error" or "pass" decides it whatever the expectations say.
 
 from __future__ import annotations
 
+import json
 import math
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Any, Dict
+    from typing import Any, Dict, Optional
 from urllib.parse import urlencode
 
 from checks import CheckError, ConfigError
@@ -55,6 +56,9 @@ def probe(params, timeout: float) -> Dict[str, Any]:
         hint = " (is url the Prometheus base URL?)" if answer.get("status") == 404 else ""
         return {"error": "prometheus answered %s: %s%s" % (answer.get("status"), _detail(doc, answer), hint)}
     facts = _facts(doc.get("data") or {})
+    if facts is None:  # the server's answer, not our query: a fail
+        return {"error": "prometheus answered something that is not a query result: %s"
+                % cut(json.dumps(doc.get("data")), 200)}
     facts["latency_ms"] = answer["latency_ms"]
     if facts["count"] == 0:
         reason = "no data: %s returned an empty result" % params["query"]
@@ -74,14 +78,28 @@ def _detail(doc: Any, answer: Dict[str, Any]) -> str:
     return cut(" ".join(str(detail or answer.get("body", "")).split()), 200) or "not a query result"
 
 
-def _facts(data: Dict[str, Any]) -> Dict[str, Any]:
+def _facts(data: Any) -> Optional[Dict[str, Any]]:
+    """The facts of a query result; None when the answer is not shaped like one."""
+    if not isinstance(data, dict):
+        return None
     kind, result = data.get("resultType"), data.get("result")
     if kind in ("scalar", "string"):
+        if result and not (isinstance(result, list) and len(result) == 2):
+            return None
         samples = [{"metric": {}, "value": result[1]}] if result else []
-    else:  # vector; a range-vector query (matrix) keeps each series' last sample
-        samples = [{"metric": s.get("metric", {}),
-                    "value": (s.get("value") or (s.get("values") or [[0, None]])[-1])[1]}
-                   for s in result or []]
+    elif isinstance(result, (list, type(None))):  # vector; a matrix keeps each series' last sample
+        samples = []
+        for series in result or []:
+            if not isinstance(series, dict):
+                return None
+            points = series.get("values")
+            point = series.get("value") or (points[-1] if isinstance(points, list) and points else None)
+            if not (isinstance(point, list) and len(point) == 2):
+                return None
+            metric = series.get("metric")
+            samples.append({"metric": metric if isinstance(metric, dict) else {}, "value": point[1]})
+    else:
+        return None
     for sample in samples:
         sample["value"] = _number(sample["value"])
     values = [s["value"] for s in samples]

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Dict, List, Tuple
 
 from checks import CheckError, ConfigError
+from checks.config import check_os_text
 
 NAME = "resources"
 DEFAULT_EXPECT = ("memory_percent < 90", "cpu_percent < 90", "disk_percent < 90")
@@ -24,6 +25,8 @@ def load(fields) -> Dict[str, Any]:
     paths = fields.strings("paths", ["/"])
     if not paths:
         raise ConfigError("%s: give at least one path" % fields.at("paths"))
+    for i, path in enumerate(paths):
+        check_os_text(path, "%s[%d]" % (fields.at("paths"), i))
     return {"paths": paths, "cpu_window_s": fields.number("cpu_window_s", 0.5, 0, 60),
             "cpu": "cpu_percent" in fields.subjects}
 

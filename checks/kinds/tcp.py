@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import CheckError, ConfigError
 from checks.model import cut
-from checks.net import connect, describe_error, local_fault
+from checks.net import connect, describe_error, local_fault, valid_host
 
 NAME = "tcp"
 DEFAULT_EXPECT = ("connected == true",)
@@ -24,9 +24,12 @@ MAX_BANNER = 4096
 def parse_address(text: str, where: str) -> Tuple[str, int]:
     """'host:port' or '[v6]:port' into (host, port)."""
     host, sep, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
     if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ConfigError("%s: expected host:port such as 127.0.0.1:5432, got %r" % (where, text))
+    if not valid_host(host) or (":" in host) != bracketed:  # an IPv6 address goes in brackets: [::1]:5432
+        raise ConfigError("%s: %r is not a valid host name or address" % (where, host))
     return host, int(port)
 
 
@@ -56,6 +59,7 @@ def probe(params, timeout: float) -> Dict[str, Any]:
         if params["send"] is not None or params["read_banner"]:
             try:
                 if params["send"] is not None:
+                    sock.settimeout(max(0.001, deadline - time.monotonic()))
                     sock.sendall(params["send"].encode() + b"\r\n")
                 facts["banner"] = _read_line(sock, deadline)
             except socket.timeout:
@@ -69,6 +73,8 @@ def _read_line(sock, deadline: float) -> str:
     """Up to the first newline (or MAX_BANNER bytes, or EOF), within the deadline."""
     data = b""
     while b"\n" not in data and len(data) < MAX_BANNER:
+        if time.monotonic() >= deadline:  # a peer trickling a byte at a time gets no more time
+            raise socket.timeout()
         sock.settimeout(max(0.001, deadline - time.monotonic()))
         chunk = sock.recv(MAX_BANNER - len(data))
         if not chunk:
