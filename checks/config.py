@@ -14,7 +14,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Any, Dict, Iterable, List, Optional, Tuple
+    from typing import Any, Dict, List, Optional, Tuple
 
 from checks import ConfigError
 from checks.secrets import Secrets, collect_fields, secret_field, secret_name

@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Callable, List, Optional, Tuple
 
-from checks.model import reportable
+from checks.model import cut, reportable
 
 # Longest first, so `<=` is not read as `<` and `!contains` not as `contains`.
 OPERATORS = ("!contains", "!matches", "!exists", "contains", "matches", "exists",
@@ -358,7 +358,7 @@ def _expected(cond: Condition) -> str:
 
 def _show(value: Any, redact: Callable[[str], str] = str) -> str:
     text = redact(_dumps(value))
-    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
+    return cut(text, _EXCERPT)
 
 
 def _dumps(value: Any) -> str:

@@ -14,7 +14,7 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Optional, Set
+    from typing import Set
 
 # Keeps only the last list it was sent; at EOF, kills each group in it.
 _REAPER = 'last=; while IFS= read -r line; do last=$line; done; [ -z "$last" ] || kill -s KILL -- $last 2>/dev/null'

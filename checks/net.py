@@ -17,6 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Optional
 
+from checks.model import cut
+
 
 class DeadlineGuard:
     """Shuts a socket down at the deadline, so a trickling peer cannot stretch a read."""
@@ -164,5 +166,4 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _excerpt(text) -> str:
-    from checks.model import cut
     return cut(str(text).strip(), _EXCERPT)

@@ -14,6 +14,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Callable, Dict
 
+from checks.model import cut
+
 # Escaped: every character that is not printable (str.isprintable: C0 and C1 controls,
 # DEL, format characters that reorder or hide text, separators, unassigned). Candidates
 # are found by a regex over the non-ASCII and control range only; most text has none.
@@ -103,17 +105,13 @@ def _evidence(result: Dict[str, Any]):
         if key in _BULKY_FACTS and (key == "json" and "body" in facts
                                     or not any(s.startswith(key + ".") or s == key for s in subjects)):
             continue
-        yield "%s: %s" % (key, _cut(json.dumps(value, ensure_ascii=False)))
+        yield "%s: %s" % (key, cut(json.dumps(value, ensure_ascii=False), _SNIPPET))
     for key in texts:
         text = facts[key]
         if isinstance(text, str) and text.strip():
-            yield "%s: %s" % (key, _cut(" ".join(text.split())))
+            yield "%s: %s" % (key, cut(" ".join(text.split()), _SNIPPET))
     if result["attempts"] > 1:
         yield "attempts: %d" % result["attempts"]
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "…"
 
 
 RENDERERS: Dict[str, Callable[..., str]] = {
