@@ -50,6 +50,7 @@ def add_arguments(parser) -> None:
 
 
 def did_you_mean(message: str, options) -> str:
+    """A hint for one of argparse's errors: the close option, command or choice meant."""
     import difflib
     import re
 
@@ -61,6 +62,8 @@ def did_you_mean(message: str, options) -> str:
         close = difflib.get_close_matches(word, choices or options, n=1)
         if close:
             return " (did you mean %s?)" % close[0]
+    if "argument COMMAND: invalid choice" in message:  # smoke.py --config x.json: an option before the command
+        return " (the command comes first, then its options: smoke.py health --config FILE)"
     return ""
 
 
@@ -259,20 +262,19 @@ def _terminal(stream) -> bool:
         return False
 
 
-def _write_stderr(text: str) -> bool:
+def _write_stderr(text: str) -> None:
     """A closed, full or hung-up stderr never stops a run; what could not be said is lost."""
     try:
         sys.stderr.write(text)
         sys.stderr.flush()
-        return True
     except (OSError, ValueError, AttributeError):
-        return False
+        pass
 
 
 def say(line: str) -> None:
-    """A line for humans on stderr, its control characters escaped (messages quote outside bytes)."""
-    escaped = "".join(char if char.isprintable() or char == "\n" else repr(char)[1:-1] for char in line)
-    _write_stderr(escaped + "\n")
+    """Lines for humans on stderr, control characters escaped (messages quote outside bytes)."""
+    from checks.render import printable
+    _write_stderr("\n".join(printable(part) for part in line.split("\n")) + "\n")
 
 
 def _emit(text: str, closed: bool = False) -> None:
@@ -291,8 +293,11 @@ def _emit(text: str, closed: bool = False) -> None:
             fd = sys.stdout.fileno()
         except (AttributeError, ValueError, OSError):  # not a real file (a test's capture)
             fd = None
-        if fd is None:
-            sys.stdout.buffer.write(data) if hasattr(sys.stdout, "buffer") else sys.stdout.write(text)
+        if fd is None and hasattr(sys.stdout, "buffer"):
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        elif fd is None:
+            sys.stdout.write(text)
             sys.stdout.flush()
         else:
             from checks import sinks

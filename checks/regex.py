@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import List, Optional, Sequence, Tuple
 
 from checks import CheckError
+from checks.model import cut
 
 # A match is its group spans (re.Match.regs): ((start, end) of the whole match, then of each group).
 
@@ -175,14 +176,18 @@ class _Pool:
         seconds = max(deadline - time.monotonic(), _MIN_JOB_S)
         with self._lock:
             self._busy.add(helper)
-        answer = helper.run(job, seconds)
-        with self._lock:
-            kept = helper in self._busy  # else close() has taken it
-            self._busy.discard(helper)
-            if answer is not None and kept:
-                self._idle.append(helper)
+        answer = None
+        try:
+            answer = helper.run(job, seconds)
+        finally:  # whatever happened, the helper is reused or killed, never lost
+            with self._lock:
+                kept = helper in self._busy  # else close() has taken it
+                self._busy.discard(helper)
+                if answer is not None and kept:
+                    self._idle.append(helper)
+            if answer is None:
+                helper.kill()
         if answer is None:
-            helper.kill()
             raise RegexTimeout(_too_slow(pattern, seconds))
         return answer
 
@@ -195,7 +200,7 @@ class _Pool:
 
 
 def _too_slow(pattern: str, seconds: float) -> str:
-    shown = pattern if len(pattern) <= 60 else pattern[:60] + "…"
+    shown = cut(pattern, 60)
     return ("regular expression %r did not finish within %.2gs (it backtracks too much on this text: "
             "avoid nested repetition such as (a+)+ and overlapping alternatives)" % (shown, seconds))
 
