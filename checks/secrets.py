@@ -41,7 +41,9 @@ _SCHEME = r"^[A-Za-z][A-Za-z0-9-]*\s+(\S.*)$"  # "Bearer abc", "Basic dXNlcjpwdw
 
 def _words(name: Any):
     """The words of a name: snake_case, kebab-case, dotted or camelCase (accessToken)."""
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name))
+    text = str(name)
+    if not text.islower():  # most keys are lower case: no regex for them
+        text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
     return text.lower().replace(".", "_").replace("-", "_").split("_")
 
 
