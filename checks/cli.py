@@ -187,6 +187,8 @@ def run(args, commands, closed) -> int:
         if progress:
             progress.clear()
         problems = runner.CLEANUP.run_all(close=signals.signum is not None)
+        from checks import lifecycle
+        lifecycle.kill_orphans()
         min_rate = args.min_pass_rate if args.min_pass_rate is not None else 1.0
         report = model.build_report(args.command, results + skipped, socket.gethostname(), started,
                                     (time.monotonic() - clock) * 1000, min_rate, signals.signum,
@@ -207,10 +209,13 @@ def run(args, commands, closed) -> int:
             report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
             for problem in report["problems"]:
                 say("smoke.py: " + problem)
-        code = report["exit_code"]
+        code, decided = report["exit_code"], signals.signum
         if not (args.quiet and code == 0):
             color = args.format == "text" and _terminal(sys.stdout) and not os.environ.get("NO_COLOR")
-            _emit(RENDERERS[args.format](report, color=color), "stdout" in closed)
+            _emit(RENDERERS[args.format](report, color=color), "stdout" in closed,
+                  stop=lambda: decided is None and signals.signum is not None)
+        if decided is None and signals.signum is not None:  # it came while the report was printed
+            code = int(model.ExitCode[model.SIGNAL_NAMES[signals.signum]])
     return code
 
 
@@ -277,7 +282,7 @@ def say(line: str) -> None:
     _write_stderr("\n".join(printable(part) for part in line.split("\n")) + "\n")
 
 
-def _emit(text: str, closed: bool = False) -> None:
+def _emit(text: str, closed: bool = False, stop=lambda: False) -> None:
     """The report on stdout as UTF-8 whatever the locale; a closed pipe ends quietly.
 
     A stdout that cannot take it (closed, a full disk, a reader gone quiet for a minute)
@@ -301,7 +306,7 @@ def _emit(text: str, closed: bool = False) -> None:
             sys.stdout.flush()
         else:
             from checks import sinks
-            sinks.write_all(fd, data, _STDOUT_TIMEOUT_S)
+            sinks.write_all(fd, data, _STDOUT_TIMEOUT_S, stop)
     except BrokenPipeError:
         # The reader went away (smoke.py all | head): end quietly, as CPython's docs advise.
         park_stdout()

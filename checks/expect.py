@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Callable, List, Optional, Tuple
 
 from checks.model import cut, reportable
+from checks.secrets import MASK, secret_field
 
 # Longest first, so `<=` is not read as `<` and `!contains` not as `contains`.
 OPERATORS = ("!contains", "!matches", "!exists", "contains", "matches", "exists",
@@ -41,6 +42,14 @@ _DOTTED = r"v?(\d+(?:\.\d+)*)"
 _MAX_VERSION = 200  # characters of a dotted number read as a version
 _EXCERPT = 80
 _DEFAULT_S = 10.0  # how long a regular expression may run when no deadline is given
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _masked(value: Any) -> Any:
+    return MASK
 
 
 class ConditionError(ValueError):
@@ -195,13 +204,16 @@ def _int_or_none(text: Any) -> Optional[int]:
 
 
 def check(cond: Condition, facts: dict, deadline: Optional[float] = None,
-          redact: Callable[[str], str] = str) -> Optional[str]:
+          redact: Callable[[Any], Any] = _same) -> Optional[str]:
     """None when the condition holds, else a one-line explanation.
 
-    A regular expression gives up at `deadline` (regex.RegexTimeout). `redact` masks the
-    quoted value before it is cut short, so an excerpt never ends inside a secret.
+    A regular expression gives up at `deadline` (regex.RegexTimeout). `redact` (a
+    Secrets.redact) masks the quoted value before it is cut short, so an excerpt never
+    ends inside a secret; a value found under a secret-named key is never quoted.
     """
     seen = resolve(facts, cond.path)
+    if any(isinstance(part, str) and secret_field(part) for part in cond.path):
+        redact = _masked
     if seen is not MISSING and cond.length:
         seen = len(seen) if isinstance(seen, (str, list, dict)) else MISSING
     if seen is MISSING:
@@ -220,7 +232,7 @@ def check(cond: Condition, facts: dict, deadline: Optional[float] = None,
 
 
 def failures(conditions: List[Condition], facts: dict, deadline: Optional[float] = None,
-             redact: Callable[[str], str] = str) -> List[str]:
+             redact: Callable[[Any], Any] = _same) -> List[str]:
     deadline = deadline or time.monotonic() + _DEFAULT_S
     return [msg for msg in (check(c, facts, deadline, redact) for c in conditions) if msg]
 
@@ -356,9 +368,8 @@ def _expected(cond: Condition) -> str:
     return "%s %s" % (cond.op, value)
 
 
-def _show(value: Any, redact: Callable[[str], str] = str) -> str:
-    text = redact(_dumps(value))
-    return cut(text, _EXCERPT)
+def _show(value: Any, redact: Callable[[Any], Any] = _same) -> str:
+    return cut(redact(_dumps(redact(value))), _EXCERPT)
 
 
 def _dumps(value: Any) -> str:

@@ -5,40 +5,41 @@ failure, signals). For the one path where none of it runs, kill -9, a reaper
 outlives us: a shell in its own session that reads the list of our live process
 groups and, when its stdin reaches end of file (the kernel closes our end of the
 pipe as we die), kills them. Linux's parent-death signal would reach only each
-group's first process, not what that process started.
+group's first process, not what that process started. A process that leaves its
+group (setsid) is re-parented to us, a child subreaper, and killed when the run ends.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Set
+    from typing import Callable, Optional, Set, Tuple
 
 # Keeps only the last list it was sent; at EOF, kills each group in it.
 _REAPER = 'last=; while IFS= read -r line; do last=$line; done; [ -z "$last" ] || kill -s KILL -- $last 2>/dev/null'
+_PR_SET_CHILD_SUBREAPER = 36
+_INTERNAL: Set[Tuple[str, ...]] = set()  # the command lines of our own helpers: never "a process" of the system
 
 
 class _Reaper:
     def __init__(self):
         self._lock = threading.Lock()
         self._groups: Set[int] = set()
-        self.internal: Set[int] = set()  # our own helpers' pids, the reaper's among them
         self._proc = None
         self._failed = False
 
-    def own(self, pgid: int, internal: bool) -> None:
+    def own(self, pgid: int) -> None:
         with self._lock:
             self._groups.add(pgid)
-            if internal:
-                self.internal.add(pgid)
             self._tell()
 
     def release(self, pgid: int) -> None:
         with self._lock:
             self._groups.discard(pgid)
-            self.internal.discard(pgid)
             self._tell()
 
     def _tell(self) -> None:
@@ -49,10 +50,11 @@ class _Reaper:
             if self._proc is None:
                 import subprocess
 
-                self._proc = subprocess.Popen(["/bin/sh", "-c", _REAPER], stdin=subprocess.PIPE,
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                argv = ["/bin/sh", "-c", _REAPER]
+                internal_command(argv)
+                self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL,
                                               start_new_session=True)  # Ctrl-C and hang-ups are ours, not its
-                self.internal.add(self._proc.pid)
             self._proc.stdin.write((" ".join("-%d" % g for g in sorted(self._groups)) + "\n").encode())
             self._proc.stdin.flush()
         except OSError:  # no /bin/sh, or it died: the groups' own parent-death signals remain
@@ -62,12 +64,9 @@ class _Reaper:
 _REAPER_PROCESS = _Reaper()
 
 
-def own_group(pgid: int, internal: bool = False) -> None:
-    """A process group of ours: killed if smoke.py dies before release_group().
-
-    internal: a helper of smoke.py's own (the regex matcher), which a process check must not count.
-    """
-    _REAPER_PROCESS.own(pgid, internal)
+def own_group(pgid: int) -> None:
+    """A process group of ours: killed if smoke.py dies before release_group()."""
+    _REAPER_PROCESS.own(pgid)
 
 
 def release_group(pgid: int) -> None:
@@ -75,6 +74,77 @@ def release_group(pgid: int) -> None:
     _REAPER_PROCESS.release(pgid)
 
 
-def internal_pids() -> Set[int]:
-    """The processes smoke.py runs for itself: never evidence about the system under test."""
-    return set(_REAPER_PROCESS.internal)
+def internal_command(argv) -> None:
+    """Say that our children with this command line are smoke.py's own helpers."""
+    _INTERNAL.add(tuple(argv))
+
+
+def is_internal(ppid: int, argv) -> bool:
+    """Whether a process is one of our own helpers: our child, with a helper's command line
+    (known before it is started, so a helper that has just started is never counted)."""
+    return ppid == os.getpid() and tuple(argv) in _INTERNAL
+
+
+@functools.lru_cache(maxsize=None)
+def prctl() -> Optional[Callable[..., int]]:
+    """Linux's prctl(2), or None elsewhere."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def adopt_orphans() -> bool:
+    """Become a child subreaper (Linux): what our children leave behind becomes our child."""
+    call = prctl()
+    return bool(call) and call(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def kill_orphans() -> None:
+    """At the end of a run: kill the descendants that left their group (setsid) and were
+    re-parented to us, with their own groups; a few rounds, as their children come to us in turn."""
+    if not adopt_orphans.cache_info().currsize:
+        return
+    import signal
+
+    for _ in range(5):
+        orphans = [pid for pid, argv in _children() if not is_internal(os.getpid(), argv)]
+        if not orphans:
+            return
+        for pid in orphans:
+            try:
+                group = os.getpgid(pid)
+                if group != os.getpgrp():
+                    os.killpg(group, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (OSError, ChildProcessError):
+                pass
+
+
+def _children():
+    """(pid, argv) of our children, read from /proc."""
+    me = os.getpid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            if ppid != me:
+                continue
+            with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                argv = [a.decode("utf-8", "surrogateescape") for a in fh.read().split(b"\0") if a]
+        except (OSError, ValueError, IndexError):
+            continue
+        yield int(entry), argv

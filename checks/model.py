@@ -103,16 +103,24 @@ def verdict(results: List[Result], min_pass_rate: float = 1.0,
     evaluated = summary["total"] - summary["skip"]
     if evaluated == 0 or summary["error"] == evaluated:  # whatever min_pass_rate says
         return "error", ExitCode.UNKNOWN
-    missed = any(r.severity == "critical" and r.status not in ("pass", "skip") for r in results)
+    if not _misses(results, min_pass_rate, section_rates, ("pass", "warn")):
+        return "pass", ExitCode.PASS
+    if _misses(results, min_pass_rate, section_rates, ("pass", "warn", "error")):
+        return "fail", ExitCode.FAIL  # the failures alone miss it
+    return "error", ExitCode.UNKNOWN
+
+
+def _misses(results: List[Result], min_pass_rate: float, section_rates: Optional[Dict[str, float]],
+            passed: Tuple[str, ...]) -> bool:
+    """Whether the results miss the verdict, counting the statuses in `passed` as passing."""
+    if any(r.severity == "critical" and r.status not in passed + ("skip",) for r in results):
+        return True
     for section in dict.fromkeys(r.section for r in results):
         ran = [r for r in results if r.section == section and r.status != "skip"]
         rate = (section_rates or {}).get(section, min_pass_rate)
-        missed = missed or bool(ran) and sum(r.status in ("pass", "warn") for r in ran) / len(ran) < rate
-    if not missed:
-        return "pass", ExitCode.PASS
-    if summary["fail"]:
-        return "fail", ExitCode.FAIL
-    return "error", ExitCode.UNKNOWN
+        if ran and sum(r.status in passed for r in ran) / len(ran) < rate:
+            return True
+    return False
 
 
 def utc_timestamp(epoch: Optional[float] = None) -> str:

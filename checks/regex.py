@@ -120,12 +120,14 @@ class _Helper:
             raise CheckError("cannot bound a regular expression: no Python executable to run it in")
         from checks import lifecycle
 
+        argv = [sys.executable, "-I", "-S", "-c", _HELPER]
+        lifecycle.internal_command(argv)  # never "a process" of the system under test
         try:
-            self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _HELPER], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             raise CheckError("cannot start the regular-expression helper: %s" % (exc.strerror or exc))
-        lifecycle.own_group(self.proc.pid, internal=True)  # gone with us, even after kill -9; never "a process"
+        lifecycle.own_group(self.proc.pid)  # gone with us, even after kill -9
 
     def run(self, job, seconds: float):
         """The job's answer, or None when the helper died or ran out of time."""

@@ -211,7 +211,10 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
                 return
             with lock:
                 began[index] = time.monotonic()
-            result = attempt(checks[index], ctx, run_ends, stop)
+            try:
+                result = attempt(checks[index], ctx, run_ends, stop)
+            except Exception as exc:  # a bug of ours past the probe (masking, say): this check's error, not a stall
+                result = _result(checks[index], "error", "internal error: %s: %s" % (type(exc).__name__, exc))
             with ready:  # here, not when the main thread gets to it: `began` stays as small as the pool
                 began.pop(index, None)
                 replaced = index in abandoned  # a new worker has this slot now
@@ -320,7 +323,7 @@ def attempt(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[flo
 
 
 def judge(conditions, facts: Dict[str, Any], deadline: Optional[float] = None,
-          redact: Callable[[str], str] = str) -> List[str]:
+          redact: Callable[[Any], Any] = lambda value: value) -> List[str]:
     """The unmet expectations; a probe's `error` fails the check unless a condition is about it.
 
     A probe may set `expectations_skipped` (with the reason) when the config told it

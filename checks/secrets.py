@@ -42,8 +42,8 @@ _SCHEME = r"^[A-Za-z][A-Za-z0-9-]*\s+(\S.*)$"  # "Bearer abc", "Basic dXNlcjpwdw
 def _words(name: Any):
     """The words of a name: snake_case, kebab-case, dotted or camelCase (accessToken)."""
     text = str(name)
-    if not text.islower():  # most keys are lower case: no regex for them
-        text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
+    if not text.islower():  # most keys are lower case: no regex for them. accessToken, APIToken, JWTSecret:
+        text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", text)
     return text.lower().replace(".", "_").replace("-", "_").split("_")
 
 
@@ -65,9 +65,12 @@ def forms(value: str) -> set:
     """The value and the encodings in which a server, a URL or our own quoting may hand it back.
 
     JSON and URL escapes to two levels deep (an echo service returns the JSON body it was
-    sent inside its own JSON); base64 with and without padding, standard and URL-safe;
-    HTML escapes; JSON's optional \\/; UTF-8 read as Latin-1 (a wrong charset); shell
-    and Python quoting (a default name, an error message); hex escapes in either case.
+    sent inside its own JSON), with the variants other encoders write (upper-case hex,
+    Go's \\u0026 for & < > +, JavaScript's encodeURIComponent, JSON's \\/); base64 with
+    and without padding, standard and URL-safe; HTML escapes, named or numeric; UTF-8 read
+    as Latin-1 or Windows-1252 (a wrong charset); shell and Python quoting (a default
+    name, an error message). Bytes that are not UTF-8 (from the environment) are kept as
+    the bytes they were.
     """
     import base64  # here, not at start-up: most runs have no secret
     import html
@@ -75,21 +78,37 @@ def forms(value: str) -> set:
     import shlex
     from urllib.parse import quote, quote_plus
 
+    def url(safe):
+        return lambda v: quote(v, safe=safe, errors="surrogateescape")
+
     escapes = (lambda v: json.dumps(v)[1:-1], lambda v: json.dumps(v, ensure_ascii=False)[1:-1],
-               lambda v: quote(v, safe=""), quote, quote_plus)
-    once = {escape(value) for escape in escapes}
-    found = {value} | once | {escape(form) for form in once for escape in escapes}
-    raw = value.encode("utf-8", "surrogatepass")
+               url(""), url("/"), url("!'()*~"), lambda v: quote_plus(v, errors="surrogateescape"),
+               lambda v: re.sub("[&<>+]", lambda m: "\\u%04x" % ord(m.group()), json.dumps(v)[1:-1]))
+    once = {_tried(escape, value) for escape in escapes}
+    found = {value} | once | {_tried(escape, form) for form in once for escape in escapes}
+    raw = value.encode("utf-8", "surrogateescape")
     for encoded in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
         found |= {encoded, encoded.rstrip("=")}
-    found |= {html.escape(value), html.escape(value, quote=False), shlex.quote(value), repr(value)[1:-1],
-              ascii(value)[1:-1], raw.decode("latin-1")}
-    found |= {form.replace("/", "\\/") for form in list(found)}
-    found |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), form) for form in found}
+    escaped = html.escape(value)
+    found |= {escaped, html.escape(value, quote=False), escaped.replace("&#x27;", "&#39;").replace("&quot;", "&#34;"),
+              shlex.quote(value), repr(value)[1:-1], ascii(value)[1:-1], raw.decode("latin-1"),
+              raw.decode("cp1252", "replace")}
+    found |= {form.replace("/", "\\/") for form in list(found) if form}
+    found |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), form) for form in found if form}
+    found |= {re.sub(r"\\u[0-9a-f]{4}", lambda m: "\\u" + m.group()[2:].upper(), form) for form in found if form}
     credential = re.match(_SCHEME, value)
     if credential:  # an Authorization value: the credential alone travels too
         found |= forms(credential.group(1))
+    found.discard(None)
     return found
+
+
+def _tried(escape, value: str):
+    """escape(value), or None where that encoding cannot hold it."""
+    try:
+        return escape(value)
+    except (UnicodeError, ValueError):
+        return None
 
 
 class Secrets:
@@ -116,15 +135,12 @@ class Secrets:
         return name in self.names or secret_name(name)
 
     def redact(self, obj: Any) -> Any:
-        """A copy of obj with secret values masked: in text and keys, as whole numbers, as
+        """A copy of obj with secret values masked: in text and keys, inside numbers, as
         the start of a secret left at a cut (…), and as the value of any secret-named key."""
         if isinstance(obj, str):
-            if not self.values:
+            if not self.values or len(obj) < MIN_SECRET:
                 return obj
-            if self._masked is None:  # longest first, so a form inside a longer one cannot leave a tail
-                every = {form for value in self.values for form in forms(value) if len(form) >= MIN_SECRET}
-                self._masked = sorted(every, key=len, reverse=True)
-            for form in self._masked:
+            for form in self._forms():
                 if form in obj:
                     obj = obj.replace(form, MASK)
             return self._mask_cut_starts(obj) if _CUT in obj else obj
@@ -133,19 +149,40 @@ class Secrets:
                     for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
             return [self.redact(v) for v in obj]
-        if isinstance(obj, (int, float)) and not isinstance(obj, bool) and self.values and str(obj) in self.values:
-            return MASK  # {"pin": 98765432}: a secret that JSON made a number
+        if isinstance(obj, (int, float)) and not isinstance(obj, bool) and self.values:
+            digits = str(int(obj)) if isinstance(obj, float) and obj.is_integer() else str(obj)
+            if any(value in digits or value in str(obj) for value in self.values):
+                return MASK  # {"pin": 98765432.0}: a secret that JSON made a number
         return obj
 
+    def _forms(self) -> list:
+        """Every form of every secret, longest first, so a form inside a longer one leaves no tail."""
+        if self._masked is None:
+            every = {form for value in self.values for form in forms(value) if len(form) >= MIN_SECRET}
+            self._masked = sorted(every, key=len, reverse=True)
+        return self._masked
+
     def _mask_cut_starts(self, text: str) -> str:
-        """An excerpt cut inside a secret ends in its first characters: mask those too."""
-        for form in self._masked:
-            for length in range(len(form) - 1, 2, -1):
-                start = form[:length]
-                for cut in (start + _CUT, start + "\n" + _CUT):
-                    if cut in text:
-                        text = text.replace(cut, MASK + cut[length:])
-        return text
+        """An excerpt cut inside a secret ends in its first characters: mask those too.
+
+        For each cut, the longest end of the text before it that starts a form; each form
+        is tried only where its first character stands, so a long secret costs little.
+        """
+        pieces = text.split(_CUT)
+        for i, before in enumerate(pieces[:-1]):
+            head = before.rstrip("\n")  # the command cap's mark starts a line: "…\n… (9 more bytes)"
+            longest = 0
+            for form in self._forms():
+                window = head[-(len(form) - 1):] if len(form) > 1 else ""
+                at = window.find(form[0])
+                while at != -1 and len(window) - at > longest:
+                    if form.startswith(window[at:]):
+                        longest = len(window) - at
+                        break
+                    at = window.find(form[0], at + 1)
+            if longest >= 3:
+                pieces[i] = head[:-longest] + MASK + before[len(head):]
+        return _CUT.join(pieces)
 
 
 def collect_fields(obj: Any, secrets: Secrets, secret: bool = False, env: bool = False) -> None:

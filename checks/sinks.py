@@ -29,7 +29,15 @@ def check_output(path: str, flag: str = "--output") -> None:
     """Refuse, before anything runs, a path the report could not or must not be written to."""
     if not path.strip():
         raise ConfigError("%s: give a file name" % flag)
-    if _our_descriptor(path) is not None:
+    fd = _our_descriptor(path)
+    if fd is not None:
+        import fcntl
+        try:
+            writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+        except OSError:
+            writable = False
+        if not writable:
+            raise ConfigError("%s %s: descriptor %d is not open for writing" % (flag, path, fd))
         return
     try:
         mode = os.stat(path).st_mode
@@ -66,9 +74,10 @@ def write_output(path: str, text: str) -> Optional[str]:
     return None
 
 
-def write_all(fd: int, data: bytes, timeout: float) -> None:
+def write_all(fd: int, data: bytes, timeout: float, stop=lambda: False) -> None:
     """All of data to fd within timeout, whether fd blocks or not (a parent may have set
-    O_NONBLOCK on our stdout: a plain write then stops at the pipe's 64 KiB)."""
+    O_NONBLOCK on our stdout: a plain write then stops at the pipe's 64 KiB); given up
+    at once when stop() says so (a signal came)."""
     import select
 
     poller = select.poll()
@@ -76,8 +85,12 @@ def write_all(fd: int, data: bytes, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     view = memoryview(data)
     while view:
-        if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+        if stop():
+            raise OSError("interrupted")
+        if time.monotonic() >= deadline:
             raise OSError("the reader took more than %gs" % timeout)
+        if not poller.poll(min(0.2, max(0.0, deadline - time.monotonic())) * 1000):
+            continue
         try:
             view = view[os.write(fd, view[:65536]):]
         except BlockingIOError:
@@ -85,15 +98,22 @@ def write_all(fd: int, data: bytes, timeout: float) -> None:
 
 
 def _our_descriptor(path: str) -> Optional[int]:
-    """The fd that path names when it leads, link by link, to one of ours: /dev/stdout,
-    /dev/fd/N, /proc/self/fd/N. Reopening it would start a new file offset, and resolving
-    it would find the file behind it, which a rename would replace."""
+    """The fd that path names when it leads, link by link, to an open descriptor: /dev/stdout,
+    /dev/fd/N, /proc/self/fd/N (/proc/thread-self, /proc/PID/task/TID, spelt any way).
+    Reopening one would start a new file offset, and resolving it would find the file behind
+    it, which a rename would replace. Another process's descriptor is refused."""
+    import re
+
     for _ in range(40):
-        for prefix in ("/dev/fd/", "/proc/self/fd/", "/proc/%d/fd/" % os.getpid()):
-            if path.startswith(prefix) and path[len(prefix):].isdigit():
-                return int(path[len(prefix):])
-        if path in ("/dev/stdout", "/dev/stderr"):
-            return 1 if path == "/dev/stdout" else 2
+        path = os.path.normpath(os.path.join(os.getcwd(), path))
+        if path in ("/dev/stdin", "/dev/stdout", "/dev/stderr"):
+            return ("/dev/stdin", "/dev/stdout", "/dev/stderr").index(path)
+        found = re.fullmatch(r"/dev/fd/(\d+)|/proc/(self|thread-self|\d+)(/task/\d+)?/fd/(\d+)", path)
+        if found:
+            owner = found.group(2)
+            if owner not in (None, "self", "thread-self", str(os.getpid())):
+                raise ConfigError("--output %s: a descriptor of another process" % path)
+            return int(found.group(1) or found.group(4))
         if not os.path.islink(path):
             return None
         path = os.path.join(os.path.dirname(path), os.readlink(path))
@@ -121,8 +141,9 @@ def _write_through(path: str, data: bytes) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
-        if exc.errno == errno.ENXIO:  # a FIFO nobody has open for reading
-            raise OSError(exc.errno, "no process is reading the FIFO")
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads, or a terminal that is not there
+            fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+            raise OSError(exc.errno, "no process is reading the FIFO" if fifo else "no such device here")
         raise
     try:
         write_all(fd, data, WRITE_TIMEOUT_S)

@@ -1,5 +1,6 @@
 """Shared test fixtures: the real fixture service on 127.0.0.1, and a one-call check runner."""
 
+import os
 import socket
 import sys
 from pathlib import Path
@@ -44,3 +45,16 @@ def free_port():
     port = sock.getsockname()[1]
     sock.close()
     return port
+
+
+def gone(pid):
+    """The process has exited: no such pid, or a zombie (PID 1 here may never reap orphans)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True

@@ -156,6 +156,8 @@ def r(status, severity="normal"):
     (["pass", "error", "fail"], 1.0, ("fail", 1)),
     (["pass", "pass", "error"], 0.5, ("pass", 0)),
     (["error", "error"], 0.0, ("error", 3)),  # only errors is never a pass, whatever the rate
+    (["pass", "pass", "fail", "error"], 0.5, ("pass", 0)),
+    (["pass", "pass", "fail", "error"], 0.6, ("error", 3)),  # the failure alone is within the rate
     (["error", "error", "skip"], 1.0, ("error", 3)),
     (["skip"], 1.0, ("error", 3)),          # no evaluated results is never a pass
     ([], 1.0, ("error", 3)),
@@ -169,6 +171,9 @@ def test_verdict_and_exit_code(statuses, min_rate, expected):
 def test_a_critical_check_must_pass_whatever_the_rate():
     results = [r("pass")] * 99 + [r("fail", "critical")]
     assert verdict(results, min_pass_rate=0.5) == ("fail", ExitCode.FAIL)
+    # A critical check we could not evaluate misses the verdict too, but says nothing is broken.
+    results = [r("pass"), r("pass"), r("fail"), r("error", "critical")]
+    assert verdict(results, min_pass_rate=0.5) == ("error", ExitCode.UNKNOWN)
 
 
 def test_summary_counts_and_pass_rate():

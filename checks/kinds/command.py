@@ -73,12 +73,21 @@ def _split(command: str, fields) -> List[str]:
 
 def target(params) -> str:
     command = params["command"]
-    return command if isinstance(command, str) else " ".join(shlex.quote(a) for a in command)
+    return command if isinstance(command, str) else " ".join(_quoted(word) for word in command)
+
+
+def _quoted(word: str) -> str:
+    """A word as a shell reads it, in double quotes where needed: shlex.quote's '"'"'
+    would split a secret into pieces that masking cannot recognise."""
+    if word and all(char.isalnum() or char in "@%+=:,./_-" for char in word):
+        return word
+    return '"%s"' % re.sub(r'(["\\$`])', r"\\\1", word)
 
 
 def probe(params, timeout: float) -> Dict[str, Any]:
     env = dict(os.environ, **params["env"]) if params["env"] else None
     started = time.monotonic()
+    lifecycle.adopt_orphans()  # what the command leaves behind with setsid comes back to us
     try:
         proc = subprocess.Popen(params["command"], shell=params["shell"], env=env, cwd=params["cwd"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -145,12 +154,8 @@ def die_with_parent() -> Optional[Callable[[], None]]:
     Its own process group escapes our Ctrl-C and cleanup kills it on every other path;
     this covers the one path where no code of ours runs. None where prctl is missing.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (ImportError, OSError, AttributeError):
+    prctl = lifecycle.prctl()
+    if prctl is None:
         return None
     parent = os.getpid()
 
@@ -195,5 +200,9 @@ class _Capped:
         self._thread.join(max(0.0, deadline - time.monotonic()))
 
     def text(self) -> str:
-        text = bytes(self.data).decode("utf-8", errors="replace")
-        return text + ("\n\u2026 (%d more bytes)" % self.dropped if self.dropped else "")
+        if not self.dropped:
+            return bytes(self.data).decode("utf-8", errors="replace")
+        # Cut: decode to the last whole character, or a U+FFFD would hide where a secret's start ends.
+        import codecs
+        text = codecs.getincrementaldecoder("utf-8")("replace").decode(bytes(self.data), final=False)
+        return text + "\n\u2026 (%d more bytes)" % self.dropped

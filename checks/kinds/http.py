@@ -99,22 +99,25 @@ def ascii_url(url: str) -> str:
         return url
     from urllib.parse import quote, urlunsplit
 
+    safe = "".join(chr(c) for c in range(0x21, 0x7f))  # keep every ASCII character as written
     try:
         parts = urlsplit(url)
         host = parts.hostname.encode("idna").decode("ascii") if parts.hostname else ""
         netloc = host + (":%d" % parts.port if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, quote(parts.path, safe), quote(parts.query, safe),
+                           quote(parts.fragment, safe)))
     except (UnicodeError, ValueError):
         return url  # check_url says what is wrong with it
-    safe = "".join(chr(c) for c in range(0x21, 0x7f))  # keep every ASCII character as written
-    return urlunsplit((parts.scheme, netloc, quote(parts.path, safe), quote(parts.query, safe),
-                       quote(parts.fragment, safe)))
 
 
 def check_url(url: str, where: str) -> None:
     """An http(s) URL a request can be made to, or a ConfigError saying what is wrong with it."""
     if any(char.isspace() or not char.isprintable() for char in url):
         raise ConfigError("%s: a URL cannot contain spaces or control characters (encode them: %%20)" % where)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # http://[::1/
+        raise ConfigError("%s: %s in %r" % (where, exc, url))
     if "@" in parts.netloc:  # the URL is shown in names, facts and these errors: no password in it
         raise ConfigError("%s: put credentials in basic_auth, not in the URL" % where)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -249,7 +252,9 @@ def _request(url, method, headers, body, deadline, timeout, insecure, ca_file, m
         facts = {}
         if parts.scheme == "https":
             facts.update(_cert_facts(conn.sock.getpeercert(binary_form=True)))
-        conn.request(method, path, body=body.encode() if body is not None else None, headers=headers)
+        # surrogateescape: bytes that came from the environment as such go out as those bytes
+        conn.request(method, path, body=body.encode("utf-8", "surrogateescape") if body is not None else None,
+                     headers=headers)
         response = conn.getresponse()
         facts.update(exchange_facts(response, max_body, method))
         if guard.fired:  # the guard's shutdown reads as an end of body, not as an error

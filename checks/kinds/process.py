@@ -63,6 +63,14 @@ def _by_pidfile(path: str) -> Dict[str, Any]:
     return facts
 
 
+def _parent(pid: int) -> int:
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -80,9 +88,9 @@ def _alive(pid: int) -> bool:
 def _matching(name, pattern, deadline: float) -> List[int]:
     if not os.path.isdir("/proc"):
         raise CheckError("process lookup by name needs /proc (Linux); use a pidfile")
-    found, ours = [], lifecycle.internal_pids() | {os.getpid()}
+    found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in ours:
+        if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             with open("/proc/%s/cmdline" % entry, "rb") as fh:
@@ -93,9 +101,10 @@ def _matching(name, pattern, deadline: float) -> List[int]:
             continue
         except OSError as exc:  # out of file descriptors: a smaller count would be a lie
             raise CheckError("cannot read /proc/%s: %s" % (entry, exc.strerror or exc))
-        argv = [a.decode("utf-8", errors="replace") for a in argv if a]
-        if argv and _alive(int(entry)):
-            found.append((int(entry), argv, comm))
+        argv = [a.decode("utf-8", errors="surrogateescape") for a in argv if a]
+        if argv and _alive(int(entry)) and not lifecycle.is_internal(_parent(int(entry)), argv):
+            found.append((int(entry), [a.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                                       for a in argv], comm))
     if pattern is not None:
         hits = regex.search_each(pattern, [" ".join(argv) for _, argv, _ in found], deadline)
     else:

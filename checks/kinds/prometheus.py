@@ -15,7 +15,7 @@ import math
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, Optional
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from checks import CheckError, ConfigError
 from checks.kinds import http
@@ -27,7 +27,7 @@ NO_DATA = ("expect", "fail", "error", "pass")
 
 
 def load(fields) -> Dict[str, Any]:
-    url = fields.text("url").rstrip("/")
+    url = http.ascii_url(fields.text("url")).rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError("%s: expected the Prometheus base URL, e.g. http://127.0.0.1:9090" % fields.at("url"))
     http.check_url(url, fields.at("url"))
@@ -36,7 +36,7 @@ def load(fields) -> Dict[str, Any]:
                           % (fields.at("url"), url.split("/api/v1", 1)[0]))
     return {"url": url, "query": fields.text("query"), "headers": http.request_headers(fields),
             "on_no_data": fields.choice("on_no_data", NO_DATA, "expect"),
-            "insecure": fields.flag("insecure", False), "ca_file": fields.text("ca_file", None)}
+            "insecure": fields.flag("insecure", False), "ca_file": fields.path("ca_file", None)}
 
 
 def target(params) -> str:
@@ -44,7 +44,7 @@ def target(params) -> str:
 
 
 def probe(params, timeout: float) -> Dict[str, Any]:
-    url = "%s/api/v1/query?%s" % (params["url"], urlencode({"query": params["query"]}))
+    url = "%s/api/v1/query?query=%s" % (params["url"], quote_plus(params["query"], errors="surrogateescape"))
     answer = http.fetch(url, timeout, headers=params["headers"], insecure=params["insecure"],
                         ca_file=params["ca_file"])
     if "error" in answer:

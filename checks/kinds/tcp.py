@@ -60,7 +60,7 @@ def probe(params, timeout: float) -> Dict[str, Any]:
             try:
                 if params["send"] is not None:
                     sock.settimeout(max(0.001, deadline - time.monotonic()))
-                    sock.sendall(params["send"].encode() + b"\r\n")
+                    sock.sendall(params["send"].encode("utf-8", "surrogateescape") + b"\r\n")
                 facts["banner"] = _read_line(sock, deadline)
             except socket.timeout:
                 facts["error"] = "no banner within %gs" % timeout
