@@ -128,7 +128,7 @@ def run(args, commands, closed) -> int:
     import socket
     import time
 
-    from checks import ConfigError, model, runner
+    from checks import ConfigError, lifecycle, model, runner
     from checks.render import RENDERERS, printable
     from checks.secrets import Secrets
 
@@ -169,11 +169,11 @@ def run(args, commands, closed) -> int:
         say("smoke.py: running %d check%s at a time, not %d: this process may open only %d files (ulimit -n)"
             % (concurrency, "" if concurrency == 1 else "s", min(args.concurrency, len(chosen)), limit))
     progress = _Progress(len(chosen), secrets.redact) if _terminal(sys.stderr) and not args.quiet else None
-    ctx = runner.RunContext(concurrency, args.deadline, progress, secrets.redact)
+    cleanup = lifecycle.Cleanup()
+    ctx = runner.RunContext(concurrency, args.deadline, progress, secrets.redact, cleanup)
     started, clock = time.time(), time.monotonic()
     results = []
-    runner.CLEANUP.open()
-    with runner.Signals() as signals:
+    with lifecycle.Signals() as signals:
         try:
             try:
                 for section in sections:
@@ -182,13 +182,15 @@ def run(args, commands, closed) -> int:
                         results += _module(commands[section][0]).run(mine, ctx)
             finally:
                 signals.disarm()  # from here on a signal is recorded, and the report still written
-        except runner.Interrupted as exc:
+        except lifecycle.Interrupted as exc:
             results += exc.results
         if progress:
             progress.clear()
-        problems = runner.CLEANUP.run_all(close=signals.signum is not None)
-        from checks import lifecycle
+        results += [model.Result("cleanup", args.command, "cleanup", "error", "left behind: %s (%s)" % left,
+                                 severity="critical", target=left[0])
+                    for left in cleanup.run_all(close=signals.signum is not None)]
         lifecycle.kill_orphans()
+        problems = []
         min_rate = args.min_pass_rate if args.min_pass_rate is not None else 1.0
         report = model.build_report(args.command, results + skipped, socket.gethostname(), started,
                                     (time.monotonic() - clock) * 1000, min_rate, signals.signum,

@@ -203,7 +203,7 @@ def _int_or_none(text: Any) -> Optional[int]:
         return None
 
 
-def check(cond: Condition, facts: dict, deadline: Optional[float] = None,
+def unmet(cond: Condition, facts: dict, deadline: Optional[float] = None,
           redact: Callable[[Any], Any] = _same) -> Optional[str]:
     """None when the condition holds, else a one-line explanation.
 
@@ -234,7 +234,7 @@ def check(cond: Condition, facts: dict, deadline: Optional[float] = None,
 def failures(conditions: List[Condition], facts: dict, deadline: Optional[float] = None,
              redact: Callable[[Any], Any] = _same) -> List[str]:
     deadline = deadline or time.monotonic() + _DEFAULT_S
-    return [msg for msg in (check(c, facts, deadline, redact) for c in conditions) if msg]
+    return [msg for msg in (unmet(c, facts, deadline, redact) for c in conditions) if msg]
 
 
 def _why_missing(cond: Condition, facts: dict) -> str:

@@ -15,8 +15,8 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 from checks import ConfigError, expect
 from checks.config import Fields, bounded
 from checks.kinds import build_check
-from checks.model import SEVERITIES
-from checks.runner import MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, Check, RunContext, run_checks
+from checks.model import MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, SEVERITIES, Check
+from checks.runner import RunContext, run_checks
 
 NAME = "health"
 

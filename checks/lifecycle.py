@@ -1,10 +1,11 @@
 """Lifecycle: what a run starts is stopped, even when smoke.py itself is killed.
 
-Cleanup actions stop a run's process groups on every path our code runs (success,
-failure, signals). For the one path where none of it runs, kill -9, a reaper
-outlives us: a shell in its own session that reads the list of our live process
-groups and, when its stdin reaches end of file (the kernel closes our end of the
-pipe as we die), kills them. Linux's parent-death signal would reach only each
+A run owns one Cleanup (handed to probes in the run context) and one Signals;
+SIGHUP, SIGINT and SIGTERM interrupt it with Interrupted. Cleanup actions stop a
+run's process groups on every path our code runs (success, failure, signals).
+For the one path where none of it runs, kill -9, a reaper outlives us: a shell in
+its own session that reads the list of our live process groups and, when its stdin
+reaches end of file (the kernel closes our end of the pipe as we die), kills them. Linux's parent-death signal would reach only each
 group's first process, not what that process started. A process that leaves its
 group (setsid) is re-parented to us, a child subreaper, and killed when the run ends.
 """
@@ -17,7 +18,14 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Callable, Optional, Set, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+    from checks.model import Result
+
+try:  # the C module: signal.py builds three enums on import, 2 ms of a one-check run
+    import _signal as signal
+except ImportError:
+    import signal
 
 # Keeps only the last list it was sent; at EOF, kills each group in it.
 _REAPER = 'last=; while IFS= read -r line; do last=$line; done; [ -z "$last" ] || kill -s KILL -- $last 2>/dev/null'
@@ -59,6 +67,88 @@ class _Reaper:
             self._proc.stdin.flush()
         except OSError:  # no /bin/sh, or it died: the groups' own parent-death signals remain
             self._failed = True
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread by SIGHUP/SIGINT/SIGTERM; carries the partial results once known."""
+
+    def __init__(self, signum: int, results: Optional[List[Result]] = None):
+        super().__init__(signum)
+        self.signum, self.results = signum, results or []
+
+
+class Cleanup:
+    """Undo actions for what a run created, each with what it undoes ("process group 4242
+    of `sleep 60`"); run on success, failure, exception and signals.
+
+    After an interrupt, run_all(close=True) also closes the registry: a probe that
+    creates something after that (a worker still busy) has it undone at once.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._actions: Dict[int, Tuple[Callable[[], None], str]] = {}
+        self._next = 0
+        self._closed = False
+
+    def add(self, action: Callable[[], None], what: str) -> int:
+        with self._lock:
+            if not self._closed:
+                self._next += 1
+                self._actions[self._next] = (action, what)
+                return self._next
+        action()
+        return 0
+
+    def remove(self, token: int) -> None:
+        with self._lock:
+            self._actions.pop(token, None)
+
+    def run_all(self, close: bool = False) -> List[Tuple[str, str]]:
+        """Run every pending action, newest first; (what was left behind, why) for each
+        that failed. Never raises: one failure must not stop the rest."""
+        with self._lock:
+            actions = sorted(self._actions.items(), reverse=True)
+            self._actions.clear()
+            self._closed = close
+        left = []
+        for _, (action, what) in actions:
+            try:
+                action()
+            except Exception as exc:
+                left.append((what, str(exc) or type(exc).__name__))
+        return left
+
+
+class Signals:
+    """SIGHUP/SIGINT/SIGTERM during a run: the first raises Interrupted in the main thread while
+    armed; every later one is only recorded, so cleanup and the partial report still happen."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self.armed = True
+        self._previous: Dict[int, Any] = {}
+
+    def __enter__(self) -> "Signals":
+        try:  # SIGHUP too: a dropped SSH session must not orphan children or lose the report
+            for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread: the caller owns signals
+            pass
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, _frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+            if self.armed:
+                raise Interrupted(signum)
+
+    def disarm(self) -> None:
+        self.armed = False
 
 
 _REAPER_PROCESS = _Reaper()

@@ -1,4 +1,4 @@
-"""Results, reports, the verdict and the exit codes: pure data, no I/O."""
+"""Checks, results, reports, the verdict and the exit codes: pure data, no I/O."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ MAX_DEPTH = 32  # levels of a fact kept in a report; deeper is cut (a server may
 _SURROGATE = "[\ud800-\udfff]"  # compiled on first use, by re's cache: most text is ASCII
 
 
-# The signals a run handles (runner.Signals), and the exit codes they end it with.
+# The signals a run handles (lifecycle.Signals), and the exit codes they end it with.
 SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 15: "SIGTERM"}  # the same numbers on every Linux and BSD
 
 
@@ -31,6 +31,27 @@ class ExitCode(enum.IntEnum):
     SIGHUP = 129
     SIGINT = 130
     SIGTERM = 143
+
+
+DEFAULT_TIMEOUT = 10.0
+# Bounds of the per-check numbers, wherever they are given (config or flag): beyond them
+# a value is a typo, and near float's limits it would overflow the clocks it feeds.
+MAX_TIMEOUT_S = 86400.0
+MAX_RETRIES = 100
+MAX_RETRY_DELAY_S = 3600.0
+_GRACE_S = 2.0  # beyond a check's budget before the runner gives up on its probe
+
+
+class Check(collections.namedtuple("Check", "name section kind probe expect target timeout retries retry_delay "
+                                            "severity tags",
+                                    defaults=("", DEFAULT_TIMEOUT, 0, 1.0, "normal", ()))):
+    """A named probe ((timeout_s, run context) -> facts) and its conditions, with its timeout,
+    retries and tags."""
+
+    __slots__ = ()
+
+    def budget(self) -> float:
+        return (self.timeout * (self.retries + 1) + self.retry_delay * self.retries) + _GRACE_S
 
 
 class Result(collections.namedtuple("Result", "name section kind status message duration_ms attempts tags "

@@ -1,4 +1,4 @@
-"""Runs checks: concurrency, timeouts, retries, the run deadline, cleanup, interruption.
+"""Runs checks: concurrency, timeouts, retries, the run deadline, interruption.
 
 Probes bound their own I/O, but the runner does not trust them to: every check has
 a hard budget, and a probe that overruns it is abandoned (its thread is a daemon)
@@ -19,132 +19,24 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from checks import CheckError, expect
-from checks.model import SIGNAL_NAMES, Result, reportable
+from checks.lifecycle import Interrupted
+from checks.model import SIGNAL_NAMES, Check, Result, reportable
 
-try:  # the C module: signal.py builds three enums on import, 2 ms of a one-check run
-    import _signal as signal
-except ImportError:
-    import signal
-
-DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONCURRENCY = 32
 MAX_CONCURRENCY = 10000
 MAX_DEADLINE_S = 7 * 86400.0
-# Bounds of the per-check numbers, wherever they are given (config or flag): beyond them
-# a value is a typo, and near float's limits it would overflow the clocks it feeds.
-MAX_TIMEOUT_S = 86400.0
-MAX_RETRIES = 100
-MAX_RETRY_DELAY_S = 3600.0
-_GRACE_S = 2.0          # beyond a check's budget before the runner gives up on its probe
 _FACT_CAP = 2048        # bytes of JSON per fact kept in a report: evidence, not a dump
 FDS_PER_CHECK = 8
 _FDS_RESERVED = 16      # stdio, the config, --output's temp file, the watchdog: outside the checks' share
 
 
-class Check(collections.namedtuple("Check", "name section kind probe expect target timeout retries retry_delay "
-                                            "severity tags",
-                                    defaults=("", DEFAULT_TIMEOUT, 0, 1.0, "normal", ()))):
-    """A named probe (timeout_s -> facts) and its conditions, with its timeout, retries and tags."""
+class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact cleanup",
+                                        defaults=(DEFAULT_CONCURRENCY, None, None, lambda value: value, None))):
+    """How to run: checks at once, the run's deadline, a callback per result,
+    secrets.Secrets.redact (applied before anything is cut short), and the run's
+    lifecycle.Cleanup, where a probe registers what it creates (None: undone by the probe alone)."""
 
     __slots__ = ()
-
-    def budget(self) -> float:
-        return (self.timeout * (self.retries + 1) + self.retry_delay * self.retries) + _GRACE_S
-
-
-class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact",
-                                        defaults=(DEFAULT_CONCURRENCY, None, None, lambda value: value))):
-    """How to run: checks at once, the run's deadline, a callback per result, and
-    config.Secrets.redact (applied before anything is cut short)."""
-
-    __slots__ = ()
-
-
-class Interrupted(BaseException):
-    """Raised in the main thread by SIGHUP/SIGINT/SIGTERM; carries the partial results once known."""
-
-    def __init__(self, signum: int, results: Optional[List[Result]] = None):
-        super().__init__(signum)
-        self.signum, self.results = signum, results or []
-
-
-class Cleanup:
-    """Undo actions for what a run created; run on success, failure, exception and signals.
-
-    After an interrupt, run_all(close=True) also closes the registry: a probe that
-    creates something after that (a worker still busy) has it undone at once.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._actions: Dict[int, Callable[[], None]] = {}
-        self._next = 0
-        self._closed = False
-
-    def open(self) -> None:
-        with self._lock:
-            self._closed = False
-
-    def add(self, action: Callable[[], None]) -> int:
-        with self._lock:
-            if not self._closed:
-                self._next += 1
-                self._actions[self._next] = action
-                return self._next
-        action()
-        return 0
-
-    def remove(self, token: int) -> None:
-        with self._lock:
-            self._actions.pop(token, None)
-
-    def run_all(self, close: bool = False) -> List[str]:
-        """Run every pending action, newest first; returns the errors, never raises."""
-        with self._lock:
-            actions = sorted(self._actions.items(), reverse=True)
-            self._actions.clear()
-            self._closed = close
-        errors = []
-        for _, action in actions:
-            try:
-                action()
-            except Exception as exc:  # cleanup must go on past one failure
-                errors.append("cleanup: %s" % exc)
-        return errors
-
-
-CLEANUP = Cleanup()
-
-
-class Signals:
-    """SIGHUP/SIGINT/SIGTERM during a run: the first raises Interrupted in the main thread while
-    armed; every later one is only recorded, so cleanup and the partial report still happen."""
-
-    def __init__(self):
-        self.signum: Optional[int] = None
-        self.armed = True
-        self._previous: Dict[int, Any] = {}
-
-    def __enter__(self) -> "Signals":
-        try:  # SIGHUP too: a dropped SSH session must not orphan children or lose the report
-            for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        except ValueError:  # not the main thread: the caller owns signals
-            pass
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, _frame) -> None:
-        if self.signum is None:
-            self.signum = signum
-            if self.armed:
-                raise Interrupted(signum)
-
-    def disarm(self) -> None:
-        self.armed = False
 
 
 def fd_limited(concurrency: int) -> Tuple[int, Optional[int]]:
@@ -212,7 +104,7 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
             with lock:
                 began[index] = time.monotonic()
             try:
-                result = attempt(checks[index], ctx, run_ends, stop)
+                result = run_check(checks[index], ctx, run_ends, stop)
             except Exception as exc:  # a bug of ours past the probe (masking, say): this check's error, not a stall
                 result = _result(checks[index], "error", "internal error: %s: %s" % (type(exc).__name__, exc))
             with ready:  # here, not when the main thread gets to it: `began` stays as small as the pool
@@ -281,7 +173,7 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
     return [results[i] for i in sorted(results)]
 
 
-def attempt(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[float] = None,
+def run_check(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[float] = None,
             stop: Optional[threading.Event] = None) -> Result:
     """Probe and judge, retrying on failure; a pass after a retry is flagged flaky.
 
@@ -297,7 +189,7 @@ def attempt(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[flo
             timeout = max(0.01, min(timeout, run_ends - time.monotonic()))
         ends = time.monotonic() + timeout
         try:
-            facts = check.probe(timeout)
+            facts = check.probe(timeout, ctx)
             problems = judge(check.expect, facts, ends, ctx.redact)
         except CheckError as exc:
             return _result(check, "error", ctx.redact(str(exc)), started, attempts)

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from checks.kinds import build_check  # noqa: E402
-from checks.runner import attempt  # noqa: E402
+from checks import runner  # noqa: E402
 from fixtures.service import serve_in_thread  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def tls_service():
 def run_check(**table):
     """Build a check from config fields (as a config file would give them) and run it once."""
     table.setdefault("name", "t")
-    return attempt(build_check(table, "health.checks[0]", "health"))
+    return runner.run_check(build_check(table, "health.checks[0]", "health"))
 
 
 def free_port():

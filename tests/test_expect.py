@@ -2,11 +2,11 @@
 
 import pytest
 
-from checks.expect import ConditionError, check, failures, parse
+from checks.expect import ConditionError, failures, parse, unmet
 
 
 def explain(text, facts):
-    return check(parse(text), facts)
+    return unmet(parse(text), facts)
 
 
 # --- every operator, holding and failing ------------------------------------------------
@@ -366,7 +366,7 @@ def test_conditions_are_never_evaluated_as_python(text, tmp_path, monkeypatch):
 
 def test_a_mistyped_fact_name_suggests_the_right_one():
     cond = parse("header.content-type contains json")
-    assert check(cond, {"status": 200, "headers": {"content-type": "application/json"}}) == \
+    assert unmet(cond, {"status": 200, "headers": {"content-type": "application/json"}}) == \
         "header.content-type: missing (no fact 'header'; did you mean 'headers'?)"
 
 
@@ -378,4 +378,4 @@ def test_a_mistyped_fact_name_suggests_the_right_one():
     ("len(json.version) == 3", {"json": {"version": "3.9"}}, True),
 ])
 def test_a_fact_named_version_compares_as_a_version(text, facts, holds):
-    assert (check(parse(text), facts) is None) is holds
+    assert (unmet(parse(text), facts) is None) is holds

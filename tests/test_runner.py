@@ -11,19 +11,21 @@ import time
 import pytest
 
 from checks import CheckError, expect
-from checks.config import Secrets
+from checks.secrets import Secrets
 from checks.model import ExitCode, Result, summarize, verdict
-from checks.runner import Check, Cleanup, RunContext, attempt, excerpt, judge, run_checks, select
+from checks.lifecycle import Cleanup
+from checks.model import Check
+from checks.runner import RunContext, excerpt, judge, run_check, run_checks, select
 
 
 def make(name="c", probe=None, expect_=("ok == true",), **kw):
-    probe = probe or (lambda timeout: {"ok": True})
+    probe = probe or (lambda timeout, ctx: {"ok": True})
     return Check(name=name, section="health", kind="test", probe=probe,
                  expect=tuple(expect.parse(t) for t in expect_), **kw)
 
 
 def sleeper(seconds, facts=None):
-    def probe(timeout):
+    def probe(timeout, ctx):
         time.sleep(seconds)
         return facts or {"ok": True}
     return probe
@@ -37,7 +39,7 @@ def test_results_come_back_in_the_order_given():
 def test_concurrency_is_bounded_and_used():
     lock, now, peak = threading.Lock(), [0], [0]
 
-    def probe(timeout):
+    def probe(timeout, ctx):
         with lock:
             now[0] += 1
             peak[0] = max(peak[0], now[0])
@@ -57,37 +59,37 @@ def test_concurrency_is_bounded_and_used():
 def test_a_pass_after_retries_is_flagged_flaky():
     calls = []
 
-    def probe(timeout):
+    def probe(timeout, ctx):
         calls.append(1)
         return {"ok": len(calls) >= 3}
 
-    result = attempt(make(probe=probe, retries=3, retry_delay=0.01))
+    result = run_check(make(probe=probe, retries=3, retry_delay=0.01))
     assert (result.status, result.attempts, result.flaky) == ("pass", 3, True)
     assert result.to_dict()["flaky"] is True
 
 
 def test_retries_exhausted_fail_with_the_last_evidence():
-    result = attempt(make(probe=lambda t: {"ok": False}, retries=2, retry_delay=0.01))
+    result = run_check(make(probe=lambda t, ctx: {"ok": False}, retries=2, retry_delay=0.01))
     assert result.status == "fail"
     assert result.message == "ok: expected == true, got false (3 attempts)"
     assert result.attempts == 3 and not result.flaky
 
 
 def test_a_warning_check_warns_and_does_not_fail_the_verdict():
-    results = run_checks([make("a"), make("w", lambda t: {"ok": False}, severity="warning")], RunContext())
+    results = run_checks([make("a"), make("w", lambda t, ctx: {"ok": False}, severity="warning")], RunContext())
     assert [r.status for r in results] == ["pass", "warn"]
     assert verdict(results) == ("pass", ExitCode.PASS)
 
 
 def test_could_not_check_is_error_and_a_probe_bug_is_error_too():
-    def cannot(timeout):
+    def cannot(timeout, ctx):
         raise CheckError("cannot run: xyz not found")
 
-    def buggy(timeout):
+    def buggy(timeout, ctx):
         return {}["nope"]
 
-    assert attempt(make(probe=cannot, retries=3)).message == "cannot run: xyz not found"
-    result = attempt(make(probe=buggy))
+    assert run_check(make(probe=cannot, retries=3)).message == "cannot run: xyz not found"
+    result = run_check(make(probe=buggy))
     assert result.status == "error"
     assert result.message.startswith("internal error in test probe: KeyError")
 
@@ -114,7 +116,7 @@ def test_the_run_deadline_fails_what_is_still_running_and_not_started():
 
 def test_the_deadline_shortens_each_attempts_timeout():
     seen = []
-    run_checks([make(probe=lambda t: seen.append(t) or {"ok": True}, timeout=10)],
+    run_checks([make(probe=lambda t, ctx: seen.append(t) or {"ok": True}, timeout=10)],
                RunContext(deadline_s=2))
     assert 0 < seen[0] <= 2
 
@@ -126,7 +128,7 @@ def test_an_error_fact_fails_unless_a_condition_is_about_it():
 
 
 def test_expectations_skipped_passes_with_its_reason():
-    result = attempt(make(probe=lambda t: {"count": 0, "expectations_skipped": "no data (on_no_data = pass)"},
+    result = run_check(make(probe=lambda t, ctx: {"count": 0, "expectations_skipped": "no data (on_no_data = pass)"},
                           expect_=("value > 1",)))
     assert (result.status, result.message) == ("pass", "no data (on_no_data = pass)")
 
@@ -183,19 +185,16 @@ def test_summary_counts_and_pass_rate():
 
 def test_cleanup_runs_newest_first_and_past_failures():
     cleanup, order = Cleanup(), []
-    cleanup.add(lambda: order.append("first"))
-    token = cleanup.add(lambda: order.append("removed"))
-    cleanup.add(lambda: 1 / 0)
-    cleanup.add(lambda: order.append("last"))
+    cleanup.add(lambda: order.append("first"), "one")
+    token = cleanup.add(lambda: order.append("removed"), "two")
+    cleanup.add(lambda: 1 / 0, "model m-1")
+    cleanup.add(lambda: order.append("last"), "four")
     cleanup.remove(token)
-    errors = cleanup.run_all()
+    left = cleanup.run_all()
     assert order == ["last", "first"]
-    assert errors == ["cleanup: division by zero"]
+    assert left == [("model m-1", "division by zero")]
     assert cleanup.run_all(close=True) == []  # each action runs once
-    cleanup.add(lambda: order.append("late"))  # closed: undone at once
-    assert order == ["last", "first", "late"]
-    cleanup.open()
-    cleanup.add(lambda: order.append("kept"))
+    cleanup.add(lambda: order.append("late"), "five")  # closed: undone at once
     assert order == ["last", "first", "late"]
 
 
@@ -231,7 +230,7 @@ def test_a_warning_check_stays_a_warning_whoever_ends_it():
 def test_secrets_are_masked_before_anything_is_cut_short():
     secret = "TOPSECRETVALUE123"
     facts = {"stdout": "x" * 70 + secret, "body": "y" * 2040 + secret}
-    result = attempt(make(probe=lambda t: facts, expect_=("stdout == nope",)),
+    result = run_check(make(probe=lambda t, ctx: facts, expect_=("stdout == nope",)),
                      RunContext(redact=lambda v: Secrets([secret]).redact(v)))
     shown = json.dumps(result.to_dict())
     assert "TOPSEC" not in shown and "***" in result.message

@@ -6,7 +6,8 @@ Each module has a docstring naming its facts, and:
                                 the facts the check's conditions read, for kinds whose facts
                                 cost time to gather)
     target(params) -> str       what it probes, for names and --dry-run
-    probe(params, timeout_s) -> facts   the I/O; raises CheckError only when it cannot check
+    probe(params, timeout_s, ctx) -> facts   the I/O; raises CheckError only when it cannot check;
+                                ctx is the runner.RunContext (ctx.cleanup takes what it creates)
 """
 
 import functools
@@ -14,8 +15,7 @@ import sys
 
 from checks import ConfigError, expect
 from checks.config import Fields
-from checks.model import SEVERITIES
-from checks.runner import DEFAULT_TIMEOUT, MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, Check
+from checks.model import DEFAULT_TIMEOUT, MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, SEVERITIES, Check
 
 KINDS = {
     "http": "checks.kinds.http",
@@ -36,7 +36,7 @@ def module(kind: str):
 
 
 def build_check(table, where: str, section: str, defaults=None):
-    """A runner.Check from one config table: common fields here, the kind's own in its module."""
+    """A model.Check from one config table: common fields here, the kind's own in its module."""
     defaults = defaults or {}
     fields = Fields(table, where)
     kind = fields.text("kind")

@@ -22,7 +22,6 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import CheckError, ConfigError, lifecycle
 from checks.config import check_os_text
-from checks.runner import CLEANUP
 
 NAME = "command"
 DEFAULT_EXPECT = ("exit_code == 0",)
@@ -83,7 +82,7 @@ def _quoted(word: str) -> str:
     return '"%s"' % re.sub(r'(["\\$`])', r"\\\1", word)
 
 
-def probe(params, timeout: float) -> Dict[str, Any]:
+def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     env = dict(os.environ, **params["env"]) if params["env"] else None
     started = time.monotonic()
     lifecycle.adopt_orphans()  # what the command leaves behind with setsid comes back to us
@@ -98,7 +97,8 @@ def probe(params, timeout: float) -> Dict[str, Any]:
         raise CheckError("cannot run: %s not found" % missing)
     except OSError as exc:
         raise CheckError("cannot run %s: %s" % (target(params), exc.strerror or exc))
-    token = CLEANUP.add(lambda: _kill(proc))
+    token = ctx.cleanup.add(lambda: _kill(proc), "process group %d of %s" % (proc.pid, target(params))) \
+        if ctx.cleanup else None
     lifecycle.own_group(proc.pid)
     try:
         out, err = _Capped(proc.stdout, params["max_output"]), _Capped(proc.stderr, params["max_output"])
@@ -110,7 +110,8 @@ def probe(params, timeout: float) -> Dict[str, Any]:
         # The whole process group, so no orphan outlives its check, and a background
         # child still holding the pipes cannot keep the drain below waiting.
         _kill(proc)
-        CLEANUP.remove(token)
+        if token:
+            ctx.cleanup.remove(token)
         lifecycle.release_group(proc.pid)
     drained = time.monotonic() + 1.0
     out.join(drained)

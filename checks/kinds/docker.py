@@ -55,7 +55,7 @@ def target(params) -> str:
     return "containers %s" % ",".join(params["containers"])
 
 
-def probe(params, timeout: float) -> Dict[str, Any]:
+def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     deadline = time.monotonic() + timeout
     path = params["socket"] or _socket_from_env()
     if params["socket"] and not os.path.exists(path):

@@ -34,7 +34,7 @@ def target(params) -> str:
     return params["path"]
 
 
-def probe(params, timeout: float) -> Dict[str, Any]:
+def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     path = params["path"]
     try:
         info = os.stat(path)

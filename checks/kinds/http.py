@@ -157,7 +157,7 @@ def target(params) -> str:
     return "%s %s%s" % (params["method"], params["url"], " (TLS not verified)" if params["insecure"] else "")
 
 
-def probe(params, timeout: float) -> Dict[str, Any]:
+def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     return fetch(params["url"], timeout, method=params["method"], headers=params["headers"],
                  body=params["body"], follow_redirects=params["follow_redirects"],
                  max_redirects=params["max_redirects"], insecure=params["insecure"],

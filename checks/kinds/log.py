@@ -41,7 +41,7 @@ def target(params) -> str:
     return "/%s/ in the last %d lines of %s" % (params["pattern"], params["lines"], params["path"])
 
 
-def probe(params, timeout: float) -> Dict[str, Any]:
+def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     deadline = time.monotonic() + timeout
     lines = tail(params["path"], params["lines"])
     found = regex.search_each(params["pattern"], lines, deadline, re.IGNORECASE if params["ignore_case"] else 0)

@@ -36,7 +36,7 @@ def target(params) -> str:
     return next("%s %s" % (k, v) for k, v in params.items() if v is not None)
 
 
-def probe(params, timeout: float) -> Dict[str, Any]:
+def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     if params["pidfile"] is not None:
         return _by_pidfile(params["pidfile"])
     pids = _matching(params["executable"], params["pattern"], time.monotonic() + timeout)

@@ -43,7 +43,7 @@ def target(params) -> str:
     return "%s %s" % (params["url"], params["query"])
 
 
-def probe(params, timeout: float) -> Dict[str, Any]:
+def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     url = "%s/api/v1/query?query=%s" % (params["url"], quote_plus(params["query"], errors="surrogateescape"))
     answer = http.fetch(url, timeout, headers=params["headers"], insecure=params["insecure"],
                         ca_file=params["ca_file"])

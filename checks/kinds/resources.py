@@ -35,7 +35,7 @@ def target(params) -> str:
     return "memory, cpu, disk %s" % ",".join(params["paths"])
 
 
-def probe(params, timeout: float) -> Dict[str, Any]:
+def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     facts: Dict[str, Any] = {"memory_percent": memory_percent()}
     if params["cpu"]:
         facts["cpu_percent"] = cpu_percent(min(params["cpu_window_s"], max(0.0, timeout / 2)))

@@ -43,7 +43,7 @@ def target(params) -> str:
     return "%s:%d" % (params["host"], params["port"])
 
 
-def probe(params, timeout: float) -> Dict[str, Any]:
+def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     deadline = time.monotonic() + timeout
     started = time.monotonic()
     try:
