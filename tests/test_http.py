@@ -467,7 +467,7 @@ def test_a_compressed_body_is_decoded_within_max_body(service):
     assert result.status == "pass", result.message
     assert result.facts["headers"]["content-encoding"] == "gzip"
     import gzip
-    from checks.kinds.http import _decompress
+    from checks.probes.http import _decompress
     bomb = gzip.compress(b"x" * 10000000)  # 10 MB that travels as ~10 KB
     assert len(bomb) < 20000 and _decompress(bomb, 1000) is None
     assert _decompress(gzip.compress(b"ok"), 1000) == b"ok"
@@ -492,3 +492,44 @@ def test_prometheus_shares_the_header_checks():
     from checks import ConfigError
     with pytest.raises(ConfigError, match=r"health.checks\[0\].bearer_token: a header value cannot contain"):
         run_check(kind="prometheus", url="http://127.0.0.1:1", query="up", bearer_token="tok-secret\n")
+
+
+def test_a_client_keeps_its_connection_alive_and_survives_an_idle_close():
+    """probes.http.Client: many requests over one connection; a server that closes an idle
+    kept connection (its keep-alive timeout) costs a reconnect, not a failed request."""
+    from checks.probes.http import Client, Request
+
+    connections = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            connections.append(self.connection)
+
+        def do_GET(self):
+            body = b'{"n": %d}' % len(connections)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = Client()
+    try:
+        request = Request("http://127.0.0.1:%d/" % server.server_port)
+        answers = [client.fetch(request, 2) for _ in range(20)]
+        assert [a["status"] for a in answers] == [200] * 20 and len(connections) == 1
+        connections[0].shutdown(socket.SHUT_RDWR)  # the server drops the idle connection
+        time.sleep(0.05)
+        again = client.fetch(request, 2)
+        assert again["status"] == 200 and again["json"] == {"n": 2}, again
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()

@@ -7,28 +7,22 @@ version, the first dotted version in the output (so `version >= 3.11` reads
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 import shlex
-import signal
-import subprocess
-import threading
-import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Any, Callable, Dict, List, Optional
+    from typing import Any, Dict, List, Optional
 
-from checks import CheckError, ConfigError, lifecycle
+from checks import ConfigError
 from checks.config import check_os_text
+from checks.probes import proc
 
 NAME = "command"
 DEFAULT_EXPECT = ("exit_code == 0",)
 MAX_OUTPUT = 64 * 1024
 MAX_OUTPUT_LIMIT = 64 * 1024 * 1024
 _DIGITS_AND_DOTS = re.compile(r"[\d.]+")  # one class repeated, nothing after: no backtracking
-_PR_SET_PDEATHSIG = 1
 _SHELL_OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "2>", "2>&1", "|&", "$(", "`"}
 
 
@@ -70,61 +64,17 @@ def _split(command: str, fields) -> List[str]:
 
 
 def target(params) -> str:
-    command = params["command"]
-    return command if isinstance(command, str) else " ".join(_quoted(word) for word in command)
-
-
-def _quoted(word: str) -> str:
-    """A word as a shell reads it, in double quotes where needed: shlex.quote's '"'"'
-    would split a secret into pieces that masking cannot recognise."""
-    if word and all(char.isalnum() or char in "@%+=:,./_-" for char in word):
-        return word
-    return '"%s"' % re.sub(r'(["\\$`])', r"\\\1", word)
+    return proc.describe(params["command"])
 
 
 def probe(params, timeout: float, ctx) -> Dict[str, Any]:
-    env = dict(os.environ, **params["env"]) if params["env"] else None
-    started = time.monotonic()
-    lifecycle.adopt_orphans()  # what the command leaves behind with setsid comes back to us
-    try:
-        proc = subprocess.Popen(params["command"], shell=params["shell"], env=env, cwd=params["cwd"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, preexec_fn=die_with_parent())
-    except FileNotFoundError as exc:
-        missing = exc.filename if exc.filename else params["command"][0]
-        if params["cwd"] and not os.path.isdir(params["cwd"]):
-            missing = params["cwd"]
-        raise CheckError("cannot run: %s not found" % missing)
-    except OSError as exc:
-        raise CheckError("cannot run %s: %s" % (target(params), exc.strerror or exc))
-    token = ctx.cleanup.add(lambda: _kill(proc), "process group %d of %s" % (proc.pid, target(params))) \
-        if ctx.cleanup else None
-    lifecycle.own_group(proc.pid)
-    try:
-        out, err = _Capped(proc.stdout, params["max_output"]), _Capped(proc.stderr, params["max_output"])
-        try:
-            exit_code = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            exit_code = None
-    finally:
-        # The whole process group, so no orphan outlives its check, and a background
-        # child still holding the pipes cannot keep the drain below waiting.
-        _kill(proc)
-        if token:
-            ctx.cleanup.remove(token)
-        lifecycle.release_group(proc.pid)
-    drained = time.monotonic() + 1.0
-    out.join(drained)
-    err.join(drained)
-    if out.out_of_memory or err.out_of_memory:
-        raise CheckError("out of memory keeping %s's output (a limit of this host): lower max_output"
-                         % target(params))
-    stdout, stderr = out.text(), err.text()
-    if exit_code is None:
-        return {"error": "timed out after %gs" % timeout, "stdout": stdout, "stderr": stderr}
-    facts = {"exit_code": exit_code, "stdout": stdout, "stderr": stderr,
-             "latency_ms": round((time.monotonic() - started) * 1000, 1)}
-    version = first_version(stdout) or first_version(stderr)
+    done = proc.run(params["command"], timeout, ctx.cleanup, params["shell"], params["env"], params["cwd"],
+                    params["max_output"])
+    if done.exit_code is None:
+        return {"error": "timed out after %gs" % timeout, "stdout": done.stdout, "stderr": done.stderr}
+    facts = {"exit_code": done.exit_code, "stdout": done.stdout, "stderr": done.stderr,
+             "latency_ms": round(done.seconds * 1000, 1)}
+    version = first_version(done.stdout) or first_version(done.stderr)
     if version:
         facts["version"] = version
     return facts
@@ -145,64 +95,3 @@ def first_version(text: str) -> Optional[str]:
                     end += 1
                 return ".".join(parts[i:end])
     return None
-
-
-@functools.lru_cache(maxsize=None)
-def die_with_parent() -> Optional[Callable[[], None]]:
-    """A preexec_fn asking Linux to SIGKILL the child when smoke.py dies, even by kill -9.
-
-    Its own process group escapes our Ctrl-C and cleanup kills it on every other path;
-    this covers the one path where no code of ours runs. None where prctl is missing.
-    """
-    prctl = lifecycle.prctl()
-    if prctl is None:
-        return None
-    parent = os.getpid()
-
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # we died before the signal was armed
-            os._exit(1)
-    return arm
-
-
-def _kill(proc) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    try:
-        proc.wait(1)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-class _Capped:
-    """Drains a pipe in a thread, keeping the first `cap` bytes, so output never fills memory."""
-
-    def __init__(self, pipe, cap: int):
-        self.data, self.dropped, self._pipe, self._cap = bytearray(), 0, pipe, cap
-        self.out_of_memory = False
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        with self._pipe:
-            for chunk in iter(lambda: self._pipe.read1(65536), b""):
-                room = self._cap - len(self.data)
-                try:
-                    self.data += chunk[:max(0, room)]
-                except MemoryError:  # our limit (ulimit -v), not the command's: keep draining, keep nothing
-                    self.out_of_memory, self._cap, self.data = True, 0, bytearray()
-                self.dropped += max(0, len(chunk) - max(0, room))
-
-    def join(self, deadline: float) -> None:
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-
-    def text(self) -> str:
-        if not self.dropped:
-            return bytes(self.data).decode("utf-8", errors="replace")
-        # Cut: decode to the last whole character, or a U+FFFD would hide where a secret's start ends.
-        import codecs
-        text = codecs.getincrementaldecoder("utf-8")("replace").decode(bytes(self.data), final=False)
-        return text + "\n\u2026 (%d more bytes)" % self.dropped

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 from urllib.parse import quote_plus
 
 from checks import CheckError, ConfigError
-from checks.kinds import http
+from checks.probes import http
 from checks.model import cut
 
 NAME = "prometheus"
@@ -45,8 +45,8 @@ def target(params) -> str:
 
 def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     url = "%s/api/v1/query?query=%s" % (params["url"], quote_plus(params["query"], errors="surrogateescape"))
-    answer = http.fetch(url, timeout, headers=params["headers"], insecure=params["insecure"],
-                        ca_file=params["ca_file"])
+    answer = http.fetch(http.Request(url, headers=params["headers"], insecure=params["insecure"],
+                                     ca_file=params["ca_file"]), timeout)
     if "error" in answer:
         return {"error": "prometheus: %s" % answer["error"]}
     doc = answer.get("json")

@@ -1,0 +1,201 @@
+"""Processes as a probe: run one to completion, or spawn a long-lived one, and never
+leave either behind.
+
+Each runs in its own process group (our Ctrl-C is ours to handle, and a kill reaches
+everything it started), registered for cleanup the moment it exists and with the
+reaper (lifecycle), with a parent-death signal set; its output is capped (run) or goes
+to a log file (spawn). The caller's own faults (no such program, no fd left) raise
+CheckError; anything the process does is a result.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import threading
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Callable, Dict, List, Optional, Union
+
+from checks import CheckError, lifecycle
+
+_PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 5.0  # from SIGTERM to SIGKILL when a spawned process is stopped
+
+
+def describe(argv: Union[str, List[str]]) -> str:
+    """A command line as a shell reads it, in double quotes where needed: shlex.quote's '"'"'
+    would split a secret into pieces that masking cannot recognise."""
+    if isinstance(argv, str):
+        return argv
+    import re
+    return " ".join(word if word and all(char.isalnum() or char in "@%+=:,./_-" for char in word)
+                    else '"%s"' % re.sub(r'(["\\$`])', r"\\\1", word) for word in argv)
+
+
+class Finished:
+    """What a run() ended with: exit_code (None: timed out), stdout, stderr (capped text), seconds."""
+
+    __slots__ = ("exit_code", "stdout", "stderr", "seconds")
+
+    def __init__(self, exit_code, stdout, stderr, seconds):
+        self.exit_code, self.stdout, self.stderr, self.seconds = exit_code, stdout, stderr, seconds
+
+
+def run(argv: Union[str, List[str]], timeout: float, cleanup=None, shell: bool = False,
+        env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None, max_output: int = 65536) -> Finished:
+    """Run to completion or timeout; the whole group is killed when it returns, so no orphan
+    outlives it, and a background child still holding the pipes cannot keep the drain waiting."""
+    started = time.monotonic()
+    proc = _start(argv, shell, env, cwd, subprocess.PIPE, subprocess.PIPE)
+    token = cleanup.add(functools.partial(_kill, proc), "process group %d of %s" % (proc.pid, describe(argv))) \
+        if cleanup else None
+    try:
+        out, err = _Capped(proc.stdout, max_output), _Capped(proc.stderr, max_output)
+        try:
+            exit_code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            exit_code = None
+    finally:
+        _kill(proc)
+        if token:
+            cleanup.remove(token)
+        lifecycle.release_group(proc.pid)
+    drained = time.monotonic() + 1.0
+    out.join(drained)
+    err.join(drained)
+    if out.out_of_memory or err.out_of_memory:
+        raise CheckError("out of memory keeping %s's output (a limit of this host): lower max_output"
+                         % describe(argv))
+    return Finished(exit_code, out.text(), err.text(), time.monotonic() - started)
+
+
+class Spawned:
+    """A long-lived process group of ours, its output in a log file; stop() ends it."""
+
+    def __init__(self, proc, argv, log_path: str, cleanup, token: int):
+        self.proc, self.pid, self.argv, self.log_path = proc, proc.pid, argv, log_path
+        self._cleanup, self._token = cleanup, token
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        """Signal the group's first process only (a worker killed as a test, say)."""
+        try:
+            os.kill(self.pid, signum)
+        except OSError:
+            pass
+
+    def stop(self, grace: float = STOP_GRACE_S) -> Optional[int]:
+        """SIGTERM to the group, SIGKILL after grace seconds; the exit code (negative: a signal)."""
+        try:
+            os.killpg(self.pid, signal.SIGTERM)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+        _kill(self.proc)
+        if self._token and self._cleanup:
+            self._cleanup.remove(self._token)
+        lifecycle.release_group(self.pid)
+        return self.proc.returncode
+
+
+def spawn(argv: Union[str, List[str]], log_path: str, cleanup, shell: bool = False,
+          env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None) -> Spawned:
+    """Start a process that outlives this call, stdout and stderr appended to log_path;
+    it is stopped by the run's cleanup unless stop() comes first."""
+    try:
+        log = open(log_path, "ab")
+    except OSError as exc:
+        raise CheckError("cannot open the log %s: %s" % (log_path, exc.strerror or exc))
+    with log:
+        proc = _start(argv, shell, env, cwd, log, subprocess.STDOUT)
+    spawned = Spawned(proc, argv, log_path, cleanup, 0)
+    spawned._token = cleanup.add(spawned.stop, "process group %d of %s" % (proc.pid, describe(argv)))
+    return spawned
+
+
+def _start(argv, shell, env, cwd, stdout, stderr):
+    environ = dict(os.environ, **env) if env else None
+    lifecycle.adopt_orphans()  # what the process leaves behind with setsid comes back to us
+    try:
+        proc = subprocess.Popen(argv, shell=shell, env=environ, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout,
+                                stderr=stderr, start_new_session=True, preexec_fn=die_with_parent())
+    except FileNotFoundError as exc:
+        missing = exc.filename if exc.filename else (argv if shell else argv[0])
+        if cwd and not os.path.isdir(cwd):
+            missing = cwd
+        raise CheckError("cannot run: %s not found" % missing)
+    except OSError as exc:
+        raise CheckError("cannot run %s: %s" % (describe(argv), exc.strerror or exc))
+    lifecycle.own_group(proc.pid)  # gone with us, even after kill -9
+    return proc
+
+
+@functools.lru_cache(maxsize=None)
+def die_with_parent() -> Optional[Callable[[], None]]:
+    """A preexec_fn asking Linux to SIGKILL the child when smoke.py dies, even by kill -9.
+
+    Its own process group escapes our Ctrl-C and cleanup kills it on every other path;
+    this covers the one path where no code of ours runs. None where prctl is missing.
+    """
+    prctl = lifecycle.prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # we died before the signal was armed
+            os._exit(1)
+    return arm
+
+
+def _kill(proc) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        proc.wait(1)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+class _Capped:
+    """Drains a pipe in a thread, keeping the first `cap` bytes, so output never fills memory."""
+
+    def __init__(self, pipe, cap: int):
+        self.data, self.dropped, self._pipe, self._cap = bytearray(), 0, pipe, cap
+        self.out_of_memory = False
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        with self._pipe:
+            for chunk in iter(lambda: self._pipe.read1(65536), b""):
+                room = self._cap - len(self.data)
+                try:
+                    self.data += chunk[:max(0, room)]
+                except MemoryError:  # our limit (ulimit -v), not the command's: keep draining, keep nothing
+                    self.out_of_memory, self._cap, self.data = True, 0, bytearray()
+                self.dropped += max(0, len(chunk) - max(0, room))
+
+    def join(self, deadline: float) -> None:
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    def text(self) -> str:
+        if not self.dropped:
+            return bytes(self.data).decode("utf-8", errors="replace")
+        # Cut: decode to the last whole character, or a U+FFFD would hide where a secret's start ends.
+        import codecs
+        text = codecs.getincrementaldecoder("utf-8")("replace").decode(bytes(self.data), final=False)
+        return text + "\n\u2026 (%d more bytes)" % self.dropped
