@@ -73,7 +73,7 @@ def _parser(argv):
     parser = Parser(prog="smoke.py", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=formatter)
     parser.add_argument("--version", action=Version, nargs=0, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    chosen = next((arg for arg in argv if arg in COMMANDS), None)
+    chosen = _command(argv)
     options = list(COMMANDS)
     for name, (module_name, text) in COMMANDS.items():
         if chosen and name != chosen:  # each parser costs start-up time; the others are only for --help
@@ -87,6 +87,16 @@ def _parser(argv):
                 sys.modules[module_name].add_arguments(sub)
             options += [option for action in sub._actions for option in action.option_strings]
     return parser
+
+
+def _command(argv):
+    """The command argv names, resolved before parsing as pip does: the first word that is
+    not one of the top-level options (--help, --version). None when there is none."""
+    for arg in argv:
+        if arg in ("-h", "--help", "--version"):
+            continue
+        return arg if arg in COMMANDS else None
+    return None
 
 
 def _open_stdio():

@@ -68,40 +68,43 @@ def did_you_mean(message: str, options) -> str:
 
 
 def _gather(args, secrets, commands, sections):
-    """Every configured and command-line check of the chosen command, and each section's min_pass_rate."""
+    """{section: spec} for the chosen command, from the config and the command's own
+    flags, and each section's min_pass_rate. Only the subcommand face is called here."""
     from checks import ConfigError, config
 
-    adhoc = getattr(args, "adhoc", None)
+    own = _module(commands[args.command][0]) if args.command in sections else None
+    flagged = own is not None and own.from_args(args) is not None
     # Flags describe the checks; a config found implicitly would add unasked-for ones.
-    path = args.config if adhoc else config.find(args.config)
+    path = args.config if flagged else config.find(args.config)
     try:  # every error names the file in use: the same field may exist in several
         doc = config.load(path, secrets) if path else {}
     except ConfigError as exc:
         raise exc if str(exc).startswith(path) else ConfigError("%s: %s" % (path, exc))
+    chosen = sections if args.command == "all" else (args.command,)
+    specs = {}
     try:
         rates = _pass_rates(doc, sections)
         unknown = [key for key in doc if key not in sections and not key.startswith("_") and key != "min_pass_rate"]
         if unknown:
             raise ConfigError("unknown section %r (known: %s)" % (unknown[0], ", ".join(sections)))
-        chosen = sections if args.command == "all" else (args.command,)
-        checks = []
         for section in chosen:
             if section in doc:
                 table = doc[section]
                 if isinstance(table, dict):
                     table = {key: value for key, value in table.items() if key != "min_pass_rate"}
-                checks += _module(commands[section][0]).load(table, section)
+                specs[section] = _module(commands[section][0]).load(table, section)
     except ConfigError as exc:
         raise ConfigError("%s: %s" % (path, exc))
-    if adhoc:
-        checks += _module(commands["health"][0]).from_args(args)
-    if not checks and path:
+    if flagged:
+        specs[args.command] = own.from_args(args, specs.get(args.command))
+    plans = {section: _module(commands[section][0]).plan(spec) for section, spec in specs.items()}
+    if not any(plans.values()) and path:
         raise ConfigError("nothing to check: %s has no %s checks" % (path, " or ".join(chosen)))
-    if not checks:
-        hint = "; or use --url, --tcp, --resources" if args.command == "health" else ""
+    if not any(plans.values()):
+        hint = "; or use %s" % own.FLAGS if own is not None and getattr(own, "FLAGS", None) else ""
         raise ConfigError("nothing to check: no config found (--config FILE, $SMOKE_CONFIG, ./smoke.toml, "
                           "./smoke.json)%s" % hint)
-    return checks, rates
+    return specs, plans, rates
 
 
 def _pass_rates(doc, sections):
@@ -139,8 +142,9 @@ def run(args, commands, closed) -> int:
             if not os.environ.get(name):  # a misspelt name would leave the real variable unmasked
                 raise ConfigError("--secret %s: environment variable %s is not set" % (name, name))
             secrets.add(os.environ[name])
-        checks, rates = _gather(args, secrets, commands, sections)
-        names = {check.name for check in checks}
+        specs, plans, rates = _gather(args, secrets, commands, sections)
+        planned = [step for section in specs for step in plans[section]]
+        names = {step.name for step in planned}
         for name in args.only:
             if name not in names:
                 import difflib
@@ -148,15 +152,15 @@ def run(args, commands, closed) -> int:
                 raise ConfigError("--only %s: no such check%s (known: %s)" % (
                     name, "; did you mean %s?" % close[0] if close else "", ", ".join(sorted(names))))
         if args.validate:
-            say("config OK: %d check%s" % (len(checks), "" if len(checks) == 1 else "s"))
+            say("config OK: %d check%s" % (len(planned), "" if len(planned) == 1 else "s"))
             return 0
-        chosen, skipped = runner.select(checks, args.tag, args.skip_tag, args.only)
+        chosen, skipped = runner.select(planned, args.tag, args.skip_tag, args.only)
         if not chosen:
-            tags = sorted({tag for check in checks for tag in check.tags})
+            tags = sorted({tag for step in planned for tag in step.tags})
             raise ConfigError("the selection matched none of the %d checks (--only and --tag must both match; "
-                              "tags: %s)" % (len(checks), ", ".join(tags) or "none"))
+                              "tags: %s)" % (len(planned), ", ".join(tags) or "none"))
         if args.dry_run:
-            _emit("".join(printable(secrets.redact(_planned(check))) + "\n" for check in chosen), "stdout" in closed)
+            _emit("".join(printable(secrets.redact(_planned(step))) + "\n" for step in chosen), "stdout" in closed)
             return 0
         if args.output is not None:
             from checks import sinks
@@ -172,14 +176,17 @@ def run(args, commands, closed) -> int:
     cleanup = lifecycle.Cleanup()
     ctx = runner.RunContext(concurrency, args.deadline, progress, secrets.redact, cleanup)
     started, clock = time.time(), time.monotonic()
-    results = []
+    results, metrics = [], {}
     with lifecycle.Signals() as signals:
         try:
             try:
-                for section in sections:
-                    mine = [check for check in chosen if check.section == section]
+                for section, spec in specs.items():
+                    mine = frozenset(step.name for step in chosen if step.section == section)
                     if mine:
-                        results += _module(commands[section][0]).run(mine, ctx)
+                        outcome = _module(commands[section][0]).run(spec, ctx._replace(chosen=mine))
+                        results += outcome.results
+                        if outcome.metrics:
+                            metrics[section] = outcome.metrics
             finally:
                 signals.disarm()  # from here on a signal is recorded, and the report still written
         except lifecycle.Interrupted as exc:
@@ -194,7 +201,7 @@ def run(args, commands, closed) -> int:
         min_rate = args.min_pass_rate if args.min_pass_rate is not None else 1.0
         report = model.build_report(args.command, results + skipped, socket.gethostname(), started,
                                     (time.monotonic() - clock) * 1000, min_rate, signals.signum,
-                                    {} if args.min_pass_rate is not None else rates)
+                                    {} if args.min_pass_rate is not None else rates, metrics)
         report = secrets.redact(report)  # names and targets come from the config too
         # Decide, then deliver, then print: the printed report and the exit code always agree.
         if args.output is not None:
@@ -221,17 +228,9 @@ def run(args, commands, closed) -> int:
     return code
 
 
-def _planned(check) -> str:
+def _planned(step) -> str:
     """One --dry-run line: what runs, what is expected, and every option that applies to it."""
-    options = "timeout=%gs retries=%d" % (check.timeout, check.retries)
-    if check.retries:
-        options += " retry_delay=%gs" % check.retry_delay
-    if check.severity != "normal":
-        options += " severity=" + check.severity
-    if check.tags:
-        options += " tags=" + ",".join(check.tags)
-    return "%-10s %-24s %s  [%s]  %s" % (check.section, check.name, check.target,
-                                         ", ".join(c.text for c in check.expect), options)
+    return "%-10s %-24s %s  [%s]  %s" % (step.section, step.name, step.target, ", ".join(step.expect), step.options)
 
 
 class _Progress:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import List
+    from typing import List, Optional
 
 from checks import ConfigError, expect
 from checks.config import Fields, bounded
 from checks.kinds import build_check
-from checks.model import MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, SEVERITIES, Check
+from checks.model import MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, SEVERITIES, Check, Outcome, Planned
 from checks.runner import RunContext, run_checks
 
 NAME = "health"
+FLAGS = "--url, --tcp, --resources"  # the checks that need no config, for "nothing to check"
 
 
 def add_arguments(parser) -> None:
@@ -92,10 +93,12 @@ def _defaults(fields: Fields) -> dict:
     return {key: value for key, value in found.items() if value is not None}
 
 
-def from_args(args) -> List[Check]:
-    """The checks given by --url, --tcp and --resources."""
-    checks = []
-    for table in args.adhoc or []:
+def from_args(args, configured: Optional[List[Check]] = None) -> Optional[List[Check]]:
+    """The configured checks and those given by --url, --tcp and --resources; None without such flags."""
+    if not args.adhoc:
+        return None
+    checks = list(configured or [])
+    for table in args.adhoc:
         table = dict(table)
         option = table.pop("_option")
         for text in table.get("expect", []):
@@ -114,5 +117,22 @@ def from_args(args) -> List[Check]:
     return checks
 
 
-def run(checks: List[Check], ctx: RunContext):
-    return run_checks(checks, ctx)
+def plan(checks: List[Check]) -> List[Planned]:
+    return [Planned(check.name, check.section, check.kind, check.target, tuple(c.text for c in check.expect),
+                    check.tags, check.severity, _options(check)) for check in checks]
+
+
+def _options(check: Check) -> str:
+    options = "timeout=%gs retries=%d" % (check.timeout, check.retries)
+    if check.retries:
+        options += " retry_delay=%gs" % check.retry_delay
+    if check.severity != "normal":
+        options += " severity=" + check.severity
+    if check.tags:
+        options += " tags=" + ",".join(check.tags)
+    return options
+
+
+def run(checks: List[Check], ctx: RunContext) -> Outcome:
+    """Every chosen check at once (up to ctx.concurrency)."""
+    return Outcome(run_checks([check for check in checks if ctx.chosen is None or check.name in ctx.chosen], ctx))

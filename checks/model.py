@@ -54,6 +54,19 @@ class Check(collections.namedtuple("Check", "name section kind probe expect targ
         return (self.timeout * (self.retries + 1) + self.retry_delay * self.retries) + _GRACE_S
 
 
+class Planned(collections.namedtuple("Planned", "name section kind target expect tags severity options",
+                                     defaults=((), (), "normal", ""))):
+    """One step of a subcommand's plan: what --dry-run shows and --only and --tag choose from."""
+
+    __slots__ = ()
+
+
+class Outcome(collections.namedtuple("Outcome", "results metrics", defaults=({},))):
+    """What a subcommand's run gives: its results, and its numbers for report.metrics."""
+
+    __slots__ = ()
+
+
 class Result(collections.namedtuple("Result", "name section kind status message duration_ms attempts tags "
                                               "severity facts flaky target expect",
                                      defaults=("", 0.0, 0, (), "normal", {}, False, "", ()))):
@@ -152,7 +165,8 @@ def utc_timestamp(epoch: Optional[float] = None) -> str:
 
 def build_report(command: str, results: List[Result], host: str, started_at: float, duration_ms: float,
                  min_pass_rate: float = 1.0, interrupted: Optional[int] = None,
-                 section_rates: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
+                 section_rates: Optional[Dict[str, float]] = None,
+                 metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The smoke.report/1 document; an interrupted run keeps its partial results."""
     from checks import __version__
 
@@ -161,7 +175,7 @@ def build_report(command: str, results: List[Result], host: str, started_at: flo
         "schema": SCHEMA, "tool": {"name": "smoke.py", "version": __version__},
         "command": command, "host": host, "started_at": utc_timestamp(started_at),
         "duration_ms": round(duration_ms, 1), "status": status, "exit_code": int(code),
-        "summary": summarize(results), "metrics": {}, "results": [r.to_dict() for r in results],
+        "summary": summarize(results), "metrics": metrics or {}, "results": [r.to_dict() for r in results],
         # what the verdict was held to, so a pass with failures in it explains itself
         "min_pass_rate": {section: (section_rates or {}).get(section, min_pass_rate)
                           for section in dict.fromkeys(r.section for r in results)},

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import CheckError, expect
 from checks.lifecycle import Interrupted
-from checks.model import SIGNAL_NAMES, Check, Result, reportable
+from checks.model import SIGNAL_NAMES, Check, Planned, Result, reportable
 
 DEFAULT_CONCURRENCY = 32
 MAX_CONCURRENCY = 10000
@@ -30,11 +30,13 @@ FDS_PER_CHECK = 8
 _FDS_RESERVED = 16      # stdio, the config, --output's temp file, the watchdog: outside the checks' share
 
 
-class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact cleanup",
-                                        defaults=(DEFAULT_CONCURRENCY, None, None, lambda value: value, None))):
+class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact cleanup chosen",
+                                        defaults=(DEFAULT_CONCURRENCY, None, None, lambda value: value, None,
+                                                  None))):
     """How to run: checks at once, the run's deadline, a callback per result,
-    secrets.Secrets.redact (applied before anything is cut short), and the run's
-    lifecycle.Cleanup, where a probe registers what it creates (None: undone by the probe alone)."""
+    secrets.Secrets.redact (applied before anything is cut short), the run's
+    lifecycle.Cleanup, where a probe registers what it creates (None: undone by the probe
+    alone), and the names of the section's steps chosen to run (None: all)."""
 
     __slots__ = ()
 
@@ -62,8 +64,8 @@ def fd_limited(concurrency: int) -> Tuple[int, Optional[int]]:
     return (concurrency, None) if fits >= concurrency else (fits, soft)
 
 
-def select(checks: List[Check], tags=(), skip_tags=(), only=()) -> Tuple[List[Check], List[Result]]:
-    """Split checks into those selected and `skip` results for the rest."""
+def select(checks: List[Planned], tags=(), skip_tags=(), only=()) -> Tuple[List[Planned], List[Result]]:
+    """Split planned steps into those selected and `skip` results for the rest."""
     chosen, skipped = [], []
     for check in checks:
         reason = None
@@ -74,7 +76,8 @@ def select(checks: List[Check], tags=(), skip_tags=(), only=()) -> Tuple[List[Ch
         elif set(skip_tags) & set(check.tags):
             reason = "not selected (--skip-tag %s)" % ",".join(sorted(set(skip_tags) & set(check.tags)))
         if reason:
-            skipped.append(_result(check, "skip", reason))
+            skipped.append(Result(check.name, check.section, check.kind, "skip", reason, tags=check.tags,
+                                  severity=check.severity, target=check.target, expect=check.expect))
         else:
             chosen.append(check)
     return chosen, skipped
