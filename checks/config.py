@@ -125,6 +125,9 @@ def _check_values(doc: Any) -> None:
             if isinstance(value, (dict, list)):
                 stack.append((value, at, depth + 1))
             elif not isinstance(value, (str, int, float, bool, type(None))):
+                if isinstance(key, str) and key.startswith("_"):  # a comment (_note = 2026-11-23): harmless
+                    obj[key] = value.isoformat()
+                    continue
                 raise ConfigError("%s: a TOML date or time is not supported here; write it as a string" % at)
 
 
@@ -289,7 +292,7 @@ class Fields:
         value = self.data.get(key, default)
         if value is _REQUIRED:
             raise ConfigError("%s: required field is missing" % self.at(key))
-        if isinstance(value, str):  # "${TIMEOUT:-5}" arrives as text
+        if isinstance(value, str) and "_" not in value:  # "${TIMEOUT:-5}" arrives as text; "1_0" is a typo
             try:
                 value = float(value)
             except ValueError:

@@ -27,8 +27,13 @@ try:  # the C module: signal.py builds three enums on import, 2 ms of a one-chec
 except ImportError:
     import signal
 
-# Keeps only the last list it was sent; at EOF, kills each group in it.
-_REAPER = 'last=; while IFS= read -r line; do last=$line; done; [ -z "$last" ] || kill -s KILL -- $last 2>/dev/null'
+# Keeps only the last list it was sent; at EOF, kills each group in it, then every process
+# still in one of their sessions (each group leads its own session): one that moved to a
+# group of its own (setpgid, a shell's job control) is found by its session in /proc.
+_REAPER = ('last=; while IFS= read -r line; do last=$line; done; [ -n "$last" ] || exit 0; '
+           'kill -s KILL -- $last 2>/dev/null; '
+           'for f in /proc/[0-9]*/stat; do read -r s < "$f" 2>/dev/null || continue; set -- ${s##*) }; '
+           'case " $last " in *" -$4 "*) p=${f#/proc/}; kill -s KILL "${p%/stat}" 2>/dev/null;; esac; done')
 _PR_SET_CHILD_SUBREAPER = 36
 _INTERNAL: Set[Tuple[str, ...]] = set()  # the command lines of our own helpers: never "a process" of the system
 

@@ -32,10 +32,19 @@ _KEY_OWNERS = ("api", "private", "secret", "access")  # api_key, private-key, se
 _NAME_WORDS = ("key", "pwd", "pass", "pat", "auth", "session", "dsn")
 _NAME_ENDINGS = ("password", "passwd", "passphrase", "secret", "token")
 _NOT_SECRET_NAMES = ("PWD", "OLDPWD")
+# Words that qualify a name rather than say what it holds, and keys that are no secret.
+_QUALIFIERS = ("prod", "production", "staging", "stage", "dev", "development", "test", "qa", "uat", "live",
+               "sandbox", "old", "new", "prev", "previous", "next", "current", "primary", "secondary", "base",
+               "backup", "alt")
+_PLAIN_KEYS = ("public", "sort", "cache", "primary", "partition", "foreign", "page", "routing", "hash", "range",
+               "lookup", "index", "shard", "group", "idempotency", "dedup", "object", "s3", "map")
 MASK = "***"
 # Shorter values would blank out ordinary text ("80" inside "8080"), so they are not masked by value.
 MIN_SECRET = 4
+_FEW_CUTS_ABOVE, _LAST_CUTS = 4096, 4  # beyond 4096 characters, only the last 4 cuts are ours
 _CUT = "\u2026"  # how every excerpt of outside text ends: a secret's start may stand before it
+# Charsets a server may declare that are not supersets of ASCII: text decoded with them hides a secret.
+_NOT_ASCII_CHARSETS = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be", "cp500", "cp037", "cp1140")
 _SCHEME = r"^[A-Za-z][A-Za-z0-9-]*\s+(\S.*)$"  # "Bearer abc", "Basic dXNlcjpwdw=="
 
 
@@ -54,11 +63,17 @@ def secret_field(name: Any) -> bool:
 
 
 def secret_name(name: str) -> bool:
-    """Whether an environment variable's name says it holds a secret."""
+    """Whether an environment variable's name says it holds a secret: by its last word, after
+    any qualifier words (DB_PASSWORD_PROD, API_KEY_V2, GITHUB_TOKEN_2, SECRET_KEY_BASE)."""
     if name.upper() in _NOT_SECRET_NAMES:
         return False
-    last = _words(name)[-1]
-    return secret_field(name) or last in _NAME_WORDS or last.endswith(_NAME_ENDINGS)
+    words = _words(name)
+    while len(words) > 1 and (words[-1] in _QUALIFIERS or words[-1].isdigit() or re.fullmatch(r"v\d+", words[-1])):
+        words.pop()
+    last = words[-1]
+    if last == "key" and len(words) > 1 and words[-2] in _PLAIN_KEYS:
+        return False
+    return secret_field("_".join(words)) or last in _NAME_WORDS or last.endswith(_NAME_ENDINGS)
 
 
 def forms(value: str) -> set:
@@ -89,6 +104,13 @@ def forms(value: str) -> set:
     raw = value.encode("utf-8", "surrogateescape")
     for encoded in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
         found |= {encoded, encoded.rstrip("=")}
+    found |= _misaligned_base64(raw)
+    found |= {value.upper(), value.lower()}  # an upper-cased method, a lower-cased header name
+    found |= _every_char_escaped(value, raw)
+    found |= {_tried(lambda v: v.encode("idna").decode("ascii"), value)}  # a host name's xn-- form
+    for charset in _NOT_ASCII_CHARSETS:  # a server that declares one: its reading of the secret's bytes
+        for skip in range(2 if charset.startswith("utf-16") else 1):
+            found.add(_tried(lambda v: (b"\0" * skip + v).decode(charset, "replace")[skip:].rstrip("\ufffd"), raw))
     escaped = html.escape(value)
     found |= {escaped, html.escape(value, quote=False), escaped.replace("&#x27;", "&#39;").replace("&quot;", "&#34;"),
               shlex.quote(value), repr(value)[1:-1], ascii(value)[1:-1], raw.decode("latin-1"),
@@ -101,6 +123,33 @@ def forms(value: str) -> set:
         found |= forms(credential.group(1))
     found.discard(None)
     return found
+
+
+def _misaligned_base64(raw: bytes) -> set:
+    """The base64 characters that only the secret's bytes decide, wherever it starts inside
+    a longer encoded text (at an offset of 0, 1 or 2 bytes mod 3, with more after it)."""
+    import base64
+
+    found = set()
+    for skip in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            text = encode(b"\0" * skip + raw).decode()
+            whole = (skip + len(raw)) // 3 * 4  # groups of three bytes that end inside the secret
+            middle = text[4 if skip else 0:whole]
+            if len(middle) >= 8:  # shorter pieces would mask unrelated base64
+                found.add(middle)
+    return found
+
+
+def _every_char_escaped(value: str, raw: bytes) -> set:
+    """Encoders that escape every character, not just the special ones: hex, %XX for each
+    byte, &#N; and &#xN; for each character, \\uXXXX for each character."""
+    hexed = raw.hex()
+    percent = "".join("%%%02X" % byte for byte in raw)
+    return {hexed, hexed.upper(), percent, percent.lower(),
+            "".join("&#%d;" % ord(char) for char in value), "".join("&#x%x;" % ord(char) for char in value),
+            "".join("\\u%04x" % ord(char) for char in value if ord(char) < 0x10000),
+            "".join("\\u%04X" % ord(char) for char in value if ord(char) < 0x10000)}
 
 
 def _tried(escape, value: str):
@@ -169,7 +218,12 @@ class Secrets:
         is tried only where its first character stands, so a long secret costs little.
         """
         pieces = text.split(_CUT)
+        # Our cuts end a value ("…", "… (9 more characters)"); a long text can hold only a few of
+        # them, near its end, but a server can send millions of "…": those are not tried.
+        first = 0 if len(text) <= _FEW_CUTS_ABOVE else max(0, len(pieces) - 1 - _LAST_CUTS)
         for i, before in enumerate(pieces[:-1]):
+            if i < first:
+                continue
             head = before.rstrip("\n")  # the command cap's mark starts a line: "…\n… (9 more bytes)"
             longest = 0
             for form in self._forms():

@@ -137,14 +137,23 @@ def _replace(path: str, data: bytes, mode: int) -> None:
 
 
 def _write_through(path: str, data: bytes) -> None:
-    """Non-blocking, with a deadline: a FIFO with no reader, or one that stops reading, cannot hang us."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:  # a FIFO nobody reads, or a terminal that is not there
+    """Non-blocking, with a deadline: a FIFO whose reader does not come within the deadline,
+    or stops reading, cannot hang us."""
+    import time
+
+    deadline = time.monotonic() + WRITE_TIMEOUT_S
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
             fifo = stat.S_ISFIFO(os.stat(path).st_mode)
-            raise OSError(exc.errno, "no process is reading the FIFO" if fifo else "no such device here")
-        raise
+            if not fifo or time.monotonic() >= deadline:  # a FIFO nobody reads, or a terminal not there
+                raise OSError(exc.errno, "no process opened the FIFO to read within %gs" % WRITE_TIMEOUT_S
+                              if fifo else "no such device here")
+            time.sleep(0.05)
     try:
         write_all(fd, data, WRITE_TIMEOUT_S)
     finally:

@@ -315,6 +315,8 @@ def _exchange(conn, url, method, path, headers, data, deadline, timeout, max_bod
         keep = "error" not in facts and not response.will_close
         response.close()  # read to its end: the connection may send the next request
         return facts, keep
+    except MemoryError:  # our limit (ulimit -v), not the far side's failure: the runner says so
+        raise
     except Exception as exc:  # every failure of the far side becomes a fact
         if guard.fired or isinstance(exc, socket.timeout):
             return {"error": "timed out after %gs" % timeout}, False
