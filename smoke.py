@@ -24,6 +24,8 @@ DESCRIPTION = "smoke.py: smoke tests after every deploy, from cron, CI or an inc
 COMMANDS = {
     "health": ("checks.health", "check HTTP endpoints, ports, commands, processes, containers, "
                                 "resources, Prometheus queries, files and logs"),
+    "deploy": ("checks.deploy", "deploy a model or service, wait until ready, predict (also async), find lines "
+                                "in its logs, always clean up; once per target of a matrix"),
     "all": (None, "run every section the config file has"),
 }
 

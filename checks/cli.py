@@ -39,8 +39,8 @@ def add_arguments(parser) -> None:
     run.add_argument("--min-pass-rate", type=bounded(0, 1), metavar="RATE",
                      help="pass when at least this share of checks pass and every critical one does "
                           "(default: the config's min_pass_rate, else 1.0)")
-    run.add_argument("--concurrency", type=bounded(1, MAX_CONCURRENCY, integer=True), default=DEFAULT_CONCURRENCY,
-                     metavar="N", help="checks at once (default %d)" % DEFAULT_CONCURRENCY)
+    run.add_argument("--concurrency", type=bounded(1, MAX_CONCURRENCY, integer=True), metavar="N",
+                     help="checks (for deploy --predict-url: requests) at once (default %d)" % DEFAULT_CONCURRENCY)
     run.add_argument("--deadline", type=bounded(0.001, MAX_DEADLINE_S), metavar="S",
                      help="bound on the whole run, in seconds")
     mode = parser.add_argument_group("modes")
@@ -95,8 +95,10 @@ def _gather(args, secrets, commands, sections):
                 specs[section] = _module(commands[section][0]).load(table, section)
     except ConfigError as exc:
         raise ConfigError("%s: %s" % (path, exc))
-    if flagged:
-        specs[args.command] = own.from_args(args, specs.get(args.command))
+    if own is not None:  # the flags' checks, or the configured spec as flags change it
+        given = own.from_args(args, specs.get(args.command))
+        if given is not None:
+            specs[args.command] = given
     plans = {section: _module(commands[section][0]).plan(spec) for section, spec in specs.items()}
     if not any(plans.values()) and path:
         raise ConfigError("nothing to check: %s has no %s checks" % (path, " or ".join(chosen)))
@@ -168,10 +170,11 @@ def run(args, commands, closed) -> int:
     except ConfigError as exc:
         raise ConfigError(secrets.redact(str(exc)))
 
-    concurrency, limit = runner.fd_limited(min(args.concurrency, len(chosen)))
+    wanted = min(args.concurrency or runner.DEFAULT_CONCURRENCY, len(chosen))
+    concurrency, limit = runner.fd_limited(wanted)
     if limit and not args.quiet:
         say("smoke.py: running %d check%s at a time, not %d: this process may open only %d files (ulimit -n)"
-            % (concurrency, "" if concurrency == 1 else "s", min(args.concurrency, len(chosen)), limit))
+            % (concurrency, "" if concurrency == 1 else "s", wanted, limit))
     progress = _Progress(len(chosen), secrets.redact) if _terminal(sys.stderr) and not args.quiet else None
     cleanup = lifecycle.Cleanup()
     ctx = runner.RunContext(concurrency, args.deadline, progress, secrets.redact, cleanup)

@@ -43,14 +43,16 @@ _GRACE_S = 2.0  # beyond a check's budget before the runner gives up on its prob
 
 
 class Check(collections.namedtuple("Check", "name section kind probe expect target timeout retries retry_delay "
-                                            "severity tags",
-                                    defaults=("", DEFAULT_TIMEOUT, 0, 1.0, "normal", ()))):
+                                            "severity tags until interval",
+                                    defaults=("", DEFAULT_TIMEOUT, 0, 1.0, "normal", (), (), 1.0))):
     """A named probe ((timeout_s, run context) -> facts) and its conditions, with its timeout,
-    retries and tags."""
+    retries and tags; with `until` conditions, polled every `interval` within the timeout."""
 
     __slots__ = ()
 
     def budget(self) -> float:
+        if self.until:
+            return self.timeout + _GRACE_S
         return (self.timeout * (self.retries + 1) + self.retry_delay * self.retries) + _GRACE_S
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import CheckError, expect
 from checks.lifecycle import Interrupted
-from checks.model import SIGNAL_NAMES, Check, Planned, Result, reportable
+from checks.model import SIGNAL_NAMES, Check, Planned, Result, cut, reportable
 
 DEFAULT_CONCURRENCY = 32
 MAX_CONCURRENCY = 10000
@@ -30,13 +30,14 @@ FDS_PER_CHECK = 8
 _FDS_RESERVED = 16      # stdio, the config, --output's temp file, the watchdog: outside the checks' share
 
 
-class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact cleanup chosen",
+class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact cleanup chosen cancel",
                                         defaults=(DEFAULT_CONCURRENCY, None, None, lambda value: value, None,
-                                                  None))):
+                                                  None, None))):
     """How to run: checks at once, the run's deadline, a callback per result,
     secrets.Secrets.redact (applied before anything is cut short), the run's
     lifecycle.Cleanup, where a probe registers what it creates (None: undone by the probe
-    alone), and the names of the section's steps chosen to run (None: all)."""
+    alone), the names of the section's steps chosen to run (None: all), and an Event that
+    cancels a run outside the main thread, which signals cannot interrupt (None: none)."""
 
     __slots__ = ()
 
@@ -83,8 +84,10 @@ def select(checks: List[Planned], tags=(), skip_tags=(), only=()) -> Tuple[List[
     return chosen, skipped
 
 
-def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
+def run_checks(checks: List[Check], ctx: RunContext,
+               facts_out: Optional[List[Dict[str, Any]]] = None) -> List[Result]:
     """Run checks on a pool of workers; results come back in the order the checks were given.
+    facts_out, when given, has one dict per check for its real facts (run_check's).
 
     A pool, not a thread per check: starting a thread waits for it to be scheduled,
     which under load costs more than a fast check.
@@ -107,7 +110,7 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
             with lock:
                 began[index] = time.monotonic()
             try:
-                result = run_check(checks[index], ctx, run_ends, stop)
+                result = run_check(checks[index], ctx, run_ends, stop, facts_out[index] if facts_out else None)
             except Exception as exc:  # a bug of ours past the probe (masking, say): this check's error, not a stall
                 result = _result(checks[index], "error", "internal error: %s: %s" % (type(exc).__name__, exc))
             with ready:  # here, not when the main thread gets to it: `began` stays as small as the pool
@@ -141,6 +144,12 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
                     finish(index, result)
             if batch:
                 continue
+            if ctx.cancel is not None and ctx.cancel.is_set():  # as a signal would, in a thread it cannot reach
+                stop.set()
+                for index in range(len(checks)):
+                    if index not in results:
+                        finish(index, _result(checks[index], "skip", "interrupted"))
+                break
             now = time.monotonic()  # woken with nothing done: a budget or the deadline has passed
             if run_ends and now >= run_ends:
                 stop.set()
@@ -177,23 +186,30 @@ def run_checks(checks: List[Check], ctx: RunContext) -> List[Result]:
 
 
 def run_check(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[float] = None,
-            stop: Optional[threading.Event] = None) -> Result:
-    """Probe and judge, retrying on failure; a pass after a retry is flagged flaky.
+              stop: Optional[threading.Event] = None, facts_out: Optional[Dict[str, Any]] = None) -> Result:
+    """Probe and judge, retrying on failure; a pass after a retry is flagged flaky. A check
+    with `until` polls instead, every `interval` until those conditions hold, within its timeout.
 
     Conditions are judged on the real facts; the report gets them masked, and masked
     before anything is cut short, so no excerpt can end in a secret and show its start.
+    facts_out, when given, receives the real facts of the last attempt (for captures).
     """
     started = time.monotonic()
+    polls_end = started + check.timeout if check.until else None
+    if polls_end and run_ends:
+        polls_end = min(polls_end, run_ends)
     attempts = 0
     while True:
         attempts += 1
-        timeout = check.timeout
+        timeout = check.timeout if polls_end is None else polls_end - time.monotonic()
         if run_ends:
-            timeout = max(0.01, min(timeout, run_ends - time.monotonic()))
+            timeout = min(timeout, run_ends - time.monotonic())
+        timeout = max(0.01, timeout)
         ends = time.monotonic() + timeout
         try:
             facts = check.probe(timeout, ctx)
-            problems = judge(check.expect, facts, ends, ctx.redact)
+            waiting = judge(check.until, facts, ends, ctx.redact) if check.until else []
+            problems = waiting or judge(check.expect, facts, ends, ctx.redact)
         except CheckError as exc:
             return _result(check, "error", ctx.redact(str(exc)), started, attempts)
         except MemoryError:
@@ -202,19 +218,43 @@ def run_check(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[f
         except Exception as exc:  # a bug in a probe must not take the run down
             return _result(check, "error", ctx.redact("internal error in %s probe: %s: %s"
                                                       % (check.kind, type(exc).__name__, exc)), started, attempts)
+        if facts_out is not None:
+            facts_out.clear()
+            facts_out.update(facts)
+        if polls_end is not None:
+            if waiting and time.monotonic() + check.interval < polls_end:
+                if not (stop.wait(check.interval) if stop else time.sleep(check.interval)):
+                    continue
+            facts = dict(facts, polls=attempts, waited_s=round(time.monotonic() - started, 3))
+            if waiting:
+                problems = [_still_waiting(check, facts, ends, ctx, waiting, time.monotonic() - started, attempts)]
         shown = ctx.redact(reportable(facts))
         if not problems:
             return _result(check, "pass", shown.get("expectations_skipped", ""), started, attempts, shown,
-                           flaky=attempts > 1)
+                           flaky=attempts > 1 and polls_end is None)
         out_of_time = run_ends and time.monotonic() + check.retry_delay >= run_ends
-        if attempts <= check.retries and not out_of_time:
+        if polls_end is None and attempts <= check.retries and not out_of_time:
             stopped = stop.wait(check.retry_delay) if stop else time.sleep(check.retry_delay)
             if not stopped:  # else the run is over: report this attempt
                 continue
         message = "; ".join(problems)
-        if attempts > 1:
+        if attempts > 1 and polls_end is None:
             message += " (%d attempts)" % attempts
         return _result(check, "fail", ctx.redact(message), started, attempts, shown)
+
+
+def _still_waiting(check: Check, facts: Dict[str, Any], ends: float, ctx: RunContext, waiting: List[str],
+                   seconds: float, polls: int) -> str:
+    """Why polling gave up: the conditions still unmet (or the last error), and for a text
+    fact (a log, a body) the last lines seen, where an awaited line would have appeared."""
+    unmet = [c for c in check.until if expect.unmet(c, facts, ends)]
+    what = "; ".join(c.text for c in unmet) if unmet and not facts.get("error") else "; ".join(waiting)
+    message = "still not %s after %.1fs (%d polls)" % (what, seconds, polls)
+    text = facts.get(unmet[0].path[0]) if unmet else None
+    if isinstance(text, str) and text.strip():
+        last = text.rstrip("\n").split("\n")[-3:]
+        message += "; last lines seen: %s" % " | ".join(cut(line, 200) for line in last)
+    return ctx.redact(message)
 
 
 def judge(conditions, facts: Dict[str, Any], deadline: Optional[float] = None,

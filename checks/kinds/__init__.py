@@ -28,28 +28,25 @@ KINDS = {
     "file": "checks.kinds.file",
     "log": "checks.kinds.log",
 }
+# Steps (deploy and the subcommands after it) may also start what they test.
+STEP_KINDS = dict(KINDS, spawn="checks.kinds.spawn")
 
 
 def module(kind: str):
-    __import__(KINDS[kind])  # not importlib.import_module: importing importlib costs a one-check run
-    return sys.modules[KINDS[kind]]
+    __import__(STEP_KINDS[kind])  # not importlib.import_module: importing importlib costs a one-check run
+    return sys.modules[STEP_KINDS[kind]]
 
 
-def build_check(table, where: str, section: str, defaults=None):
+def build_check(table, where: str, section: str, defaults=None, kinds=KINDS):
     """A model.Check from one config table: common fields here, the kind's own in its module."""
     defaults = defaults or {}
     fields = Fields(table, where)
     kind = fields.text("kind")
-    if kind not in KINDS:
-        raise ConfigError("%s: unknown kind %r (known: %s)" % (fields.at("kind"), kind, ", ".join(KINDS)))
+    if kind not in kinds:
+        raise ConfigError("%s: unknown kind %r (known: %s)" % (fields.at("kind"), kind, ", ".join(kinds)))
     kind_module = module(kind)
-    texts = fields.strings("expect", [])
-    conditions = []
-    for i, text in enumerate(texts):
-        try:
-            conditions.append(expect.parse(text))
-        except expect.ConditionError as exc:
-            raise ConfigError("%s[%d]: %s" % (fields.at("expect"), i, exc))
+    conditions = _conditions(fields, "expect")
+    until = _conditions(fields, "until")
     if not conditions:
         if kind_module.DEFAULT_EXPECT is None:
             raise ConfigError("%s: a %s check needs an expectation, e.g. 'count == 0'" % (fields.at("expect"), kind))
@@ -60,13 +57,24 @@ def build_check(table, where: str, section: str, defaults=None):
         "retry_delay": fields.number("retry_delay", defaults.get("retry_delay", 1.0), 0, MAX_RETRY_DELAY_S),
         "severity": fields.choice("severity", SEVERITIES, defaults.get("severity", "normal")),
         "tags": tuple(dict.fromkeys(list(defaults.get("tags", [])) + fields.strings("tags", []))),
+        "until": tuple(until), "interval": fields.number("interval", 1.0, 0.01, MAX_RETRY_DELAY_S),
     }
     name = fields.text("name", None)
     fields.text("description", None)
-    fields.subjects = frozenset(str(c.path[0]) for c in conditions)
+    fields.subjects = frozenset(str(c.path[0]) for c in conditions + until)
     params = kind_module.load(fields)
     fields.done()
     target = kind_module.target(params)
     return Check(name=name or "%s %s" % (kind, target), section=section, kind=kind,
                  probe=functools.partial(kind_module.probe, params), expect=tuple(conditions),
                  target=target, **common)
+
+
+def _conditions(fields: Fields, key: str) -> list:
+    conditions = []
+    for i, text in enumerate(fields.strings(key, [])):
+        try:
+            conditions.append(expect.parse(text))
+        except expect.ConditionError as exc:
+            raise ConfigError("%s[%d]: %s" % (fields.at(key), i, exc))
+    return conditions

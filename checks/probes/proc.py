@@ -116,19 +116,20 @@ def spawn(argv: Union[str, List[str]], log_path: str, cleanup, shell: bool = Fal
         log = open(log_path, "ab")
     except OSError as exc:
         raise CheckError("cannot open the log %s: %s" % (log_path, exc.strerror or exc))
-    with log:
-        proc = _start(argv, shell, env, cwd, log, subprocess.STDOUT)
+    with log:  # no parent-death signal: Linux sends it when the starting *thread* ends; the reaper covers us
+        proc = _start(argv, shell, env, cwd, log, subprocess.STDOUT, death_signal=False)
     spawned = Spawned(proc, argv, log_path, cleanup, 0)
     spawned._token = cleanup.add(spawned.stop, "process group %d of %s" % (proc.pid, describe(argv)))
     return spawned
 
 
-def _start(argv, shell, env, cwd, stdout, stderr):
+def _start(argv, shell, env, cwd, stdout, stderr, death_signal=True):
     environ = dict(os.environ, **env) if env else None
     lifecycle.adopt_orphans()  # what the process leaves behind with setsid comes back to us
     try:
         proc = subprocess.Popen(argv, shell=shell, env=environ, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout,
-                                stderr=stderr, start_new_session=True, preexec_fn=die_with_parent())
+                                stderr=stderr, start_new_session=True,
+                                preexec_fn=die_with_parent() if death_signal else None)
     except FileNotFoundError as exc:
         missing = exc.filename if exc.filename else (argv if shell else argv[0])
         if cwd and not os.path.isdir(cwd):

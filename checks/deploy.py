@@ -1,0 +1,314 @@
+"""deploy: deploy → ready → predict → async predict → logs → cleanup, once per target.
+
+Config section (every phase a step: see checks/steps.py):
+    {"deploy": {"prefix": "smoke", "targets": [{"name": "us", "vars": {...}}], "concurrency": 4,
+                "deploy": {...}, "ready": {..., "until": [...]}, "predict": {...},
+                "predict_async": [{submit}, {poll, "until": [...]}, {fetch}],
+                "logs": {..., "lines": ["Build succeeded"]}, "cleanup": {...}}}
+
+Built-ins: {run_id}; {name}, the prefix + UTC time + a random suffix, unique per run and
+target; {target}; each target's vars; {credentials_dir} when the target has credentials.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import threading
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, List, Optional
+
+from checks import ConfigError, steps
+from checks.config import Fields
+from checks.model import Outcome, Planned, Result
+
+NAME = "deploy"
+FLAGS = "--predict-url"
+PHASES = ("deploy", "ready", "predict", "predict_async", "logs", "cleanup")
+MAX_TARGETS = 1000
+
+
+class Target(collections.namedtuple("Target", "name variables credentials credentials_as steps")):
+    """One target of the matrix: its variables, its credential files, and its steps loaded for them."""
+
+    __slots__ = ()
+
+
+class Spec(collections.namedtuple("Spec", "targets concurrency keep_on_failure matrix")):
+    __slots__ = ()
+
+
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group("a model already deployed, without a config file")
+    group.add_argument("--predict-url", metavar="URL", help="POST a prediction request here")
+    group.add_argument("--json", metavar="BODY", help="the request's JSON body, e.g. '{\"prompt\":\"hi\",\"seed\":42}'")
+    group.add_argument("--expect", action="append", default=[], metavar="COND",
+                       help="a condition on the answer (default status < 400; repeatable)")
+    group.add_argument("--repeat", type=int, default=1, metavar="N", help="send it N times")
+    group.add_argument("--identical", action="store_true", help="with --repeat: every answer must be the same")
+    group.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per request (default 30)")
+    parser.add_argument("--keep-on-failure", action="store_true",
+                        help="after a failure, skip cleanup and leave what was deployed for inspection")
+
+
+def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
+    """A predict-only lifecycle from --predict-url (--concurrency N sends N at once), or the
+    configured one with --keep-on-failure applied; None when no flag says anything."""
+    if not args.predict_url:
+        return configured._replace(keep_on_failure=True) if configured and args.keep_on_failure else None
+    import json
+
+    table = {"kind": "http", "url": args.predict_url, "method": "POST", "timeout": args.timeout,
+             "expect": args.expect or ["status < 400"]}
+    if args.json is not None:
+        try:
+            table["json"] = json.loads(args.json)
+        except ValueError as exc:
+            raise ConfigError("--json: not valid JSON: %s" % exc)
+    if args.repeat > 1 or args.identical:
+        table.update(repeat=args.repeat, identical=args.identical)
+    if args.concurrency is not None:
+        table["concurrency"] = args.concurrency
+    section = {"predict": table}
+    if configured is not None:
+        raise ConfigError("--predict-url: give either a deploy section or --predict-url, not both")
+    return load(section, "--predict-url", keep_on_failure=args.keep_on_failure)
+
+
+def load(section, where: str = NAME, keep_on_failure: bool = False) -> Spec:
+    fields = Fields(section, where)
+    prefix = fields.text("prefix", "smoke")
+    concurrency = fields.integer("concurrency", 4, 1, MAX_TARGETS)
+    keep = fields.flag("keep_on_failure", False) or keep_on_failure
+    targets = _targets(fields)
+    phases = {phase: fields.get(phase, (dict, list), None) for phase in PHASES}
+    fields.done()
+    if not any(phases.values()):
+        raise ConfigError("%s: no phase to run (give some of: %s)" % (where, ", ".join(PHASES)))
+    deploy = phases["deploy"]
+    if deploy and not phases["cleanup"] and not (isinstance(deploy, dict) and deploy.get("kind") == "spawn"):
+        raise ConfigError("%s.cleanup: required: a deploy that creates something must say how to remove it "
+                          "(a spawned process is stopped by the run itself)" % where)
+    run_id = _run_id()
+    loaded = []
+    for target_name, variables, credentials, credentials_as in targets:
+        builtins = dict(variables, run_id=run_id, target=target_name, name=_unique_name(prefix))
+        if credentials:
+            builtins["credentials_dir"] = "/nonexistent"  # made at run time
+        known = set(builtins) | {"index"}
+        target_steps = []
+        for phase in PHASES:
+            table = phases[phase]
+            if table is None:
+                continue
+            tables = table if isinstance(table, list) else [table]
+            for i, one in enumerate(tables):
+                at = "%s.%s" % (where, phase) + ("[%d]" % i if isinstance(table, list) else "")
+                name = phase if not isinstance(table, list) else "%s.%s" % (phase, _step_name(one, i))
+                one = _with_lines(one, at) if phase == "logs" else one
+                if phase == "cleanup" and isinstance(one, dict):
+                    one = dict({"always": True, "retries": 2}, **one)
+                target_steps.append(steps.load(one, at, NAME, name, known, builtins))
+        loaded.append(Target(target_name, builtins, credentials, credentials_as, target_steps))
+    return Spec(loaded, concurrency, keep, len(targets) > 1 or bool(targets[0][0]))
+
+
+def _step_name(table, i: int) -> str:
+    return str(table.get("name")) if isinstance(table, dict) and table.get("name") else str(i + 1)
+
+
+def _with_lines(table, where: str):
+    """logs' `lines`: poll until every line has appeared in the text (body or stdout)."""
+    if not isinstance(table, dict) or "lines" not in table:
+        return table
+    table = dict(table)
+    lines = Fields(table, where).strings("lines")
+    del table["lines"]
+    text = "body" if table.get("kind") == "http" else "stdout"
+    table["until"] = list(table.get("until", [])) + ["%s contains %s" % (text, _quoted(line)) for line in lines]
+    return table
+
+
+def _quoted(text: str) -> str:
+    import json
+    return json.dumps(text)
+
+
+def _targets(fields: Fields):
+    """[(name, vars, credential files, how they are exposed)]: inline, a JSON file, or a URL."""
+    given = fields.get("targets", (list, str), None)
+    if given is None:
+        return [("", {}, {}, "HOME")]
+    where = fields.at("targets")
+    if isinstance(given, str):
+        given = _fetch_targets(given, where)
+    if not isinstance(given, list) or not given or len(given) > MAX_TARGETS:
+        raise ConfigError("%s: expected a list of 1 to %d targets" % (where, MAX_TARGETS))
+    found, names = [], set()
+    for i, table in enumerate(given):
+        target = Fields(table, "%s[%d]" % (where, i))
+        name = target.text("name")
+        if name in names:
+            raise ConfigError("%s: %r is used twice; names must be unique" % (target.at("name"), name))
+        names.add(name)
+        variables = target.get("vars", (dict,), {})
+        credentials = target.get("credentials", (dict,), {})
+        for file_name, content in credentials.items():
+            if not isinstance(content, str) or "/" in file_name or file_name in ("", ".", ".."):
+                raise ConfigError("%s.%s: a file name (no /) and its text" % (target.at("credentials"), file_name))
+        credentials_as = target.text("credentials_as", "HOME")
+        target.done()
+        found.append((name, variables, credentials, credentials_as))
+    return found
+
+
+def _fetch_targets(source: str, where: str):
+    """A targets list from a JSON file, or from a URL fetched now (before anything is deployed)."""
+    import json
+
+    if source.startswith(("http://", "https://")):
+        from checks.probes import http
+        answer = http.fetch(http.Request(source), 30)
+        if answer.get("status") != 200 or "json" not in answer:
+            raise ConfigError("%s: cannot fetch the targets from %s: %s" % (
+                where, source, answer.get("error") or "status %s" % answer.get("status")))
+        return answer["json"]
+    try:
+        with open(source, encoding="utf-8") as fh:
+            return json.load(fh)
+    except OSError as exc:
+        raise ConfigError("%s: cannot read %s: %s" % (where, source, exc.strerror or exc))
+    except ValueError as exc:
+        raise ConfigError("%s: %s is not valid JSON: %s" % (where, source, exc))
+
+
+def _run_id() -> str:
+    import uuid
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def _unique_name(prefix: str) -> str:
+    """prefix-UTC time-random: unique per run and target, sortable, valid in most platforms' names."""
+    import uuid
+    return "%s-%s-%s" % (prefix, time.strftime("%Y%m%d%H%M%S", time.gmtime()), uuid.uuid4().hex[:6])
+
+
+def plan(spec: Spec) -> List[Planned]:
+    return [step for target in spec.targets
+            for step in steps.plan(target.steps, target.variables, _prefix(spec, target))]
+
+
+def _prefix(spec: Spec, target: Target) -> str:
+    return target.name + "/" if spec.matrix else ""
+
+
+def run(spec: Spec, ctx) -> Outcome:
+    """Each target's lifecycle; up to spec.concurrency targets at once."""
+    chosen = [target for target in spec.targets if ctx.chosen is None
+              or any(_prefix(spec, target) + step.name in ctx.chosen for step in target.steps)]
+    outcomes: Dict[str, Any] = {}
+    if len(chosen) == 1 or spec.concurrency == 1:
+        for target in chosen:
+            outcomes[target.name] = _run_target(spec, target, ctx)
+    else:
+        _run_concurrently(spec, chosen, ctx, outcomes)
+    results = [r for target in chosen for r in outcomes[target.name][0]]
+    metrics = {target.name or "default": outcomes[target.name][1] for target in chosen}
+    return Outcome(results, {"targets": metrics})
+
+
+def _run_concurrently(spec: Spec, targets: List[Target], ctx, outcomes: Dict[str, Any]) -> None:
+    """Targets in threads; a signal in the main thread cancels them, and each still cleans up."""
+    from checks.lifecycle import Interrupted
+
+    cancel = threading.Event()
+    ctx = ctx._replace(cancel=cancel)
+    pending = list(targets)
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                if not pending:
+                    return
+                target = pending.pop(0)
+            outcomes[target.name] = _run_target(spec, target, ctx)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(spec.concurrency, len(targets)))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    except Interrupted as exc:
+        cancel.set()
+        for thread in threads:
+            thread.join()
+        exc.results = [r for target in targets if target.name in outcomes for r in outcomes[target.name][0]]
+        raise
+
+
+def _run_target(spec: Spec, target: Target, ctx):
+    """(results, metrics) of one target's lifecycle, its credential directory removed after."""
+    from checks.lifecycle import Interrupted
+
+    variables, private = dict(target.variables), None
+    target_steps = target.steps
+    if target.credentials:
+        private = _credentials_dir(target, ctx)
+        variables["credentials_dir"] = private
+        target_steps = [_with_env(step, target.credentials_as, private) for step in target_steps]
+    if spec.keep_on_failure:
+        target_steps = [step._replace(always=False) if step.name == "cleanup" else step for step in target_steps]
+    prefix = _prefix(spec, target)
+    if ctx.chosen is not None:
+        target_steps = [step for step in target_steps if prefix + step.name in ctx.chosen or step.always]
+    started = time.monotonic()
+    try:
+        results, _ = steps.run(target_steps, ctx, variables, prefix)
+    except Interrupted as exc:
+        results = exc.results
+        raise
+    finally:
+        if private:
+            shutil.rmtree(private, ignore_errors=True)
+    if spec.keep_on_failure:
+        results = [_kept(r, variables) if r.name == prefix + "cleanup" and r.status == "skip" else r for r in results]
+    metrics = {"phases_ms": {r.name[len(prefix):]: round(r.duration_ms, 1) for r in results if r.status != "skip"},
+               "status": "pass" if all(r.status in ("pass", "warn", "skip") for r in results) else "fail",
+               "total_ms": round((time.monotonic() - started) * 1000, 1)}
+    return results, metrics
+
+
+def _kept(result: Result, variables: Dict[str, Any]) -> Result:
+    return result._replace(status="warn", message="NOT CLEANED UP (--keep-on-failure): %s is left for inspection"
+                           % variables.get("name"))
+
+
+def _credentials_dir(target: Target, ctx) -> str:
+    """A private directory (0700) with the target's credential files (0600), removed at the end,
+    and by the run's cleanup if we are interrupted first."""
+    import tempfile
+
+    private = tempfile.mkdtemp(prefix="smoke-credentials-")
+    if ctx.cleanup is not None:
+        ctx.cleanup.add(lambda: shutil.rmtree(private, ignore_errors=True), "credentials directory " + private)
+    for file_name, content in target.credentials.items():
+        fd = os.open(os.path.join(private, file_name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+    return private
+
+
+def _with_env(step, name: str, private: str):
+    """A command or spawn step sees the credential directory as HOME (or the named variable)."""
+    if step.table.get("kind") not in ("command", "spawn"):
+        return step
+    env = dict(step.table.get("env") or {})
+    env.setdefault(name, private)
+    return step._replace(table=dict(step.table, env=env))

@@ -1,0 +1,54 @@
+"""spawn: start a long-lived process (a server to test) that the run owns until it ends.
+
+Facts: pid, log (where its stdout and stderr go), running (still alive a moment after
+start; a program that exits at once is a fail, with the end of its log).
+"""
+
+from __future__ import annotations
+
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict
+
+from checks import CheckError
+from checks.kinds import command
+from checks.probes import proc
+
+NAME = "spawn"
+DEFAULT_EXPECT = ("running == true",)
+_SETTLE_S = 0.2  # long enough to see a bad flag or a missing module end it
+
+
+def load(fields) -> Dict[str, Any]:
+    params = command.load(fields)
+    params["log"] = fields.path("log")
+    return params
+
+
+def target(params) -> str:
+    return "%s > %s" % (proc.describe(params["command"]), params["log"])
+
+
+def probe(params, timeout: float, ctx) -> Dict[str, Any]:
+    if ctx.cleanup is None:
+        raise CheckError("spawn: only a run that can stop the process may start it")
+    spawned = proc.spawn(params["command"], params["log"], ctx.cleanup, params["shell"], params["env"],
+                         params["cwd"])
+    time.sleep(min(_SETTLE_S, timeout))
+    facts = {"pid": spawned.pid, "log": params["log"], "running": spawned.running()}
+    if not facts["running"]:
+        facts["exit_code"] = spawned.proc.returncode
+        facts["error"] = "exited at once with code %s: %s" % (spawned.proc.returncode, _tail(params["log"]))
+    return facts
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 300))
+            return fh.read().decode("utf-8", "replace").strip().replace("\n", " | ")[-300:]
+    except OSError as exc:
+        return "(no log: %s)" % (exc.strerror or exc)

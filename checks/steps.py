@@ -1,0 +1,278 @@
+"""Steps: checks run in sequence, each able to use what earlier ones found.
+
+A step is a check table (kind, its fields, expect; until and interval to poll) plus:
+    capture      {"model_id": "json.id"}, or {"job": {"from": "stdout", "regex": "job (\\S+)"}}:
+                 values taken from its real facts with the condition language's paths
+    always       true: runs whatever happened before it (cleanup)
+    repeat       N answers to the same request; identical = true: all must be equal
+                 (compare = the path compared, default json, else body, else stdout)
+    concurrency  N requests at once, {index} 0..N-1 in each; all must pass
+and {var} in any string field takes a captured value or a built-in ({index} too). A
+string that is only "{var}" takes the value's own type (a number stays a number).
+A placeholder that no earlier step captures is a ConfigError at load, naming the field.
+After a step that did not pass, the steps after it are `skip`, except `always` ones.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+
+from checks import CheckError, ConfigError, expect, runner
+from checks.config import Fields
+from checks.kinds import STEP_KINDS, build_check
+from checks.lifecycle import Interrupted
+from checks.model import Planned, Result, cut
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # one class repeated between braces: no backtracking
+MAX_REPEAT = 1000
+_SAMPLE = "1"  # stands for a value captured at run time when a table is validated at load
+
+
+class Step(collections.namedtuple("Step", "name section where table captures always repeat identical compare "
+                                          "concurrency needs")):
+    """One step as loaded: its check table (placeholders not yet filled) and what it adds."""
+
+    __slots__ = ()
+
+
+def load(table, where: str, section: str, name: str, known: Set[str], builtins: Dict[str, Any]) -> Step:
+    """A Step from a config table; `known` (the variables captured so far and built-ins) grows
+    by what this step captures. Every table is validated now, with sample values for captures."""
+    if not isinstance(table, dict):
+        raise ConfigError("%s: expected a table (kind, its fields, expect), got %s" % (where, type(table).__name__))
+    table = dict(table)
+    own = Fields({key: table.pop(key) for key in ("capture", "always", "repeat", "identical", "compare",
+                                                  "concurrency") if key in table}, where)
+    needs, filled_later = set(), []
+    for at, text in _strings(table, where):
+        for var in PLACEHOLDER.findall(text):
+            if var not in known:
+                raise ConfigError("%s: {%s} is neither captured by an earlier step nor built in (known: %s)"
+                                  % (at, var, ", ".join(sorted(known)) or "none"))
+            needs.add(var)
+            if var not in builtins:
+                filled_later.append(at)
+    captures = _captures(own, where)
+    step = Step(name, section, where, table, captures, own.flag("always", False),
+                own.integer("repeat", 1, 1, MAX_REPEAT), own.flag("identical", False), own.text("compare", None),
+                own.integer("concurrency", 1, 1, MAX_REPEAT), frozenset(needs))
+    own.done()
+    if step.identical and step.repeat < 2 and step.concurrency < 2:
+        raise ConfigError("%s: identical = true compares answers: give repeat (or concurrency) of 2 or more"
+                          % own.at("identical"))
+    samples = dict({var: _SAMPLE for var in known}, index=0, **builtins)
+    try:
+        build_check(_filled(table, samples), where, section, kinds=STEP_KINDS)
+    except ConfigError as exc:  # unless the field it names takes a captured value, unknown until run time
+        if not any(str(exc).startswith(at + ":") or str(exc).startswith(at + ".") for at in filled_later):
+            raise
+    known.update(captures)
+    return step
+
+
+def _captures(fields: Fields, where: str) -> Dict[str, Tuple[tuple, Optional[str]]]:
+    """{var: (path, regex or None)}, each validated now."""
+    from checks import regex
+
+    found = {}
+    for var, spec in fields.get("capture", (dict,), {}).items():
+        at = "%s.capture.%s" % (where, var)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
+            raise ConfigError("%s: a variable name is letters, digits and _" % at)
+        pattern = None
+        if isinstance(spec, dict):
+            spec_fields = Fields(spec, at)
+            path, pattern = spec_fields.text("from"), spec_fields.text("regex")
+            spec_fields.done()
+            problem = regex.pattern_problem(pattern)
+            if problem:
+                raise ConfigError("%s.regex: %s" % (at, problem))
+        elif isinstance(spec, str):
+            path = spec
+        else:
+            raise ConfigError("%s: expected a fact path such as json.id, or {from, regex}" % at)
+        try:
+            found[var] = (expect.parse(path + " exists").path, pattern)
+        except expect.ConditionError as exc:
+            raise ConfigError("%s: %s" % (at, exc))
+    return found
+
+
+def _strings(obj: Any, where: str) -> Iterable[Tuple[str, str]]:
+    """(field path, text) of every string in a table, for placeholders."""
+    if isinstance(obj, str):
+        yield where, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _strings(value, "%s.%s" % (where, key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from _strings(value, "%s[%d]" % (where, i))
+
+
+def _filled(obj: Any, variables: Dict[str, Any]) -> Any:
+    """obj with every {var} replaced; a string that is only "{var}" becomes the value itself."""
+    if isinstance(obj, str):
+        whole = PLACEHOLDER.fullmatch(obj)
+        if whole and whole.group(1) in variables:
+            return variables[whole.group(1)]
+        return PLACEHOLDER.sub(lambda m: str(variables.get(m.group(1), m.group())), obj)
+    if isinstance(obj, dict):
+        return {key: _filled(value, variables) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [_filled(value, variables) for value in obj]
+    return obj
+
+
+def plan(steps: List[Step], variables: Dict[str, Any], prefix: str = "") -> List[Planned]:
+    """What --dry-run shows: each step with its built-ins filled, captures still as {var}."""
+    planned = []
+    for step in steps:
+        table = _filled(step.table, dict(variables, index=0))
+        options = " ".join(option for option in (
+            "always" if step.always else "", "repeat=%d" % step.repeat if step.repeat > 1 else "",
+            "identical" if step.identical else "", "concurrency=%d" % step.concurrency if step.concurrency > 1 else "",
+            "until=[%s] timeout=%gs" % (", ".join(table.get("until", [])), table.get("timeout", 10))
+            if table.get("until") else "") if option)
+        target = str(table.get("url") or table.get("command") or table.get("path") or table.get("kind"))
+        planned.append(Planned(prefix + step.name, step.section, str(table.get("kind")), target,
+                               tuple(table.get("expect", ())), (), "normal", options))
+    return planned
+
+
+def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], prefix: str = "",
+        skip_after_failure: bool = True) -> Tuple[List[Result], Dict[str, Any]]:
+    """Run steps in order: (their results, the variables captured). On SIGINT/SIGTERM/SIGHUP
+    the `always` steps still run, then Interrupted is raised again with every result."""
+    results: List[Result] = []
+    variables = dict(variables)
+    failed: Optional[str] = None
+    interrupted: Optional[Interrupted] = None
+    ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
+    for step in steps:
+        name = prefix + step.name
+        cancelled = ctx.cancel is not None and ctx.cancel.is_set()
+        if (failed or interrupted or cancelled) and not step.always:
+            why = "step %s did not pass" % failed if failed else "interrupted"
+            results.append(_skip(step, name, "skipped: %s" % why))
+            continue
+        missing = sorted(var for var in step.needs if var not in variables and var != "index")
+        if missing:
+            results.append(_skip(step, name, "skipped: needs {%s}, which no step captured" % missing[0]))
+            continue
+        left = None if ends is None or step.always else max(0.001, ends - time.monotonic())
+        # cleanup after a cancel must still run: it gets no cancel of its own
+        own = ctx._replace(deadline_s=left, cancel=None if step.always else ctx.cancel)
+        try:
+            result = _run_one(step, name, own, variables)
+        except Interrupted as exc:
+            interrupted = exc
+            result = exc.results[0] if exc.results else _skip(step, name, "interrupted")
+        results.append(result)
+        if result.status not in ("pass", "warn") and not failed and not step.always:
+            failed = name
+    if interrupted:
+        interrupted.results = results
+        raise interrupted
+    return results, variables
+
+
+def _skip(step: Step, name: str, message: str) -> Result:
+    return Result(name, step.section, str(step.table.get("kind", "")), "skip", message)
+
+
+def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str, Any]) -> Result:
+    count = max(step.repeat, step.concurrency)
+    try:
+        checks = [build_check(dict(_filled(step.table, dict(variables, index=i)), name=name), step.where,
+                              step.section, kinds=STEP_KINDS) for i in range(count)]
+    except ConfigError as exc:  # a captured value that does not fit the field (a URL that is none)
+        return Result(name, step.section, str(step.table.get("kind", "")), "error",
+                      ctx.redact("with the captured values filled in: %s" % exc))
+    facts = [{} for _ in checks]
+    started = time.monotonic()
+    results = runner.run_checks(checks, ctx._replace(concurrency=step.concurrency, on_result=None), facts)
+    wall_ms = (time.monotonic() - started) * 1000
+    result = results[0] if count == 1 else _combined(step, name, results, facts, wall_ms, ctx)
+    if result.status == "pass" and step.captures:
+        result = _capture(step, result, facts[0], variables, ctx)
+    if ctx.on_result:
+        ctx.on_result(result)
+    return result
+
+
+def _combined(step: Step, name: str, results: List[Result], facts: List[dict], wall_ms: float,
+              ctx: runner.RunContext) -> Result:
+    """One result for N answers: each one's status and latency, and whether they overlapped."""
+    latencies = [round(r.duration_ms, 1) for r in results]
+    summary = {"requests": len(results), "passed": sum(r.status == "pass" for r in results),
+               "latencies_ms": latencies, "wall_ms": round(wall_ms, 1)}
+    if step.concurrency > 1:
+        summary["overlapped"] = wall_ms < sum(latencies) * 0.9
+    first = results[0]
+    bad = next((r for r in results if r.status != "pass"), None)
+    status, message = (bad.status, "request %d of %d: %s" % (results.index(bad) + 1, len(results), bad.message)) \
+        if bad else ("pass", "")
+    if not bad and step.identical:
+        difference = _first_difference(step.compare, facts)
+        if difference:
+            status, message = "fail", ctx.redact(difference)
+    shown = dict(first.facts, **summary)
+    return first._replace(name=name, status=status, message=message, duration_ms=wall_ms, attempts=len(results),
+                          facts=shown)
+
+
+def _first_difference(compare: Optional[str], facts: List[dict]) -> Optional[str]:
+    """"answer 3 differs from answer 1 at json.choices[0].text: ..." or None."""
+    path = expect.parse(compare + " exists").path if compare else next(
+        ((key,) for key in ("json", "body", "stdout") if key in facts[0]), ("body",))
+    values = [expect.resolve(f, path) for f in facts]
+    for i, value in enumerate(values[1:], 2):
+        if value != values[0]:
+            where, a, b = _diff(values[0], value, ".".join(str(p) for p in path))
+            return "not identical: answer %d differs from answer 1 at %s: %s != %s" % (
+                i, where, cut(repr(b), 80), cut(repr(a), 80))
+    return None
+
+
+def _diff(a: Any, b: Any, where: str) -> Tuple[str, Any, Any]:
+    """The first path where two JSON values differ, and the two values there."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if a.get(key, expect.MISSING) != b.get(key, expect.MISSING):
+                return _diff(a.get(key), b.get(key), "%s.%s" % (where, key))
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _diff(x, y, "%s[%d]" % (where, i))
+    return where, a, b
+
+
+def _capture(step: Step, result: Result, facts: dict, variables: Dict[str, Any], ctx: runner.RunContext) -> Result:
+    """Take the step's captures from its real facts; one that is missing fails the step."""
+    from checks import regex
+
+    for var, (path, pattern) in step.captures.items():
+        value = expect.resolve(facts, path)
+        shown = ".".join(str(p) for p in path)
+        if value is expect.MISSING or value is None:
+            return result._replace(status="fail", message="capture %s: %s is missing" % (var, shown))
+        if pattern:
+            try:
+                spans = regex.search(pattern, value if isinstance(value, str) else str(value),
+                                     time.monotonic() + 5)
+            except CheckError as exc:
+                return result._replace(status="error", message="capture %s: %s" % (var, exc))
+            if spans is None:
+                return result._replace(status="fail", message=ctx.redact("capture %s: %s does not match %r"
+                                                                         % (var, shown, pattern)))
+            start, end = spans[1] if len(spans) > 1 else spans[0]
+            value = str(value)[start:end]
+        variables[var] = value
+    return result._replace(facts=dict(result.facts, captured=sorted(step.captures)))

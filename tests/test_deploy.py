@@ -1,0 +1,236 @@
+"""deploy against the stand-in platform (fixtures/model_server.py), as real processes over real sockets."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT
+from fixtures import model_server
+
+SMOKE = str(ROOT / "smoke.py")
+
+
+@pytest.fixture
+def platform():
+    server, url = model_server.serve_in_thread()
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+def state(url):
+    with urllib.request.urlopen(url + "/v1/state", timeout=5) as answer:
+        return json.load(answer)
+
+
+def lifecycle(url, fail=(), build_s=0.3, **extra):
+    """The whole lifecycle against the platform at url; `fail` switches for the model deployed."""
+    section = {
+        "deploy": {"kind": "http", "method": "POST", "url": url + "/v1/models",
+                   "json": {"name": "{name}", "build_s": build_s, "fail": list(fail)},
+                   "expect": ["status == 201"], "capture": {"model_id": "json.id"}},
+        "ready": {"kind": "http", "url": url + "/v1/models/{model_id}", "until": ['json.status in ["ready", "failed"]'],
+                  "expect": ["json.status == ready"], "interval": 0.05, "timeout": 3},
+        "predict": {"kind": "http", "method": "POST", "url": url + "/v1/models/{model_id}/predict",
+                    "json": {"prompt": "hi", "seed": 42}, "expect": ["status == 200"], "repeat": 3, "identical": True},
+        "predict_async": [
+            {"name": "submit", "kind": "http", "method": "POST", "url": url + "/v1/models/{model_id}/jobs",
+             "json": {"prompt": "hi", "seed": 7}, "expect": ["status == 202"], "capture": {"job_id": "json.job_id"}},
+            {"name": "poll", "kind": "http", "url": url + "/v1/jobs/{job_id}",
+             "until": ['json.state in ["succeeded", "failed"]'], "expect": ["json.state == succeeded"],
+             "interval": 0.05, "timeout": 3},
+            {"name": "result", "kind": "http", "url": url + "/v1/jobs/{job_id}/result", "expect": ["json.output exists"]}],
+        "logs": {"kind": "http", "url": url + "/v1/models/{model_id}/logs",
+                 "lines": ["Build succeeded", "Entrypoint initialization"], "interval": 0.05, "timeout": 1},
+        "cleanup": {"kind": "http", "method": "DELETE", "url": url + "/v1/models/{model_id}", "expect": ["status == 200"],
+                    "retry_delay": 0.05},
+    }
+    section.update(extra)
+    return section
+
+
+def write(tmp_path, section):
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({"deploy": section}))
+    return str(path)
+
+
+def smoke(*args, env=None, timeout=60):
+    return subprocess.run([sys.executable, SMOKE] + list(args), capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **(env or {})), cwd=str(ROOT))
+
+
+def deploy(tmp_path, section, *args, **kw):
+    done = smoke("deploy", "--config", write(tmp_path, section), *args, **kw)
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:  # --dry-run, --format text
+        report = None
+    return done, report, {r["name"]: r for r in (report or {}).get("results", [])}
+
+
+def test_the_green_path_runs_every_phase_and_cleans_up(platform, tmp_path):
+    done, report, results = deploy(tmp_path, lifecycle(platform))
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values() if r["message"]]
+    assert list(results) == ["deploy", "ready", "predict", "predict_async.submit", "predict_async.poll",
+                             "predict_async.result", "logs", "cleanup"]
+    assert results["ready"]["facts"]["polls"] > 1 and results["ready"].get("flaky") is None
+    assert results["predict"]["facts"]["requests"] == 3
+    after = state(platform)
+    assert after["models"] == {} and len(after["deleted"]) == 1
+    timings = report["metrics"]["deploy"]["targets"]["default"]
+    assert timings["status"] == "pass" and timings["phases_ms"]["ready"] >= 250
+
+
+@pytest.mark.parametrize("switch, phase, words", [
+    ("build", "ready", 'json.status: expected == "ready", got "failed"'),
+    ("never-ready", "ready", 'still not json.status in ["ready", "failed"] after 3.0s'),
+    ("predict-500", "predict", "status: expected == 200, got 500"),
+    ("nondeterministic", "predict", "not identical: answer 2 differs from answer 1 at json.output"),
+    ("job-fails", "predict_async.poll", 'json.state: expected == "succeeded", got "failed"'),
+    ("missing-log", "logs", 'still not body contains "Entrypoint initialization" after 1.0s'),
+])
+def test_every_failure_is_named_and_cleanup_still_runs(platform, tmp_path, switch, phase, words):
+    done, _, results = deploy(tmp_path, lifecycle(platform, fail=[switch]))
+    assert done.returncode == 1 and results[phase]["status"] == "fail", results[phase]
+    assert words in results[phase]["message"], results[phase]["message"]
+    later = list(results)[list(results).index(phase) + 1:-1]
+    assert all(results[name]["status"] == "skip" for name in later)
+    assert results["cleanup"]["status"] == "pass" and state(platform)["models"] == {}
+    if switch == "missing-log":
+        assert "last lines seen: " in results[phase]["message"] and "Build succeeded" in results[phase]["message"]
+
+
+def test_a_cleanup_that_fails_says_what_was_left_and_fails_the_run(platform, tmp_path):
+    done, _, results = deploy(tmp_path, lifecycle(platform, fail=["delete-fails"]))
+    assert done.returncode == 1 and results["cleanup"]["status"] == "fail"
+    left = list(state(platform)["models"])
+    assert len(left) == 1 and left[0] in results["cleanup"]["target"]
+    assert results["cleanup"]["attempts"] == 3  # retried
+
+
+def test_keep_on_failure_skips_cleanup_and_says_so(platform, tmp_path):
+    done, _, results = deploy(tmp_path, lifecycle(platform, fail=["predict-500"]), "--keep-on-failure")
+    assert done.returncode == 1 and "NOT CLEANED UP" in results["cleanup"]["message"]
+    assert len(state(platform)["models"]) == 1
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_during_ready_still_cleans_up(platform, tmp_path, signum, code):
+    section = lifecycle(platform, fail=["never-ready"])
+    section["ready"]["timeout"] = 30
+    proc = subprocess.Popen([sys.executable, SMOKE, "deploy", "--config", write(tmp_path, section)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not state(platform)["models"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=20)
+    report = json.loads(out)
+    results = {r["name"]: r for r in report["results"]}
+    assert proc.returncode == code and report["interrupted"] == signal.Signals(signum).name, err
+    assert results["cleanup"]["status"] == "pass" and state(platform)["models"] == {}
+    assert results["predict"]["status"] == "skip"
+
+
+def test_concurrent_predictions_overlap_and_each_may_differ(platform, tmp_path):
+    section = lifecycle(platform)
+    section["predict"] = {"kind": "http", "method": "POST", "url": platform + "/v1/models/{model_id}/predict",
+                          "json": {"prompt": "hi", "seed": "{index}", "delay_s": 0.3}, "concurrency": 5,
+                          "expect": ["status == 200", "json.seed >= 0"]}
+    done, _, results = deploy(tmp_path, section)
+    facts = results["predict"]["facts"]
+    assert done.returncode == 0, results["predict"]
+    assert facts["requests"] == 5 and facts["overlapped"] is True and facts["wall_ms"] < 1000
+    assert all(latency >= 290 for latency in facts["latencies_ms"])
+
+
+def test_a_matrix_fails_only_the_bad_target_and_removes_credentials(platform, tmp_path):
+    section = lifecycle(platform)
+    section["deploy"]["json"]["fail"] = "{fail}"
+    section["targets"] = [
+        {"name": "good", "vars": {"fail": []}, "credentials": {".trussrc": "[baseten]\napi_key = k-good-1234\n"}},
+        {"name": "bad", "vars": {"fail": ["predict-500"]}, "credentials": {".trussrc": "api_key = k-bad-5678\n"}}]
+    section["logs"] = {"kind": "command", "command": ["sh", "-c", "ls -l $HOME/.trussrc; echo $HOME > %s/{target}.home"
+                                                      % tmp_path], "expect": ["stdout contains -rw-------"]}
+    done, report, results = deploy(tmp_path, section)
+    assert done.returncode == 1
+    assert results["good/predict"]["status"] == "pass" and results["bad/predict"]["status"] == "fail"
+    assert results["good/logs"]["status"] == "pass", results["good/logs"]
+    targets = report["metrics"]["deploy"]["targets"]
+    assert targets["good"]["status"] == "pass" and targets["bad"]["status"] == "fail"
+    assert state(platform)["models"] == {}
+    home = (tmp_path / "good.home").read_text().strip()
+    assert home.startswith("/") and not os.path.exists(home)  # private, and removed at the end
+    assert "k-good-1234" not in done.stdout + done.stderr
+
+
+def test_bad_configs_are_exit_2_before_anything_is_deployed(platform, tmp_path):
+    section = lifecycle(platform)
+    section["predict"]["url"] = platform + "/v1/models/{modle_id}/predict"
+    done, _, _ = deploy(tmp_path, section)
+    assert done.returncode == 2 and "deploy.predict.url: {modle_id} is neither captured" in done.stderr
+    section = lifecycle(platform)
+    del section["cleanup"]
+    done, _, _ = deploy(tmp_path, section)
+    assert done.returncode == 2 and "deploy.cleanup: required" in done.stderr
+    section = lifecycle(platform, targets=str(tmp_path / "missing.json"))
+    done, _, _ = deploy(tmp_path, section)
+    assert done.returncode == 2 and "deploy.targets: cannot read" in done.stderr
+    section = lifecycle(platform)
+    section["ready"]["untill"] = ["json.status == ready"]
+    done, _, _ = deploy(tmp_path, section)
+    assert done.returncode == 2 and "untill" in done.stderr
+    assert state(platform)["models"] == {} and state(platform)["deleted"] == []
+
+
+def test_quick_use_predicts_without_a_config(platform, tmp_path):
+    created = json.load(urllib.request.urlopen(urllib.request.Request(
+        platform + "/v1/models", data=b'{"name": "x", "build_s": 0}', method="POST"), timeout=5))
+    url = platform + "/v1/models/%s/predict" % created["id"]
+    done = smoke("deploy", "--predict-url", url, "--json", '{"prompt": "hi", "seed": 42}', "--expect", "status == 200",
+                 "--repeat", "3", "--identical")
+    report = json.loads(done.stdout)
+    assert done.returncode == 0 and report["results"][0]["facts"]["requests"] == 3
+    done = smoke("deploy", "--predict-url", url, "--json", '{"prompt": "hi", "seed": "{index}"}', "--concurrency", "4")
+    assert done.returncode == 0 and json.loads(done.stdout)["results"][0]["facts"]["requests"] == 4
+    done = smoke("deploy", "--predict-url", url, "--json", "{not json")
+    assert done.returncode == 2 and "--json: not valid JSON" in done.stderr
+
+
+def test_secrets_never_reach_any_output(platform, tmp_path):
+    section = lifecycle(platform)
+    section["deploy"]["headers"] = {"Authorization": "Bearer ${PLATFORM_TOKEN}"}
+    section["deploy"]["json"]["note"] = "${PLATFORM_TOKEN}"
+    out = tmp_path / "r.json"
+    env = {"PLATFORM_TOKEN": "tok-s3cret-value-42"}
+    for args in ([], ["--dry-run"], ["--format", "text"]):
+        done, _, _ = deploy(tmp_path, section, "--output", str(out), *args, env=env)
+        assert "s3cret" not in done.stdout + done.stderr + (out.read_text() if out.exists() else "")
+
+
+def test_a_spawned_server_is_owned_and_stopped(tmp_path):
+    port_file = tmp_path / "ready.json"
+    section = {
+        "deploy": {"kind": "spawn", "command": [sys.executable, str(ROOT / "fixtures" / "model_server.py"),
+                                                "--port", "0", "--ready-file", str(port_file)],
+                   "log": str(tmp_path / "server.log")},
+        "ready": {"kind": "file", "path": str(port_file), "json": True, "until": ["exists == true"],
+                  "expect": ["json.port > 0"], "capture": {"port": "json.port", "pid": "json.pid"},
+                  "interval": 0.05, "timeout": 10},
+        "predict": {"kind": "http", "url": "http://127.0.0.1:{port}/v1/state", "expect": ["json.models exists"]},
+        "logs": {"kind": "command", "command": ["cat", str(tmp_path / "server.log")],
+                 "lines": ["model server: http://127.0.0.1:"], "interval": 0.05, "timeout": 5},
+    }
+    done, _, results = deploy(tmp_path, section)
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
+    pid = json.loads(port_file.read_text())["pid"]
+    from conftest import gone
+    assert gone(pid)
