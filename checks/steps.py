@@ -140,9 +140,14 @@ def plan(steps: List[Step], variables: Dict[str, Any], prefix: str = "") -> List
             "identical" if step.identical else "", "concurrency=%d" % step.concurrency if step.concurrency > 1 else "",
             "until=[%s] timeout=%gs" % (", ".join(table.get("until", [])), table.get("timeout", 10))
             if table.get("until") else "") if option)
-        target = str(table.get("url") or table.get("command") or table.get("path") or table.get("kind"))
-        planned.append(Planned(prefix + step.name, step.section, str(table.get("kind")), target,
-                               tuple(table.get("expect", ())), (), "normal", options))
+        try:  # the kind's own account of what it probes; captures still show as {var}
+            check = build_check(table, step.where, step.section, kinds=STEP_KINDS)
+            target, conditions = check.target, tuple(c.text for c in check.expect)
+        except ConfigError:  # a field that takes a captured value is not valid as {var}
+            target = str(table.get("url") or table.get("command") or table.get("path") or table.get("kind"))
+            conditions = tuple(table.get("expect", ()))
+        planned.append(Planned(prefix + step.name, step.section, str(table.get("kind")), target, conditions, (),
+                               "normal", options))
     return planned
 
 
