@@ -12,6 +12,9 @@
    the median of three runs).
 3. footprint: peak RSS of that run (target < 30 MB).
 4. scale: 10 000 file checks in one run, the whole process (target < 2 s).
+5. deploy against fixtures/model_server.py: ready-detection lag, from the model turning
+   ready to the ready phase passing (target <= the poll interval + 20 ms), and the tool's
+   overhead per phase, a step's duration beyond its request's latency (target < 5 ms).
 Start-up ratios print wall-time medians (commands timed in turns) and, where valgrind
 is installed, instruction counts, which are repeatable on a noisy machine and then decide
 the target. Bytecode is written by a warm-up run first, as an installed copy has it: with
@@ -128,6 +131,37 @@ def scale(workdir, checks=10000):
     return time.perf_counter() - started
 
 
+def deploy_timings(workdir, build_s=1.0, interval=0.1):
+    """(ready-detection lag in ms, median overhead per phase in ms) of one deploy run."""
+    sys.path.insert(0, ROOT)
+    from fixtures import model_server
+
+    server, url = model_server.serve_in_thread()
+    try:
+        section = {
+            "deploy": {"kind": "http", "method": "POST", "url": url + "/v1/models",
+                       "json": {"name": "{name}", "build_s": build_s}, "capture": {"model_id": "json.id"}},
+            "ready": {"kind": "http", "url": url + "/v1/models/{model_id}", "until": ["json.status == ready"],
+                      "interval": interval, "timeout": 30},
+            "predict": {"kind": "http", "method": "POST", "url": url + "/v1/models/{model_id}/predict",
+                        "json": {"prompt": "hi", "seed": 1}},
+            "logs": {"kind": "http", "url": url + "/v1/models/{model_id}/logs", "lines": ["Build succeeded"]},
+            "cleanup": {"kind": "http", "method": "DELETE", "url": url + "/v1/models/{model_id}"}}
+        config = os.path.join(workdir, "deploy.json")
+        with open(config, "w") as fh:
+            json.dump({"deploy": section}, fh)
+        done = subprocess.run([PY, SMOKE, "deploy", "--config", config], capture_output=True, text=True, check=True)
+        results = {r["name"]: r for r in json.loads(done.stdout)["results"]}
+    finally:
+        server.shutdown()
+        server.server_close()
+    # The model turns ready build_s after its creation, which the deploy phase's request made.
+    lag = results["deploy"]["duration_ms"] + results["ready"]["duration_ms"] - build_s * 1000
+    overheads = [results[name]["duration_ms"] - results[name]["facts"]["latency_ms"]
+                 for name in ("deploy", "predict", "cleanup")]
+    return lag, statistics.median(overheads)
+
+
 def main():
     parser = argparse.ArgumentParser(description="smoke.py benchmarks (ratios measured in one run)")
     parser.add_argument("--runs", type=int, default=15, help="start-up samples per command (median)")
@@ -168,6 +202,15 @@ def main():
     print("scale: 10 000 file checks in one run in %.2f s, whole process (target < 2)" % seconds)
     if seconds >= 2:
         missed.append("scale")
+    with tempfile.TemporaryDirectory() as workdir:
+        lag, overhead = deploy_timings(workdir)
+    print("deploy: ready detected %.1f ms after the model turned ready (target <= 100 + 20, the interval + 20)"
+          % lag)
+    print("deploy: %.2f ms per phase beyond the request itself (target < 5)" % overhead)
+    if lag > 120:
+        missed.append("ready lag")
+    if overhead >= 5:
+        missed.append("phase overhead")
     print("missed: %s" % ", ".join(missed) if missed else "all targets met")
     return 1 if missed else 0
 
