@@ -73,6 +73,7 @@ def _gather(args, secrets, commands, sections):
     from checks import ConfigError, config
 
     own = _module(commands[args.command][0]) if args.command in sections else None
+    args.secrets = secrets  # flags can carry secrets too (--header 'Authorization: ...')
     flagged = own is not None and own.from_args(args) is not None
     # Flags describe the checks; a config found implicitly would add unasked-for ones.
     path = args.config if flagged else config.find(args.config)

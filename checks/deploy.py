@@ -46,6 +46,8 @@ def add_arguments(parser) -> None:
     group = parser.add_argument_group("a model already deployed, without a config file")
     group.add_argument("--predict-url", metavar="URL", help="POST a prediction request here")
     group.add_argument("--json", metavar="BODY", help="the request's JSON body, e.g. '{\"prompt\":\"hi\",\"seed\":42}'")
+    group.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                       help="a request header, e.g. 'Authorization: Bearer $TOKEN' (repeatable)")
     group.add_argument("--expect", action="append", default=[], metavar="COND",
                        help="a condition on the answer (default status < 400; repeatable)")
     group.add_argument("--repeat", type=int, default=1, metavar="N", help="send it N times")
@@ -64,6 +66,14 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
 
     table = {"kind": "http", "url": args.predict_url, "method": "POST", "timeout": args.timeout,
              "expect": args.expect or ["status < 400"]}
+    headers = {}
+    for header in args.header:
+        name, colon, value = header.partition(":")
+        if not colon or not name.strip():
+            raise ConfigError("--header %r: expected 'Name: value'" % header)
+        headers[name.strip()] = value.strip()
+    if headers:
+        table["headers"] = headers
     if args.json is not None:
         try:
             table["json"] = json.loads(args.json)
@@ -73,6 +83,8 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
         table.update(repeat=args.repeat, identical=args.identical)
     if args.concurrency is not None:
         table["concurrency"] = args.concurrency
+    from checks.secrets import collect_fields
+    collect_fields(table, args.secrets)  # an Authorization header's value is a secret, as in a config
     section = {"predict": table}
     if configured is not None:
         raise ConfigError("--predict-url: give either a deploy section or --predict-url, not both")
@@ -267,10 +279,10 @@ def _run_target(spec: Spec, target: Target, ctx):
         target_steps = [step._replace(always=False) if step.name == "cleanup" else step for step in target_steps]
     prefix = _prefix(spec, target)
     if ctx.chosen is not None:
-        target_steps = [step for step in target_steps if prefix + step.name in ctx.chosen or step.always]
+        target_steps = [step for step in target_steps if prefix + step.name in ctx.chosen]
     started = time.monotonic()
     try:
-        results, _ = steps.run(target_steps, ctx, variables, prefix)
+        results, variables = steps.run(target_steps, ctx, variables, prefix)
     except Interrupted as exc:
         results = exc.results
         raise
@@ -278,16 +290,18 @@ def _run_target(spec: Spec, target: Target, ctx):
         if private:
             shutil.rmtree(private, ignore_errors=True)
     if spec.keep_on_failure:
-        results = [_kept(r, variables) if r.name == prefix + "cleanup" and r.status == "skip" else r for r in results]
+        cleanup = next((step for step in target_steps if step.name == "cleanup"), None)
+        results = [_kept(r, variables, cleanup) if r.name == prefix + "cleanup" and r.status == "skip" else r
+                   for r in results]
     metrics = {"phases_ms": {r.name[len(prefix):]: round(r.duration_ms, 1) for r in results if r.status != "skip"},
                "status": "pass" if all(r.status in ("pass", "warn", "skip") for r in results) else "fail",
                "total_ms": round((time.monotonic() - started) * 1000, 1)}
     return results, metrics
 
 
-def _kept(result: Result, variables: Dict[str, Any]) -> Result:
-    return result._replace(status="warn", message="NOT CLEANED UP (--keep-on-failure): %s is left for inspection"
-                           % variables.get("name"))
+def _kept(result: Result, variables: Dict[str, Any], step) -> Result:
+    return result._replace(status="warn", message="NOT CLEANED UP (--keep-on-failure): left for inspection: %s"
+                           % steps.known(step, variables))
 
 
 def _credentials_dir(target: Target, ctx) -> str:

@@ -56,9 +56,10 @@ class Check(collections.namedtuple("Check", "name section kind probe expect targ
         return (self.timeout * (self.retries + 1) + self.retry_delay * self.retries) + _GRACE_S
 
 
-class Planned(collections.namedtuple("Planned", "name section kind target expect tags severity options",
-                                     defaults=((), (), "normal", ""))):
-    """One step of a subcommand's plan: what --dry-run shows and --only and --tag choose from."""
+class Planned(collections.namedtuple("Planned", "name section kind target expect tags severity options needs always",
+                                     defaults=((), (), "normal", "", (), False))):
+    """One step of a subcommand's plan: what --dry-run shows and --only and --tag choose from.
+    needs: the steps it takes values from, chosen with it; always: chosen with what it needs."""
 
     __slots__ = ()
 

@@ -30,14 +30,16 @@ FDS_PER_CHECK = 8
 _FDS_RESERVED = 16      # stdio, the config, --output's temp file, the watchdog: outside the checks' share
 
 
-class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact cleanup chosen cancel",
+class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact cleanup chosen cancel "
+                                                      "give_up",
                                         defaults=(DEFAULT_CONCURRENCY, None, None, lambda value: value, None,
-                                                  None, None))):
+                                                  None, None, None))):
     """How to run: checks at once, the run's deadline, a callback per result,
     secrets.Secrets.redact (applied before anything is cut short), the run's
     lifecycle.Cleanup, where a probe registers what it creates (None: undone by the probe
-    alone), the names of the section's steps chosen to run (None: all), and an Event that
-    cancels a run outside the main thread, which signals cannot interrupt (None: none)."""
+    alone), the names of the section's steps chosen to run (None: all), an Event that
+    cancels a run outside the main thread, which signals cannot interrupt (None: none), and
+    give_up(): why polling is pointless now (the server we started has exited), or None."""
 
     __slots__ = ()
 
@@ -77,11 +79,29 @@ def select(checks: List[Planned], tags=(), skip_tags=(), only=()) -> Tuple[List[
         elif set(skip_tags) & set(check.tags):
             reason = "not selected (--skip-tag %s)" % ",".join(sorted(set(skip_tags) & set(check.tags)))
         if reason:
-            skipped.append(Result(check.name, check.section, check.kind, "skip", reason, tags=check.tags,
-                                  severity=check.severity, target=check.target, expect=check.expect))
+            skipped.append((check, reason))
         else:
             chosen.append(check)
-    return chosen, skipped
+    _with_what_they_need(chosen, skipped)
+    return chosen, [Result(check.name, check.section, check.kind, "skip", reason, tags=check.tags,
+                           severity=check.severity, target=check.target, expect=check.expect)
+                    for check, reason in skipped]
+
+
+def _with_what_they_need(chosen: list, skipped: list) -> None:
+    """Steps that chosen ones take values from are chosen too, and `always` steps (cleanup)
+    of what is chosen: --only predict must deploy first, and clean up after."""
+    while True:
+        names = {(step.section, step.name) for step in chosen}
+        needed = {(step.section, need) for step in chosen if not getattr(step, "always", False)
+                  for need in getattr(step, "needs", ())}
+        pulled = [(step, reason) for step, reason in skipped if (step.section, step.name) in needed
+                  or getattr(step, "always", False) and any((step.section, need) in names for need in step.needs)]
+        if not pulled:
+            return
+        for item in pulled:
+            skipped.remove(item)
+            chosen.append(item[0])
 
 
 def run_checks(checks: List[Check], ctx: RunContext,
@@ -222,12 +242,16 @@ def run_check(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[f
             facts_out.clear()
             facts_out.update(facts)
         if polls_end is not None:
-            if waiting and time.monotonic() + check.interval < polls_end:
-                if not (stop.wait(check.interval) if stop else time.sleep(check.interval)):
+            hopeless = ctx.give_up() if waiting and ctx.give_up else None
+            pause = min(check.interval, polls_end - time.monotonic())  # the last poll comes at the timeout
+            if waiting and not hopeless and pause > 0:
+                if not (stop.wait(pause) if stop else time.sleep(pause)):
                     continue
             facts = dict(facts, polls=attempts, waited_s=round(time.monotonic() - started, 3))
             if waiting:
                 problems = [_still_waiting(check, facts, ends, ctx, waiting, time.monotonic() - started, attempts)]
+                if hopeless:
+                    problems[0] = "gave up: %s; %s" % (ctx.redact(hopeless), problems[0])
         shown = ctx.redact(reportable(facts))
         if not problems:
             return _result(check, "pass", shown.get("expectations_skipped", ""), started, attempts, shown,
@@ -248,8 +272,13 @@ def _still_waiting(check: Check, facts: Dict[str, Any], ends: float, ctx: RunCon
     """Why polling gave up: the conditions still unmet (or the last error), and for a text
     fact (a log, a body) the last lines seen, where an awaited line would have appeared."""
     unmet = [c for c in check.until if expect.unmet(c, facts, ends)]
-    what = "; ".join(c.text for c in unmet) if unmet and not facts.get("error") else "; ".join(waiting)
-    message = "still not %s after %.1fs (%d polls)" % (what, seconds, polls)
+    if unmet and not facts.get("error"):
+        message = "still not %s after %.1fs (%d polls)" % ("; ".join(c.text for c in unmet), seconds, polls)
+        missing = [expect.unmet(c, facts, ends) for c in unmet if expect.resolve(facts, c.path) is expect.MISSING]
+        if missing:  # a typo in a path waits to no end: say what is there instead
+            message += ": " + "; ".join(missing)
+    else:  # the probe itself failed each time (connection refused)
+        message = "still failing after %.1fs (%d polls): %s" % (seconds, polls, "; ".join(waiting))
     text = facts.get(unmet[0].path[0]) if unmet else None
     if isinstance(text, str) and text.strip():
         last = text.rstrip("\n").split("\n")[-3:]

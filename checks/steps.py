@@ -131,9 +131,13 @@ def _filled(obj: Any, variables: Dict[str, Any]) -> Any:
 
 
 def plan(steps: List[Step], variables: Dict[str, Any], prefix: str = "") -> List[Planned]:
-    """What --dry-run shows: each step with its built-ins filled, captures still as {var}."""
-    planned = []
+    """What --dry-run shows: each step with its built-ins filled, captures still as {var};
+    each needs the steps before it, so --only predict deploys first (and cleans up)."""
+    planned, earlier = [], []
     for step in steps:
+        needs = tuple(earlier)  # a sequence: each step stands on the ones before it
+        if not step.always:
+            earlier.append(prefix + step.name)
         table = _filled(step.table, dict(variables, index=0))
         options = " ".join(option for option in (
             "always" if step.always else "", "repeat=%d" % step.repeat if step.repeat > 1 else "",
@@ -147,7 +151,7 @@ def plan(steps: List[Step], variables: Dict[str, Any], prefix: str = "") -> List
             target = str(table.get("url") or table.get("command") or table.get("path") or table.get("kind"))
             conditions = tuple(table.get("expect", ()))
         planned.append(Planned(prefix + step.name, step.section, str(table.get("kind")), target, conditions, (),
-                               "normal", options))
+                               "normal", options, needs, step.always))
     return planned
 
 
@@ -160,6 +164,8 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
     failed: Optional[str] = None
     interrupted: Optional[Interrupted] = None
     ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
+    spawned: List[Tuple[str, dict]] = []  # (step name, its facts): servers this sequence started
+    ctx = ctx._replace(give_up=lambda: _exited(spawned))
     for step in steps:
         name = prefix + step.name
         cancelled = ctx.cancel is not None and ctx.cancel.is_set()
@@ -168,6 +174,11 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
             results.append(_skip(step, name, "skipped: %s" % why))
             continue
         missing = sorted(var for var in step.needs if var not in variables and var != "index")
+        if missing and step.always:  # a cleanup that cannot run: what was made may still be there
+            results.append(_skip(step, name, "NOT CLEANED UP: needs {%s}, which no step captured; %s may be left "
+                                             "behind" % (missing[0], known(step, variables) or "what it made"))
+                           ._replace(status="fail"))
+            continue
         if missing:
             results.append(_skip(step, name, "skipped: needs {%s}, which no step captured" % missing[0]))
             continue
@@ -175,10 +186,12 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         # cleanup after a cancel must still run: it gets no cancel of its own
         own = ctx._replace(deadline_s=left, cancel=None if step.always else ctx.cancel)
         try:
-            result = _run_one(step, name, own, variables)
+            result = _run_one(step, name, own, variables, spawned)
         except Interrupted as exc:
             interrupted = exc
             result = exc.results[0] if exc.results else _skip(step, name, "interrupted")
+        if step.always and result.status in ("fail", "error"):  # say what it was to remove
+            result = result._replace(message="%s; left behind: %s" % (result.message, known(step, variables)))
         results.append(result)
         if result.status not in ("pass", "warn") and not failed and not step.always:
             failed = name
@@ -188,11 +201,43 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
     return results, variables
 
 
+def known(step: Step, variables: Dict[str, Any]) -> str:
+    """The values a step's placeholders take (name=..., model_id=...), and the run's {name}."""
+    names = sorted(var for var in step.needs | {"name"} if var in variables and var != "index")
+    return ", ".join("%s=%s" % (var, cut(str(variables[var]), 100)) for var in names)
+
+
 def _skip(step: Step, name: str, message: str) -> Result:
     return Result(name, step.section, str(step.table.get("kind", "")), "skip", message)
 
 
-def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str, Any]) -> Result:
+def _exited(spawned: List[Tuple[str, dict]]) -> Optional[str]:
+    """Why waiting for a server we started is pointless: it has exited (its log's end said)."""
+    from checks.kinds import spawn
+
+    for name, facts in spawned:
+        if not _alive(facts["pid"]):
+            return "the process that step %s started (pid %d) has exited; its log ends: %s" % (
+                name, facts["pid"], spawn.tail(facts["log"]))
+    return None
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for us to collect it."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        import os
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+
+def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str, Any],
+             spawned: List[Tuple[str, dict]]) -> Result:
     count = max(step.repeat, step.concurrency)
     try:
         checks = [build_check(dict(_filled(step.table, dict(variables, index=i)), name=name), step.where,
@@ -205,6 +250,8 @@ def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str,
     results = runner.run_checks(checks, ctx._replace(concurrency=step.concurrency, on_result=None), facts)
     wall_ms = (time.monotonic() - started) * 1000
     result = results[0] if count == 1 else _combined(step, name, results, facts, wall_ms, ctx)
+    if result.status == "pass" and step.table.get("kind") == "spawn":
+        spawned.append((name, facts[0]))
     if result.status == "pass" and step.captures:
         result = _capture(step, result, facts[0], variables, ctx)
     if ctx.on_result:
@@ -238,6 +285,8 @@ def _first_difference(compare: Optional[str], facts: List[dict]) -> Optional[str
     path = expect.parse(compare + " exists").path if compare else next(
         ((key,) for key in ("json", "body", "stdout") if key in facts[0]), ("body",))
     values = [expect.resolve(f, path) for f in facts]
+    if values[0] is expect.MISSING:  # a typo in compare would make every answer "equal"
+        return "not comparable: %s is missing in answer 1" % ".".join(str(p) for p in path)
     for i, value in enumerate(values[1:], 2):
         if value != values[0]:
             where, a, b = _diff(values[0], value, ".".join(str(p) for p in path))

@@ -111,14 +111,33 @@ def test_a_cleanup_that_fails_says_what_was_left_and_fails_the_run(platform, tmp
     done, _, results = deploy(tmp_path, lifecycle(platform, fail=["delete-fails"]))
     assert done.returncode == 1 and results["cleanup"]["status"] == "fail"
     left = list(state(platform)["models"])
-    assert len(left) == 1 and left[0] in results["cleanup"]["target"]
+    assert len(left) == 1 and "left behind: model_id=%s, name=smoke-" % left[0] in results["cleanup"]["message"]
     assert results["cleanup"]["attempts"] == 3  # retried
+
+
+def test_a_capture_that_fails_leaves_a_loud_cleanup_failure_naming_what_may_be_left(platform, tmp_path):
+    section = lifecycle(platform)
+    section["deploy"]["capture"] = {"model_id": "json.idd"}
+    done, _, results = deploy(tmp_path, section)
+    assert done.returncode == 1 and "capture model_id: json.idd is missing" in results["deploy"]["message"]
+    cleanup = results["cleanup"]
+    assert cleanup["status"] == "fail" and "NOT CLEANED UP: needs {model_id}" in cleanup["message"]
+    assert "name=smoke-" in cleanup["message"]
+
+
+def test_a_compare_path_that_is_missing_fails_instead_of_passing(platform, tmp_path):
+    section = lifecycle(platform, fail=["nondeterministic"])
+    section["predict"]["compare"] = "json.outptu"
+    done, _, results = deploy(tmp_path, section)
+    assert done.returncode == 1 and results["predict"]["message"] == "not comparable: json.outptu is missing in answer 1"
 
 
 def test_keep_on_failure_skips_cleanup_and_says_so(platform, tmp_path):
     done, _, results = deploy(tmp_path, lifecycle(platform, fail=["predict-500"]), "--keep-on-failure")
-    assert done.returncode == 1 and "NOT CLEANED UP" in results["cleanup"]["message"]
-    assert len(state(platform)["models"]) == 1
+    left = list(state(platform)["models"])
+    assert done.returncode == 1 and len(left) == 1
+    assert "NOT CLEANED UP (--keep-on-failure): left for inspection: model_id=%s" % left[0] in \
+        results["cleanup"]["message"]
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
@@ -201,6 +220,11 @@ def test_quick_use_predicts_without_a_config(platform, tmp_path):
     assert done.returncode == 0 and report["results"][0]["facts"]["requests"] == 3
     done = smoke("deploy", "--predict-url", url, "--json", '{"prompt": "hi", "seed": "{index}"}', "--concurrency", "4")
     assert done.returncode == 0 and json.loads(done.stdout)["results"][0]["facts"]["requests"] == 4
+    done = smoke("deploy", "--predict-url", url, "--header", "Authorization: Bearer tok-0123456789", "--dry-run")
+    assert done.returncode == 0 and "tok-0123456789" not in done.stdout + done.stderr
+    done = smoke("deploy", "--predict-url", url, "--header", "Authorization: Bearer tok-0123456789",
+                 "--expect", "status == 299")
+    assert done.returncode == 1 and "tok-0123456789" not in done.stdout + done.stderr
     done = smoke("deploy", "--predict-url", url, "--json", "{not json")
     assert done.returncode == 2 and "--json: not valid JSON" in done.stderr
 
@@ -234,3 +258,11 @@ def test_a_spawned_server_is_owned_and_stopped(tmp_path):
     pid = json.loads(port_file.read_text())["pid"]
     from conftest import gone
     assert gone(pid)
+
+
+def test_only_one_phase_runs_what_it_stands_on_and_cleans_up_once(platform, tmp_path):
+    done, _, results = deploy(tmp_path, lifecycle(platform), "--only", "predict")
+    assert done.returncode == 0
+    ran = [name for name, r in results.items() if r["status"] != "skip"]
+    assert ran == ["deploy", "ready", "predict", "cleanup"] and len(results) == 8
+    assert state(platform)["models"] == {}

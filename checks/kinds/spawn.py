@@ -40,11 +40,12 @@ def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     facts = {"pid": spawned.pid, "log": params["log"], "running": spawned.running()}
     if not facts["running"]:
         facts["exit_code"] = spawned.proc.returncode
-        facts["error"] = "exited at once with code %s: %s" % (spawned.proc.returncode, _tail(params["log"]))
+        facts["error"] = "exited at once with code %s: %s" % (spawned.proc.returncode, tail(params["log"]))
     return facts
 
 
-def _tail(path: str) -> str:
+def tail(path: str) -> str:
+    """The end of a log, on one line."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, 2)
