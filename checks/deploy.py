@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import ConfigError, steps
 from checks.config import Fields
-from checks.model import Outcome, Planned, Result
+from checks.model import Outcome, Planned
 
 NAME = "deploy"
 FLAGS = "--predict-url"
@@ -43,6 +43,9 @@ class Spec(collections.namedtuple("Spec", "targets concurrency keep_on_failure m
 
 
 def add_arguments(parser) -> None:
+    from checks.config import bounded
+    from checks.model import MAX_TIMEOUT_S
+
     group = parser.add_argument_group("a model already deployed, without a config file")
     group.add_argument("--predict-url", metavar="URL", help="POST a prediction request here")
     group.add_argument("--json", metavar="BODY", help="the request's JSON body, e.g. '{\"prompt\":\"hi\",\"seed\":42}'")
@@ -50,9 +53,11 @@ def add_arguments(parser) -> None:
                        help="a request header, e.g. 'Authorization: Bearer $TOKEN' (repeatable)")
     group.add_argument("--expect", action="append", default=[], metavar="COND",
                        help="a condition on the answer (default status < 400; repeatable)")
-    group.add_argument("--repeat", type=int, default=1, metavar="N", help="send it N times")
+    group.add_argument("--repeat", type=bounded(1, steps.MAX_REPEAT, integer=True), default=1, metavar="N",
+                       help="send it N times")
     group.add_argument("--identical", action="store_true", help="with --repeat: every answer must be the same")
-    group.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per request (default 30)")
+    group.add_argument("--timeout", type=bounded(0.001, MAX_TIMEOUT_S), default=30.0, metavar="S",
+                       help="seconds per request (default 30)")
     parser.add_argument("--keep-on-failure", action="store_true",
                         help="after a failure, skip cleanup and leave what was deployed for inspection")
 
@@ -156,7 +161,8 @@ def _targets(fields: Fields):
     if given is None:
         return [("", {}, {}, "HOME")]
     where = fields.at("targets")
-    if isinstance(given, str):
+    from_file = given if isinstance(given, str) else None
+    if from_file:
         given = _fetch_targets(given, where)
     if not isinstance(given, list) or not given or len(given) > MAX_TARGETS:
         raise ConfigError("%s: expected a list of 1 to %d targets" % (where, MAX_TARGETS))
@@ -164,11 +170,17 @@ def _targets(fields: Fields):
     for i, table in enumerate(given):
         target = Fields(table, "%s[%d]" % (where, i))
         name = target.text("name")
+        if not name or "/" in name:
+            raise ConfigError("%s: a target's name is not empty and has no / (results are named NAME/PHASE)"
+                              % target.at("name"))
         if name in names:
             raise ConfigError("%s: %r is used twice; names must be unique" % (target.at("name"), name))
         names.add(name)
         variables = target.get("vars", (dict,), {})
         credentials = target.get("credentials", (dict,), {})
+        if credentials and from_file:  # a file's text is neither interpolated nor registered as secret
+            raise ConfigError("%s: credentials belong inline in the config, where ${VAR} fills them and "
+                              "they are masked; not in %s" % (target.at("credentials"), from_file))
         for file_name, content in credentials.items():
             if not isinstance(content, str) or "/" in file_name or file_name in ("", ".", ".."):
                 raise ConfigError("%s.%s: a file name (no /) and its text" % (target.at("credentials"), file_name))
@@ -223,85 +235,81 @@ def run(spec: Spec, ctx) -> Outcome:
     chosen = [target for target in spec.targets if ctx.chosen is None
               or any(_prefix(spec, target) + step.name in ctx.chosen for step in target.steps)]
     outcomes: Dict[str, Any] = {}
+    ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None  # one deadline for every target
     if len(chosen) == 1 or spec.concurrency == 1:
         for target in chosen:
-            outcomes[target.name] = _run_target(spec, target, ctx)
+            outcomes[target.name] = _run_target(spec, target, ctx, ends)
     else:
-        _run_concurrently(spec, chosen, ctx, outcomes)
+        _run_concurrently(spec, chosen, ctx, outcomes, ends)
     results = [r for target in chosen for r in outcomes[target.name][0]]
     metrics = {target.name or "default": outcomes[target.name][1] for target in chosen}
     return Outcome(results, {"targets": metrics})
 
 
-def _run_concurrently(spec: Spec, targets: List[Target], ctx, outcomes: Dict[str, Any]) -> None:
-    """Targets in threads; a signal in the main thread cancels them, and each still cleans up."""
+def _run_concurrently(spec: Spec, targets: List[Target], ctx, outcomes: Dict[str, Any],
+                      ends: Optional[float]) -> None:
+    """Targets in threads; a signal in the main thread cancels them, and each still cleans up.
+
+    The main thread waits on an Event, not Thread.join: a signal that interrupts join()
+    can leave it believing a thread that is still cleaning up has ended (CPython 3.11).
+    """
     from checks.lifecycle import Interrupted
 
     cancel = threading.Event()
     ctx = ctx._replace(cancel=cancel)
     pending = list(targets)
-    lock = threading.Lock()
+    lock, all_done = threading.Lock(), threading.Event()
+    running = [min(spec.concurrency, len(targets))]
 
     def work():
-        while True:
+        try:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    target = pending.pop(0)
+                outcomes[target.name] = _run_target(spec, target, ctx, ends)
+        finally:
             with lock:
-                if not pending:
-                    return
-                target = pending.pop(0)
-            outcomes[target.name] = _run_target(spec, target, ctx)
+                running[0] -= 1
+                if not running[0]:
+                    all_done.set()
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(spec.concurrency, len(targets)))]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
-    except Interrupted as exc:
-        cancel.set()
-        for thread in threads:
-            thread.join()
-        exc.results = [r for target in targets if target.name in outcomes for r in outcomes[target.name][0]]
-        raise
+    for _ in range(running[0]):
+        threading.Thread(target=work, daemon=True).start()
+    interrupted = None
+    while not all_done.is_set():
+        try:
+            all_done.wait(0.2)
+        except Interrupted as exc:  # every target stops at its next step and cleans up; later signals wait too
+            cancel.set()
+            interrupted = interrupted or exc
+    if interrupted:
+        interrupted.results = [r for target in targets if target.name in outcomes for r in outcomes[target.name][0]]
+        raise interrupted
 
 
-def _run_target(spec: Spec, target: Target, ctx):
+def _run_target(spec: Spec, target: Target, ctx, ends: Optional[float]):
     """(results, metrics) of one target's lifecycle, its credential directory removed after."""
-    from checks.lifecycle import Interrupted
-
     variables, private = dict(target.variables), None
     target_steps = target.steps
     if target.credentials:
         private = _credentials_dir(target, ctx)
         variables["credentials_dir"] = private
         target_steps = [_with_env(step, target.credentials_as, private) for step in target_steps]
-    if spec.keep_on_failure:
-        target_steps = [step._replace(always=False) if step.name == "cleanup" else step for step in target_steps]
     prefix = _prefix(spec, target)
     if ctx.chosen is not None:
         target_steps = [step for step in target_steps if prefix + step.name in ctx.chosen]
     started = time.monotonic()
     try:
-        results, variables = steps.run(target_steps, ctx, variables, prefix)
-    except Interrupted as exc:
-        results = exc.results
-        raise
+        results, variables = steps.run(target_steps, ctx, variables, prefix, spec.keep_on_failure, ends)
     finally:
         if private:
             shutil.rmtree(private, ignore_errors=True)
-    if spec.keep_on_failure:
-        cleanup = next((step for step in target_steps if step.name == "cleanup"), None)
-        results = [_kept(r, variables, cleanup) if r.name == prefix + "cleanup" and r.status == "skip" else r
-                   for r in results]
     metrics = {"phases_ms": {r.name[len(prefix):]: round(r.duration_ms, 1) for r in results if r.status != "skip"},
                "status": "pass" if all(r.status in ("pass", "warn", "skip") for r in results) else "fail",
                "total_ms": round((time.monotonic() - started) * 1000, 1)}
     return results, metrics
-
-
-def _kept(result: Result, variables: Dict[str, Any], step) -> Result:
-    return result._replace(status="warn", message="NOT CLEANED UP (--keep-on-failure): left for inspection: %s"
-                           % steps.known(step, variables))
 
 
 def _credentials_dir(target: Target, ctx) -> str:

@@ -63,6 +63,11 @@ def load(table, where: str, section: str, name: str, known: Set[str], builtins: 
                 own.integer("repeat", 1, 1, MAX_REPEAT), own.flag("identical", False), own.text("compare", None),
                 own.integer("concurrency", 1, 1, MAX_REPEAT), frozenset(needs))
     own.done()
+    if step.compare is not None:
+        try:
+            expect.parse(step.compare + " exists")
+        except expect.ConditionError as exc:
+            raise ConfigError("%s: %s" % (own.at("compare"), exc))
     if step.identical and step.repeat < 2 and step.concurrency < 2:
         raise ConfigError("%s: identical = true compares answers: give repeat (or concurrency) of 2 or more"
                           % own.at("identical"))
@@ -122,12 +127,20 @@ def _filled(obj: Any, variables: Dict[str, Any]) -> Any:
         whole = PLACEHOLDER.fullmatch(obj)
         if whole and whole.group(1) in variables:
             return variables[whole.group(1)]
-        return PLACEHOLDER.sub(lambda m: str(variables.get(m.group(1), m.group())), obj)
+        return PLACEHOLDER.sub(lambda m: _text(variables.get(m.group(1), m.group())), obj)
     if isinstance(obj, dict):
         return {key: _filled(value, variables) for key, value in obj.items()}
     if isinstance(obj, list):
         return [_filled(value, variables) for value in obj]
     return obj
+
+
+def _text(value: Any) -> str:
+    """A value inside a longer string: text as it is, anything else as JSON ([1, 2], true)."""
+    if isinstance(value, str):
+        return value
+    import json
+    return json.dumps(value)
 
 
 def plan(steps: List[Step], variables: Dict[str, Any], prefix: str = "") -> List[Planned]:
@@ -142,7 +155,7 @@ def plan(steps: List[Step], variables: Dict[str, Any], prefix: str = "") -> List
         options = " ".join(option for option in (
             "always" if step.always else "", "repeat=%d" % step.repeat if step.repeat > 1 else "",
             "identical" if step.identical else "", "concurrency=%d" % step.concurrency if step.concurrency > 1 else "",
-            "until=[%s] timeout=%gs" % (", ".join(table.get("until", [])), table.get("timeout", 10))
+            "until=[%s] timeout=%ss" % (", ".join(map(str, table.get("until", []))), table.get("timeout", 10))
             if table.get("until") else "") if option)
         try:  # the kind's own account of what it probes; captures still show as {var}
             check = build_check(table, step.where, step.section, kinds=STEP_KINDS)
@@ -156,14 +169,17 @@ def plan(steps: List[Step], variables: Dict[str, Any], prefix: str = "") -> List
 
 
 def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], prefix: str = "",
-        skip_after_failure: bool = True) -> Tuple[List[Result], Dict[str, Any]]:
+        keep_on_failure: bool = False, ends: Optional[float] = None) -> Tuple[List[Result], Dict[str, Any]]:
     """Run steps in order: (their results, the variables captured). On SIGINT/SIGTERM/SIGHUP
-    the `always` steps still run, then Interrupted is raised again with every result."""
+    the `always` steps still run, shielded from further signals, then Interrupted is raised
+    again with every result. keep_on_failure: `always` steps are skipped after a failure
+    (not after an interrupt). ends: the run's deadline (monotonic), shared by a sequence."""
     results: List[Result] = []
     variables = dict(variables)
     failed: Optional[str] = None
     interrupted: Optional[Interrupted] = None
-    ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
+    if ends is None and ctx.deadline_s:
+        ends = time.monotonic() + ctx.deadline_s
     spawned: List[Tuple[str, dict]] = []  # (step name, its facts): servers this sequence started
     ctx = ctx._replace(give_up=lambda: _exited(spawned))
     for step in steps:
@@ -172,6 +188,14 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         if (failed or interrupted or cancelled) and not step.always:
             why = "step %s did not pass" % failed if failed else "interrupted"
             results.append(_skip(step, name, "skipped: %s" % why))
+            continue
+        if ends is not None and time.monotonic() >= ends and not step.always and not failed:
+            results.append(_skip(step, name, "deadline exceeded (--deadline): not started")._replace(status="fail"))
+            failed = name
+            continue
+        if step.always and failed and keep_on_failure and not (interrupted or cancelled):
+            results.append(_skip(step, name, "NOT CLEANED UP (--keep-on-failure): left for inspection: %s"
+                                 % known(step, variables))._replace(status="warn"))
             continue
         missing = sorted(var for var in step.needs if var not in variables and var != "index")
         if missing and step.always:  # a cleanup that cannot run: what was made may still be there
@@ -186,7 +210,11 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         # cleanup after a cancel must still run: it gets no cancel of its own
         own = ctx._replace(deadline_s=left, cancel=None if step.always else ctx.cancel)
         try:
-            result = _run_one(step, name, own, variables, spawned)
+            if step.always:
+                result, late = _shielded(lambda: _run_one(step, name, own, variables, spawned))
+                interrupted = interrupted or late
+            else:
+                result = _run_one(step, name, own, variables, spawned)
         except Interrupted as exc:
             interrupted = exc
             result = exc.results[0] if exc.results else _skip(step, name, "interrupted")
@@ -199,6 +227,30 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         interrupted.results = results
         raise interrupted
     return results, variables
+
+
+def _shielded(work) -> Tuple[Result, Optional[Interrupted]]:
+    """work() in a thread of its own, which no signal interrupts: a cleanup runs to its end.
+    A signal meanwhile is kept and returned, for the caller to raise once it is done."""
+    import threading
+
+    box: list = []
+    done = threading.Event()
+
+    def target():
+        try:
+            box.append(work())
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="smoke-always", daemon=True).start()
+    late = None
+    while not done.is_set():
+        try:
+            done.wait(0.2)
+        except Interrupted as exc:
+            late = late or exc
+    return box[0], late
 
 
 def known(step: Step, variables: Dict[str, Any]) -> str:
@@ -252,8 +304,10 @@ def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str,
     result = results[0] if count == 1 else _combined(step, name, results, facts, wall_ms, ctx)
     if result.status == "pass" and step.table.get("kind") == "spawn":
         spawned.append((name, facts[0]))
-    if result.status == "pass" and step.captures:
+    if step.captures and result.status == "pass":
         result = _capture(step, result, facts[0], variables, ctx)
+    elif step.captures and facts[0]:  # failed, but what it made may need cleaning up: keep what can be had
+        _capture(step, result, facts[0], variables, ctx)
     if ctx.on_result:
         ctx.on_result(result)
     return result

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -266,3 +267,93 @@ def test_only_one_phase_runs_what_it_stands_on_and_cleans_up_once(platform, tmp_
     ran = [name for name, r in results.items() if r["status"] != "skip"]
     assert ran == ["deploy", "ready", "predict", "cleanup"] and len(results) == 8
     assert state(platform)["models"] == {}
+
+
+def slow_cleanup(url, seconds):
+    """A cleanup that takes its time: a signal must not cut it short."""
+    return {"kind": "command", "command": ["sh", "-c", "sleep %s; curl -sf -X DELETE %s/v1/models/{model_id}"
+                                           % (seconds, url)], "retry_delay": 0.05}
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")
+def test_a_signal_in_a_matrix_reports_every_target_and_lets_every_cleanup_finish(platform, tmp_path):
+    section = lifecycle(platform, build_s=30)
+    section["cleanup"] = slow_cleanup(platform, "{delay}")
+    section["targets"] = [{"name": "t%d" % i, "vars": {"delay": delay}} for i, delay in enumerate((1.5, 0, 0))]
+    section["concurrency"] = 3
+    proc = subprocess.Popen([sys.executable, SMOKE, "deploy", "--config", write(tmp_path, section)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while len(state(platform)["models"]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    results = {r["name"]: r for r in json.loads(out)["results"]}
+    assert proc.returncode == 130, err
+    assert all(results["t%d/cleanup" % i]["status"] == "pass" for i in range(3)), results
+    assert state(platform)["models"] == {}
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")
+def test_a_signal_during_cleanup_is_recorded_and_the_cleanup_finishes(platform, tmp_path):
+    section = lifecycle(platform, fail=["predict-500"])
+    section["cleanup"] = slow_cleanup(platform, 1.5)
+    proc = subprocess.Popen([sys.executable, SMOKE, "deploy", "--config", write(tmp_path, section)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not state(platform)["models"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.2)  # ready and predict are done: cleanup is sleeping
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    results = {r["name"]: r for r in json.loads(out)["results"]}
+    assert proc.returncode == 143 and results["cleanup"]["status"] == "pass", results["cleanup"]
+    assert state(platform)["models"] == {}
+
+
+def test_a_deploy_that_misses_its_expectation_is_still_cleaned_up(platform, tmp_path):
+    section = lifecycle(platform)
+    section["deploy"]["expect"] = ["status == 202"]  # it answers 201, with the id
+    done, _, results = deploy(tmp_path, section)
+    assert done.returncode == 1 and results["deploy"]["status"] == "fail"
+    assert results["cleanup"]["status"] == "pass" and state(platform)["models"] == {}
+
+
+def test_keep_on_failure_still_cleans_up_after_a_signal(platform, tmp_path):
+    section = lifecycle(platform, fail=["never-ready"])
+    section["ready"]["timeout"] = 30
+    proc = subprocess.Popen([sys.executable, SMOKE, "deploy", "--config", write(tmp_path, section),
+                             "--keep-on-failure"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not state(platform)["models"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 143 and state(platform)["models"] == {}
+
+
+def test_the_deadline_bounds_the_whole_matrix(platform, tmp_path):
+    section = lifecycle(platform, fail=["never-ready"])
+    section["ready"]["timeout"] = 30
+    section["targets"] = [{"name": "t%d" % i} for i in range(3)]
+    section["concurrency"] = 1
+    started = time.monotonic()
+    done, _, _ = deploy(tmp_path, section, "--deadline", "1.5")
+    assert done.returncode == 1 and time.monotonic() - started < 5
+    assert state(platform)["models"] == {}
+
+
+def test_more_bad_configs_are_exit_2(platform, tmp_path):
+    section = lifecycle(platform)
+    section["predict"]["compare"] = "json[["
+    done, _, _ = deploy(tmp_path, section, "--validate")
+    assert done.returncode == 2 and "deploy.predict.compare" in done.stderr
+    targets = tmp_path / "targets.json"
+    targets.write_text(json.dumps([{"name": "a", "credentials": {".rc": "key = x"}}]))
+    done, _, _ = deploy(tmp_path, lifecycle(platform, targets=str(targets)), "--validate")
+    assert done.returncode == 2 and "credentials belong inline in the config" in done.stderr
+    done, _, _ = deploy(tmp_path, lifecycle(platform, targets=[{"name": ""}]), "--validate")
+    assert done.returncode == 2 and "a target's name is not empty" in done.stderr
+    done = smoke("deploy", "--predict-url", platform + "/x", "--repeat", "0")
+    assert done.returncode == 2 and "--repeat" in done.stderr
