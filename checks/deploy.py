@@ -69,6 +69,14 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
         return configured._replace(keep_on_failure=True) if configured and args.keep_on_failure else None
     import json
 
+    from checks import expect
+    for text in args.expect:  # each flag's own error, not the table's it becomes
+        try:
+            expect.parse(text)
+        except expect.ConditionError as exc:
+            raise ConfigError("--expect %r: %s" % (text, exc))
+    if args.identical and args.repeat < 2 and not (args.concurrency or 0) > 1:
+        raise ConfigError("--identical compares answers: give --repeat N (2 or more) too")
     table = {"kind": "http", "url": args.predict_url, "method": "POST", "timeout": args.timeout,
              "expect": args.expect or ["status < 400"]}
     headers = {}
@@ -107,6 +115,9 @@ def load(section, where: str = NAME, keep_on_failure: bool = False) -> Spec:
     if not any(phases.values()):
         raise ConfigError("%s: no phase to run (give some of: %s)" % (where, ", ".join(PHASES)))
     deploy = phases["deploy"]
+    if isinstance(deploy, dict) and deploy.get("retries"):  # each attempt would create one more
+        raise ConfigError("%s.deploy.retries: a retried deploy creates one thing per attempt and cleans up only "
+                          "the last; retry in ready (until) instead" % where)
     if deploy and not phases["cleanup"] and not (isinstance(deploy, dict) and deploy.get("kind") == "spawn"):
         raise ConfigError("%s.cleanup: required: a deploy that creates something must say how to remove it "
                           "(a spawned process is stopped by the run itself)" % where)

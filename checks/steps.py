@@ -373,8 +373,9 @@ def _capture(step: Step, result: Result, facts: dict, variables: Dict[str, Any],
             return result._replace(status="fail", message="capture %s: %s is missing" % (var, shown))
         if pattern:
             try:
+                budget = min(5.0, ctx.deadline_s) if ctx.deadline_s else 5.0  # never past --deadline
                 spans = regex.search(pattern, value if isinstance(value, str) else str(value),
-                                     time.monotonic() + 5)
+                                     time.monotonic() + budget)
             except CheckError as exc:
                 return result._replace(status="error", message="capture %s: %s" % (var, exc))
             if spans is None:

@@ -357,3 +357,42 @@ def test_more_bad_configs_are_exit_2(platform, tmp_path):
     assert done.returncode == 2 and "a target's name is not empty" in done.stderr
     done = smoke("deploy", "--predict-url", platform + "/x", "--repeat", "0")
     assert done.returncode == 2 and "--repeat" in done.stderr
+
+
+def test_targets_from_a_url_fetched_at_start(platform, tmp_path):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    class Planes(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps([{"name": "plane-a"}, {"name": "plane-b"}]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Planes)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = "http://127.0.0.1:%d/planes" % server.server_port
+        done, report, results = deploy(tmp_path, lifecycle(platform, targets=url))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0 and set(report["metrics"]["deploy"]["targets"]) == {"plane-a", "plane-b"}
+    assert results["plane-b/cleanup"]["status"] == "pass" and state(platform)["models"] == {}
+
+
+def test_flag_errors_name_the_flag_and_a_retried_deploy_is_refused(platform, tmp_path):
+    done = smoke("deploy", "--predict-url", platform + "/x", "--expect", "status = 200")
+    assert done.returncode == 2 and "error: --expect 'status = 200': unknown operator" in done.stderr, done.stderr
+    done = smoke("deploy", "--predict-url", platform + "/x", "--identical")
+    assert done.returncode == 2 and "error: --identical compares answers" in done.stderr, done.stderr
+    section = lifecycle(platform)
+    section["deploy"]["retries"] = 2
+    done, _, _ = deploy(tmp_path, section, "--validate")
+    assert done.returncode == 2 and "deploy.deploy.retries: a retried deploy creates" in done.stderr
