@@ -5,9 +5,10 @@ SIGHUP, SIGINT and SIGTERM interrupt it with Interrupted. Cleanup actions stop a
 run's process groups on every path our code runs (success, failure, signals).
 For the one path where none of it runs, kill -9, a reaper outlives us: a shell in
 its own session that reads the list of our live process groups and, when its stdin
-reaches end of file (the kernel closes our end of the pipe as we die), kills them. Linux's parent-death signal would reach only each
-group's first process, not what that process started. A process that leaves its
-group (setsid) is re-parented to us, a child subreaper, and killed when the run ends.
+reaches end of file (the kernel closes our end of the pipe as we die), kills them.
+Linux's parent-death signal would reach only each group's first process, not what
+that process started. A process that leaves its session (setsid) is re-parented to
+us, a child subreaper, and killed when the run ends.
 """
 
 from __future__ import annotations

@@ -46,10 +46,12 @@ def lifecycle(url, fail=(), build_s=0.3, **extra):
             {"name": "poll", "kind": "http", "url": url + "/v1/jobs/{job_id}",
              "until": ['json.state in ["succeeded", "failed"]'], "expect": ["json.state == succeeded"],
              "interval": 0.05, "timeout": 3},
-            {"name": "result", "kind": "http", "url": url + "/v1/jobs/{job_id}/result", "expect": ["json.output exists"]}],
+            {"name": "result", "kind": "http", "url": url + "/v1/jobs/{job_id}/result",
+             "expect": ["json.output exists"]}],
         "logs": {"kind": "http", "url": url + "/v1/models/{model_id}/logs",
                  "lines": ["Build succeeded", "Entrypoint initialization"], "interval": 0.05, "timeout": 1},
-        "cleanup": {"kind": "http", "method": "DELETE", "url": url + "/v1/models/{model_id}", "expect": ["status == 200"],
+        "cleanup": {"kind": "http", "method": "DELETE", "url": url + "/v1/models/{model_id}",
+                    "expect": ["status == 200"],
                     "retry_delay": 0.05},
     }
     section.update(extra)
@@ -130,7 +132,8 @@ def test_a_compare_path_that_is_missing_fails_instead_of_passing(platform, tmp_p
     section = lifecycle(platform, fail=["nondeterministic"])
     section["predict"]["compare"] = "json.outptu"
     done, _, results = deploy(tmp_path, section)
-    assert done.returncode == 1 and results["predict"]["message"] == "not comparable: json.outptu is missing in answer 1"
+    assert done.returncode == 1
+    assert results["predict"]["message"] == "not comparable: json.outptu is missing in answer 1"
 
 
 def test_keep_on_failure_skips_cleanup_and_says_so(platform, tmp_path):
