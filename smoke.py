@@ -26,6 +26,8 @@ COMMANDS = {
                                 "resources, Prometheus queries, files and logs"),
     "deploy": ("checks.deploy", "deploy a model or service, wait until ready, predict (also async), find lines "
                                 "in its logs, always clean up; once per target of a matrix"),
+    "heartbeat": ("checks.heartbeat", "boot a coordinator and workers, kill a worker, and time how fast its "
+                                      "failure is detected, against a deadline"),
     "all": (None, "run every section the config file has"),
 }
 

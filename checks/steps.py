@@ -73,7 +73,7 @@ def load(table, where: str, section: str, name: str, known: Set[str], builtins: 
                           % own.at("identical"))
     samples = dict({var: _SAMPLE for var in known}, index=0, **builtins)
     try:
-        build_check(_filled(table, samples), where, section, kinds=STEP_KINDS)
+        build_check(fill(table, samples), where, section, kinds=STEP_KINDS)
     except ConfigError as exc:  # unless the field it names takes a captured value, unknown until run time
         if not any(str(exc).startswith(at + ":") or str(exc).startswith(at + ".") for at in filled_later):
             raise
@@ -121,17 +121,17 @@ def _strings(obj: Any, where: str) -> Iterable[Tuple[str, str]]:
             yield from _strings(value, "%s[%d]" % (where, i))
 
 
-def _filled(obj: Any, variables: Dict[str, Any]) -> Any:
-    """obj with every {var} replaced; a string that is only "{var}" becomes the value itself."""
+def fill(obj: Any, variables: Dict[str, Any]) -> Any:
+    """obj (a table, a list, a string) with every {var} replaced; a string that is only "{var}" becomes the value itself."""
     if isinstance(obj, str):
         whole = PLACEHOLDER.fullmatch(obj)
         if whole and whole.group(1) in variables:
             return variables[whole.group(1)]
         return PLACEHOLDER.sub(lambda m: _text(variables.get(m.group(1), m.group())), obj)
     if isinstance(obj, dict):
-        return {key: _filled(value, variables) for key, value in obj.items()}
+        return {key: fill(value, variables) for key, value in obj.items()}
     if isinstance(obj, list):
-        return [_filled(value, variables) for value in obj]
+        return [fill(value, variables) for value in obj]
     return obj
 
 
@@ -151,7 +151,7 @@ def plan(steps: List[Step], variables: Dict[str, Any], prefix: str = "") -> List
         needs = tuple(earlier)  # a sequence: each step stands on the ones before it
         if not step.always:
             earlier.append(prefix + step.name)
-        table = _filled(step.table, dict(variables, index=0))
+        table = fill(step.table, dict(variables, index=0))
         options = " ".join(option for option in (
             "always" if step.always else "", "repeat=%d" % step.repeat if step.repeat > 1 else "",
             "identical" if step.identical else "", "concurrency=%d" % step.concurrency if step.concurrency > 1 else "",
@@ -292,7 +292,7 @@ def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str,
              spawned: List[Tuple[str, dict]]) -> Result:
     count = max(step.repeat, step.concurrency)
     try:
-        checks = [build_check(dict(_filled(step.table, dict(variables, index=i)), name=name), step.where,
+        checks = [build_check(dict(fill(step.table, dict(variables, index=i)), name=name), step.where,
                               step.section, kinds=STEP_KINDS) for i in range(count)]
     except ConfigError as exc:  # a captured value that does not fit the field (a URL that is none)
         return Result(name, step.section, str(step.table.get("kind", "")), "error",

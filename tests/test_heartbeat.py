@@ -1,0 +1,105 @@
+"""heartbeat in spawn mode against fixtures/cluster.py: real processes, real SIGKILL, real event logs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+
+SMOKE, CLUSTER = str(ROOT / "smoke.py"), str(ROOT / "fixtures" / "cluster.py")
+
+
+def section(tmp_path, coordinator_flags=(), worker_command=None, **extra):
+    worker = worker_command or [sys.executable, CLUSTER, "worker", "--coordinator", "127.0.0.1:{port}",
+                                "--name", "{worker}", "--id", "{worker_id}", "--interval", "0.2"]
+    table = {"run_dir": str(tmp_path / "run-{run_id}"),
+             "coordinator": {"command": [sys.executable, CLUSTER, "coordinator", "--port", "{port}", "--events",
+                                         "{run_dir}/events.ndjson", "--interval", "0.2", "--timeout", "0.6"]
+                             + list(coordinator_flags), "ready_line": "listening"},
+             "workers": {"count": 3, "command": worker},
+             "events": {"log": "{run_dir}/events.ndjson", "worker_field": "worker_id"},
+             "min_beats": 3, "stable_timeout": 5, "deadline": 2, "grace": 1}
+    table.update(extra)
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({"heartbeat": table}))
+    return str(path)
+
+
+def heartbeat(path, *args):
+    done = subprocess.run([sys.executable, SMOKE, "heartbeat", "--config", path] + list(args), capture_output=True,
+                          text=True, timeout=60)
+    report = json.loads(done.stdout) if done.stdout.startswith("{") else None
+    return done, report, {r["name"]: r for r in (report or {}).get("results", [])}
+
+
+def ours(tmp_path):
+    """Processes of this test's run still alive: the coordinator's command line names the
+    run_dir, each worker's its id (written to run_dir/logs/NAME.id)."""
+    marks = [str(tmp_path).encode()] + [p.read_bytes().strip() for p in tmp_path.glob("run-*/logs/*.id")]
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                    cmdline = fh.read()
+                with open("/proc/%s/stat" % entry, "rb") as fh:
+                    zombie = fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+            except OSError:
+                continue
+            if not zombie and any(mark in cmdline for mark in marks):
+                found.append(int(entry))
+    return found
+
+
+def test_a_killed_worker_is_detected_in_time_and_nothing_is_left(tmp_path):
+    done, report, results = heartbeat(section(tmp_path))
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
+    metrics = report["metrics"]["heartbeat"]
+    assert 0.4 < metrics["detection_s"] < 1.2 and abs(metrics["event_detection_s"] - metrics["detection_s"]) < 0.1
+    assert set(metrics["beat_interval_s"]) == {"w1", "w2", "w3"} and os.path.isdir(metrics["run_dir"])
+    assert (open(os.path.join(metrics["run_dir"], "logs", "w1.id")).read().strip()
+            in open(os.path.join(metrics["run_dir"], "events.ndjson")).read())
+    assert ours(tmp_path) == []
+
+
+@pytest.mark.parametrize("flags, step, words", [
+    (["--never-detect"], "detect", "no failure event for w1 within the deadline of 2s"),
+    (["--false-positive", "w2"], "grace", "false positive: w2 reported failed while it was alive")])
+def test_a_detector_that_misses_or_lies_fails_the_run(tmp_path, flags, step, words):
+    done, _, results = heartbeat(section(tmp_path, flags))
+    assert done.returncode == 1 and results[step]["status"] == "fail" and words in results[step]["message"]
+    assert results["stop"]["status"] == "pass" and ours(tmp_path) == []
+
+
+def test_a_worker_that_never_beats_is_named(tmp_path):
+    worker = ["sh", "-c", 'exec "$0" %s worker --coordinator 127.0.0.1:{port} --name {worker} --id {worker_id} '
+              '--interval 0.2 $([ {worker} = w2 ] && echo --never-beat)' % CLUSTER, sys.executable]
+    done, _, results = heartbeat(section(tmp_path, worker_command=worker, stable_timeout=1.5))
+    assert done.returncode == 1 and "no steady heartbeats within 1.5s from w2 (w2: 0)" in results["workers"]["message"]
+    assert results["kill"]["status"] == "skip" and ours(tmp_path) == []
+
+
+def test_a_signal_mid_run_leaves_no_process(tmp_path):
+    proc = subprocess.Popen([sys.executable, SMOKE, "heartbeat", "--config", section(tmp_path, grace=20)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    deadline = time.monotonic() + 5
+    while ours(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ours(tmp_path) == []
+
+
+def test_bad_configs_are_exit_2_and_nothing_is_spawned(tmp_path):
+    for extra, words in (({"kill": "w9"}, "'w9' is no worker's name"), ({"signal": "SIGNOPE"}, "is not a signal"),
+                         ({"events": {"log": "x", "failure_pattern": "down (\\S+)"}}, "needs a group")):
+        done, _, _ = heartbeat(section(tmp_path, **extra), "--validate")
+        assert done.returncode == 2 and words in done.stderr, done.stderr
+    assert not list(tmp_path.glob("run-*"))
