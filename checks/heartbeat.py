@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import CheckError, ConfigError, steps
 from checks.config import Fields
+from checks.lifecycle import Interrupted
 from checks.model import Outcome, Planned, Result
 
 NAME = "heartbeat"
@@ -155,6 +156,7 @@ def run(spec: Spec, ctx) -> Outcome:
             raise _Stop(name, str(exc))
 
     ids = {name: worker_id for name, worker_id, _ in spec.workers}
+    interrupted: Optional[Interrupted] = None
     began = time.monotonic()  # of the step under way: a failing step's result has its duration
     try:
         spawn("coordinator", spec.coordinator[0])
@@ -227,6 +229,8 @@ def run(spec: Spec, ctx) -> Outcome:
         record("grace", "pass", "", began, beats=after)
     except _Stop as stop:
         record(stop.step if stop.step in SCENARIO else "workers", "fail", stop.message, began)
+    except Interrupted as exc:  # stopped below like any other end; the report keeps what was done
+        interrupted = exc
     finally:
         follow.close()
         began = time.monotonic()
@@ -235,9 +239,12 @@ def run(spec: Spec, ctx) -> Outcome:
             record("stop", "fail" if left else "pass", "still running: %s" % ", ".join(left) if left else "", began,
                    stopped=sorted(started))
     done = {r.name for r in results}
-    results += [Result(step, NAME, "heartbeat", "skip", "skipped: an earlier step failed")
-                for step in SCENARIO if step not in done]
+    why = "interrupted" if interrupted else "skipped: an earlier step failed"
+    results += [Result(step, NAME, "heartbeat", "skip", why) for step in SCENARIO if step not in done]
     results.sort(key=lambda r: SCENARIO.index(r.name))
+    if interrupted:
+        interrupted.results = results
+        raise interrupted
     return Outcome(results, metrics)
 
 

@@ -55,7 +55,7 @@ def test_a_killed_worker_is_reported_failed_and_no_one_else(tmp_path):
         after = watch(follow, 1.5)
         failures = [e for e in after if e.kind == "failure"]
         assert [e.worker for e in failures] == ["w1"]
-        assert 0.4 < failures[0].at - killed < 1.2  # the fixture's own timing: 0.6 s of silence
+        assert 0.4 < failures[0].at - killed < 1.5  # the fixture's own timing: 0.6 s of silence
     finally:
         stop(procs)
 
