@@ -160,9 +160,9 @@ def run(spec: Spec, ctx) -> Outcome:
     began = time.monotonic()  # of the step under way: a failing step's result has its duration
     try:
         spawn("coordinator", spec.coordinator[0])
-        if not _ready(started["coordinator"], spec.coordinator[1], spec.ready_timeout):
-            raise _Stop("coordinator", "not ready within %gs (no %r in its log)" % (spec.ready_timeout,
-                                                                                  spec.coordinator[1]))
+        problem = _not_ready(started["coordinator"], spec.coordinator[1], spec.ready_timeout)
+        if problem:
+            raise _Stop("coordinator", problem)
         record("coordinator", "pass", "", began, pid=started["coordinator"].pid)
 
         began = time.monotonic()
@@ -261,19 +261,21 @@ def _who(worker: str, ids: Dict[str, str]) -> Optional[str]:
     return next((name for name, worker_id in ids.items() if worker_id == worker), None)
 
 
-def _ready(spawned, line: Optional[str], timeout: float) -> bool:
-    """Running, and (when given) the line is in its log, within timeout."""
+def _not_ready(spawned, line: Optional[str], timeout: float) -> Optional[str]:
+    """Why the process is not ready within timeout (it exited; its log never showed line), or None."""
+    from checks.kinds.spawn import tail
+
     ends = time.monotonic() + timeout
     while time.monotonic() < ends:
         if not spawned.running():
-            return False
+            return "exited with code %s; its log ends: %s" % (spawned.proc.returncode, tail(spawned.log_path))
         if line is None:
-            return True
+            return None
         try:
             with open(spawned.log_path, "rb") as fh:
                 if line.encode() in fh.read(1 << 20):
-                    return True
+                    return None
         except OSError:
             pass
         time.sleep(_POLL_S)
-    return False
+    return "not ready within %gs: no %r in its log" % (timeout, line)

@@ -102,6 +102,16 @@ def test_a_signal_mid_run_leaves_no_process(tmp_path):
     assert ours(tmp_path) == []
 
 
+def test_a_coordinator_that_exits_at_once_says_so(tmp_path):
+    path = section(tmp_path)
+    doc = json.loads(open(path).read())
+    doc["heartbeat"]["coordinator"]["command"] = [sys.executable, "-c", "import sys; print('bad flag'); sys.exit(4)"]
+    open(path, "w").write(json.dumps(doc))
+    done, _, results = heartbeat(path)
+    message = results["coordinator"]["message"]
+    assert done.returncode == 1 and message.startswith("exited with code 4; its log ends: bad flag"), message
+
+
 def test_bad_configs_are_exit_2_and_nothing_is_spawned(tmp_path):
     for extra, words in (({"kill": "w9"}, "'w9' is no worker's name"), ({"signal": "SIGNOPE"}, "is not a signal"),
                          ({"events": {"log": "x", "failure_pattern": "down (\\S+)"}}, "needs a group")):
