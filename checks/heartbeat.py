@@ -36,7 +36,7 @@ _POLL_S = 0.02  # how often the event logs are read: the tool's observation lag
 
 
 class Spec(collections.namedtuple("Spec", "run_dir run_id port coordinator workers events min_beats "
-                                          "stable_timeout kill signum deadline grace ready_timeout")):
+                                          "stable_timeout kill signum deadline grace ready_timeout bound")):
     __slots__ = ()
 
 
@@ -89,12 +89,36 @@ def load(section, where: str = NAME) -> Spec:
     signum = getattr(signals, signal_name if signal_name.startswith("SIG") else "SIG" + signal_name, None)
     if not isinstance(signum, int):
         raise ConfigError("%s: %r is not a signal" % (fields.at("signal"), signal_name))
+    deadline = fields.number("deadline", 5, 0.01, 3600)
+    bound = _timing_contract(fields, deadline)
     spec = Spec(run_dir, run_id, port, (coordinator_argv, ready_line), worker_argvs, (log, matcher),
                 fields.integer("min_beats", 3, 1, 10000), fields.number("stable_timeout", 10, 0.1, 3600),
-                names[0] if kill == "first" else kill, signum, fields.number("deadline", 5, 0.01, 3600),
-                fields.number("grace", 2, 0, 3600), fields.number("ready_timeout", 10, 0.1, 3600))
+                names[0] if kill == "first" else kill, signum, deadline,
+                fields.number("grace", 2, 0, 3600), fields.number("ready_timeout", 10, 0.1, 3600), bound)
     fields.done()
     return spec
+
+
+def _timing_contract(fields: Fields, deadline: float) -> Optional[float]:
+    """The detection bound the system promises (failure_timeout + clock_skew), after checking
+    that its timings can keep that promise at all; None when none are given."""
+    interval = fields.number("heartbeat_interval", None, 0.001, 3600)
+    timeout = fields.number("failure_timeout", None, 0.001, 3600)
+    skew = fields.number("clock_skew", None, 0, 3600)
+    fence = fields.number("self_fence_timeout", None, 0.001, 3600)
+    if fence is not None and timeout is not None and not fence < timeout:
+        raise ConfigError("%s: self_fence_timeout (%gs) must be below failure_timeout (%gs), or a worker is "
+                          "declared failed while it still acts" % (fields.at("self_fence_timeout"), fence, timeout))
+    if skew is not None and interval is not None and not skew < 2 * interval:
+        raise ConfigError("%s: clock_skew (%gs) must be below 2 x heartbeat_interval (%gs)"
+                          % (fields.at("clock_skew"), skew, 2 * interval))
+    if timeout is None:
+        return None
+    bound = timeout + (skew or 0)
+    if deadline < bound:
+        raise ConfigError("%s: the deadline (%gs) must be at least failure_timeout + clock_skew (%gs): the "
+                          "system may take that long by design" % (fields.at("deadline"), deadline, bound))
+    return bound
 
 
 def _argv(fields: Fields, builtins: Dict[str, Any]) -> List[str]:
@@ -207,6 +231,8 @@ def run(spec: Spec, ctx) -> Outcome:
             raise _Stop("detect", "no failure event for %s within the deadline of %gs" % (spec.kill, spec.deadline))
         detection_s = detected.seen - killed_wall
         facts = {"detection_s": round(detection_s, 3), "deadline_s": spec.deadline}
+        if spec.bound is not None:
+            facts["expected_bound_s"] = spec.bound
         if detected.at is not None:
             facts["event_detection_s"] = round(detected.at - killed_wall, 3)
         metrics.update(facts)

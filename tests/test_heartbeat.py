@@ -57,11 +57,12 @@ def ours(tmp_path):
 
 
 def test_a_killed_worker_is_detected_in_time_and_nothing_is_left(tmp_path):
-    done, report, results = heartbeat(section(tmp_path))
+    done, report, results = heartbeat(section(tmp_path, heartbeat_interval=0.2, failure_timeout=0.6))
     assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
     metrics = report["metrics"]["heartbeat"]
     assert 0.4 < metrics["detection_s"] < 1.5 and abs(metrics["event_detection_s"] - metrics["detection_s"]) < 0.1
     assert set(metrics["beat_interval_s"]) == {"w1", "w2", "w3"} and os.path.isdir(metrics["run_dir"])
+    assert metrics["expected_bound_s"] == 0.6
     assert (open(os.path.join(metrics["run_dir"], "logs", "w1.id")).read().strip()
             in open(os.path.join(metrics["run_dir"], "events.ndjson")).read())
     assert ours(tmp_path) == []
@@ -114,7 +115,10 @@ def test_a_coordinator_that_exits_at_once_says_so(tmp_path):
 
 def test_bad_configs_are_exit_2_and_nothing_is_spawned(tmp_path):
     for extra, words in (({"kill": "w9"}, "'w9' is no worker's name"), ({"signal": "SIGNOPE"}, "is not a signal"),
-                         ({"events": {"log": "x", "failure_pattern": "down (\\S+)"}}, "needs a group")):
+                         ({"events": {"log": "x", "failure_pattern": "down (\\S+)"}}, "needs a group"),
+                         ({"failure_timeout": 1, "self_fence_timeout": 1}, "must be below failure_timeout"),
+                         ({"heartbeat_interval": 0.5, "clock_skew": 1}, "must be below 2 x heartbeat_interval"),
+                         ({"failure_timeout": 1.5, "clock_skew": 0.6}, "must be at least failure_timeout")):
         done, _, _ = heartbeat(section(tmp_path, **extra), "--validate")
         assert done.returncode == 2 and words in done.stderr, done.stderr
     assert not list(tmp_path.glob("run-*"))
