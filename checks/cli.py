@@ -74,9 +74,9 @@ def _gather(args, secrets, commands, sections):
 
     own = _module(commands[args.command][0]) if args.command in sections else None
     args.secrets = secrets  # flags can carry secrets too (--header 'Authorization: ...')
-    flagged = own is not None and own.from_args(args) is not None
+    flagged = own.from_args(args) if own is not None else None  # the flags' own spec, config aside
     # Flags describe the checks; a config found implicitly would add unasked-for ones.
-    path = args.config if flagged else config.find(args.config)
+    path = args.config if flagged is not None else config.find(args.config)
     try:  # every error names the file in use: the same field may exist in several
         doc = config.load(path, secrets) if path else {}
     except ConfigError as exc:
@@ -97,7 +97,7 @@ def _gather(args, secrets, commands, sections):
     except ConfigError as exc:
         raise ConfigError("%s: %s" % (path, exc))
     if own is not None:  # the flags' checks, or the configured spec as flags change it
-        given = own.from_args(args, specs.get(args.command))
+        given = own.from_args(args, specs[args.command]) if args.command in specs else flagged
         if given is not None:
             specs[args.command] = given
     plans = {section: _module(commands[section][0]).plan(spec) for section, spec in specs.items()}

@@ -13,6 +13,7 @@ target; {target}; each target's vars; {credentials_dir} when the target has cred
 from __future__ import annotations
 
 import collections
+import json
 import os
 import shutil
 import threading
@@ -67,8 +68,6 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
     configured one with --keep-on-failure applied; None when no flag says anything."""
     if not args.predict_url:
         return configured._replace(keep_on_failure=True) if configured and args.keep_on_failure else None
-    import json
-
     from checks import expect
     for text in args.expect:  # each flag's own error, not the table's it becomes
         try:
@@ -157,13 +156,8 @@ def _with_lines(table, where: str):
     lines = Fields(table, where).strings("lines")
     del table["lines"]
     text = "body" if table.get("kind") == "http" else "stdout"
-    table["until"] = list(table.get("until", [])) + ["%s contains %s" % (text, _quoted(line)) for line in lines]
+    table["until"] = list(table.get("until", [])) + ["%s contains %s" % (text, json.dumps(line)) for line in lines]
     return table
-
-
-def _quoted(text: str) -> str:
-    import json
-    return json.dumps(text)
 
 
 def _targets(fields: Fields):
@@ -203,8 +197,6 @@ def _targets(fields: Fields):
 
 def _fetch_targets(source: str, where: str):
     """A targets list from a JSON file, or from a URL fetched now (before anything is deployed)."""
-    import json
-
     if source.startswith(("http://", "https://")):
         from checks.probes import http
         answer = http.fetch(http.Request(source), 30)

@@ -163,9 +163,11 @@ def run(spec: Spec, ctx) -> Outcome:
     follow = Follow(log)
     seen: List[Any] = []
 
+    targets = {step.name: step.target for step in plan(spec)}
+
     def record(step: str, status: str, message: str, began: float, **facts) -> bool:
         results.append(Result(step, NAME, "heartbeat", status, ctx.redact(message), (time.monotonic() - began) * 1000,
-                              1, facts=facts, target=dict((p.name, p.target) for p in plan(spec))[step]))
+                              1, facts=facts, target=targets[step]))
         return status == "pass"
 
     def read() -> List[Any]:
