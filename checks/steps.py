@@ -172,8 +172,8 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         keep_on_failure: bool = False, ends: Optional[float] = None) -> Tuple[List[Result], Dict[str, Any]]:
     """Run steps in order: (their results, the variables captured). On SIGINT/SIGTERM/SIGHUP
     the `always` steps still run, shielded from further signals, then Interrupted is raised
-    again with every result. keep_on_failure: `always` steps are skipped after a failure
-    (not after an interrupt). ends: the run's deadline (monotonic), shared by a sequence."""
+    again with every result; a step that captures what they need is let finish first.
+    keep_on_failure: `always` steps are skipped after a failure (not after an interrupt). ends: the run's deadline (monotonic), shared by a sequence."""
     results: List[Result] = []
     variables = dict(variables)
     failed: Optional[str] = None
@@ -182,6 +182,9 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         ends = time.monotonic() + ctx.deadline_s
     spawned: List[Tuple[str, dict]] = []  # (step name, its facts): servers this sequence started
     ctx = ctx._replace(give_up=lambda: _exited(spawned))
+    # what cleanup needs to know (the id of what a step made): a signal waits for the step that
+    # captures it, or the thing made in the moment before the signal could never be removed
+    needed_by_cleanup = set().union(*(step.needs for step in steps if step.always))
     for step in steps:
         name = prefix + step.name
         cancelled = ctx.cancel is not None and ctx.cancel.is_set()
@@ -210,7 +213,7 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         # cleanup after a cancel must still run: it gets no cancel of its own
         own = ctx._replace(deadline_s=left, cancel=None if step.always else ctx.cancel)
         try:
-            if step.always:
+            if step.always or needed_by_cleanup & set(step.captures):
                 result, late = _shielded(lambda: _run_one(step, name, own, variables, spawned))
                 interrupted = interrupted or late
             else:

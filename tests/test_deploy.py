@@ -336,6 +336,20 @@ def test_keep_on_failure_still_cleans_up_after_a_signal(platform, tmp_path):
     assert proc.returncode == 143 and state(platform)["models"] == {}
 
 
+def test_a_signal_while_the_create_is_answered_still_cleans_up(platform, tmp_path):
+    # the model exists before its id reaches us: the create step is let finish so cleanup knows the id
+    section = lifecycle(platform, fail=["slow-create"])
+    proc = subprocess.Popen([sys.executable, SMOKE, "deploy", "--config", write(tmp_path, section)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not state(platform)["models"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 143, err
+    assert state(platform)["models"] == {}, out
+
+
 def test_the_deadline_bounds_the_whole_matrix(platform, tmp_path):
     section = lifecycle(platform, fail=["never-ready"])
     section["ready"]["timeout"] = 30
