@@ -88,10 +88,10 @@ def _parser(argv):
         sub = commands.add_parser(name, help=text, description=text, epilog=EXAMPLES, formatter_class=formatter)
         if name == chosen:  # only the chosen command pays for its imports
             from checks import cli
-            cli.add_arguments(sub)
-            if module_name:
-                __import__(module_name)
-                sys.modules[module_name].add_arguments(sub)
+            module = __import__(module_name, fromlist=["_"]) if module_name else None
+            cli.add_arguments(sub, getattr(module, "DEADLINE_HELP", None))
+            if module:
+                module.add_arguments(sub)
             options += [option for action in sub._actions for option in action.option_strings]
     return parser
 

@@ -18,8 +18,9 @@ def _module(name):
     return sys.modules[name]
 
 
-def add_arguments(parser) -> None:
-    """The flags every command has (output, selection, verdict, modes)."""
+def add_arguments(parser, deadline_help=None) -> None:
+    """The flags every command has (output, selection, verdict, modes). deadline_help: a
+    command whose own deadline --deadline sets (heartbeat's detection deadline) says so."""
     from checks.config import bounded
     from checks.render import RENDERERS
     from checks.runner import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, MAX_DEADLINE_S
@@ -42,7 +43,7 @@ def add_arguments(parser) -> None:
     run.add_argument("--concurrency", type=bounded(1, MAX_CONCURRENCY, integer=True), metavar="N",
                      help="checks (for deploy --predict-url: requests) at once (default %d)" % DEFAULT_CONCURRENCY)
     run.add_argument("--deadline", type=bounded(0.001, MAX_DEADLINE_S), metavar="S",
-                     help="bound on the whole run, in seconds")
+                     help=deadline_help or "bound on the whole run, in seconds")
     mode = parser.add_argument_group("modes")
     mode.add_argument("--validate", action="store_true", help="check the configuration, run nothing")
     mode.add_argument("--dry-run", action="store_true", help="print what would run, with each check's options")
@@ -178,7 +179,10 @@ def run(args, commands, closed) -> int:
             % (concurrency, "" if concurrency == 1 else "s", wanted, limit))
     progress = _Progress(len(chosen), secrets.redact) if _terminal(sys.stderr) and not args.quiet else None
     cleanup = lifecycle.Cleanup()
-    ctx = runner.RunContext(concurrency, args.deadline, progress, secrets.redact, cleanup)
+    own = _module(commands[args.command][0]) if args.command in sections else None
+    # a command that takes --deadline as its own (heartbeat's detection deadline) gets it from from_args
+    run_deadline = None if getattr(own, "DEADLINE_HELP", None) else args.deadline
+    ctx = runner.RunContext(concurrency, run_deadline, progress, secrets.redact, cleanup)
     started, clock = time.time(), time.monotonic()
     results, metrics = [], {}
     with lifecycle.Signals() as signals:

@@ -1,16 +1,22 @@
-"""heartbeat: boot a coordinator and workers, wait for steady heartbeats, kill one worker,
-and time how fast the coordinator reports it failed, against a deadline.
+"""heartbeat: kill a worker and time how fast its failure is detected, against a deadline.
 
-Config section (spawn mode):
-    {"heartbeat": {"coordinator": {"command": [...], "ready_line": "listening"},
+Spawn mode (the config's heartbeat section) boots what it tests:
+    {"heartbeat": {"preflight": [{"command": ["python3", "--version"], "expect": ["version >= 3.11"]}],
+                   "build": [{"command": ["make"], "timeout": 600}],
+                   "coordinator": {"command": [...], "ready_line": "listening"},
                    "workers": {"count": 2, "command": [..., "{worker}", "{worker_id}", "{port}"]},
-                   "events": {"log": "{run_dir}/events.ndjson", "heartbeat_topic": "worker_heartbeat",
-                              "failure_topic": "worker_failed", "worker_field": "worker"},
+                   "events": {"log": "{run_dir}/events.ndjson", "worker_field": "worker_id"},
                    "min_beats": 3, "stable_timeout": 10, "kill": "first", "signal": "SIGKILL",
                    "deadline": 5, "grace": 2}}
-{run_dir}, {run_id}, {port} (a free port, chosen before anything starts), and in a
-worker's command {worker} and {worker_id} (also written to {run_dir}/logs/NAME.id).
+`coordinator` may be a list (several detectors, and any other process the system needs),
+each with a name. Placeholders: {run_dir}, {run_id}, {port} (the first coordinator's),
+{port_NAME} for every process, and in each process's own command, env and templates
+{name}, {my_port} (its port), {dir} (its own empty directory) and, for workers, {worker}
+and {worker_id} (also written to {run_dir}/logs/NAME.id). Every port is free when chosen.
 Every process's output goes to {run_dir}/logs/NAME.log; run_dir is kept.
+
+Attach mode (`pid` or `pidfile`, or the flags) tests a system already running: nothing
+is spawned, only the named process is signalled, and its logs are read from their end.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, List, Optional, Tuple
 
 from checks import CheckError, ConfigError, steps
 from checks.config import Fields
@@ -30,73 +36,378 @@ from checks.lifecycle import Interrupted
 from checks.model import Outcome, Planned, Result
 
 NAME = "heartbeat"
-SCENARIO = ("coordinator", "workers", "kill", "detect", "grace", "stop")
+FLAGS = "--pid or --pidfile with --log and --failure-pattern"
+DEADLINE_HELP = ("seconds from the kill to the failure event (the detection deadline; every other wait has its "
+                 "own timeout)")
+SCENARIO = ("attach", "coordinator", "workers", "kill", "detect", "grace", "stop")
 MAX_WORKERS = 256
-_POLL_S = 0.02  # how often the event logs are read: the tool's observation lag
+MAX_TEMPLATE = 1024 * 1024
+POLL_S = 0.02  # how often the event logs are read: the tool's observation lag
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+_BUILD_TIMEOUT_S = 600.0  # a cold build can take minutes
 
 
-class Spec(collections.namedtuple("Spec", "run_dir run_id port coordinator workers events min_beats "
-                                          "stable_timeout kill signum deadline grace ready_timeout bound")):
+class Process(collections.namedtuple("Process", "name argv env cwd files ready_line ready_port ready_timeout "
+                                                "worker_id dir")):
+    """One process to spawn, placeholders filled; files: [(path, text)] from its templates."""
+
+    __slots__ = ()
+
+
+class Spec(collections.namedtuple("Spec", "run_dir run_id preflight build coordinators workers workers_first "
+                                          "logs matcher quorum min_beats stable_timeout kill signum deadline "
+                                          "grace bound attach")):
+    """attach: (pid, where it came from) in attach mode, else None (spawn mode)."""
+
     __slots__ = ()
 
 
 def add_arguments(parser) -> None:
-    """No flags of its own yet: spawn mode is configured in the heartbeat section."""
+    from checks.config import bounded
+
+    group = parser.add_argument_group("attach to a running system (nothing is spawned; only the killed process "
+                                      "is ours)")
+    group.add_argument("--pidfile", metavar="FILE", help="the process to kill, by its pidfile")
+    group.add_argument("--pid", type=bounded(2, 4194304, integer=True), metavar="PID", help="the process to kill")
+    group.add_argument("--log", action="append", default=[], metavar="FILE",
+                       help="a detector's log, read from its end as it grows (repeatable: one per detector)")
+    group.add_argument("--failure-pattern", metavar="REGEX",
+                       help="a failure line, its group (?P<worker>...) naming who failed, e.g. "
+                            "'\\+sdown master (?P<worker>\\S+)'")
+    group.add_argument("--heartbeat-pattern", metavar="REGEX",
+                       help="a heartbeat line (?P<worker>...): require --min-beats of them first")
+    group.add_argument("--expect-worker", metavar="NAME",
+                       help="the name the failure event must give the killed process (any other is a false "
+                            "positive)")
+    group.add_argument("--quorum", type=bounded(1, 1000, integer=True), metavar="N",
+                       help="detectors (--log files) that must report the failure (default: all)")
+    group.add_argument("--signal", metavar="SIG", help="what to send (default SIGKILL)")
+    group.add_argument("--grace", type=bounded(0, 3600), metavar="S",
+                       help="seconds after the detection during which any other failure is a false positive "
+                            "(default 2)")
+    group.add_argument("--min-beats", type=bounded(1, 10000, integer=True), metavar="N",
+                       help="heartbeats required before the kill (default 3)")
+    group.add_argument("--stable-timeout", type=bounded(0.1, 3600), metavar="S",
+                       help="seconds to wait for them (default 10)")
 
 
-def from_args(args, configured=None):
-    return None
+_ATTACH_FLAGS = ("pid", "pidfile", "log", "failure_pattern", "heartbeat_pattern", "expect_worker", "quorum",
+                 "min_beats", "stable_timeout")
+# a field of the table the flags become -> the flag, for errors that name what the user typed
+_FLAG_OF = {"events.logs": "--log", "events.log": "--log", "events.failure_pattern": "--failure-pattern",
+            "events.failure": "--failure-pattern", "events.heartbeat_pattern": "--heartbeat-pattern",
+            "events.heartbeat": "--heartbeat-pattern", "events.quorum": "--quorum", "events": "--log"}
+_FLAGS_WHERE = "(flags)"
+
+
+def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
+    """Attach mode from the flags; or the configured spec with --deadline, --signal and
+    --grace applied; None when no flag says anything."""
+    attaching = [name for name in _ATTACH_FLAGS if getattr(args, name) not in (None, [])]
+    if configured is not None:
+        if attaching:
+            raise ConfigError("--%s attaches to a running system, but the config's heartbeat section describes "
+                              "one to spawn: use one or the other" % attaching[0].replace("_", "-"))
+        changed = {key: getattr(args, key) for key in ("deadline", "grace") if getattr(args, key) is not None}
+        if args.signal:
+            changed["signum"] = _signal(args.signal, "--signal")
+        if "deadline" in changed and configured.bound is not None and changed["deadline"] < configured.bound:
+            raise ConfigError("--deadline: %gs is below failure_timeout + clock_skew (%gs): the system may take that "
+                              "long by design" % (changed["deadline"], configured.bound))
+        return configured._replace(**changed) if changed else None
+    if not attaching:
+        if args.signal or args.grace is not None:
+            raise ConfigError("--signal and --grace change a configured run or an attached one: give --config, "
+                              "or --pid/--pidfile with --log and --failure-pattern")
+        return None
+    if args.pid is None and args.pidfile is None:
+        raise ConfigError("--%s attaches to a running system: give the process to kill, --pid PID or --pidfile "
+                          "FILE" % attaching[0].replace("_", "-"))
+    table = {key: getattr(args, key) for key in ("pid", "pidfile", "expect_worker", "signal", "grace", "min_beats",
+                                                 "stable_timeout", "deadline") if getattr(args, key) is not None}
+    table["events"] = {key: value for key, value in (("logs", args.log), ("failure_pattern", args.failure_pattern),
+                                                     ("heartbeat_pattern", args.heartbeat_pattern),
+                                                     ("quorum", args.quorum)) if value}
+    try:
+        return load(table, _FLAGS_WHERE)
+    except ConfigError as exc:  # name the flag the user typed, not the field it became
+        import re
+        raise ConfigError(re.sub(re.escape(_FLAGS_WHERE) + r"\.([\w.]+)", lambda m: _FLAG_OF.get(
+            m.group(1), "--" + m.group(1).replace("_", "-")), str(exc)))
 
 
 def load(section, where: str = NAME) -> Spec:
-    from checks.probes.events import Events
-
+    """A Spec from the config's section; every placeholder and template is checked here."""
     fields = Fields(section, where)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
-    run_dir = os.path.abspath(fields.text("run_dir", "./data/smoke/{run_id}").replace("{run_id}", run_id))
-    port = _free_port()
-    builtins = {"run_dir": run_dir, "run_id": run_id, "port": port}
-    coordinator = Fields(fields.get("coordinator", (dict,)), fields.at("coordinator"))
-    coordinator_argv = _argv(coordinator, builtins)
-    ready_line = coordinator.text("ready_line", None)
-    coordinator.done()
+    run_dir = os.path.abspath(fields.path("run_dir", "./data/smoke/{run_id}").replace("{run_id}", run_id))
+    builtins: Dict[str, Any] = {"run_dir": run_dir, "run_id": run_id}
+    attach = _attach(fields)
+    if attach is None:
+        coordinators, workers, first = _processes(fields, builtins)
+        names = [p.name for p in workers]
+    else:
+        for key in ("coordinator", "workers"):
+            if key in section:
+                raise ConfigError("%s: attach mode (pid, pidfile) spawns nothing: remove %s" % (fields.at(key), key))
+        coordinators, workers, first = [], [], False
+        names = [fields.text("expect_worker", "")]
+        if not names[0]:
+            raise ConfigError("%s: give the name the failure event gives the killed process (expect_worker)"
+                              % fields.at("expect_worker"))
+    preflight = _steps(fields, "preflight", builtins, None)
+    build = _steps(fields, "build", builtins, _BUILD_TIMEOUT_S)
+    logs, matcher, quorum = _events(fields, builtins, attach is not None)
+    kill = names[0] if attach else fields.text("kill", "first")
+    if kill == "first":
+        kill = names[0]
+    if kill not in names:
+        raise ConfigError("%s: %r is no worker's name (workers: %s)" % (fields.at("kill"), kill, ", ".join(names)))
+    signum = _signal(fields.text("signal", "SIGKILL"), fields.at("signal"))
+    deadline = fields.number("deadline", 5, 0.01, 3600)
+    bound = _timing_contract(fields, deadline)
+    spec = Spec(run_dir, run_id, preflight, build, coordinators, workers, first, logs, matcher, quorum,
+                fields.integer("min_beats", 3, 0, 10000),
+                fields.number("stable_timeout", 10, 0.1, 3600), kill, signum, deadline,
+                fields.number("grace", 2, 0, 3600), bound, attach)
+    fields.done()
+    return spec
+
+
+def _signal(name: str, where: str) -> int:
+    signum = getattr(signals, name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper(), None)
+    if name.isdigit() and 0 < int(name) < signals.NSIG:
+        return int(name)
+    if not isinstance(signum, int) or isinstance(signum, bool) or name.upper().startswith("SIG_"):
+        raise ConfigError("%s: %r is not a signal (e.g. SIGKILL, SIGTERM, 9)" % (where, name))
+    return signum
+
+
+def _attach(fields: Fields) -> Optional[Tuple[int, str]]:
+    """(pid, where it came from) in attach mode, else None. A pidfile that cannot be read is
+    a config error; a pid that is not running is the run's failure (exit 1, said by attach)."""
+    from checks.probes import proc
+
+    pidfile = fields.path("pidfile", None)
+    pid = fields.integer("pid", None, 2, proc.PID_MAX)
+    if pid is not None and pidfile is not None:
+        raise ConfigError("%s: give pid or pidfile, not both" % fields.at("pid"))
+    if pidfile is not None:
+        try:
+            with open(pidfile, "rb") as fh:
+                text = fh.read(64).decode("ascii", "replace").strip()
+        except OSError as exc:
+            raise ConfigError("%s: cannot read %s: %s" % (fields.at("pidfile"), pidfile, exc.strerror or exc))
+        if not text.isdigit() or not 1 < int(text) <= proc.PID_MAX:
+            raise ConfigError("%s: %s holds %r, not a pid" % (fields.at("pidfile"), pidfile, text[:20]))
+        pid, source = int(text), "pid %s from %s" % (text, pidfile)
+    elif pid is not None:
+        source = "pid %d" % pid
+    else:
+        return None
+    if pid in (os.getpid(), os.getppid()):
+        raise ConfigError("%s: pid %d is smoke.py itself or the shell that started it" % (fields.at("pid"), pid))
+    return pid, source
+
+
+def _processes(fields: Fields, builtins: Dict[str, Any]) -> Tuple[List[Process], List[Process], bool]:
+    """The coordinators and the workers, ports chosen and placeholders filled."""
+    table = fields.get("coordinator", (dict, list))
+    coordinator_tables = table if isinstance(table, list) else [table]
+    if not coordinator_tables:
+        raise ConfigError("%s: give at least one coordinator" % fields.at("coordinator"))
+    plural = isinstance(table, list)
+    coordinator_fields, names = [], []
+    for i, one in enumerate(coordinator_tables):
+        at = "%s[%d]" % (fields.at("coordinator"), i) if plural else fields.at("coordinator")
+        if not isinstance(one, dict):
+            raise ConfigError("%s: expected a table (name, command, ready_line...)" % at)
+        own = Fields(one, at)
+        names.append(_name(own, None if plural else "coordinator"))
+        coordinator_fields.append(own)
     workers = Fields(fields.get("workers", (dict,)), fields.at("workers"))
-    count = workers.integer("count", 2, 1, MAX_WORKERS)
-    names = workers.strings("names", ["w%d" % (i + 1) for i in range(count)])
-    if len(names) != count or len(set(names)) != count:
+    given = workers.strings("names", None)
+    count = workers.integer("count", len(given) if given else 2, 1, MAX_WORKERS)
+    worker_names = given if given is not None else ["w%d" % (i + 1) for i in range(count)]
+    if len(worker_names) != count or len(set(worker_names)) != count:
         raise ConfigError("%s: give %d unique names, one per worker" % (workers.at("names"), count))
-    worker_table = workers.get("command", (list,))
+    for name in worker_names:
+        _check_name(name, workers.at("names"))
+    clash = sorted(set(names) & set(worker_names)) or sorted(n for n in set(names) if names.count(n) > 1)
+    if clash:
+        raise ConfigError("%s: the name %r is used twice; every process needs its own (its log is "
+                          "logs/NAME.log)" % (fields.at("coordinator"), clash[0]))
+    ports = _free_ports(len(names) + count)
+    builtins = dict(builtins, port=ports[0])
+    builtins.update(("port_" + n.replace("-", "_"), p) for n, p in zip(names + worker_names, ports))
+    coordinators = [_process(own, name, builtins, port, None)
+                    for own, name, port in zip(coordinator_fields, names, ports)]
+    first = workers.flag("start_first", False)
+    shared = dict(workers.data)
+    for key in ("count", "names", "start_first"):
+        shared.pop(key, None)
+    workers.seen.update(shared)  # each worker's own Fields reads them, and rejects what it does not know
     workers.done()
-    worker_argvs = []
-    for name in names:
-        worker_id = _worker_id()
-        filled = steps.fill(worker_table, dict(builtins, worker=name, worker_id=worker_id))
-        worker_argvs.append((name, worker_id, [str(word) for word in filled]))
+    worker_processes = [_process(Fields(shared, workers.where), name, builtins, port, _worker_id())
+                        for name, port in zip(worker_names, ports[len(names):])]
+    return coordinators, worker_processes, first
+
+
+def _name(fields: Fields, default: Optional[str]) -> str:
+    name = fields.text("name", default)
+    if name is None:
+        raise ConfigError("%s: each coordinator in a list needs a name" % fields.at("name"))
+    _check_name(name, fields.at("name"))
+    return name
+
+
+def _check_name(name: str, where: str) -> None:
+    if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
+        raise ConfigError("%s: %r: a process name is 1-64 letters, digits, '_' or '-' (it names its log file)"
+                          % (where, name))
+
+
+def _process(fields: Fields, name: str, builtins: Dict[str, Any], port: int, worker_id: Optional[str]) -> Process:
+    directory = os.path.join(builtins["run_dir"], "data", name)
+    own = dict(builtins, name=name, my_port=port, dir=directory)
+    if worker_id is not None:
+        own.update(worker=name, worker_id=worker_id)
+    argv = [str(word) for word in _filled(fields.strings("command"), own, fields.at("command"))]
+    if not argv or not argv[0]:
+        raise ConfigError("%s: the command is empty" % fields.at("command"))
+    env = fields.get("env", (dict,), {})
+    for key, value in env.items():
+        if not isinstance(value, str) or not key or "=" in key or "\0" in key + value:
+            raise ConfigError("%s.%s: a variable's value is a string, its name not empty, with no '=' or NUL"
+                              % (fields.at("env"), key))
+    env = _filled(env, own, fields.at("env"))
+    cwd = fields.path("cwd", None)
+    files = [_template(item, own, "%s[%d]" % (fields.at("templates"), i))
+             for i, item in enumerate(fields.get("templates", (list,), []))]
+    ready_port = fields.get("ready_port", (int, str), None)
+    if ready_port is not None:
+        ready_port = _filled(ready_port, own, fields.at("ready_port"))
+        if isinstance(ready_port, bool) or not str(ready_port).isdigit() or not 0 < int(ready_port) < 65536:
+            raise ConfigError("%s: %r is not a TCP port (1-65535; {my_port} is this process's)"
+                              % (fields.at("ready_port"), ready_port))
+        ready_port = int(ready_port)
+    ready_line = fields.text("ready_line", None)
+    process = Process(name, argv, env, cwd and _filled(cwd, own, fields.at("cwd")), files, ready_line, ready_port,
+                      fields.number("ready_timeout", 10, 0.1, 3600), worker_id, directory)
+    fields.done()
+    return process
+
+
+def _filled(value: Any, variables: Dict[str, Any], where: str) -> Any:
+    """value with its {placeholders} filled; one we do not fill is a config error, not a literal."""
+    for text in _texts(value):
+        for var in steps.PLACEHOLDER.findall(text):
+            if var not in variables:
+                raise ConfigError("%s: {%s} is not a placeholder here (known: %s)"
+                                  % (where, var, ", ".join(sorted(variables))))
+    return steps.fill(value, variables)
+
+
+def _texts(value: Any) -> List[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _texts(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _texts(item)]
+    return []
+
+
+def _template(item: Any, variables: Dict[str, Any], where: str) -> Tuple[str, str]:
+    """(where the copy goes, its text): a file copied per process with its placeholders filled."""
+    if not isinstance(item, dict):
+        raise ConfigError("%s: expected a table {\"from\": FILE, \"to\": \"{dir}/NAME\"}" % where)
+    fields = Fields(item, where)
+    source, target = fields.path("from"), _filled(fields.path("to"), variables, fields.at("to"))
+    fields.done()
+    try:
+        with open(source, "rb") as fh:
+            data = fh.read(MAX_TEMPLATE + 1)
+    except OSError as exc:
+        raise ConfigError("%s: cannot read %s: %s" % (fields.at("from"), source, exc.strerror or exc))
+    if len(data) > MAX_TEMPLATE:
+        raise ConfigError("%s: %s is over %d bytes: a template, not data" % (fields.at("from"), source, MAX_TEMPLATE))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("%s: %s is not UTF-8 text" % (fields.at("from"), source))
+    for number, line in enumerate(text.splitlines(), 1):
+        _filled(line, variables, "%s:%d" % (source, number))
+    return target, steps.fill(text, variables)
+
+
+def _steps(fields: Fields, key: str, builtins: Dict[str, Any], timeout: Optional[float]) -> List[steps.Step]:
+    """preflight or build: check tables (a command by default) run in order before anything starts."""
+    from checks.kinds import STEP_KINDS
+
+    tables = fields.get(key, (list,), [])
+    loaded, names = [], set()
+    for i, table in enumerate(tables):
+        at = "%s[%d]" % (fields.at(key), i)
+        if not isinstance(table, dict):
+            raise ConfigError("%s: expected a table (name, command, expect)" % at)
+        table = dict(table)
+        table.setdefault("kind", "command")
+        if timeout is not None:
+            table.setdefault("timeout", timeout)
+        name = table.pop("name", None)
+        if name is None:
+            command = table.get("command")
+            words = command.split() if isinstance(command, str) else command
+            name = os.path.basename(str(words[0])) if isinstance(words, list) and words else str(table["kind"])
+        if not isinstance(name, str) or not name or name in names:
+            raise ConfigError("%s.name: give each %s step a unique name (%r is %s)"
+                              % (at, key, name, "taken" if name in names else "not a name"))
+        names.add(name)
+        if table["kind"] not in STEP_KINDS or table["kind"] == "spawn":
+            raise ConfigError("%s.kind: %r cannot be a %s step (a check kind such as command, tcp, http)"
+                              % (at, table["kind"], key))
+        loaded.append(steps.load(table, at, NAME, name, set(builtins), builtins))
+    return loaded
+
+
+def _events(fields: Fields, builtins: Dict[str, Any], attach: bool):
+    """(logs, matcher, quorum) from the events table."""
+    from checks.probes.events import Events
+
     events = Fields(fields.get("events", (dict,)), fields.at("events"))
-    log = events.text("log").replace("{run_dir}", run_dir)
+    logs = events.strings("logs", None)
+    one = events.path("log", None)
+    if (logs is None) == (one is None):
+        raise ConfigError("%s: give log (one file) or logs (one per detector)" % events.at("log"))
+    logs = [os.path.abspath(_filled(log, builtins, events.at("logs"))) for log in (logs or [one])]
+    if not logs:
+        raise ConfigError("%s: give at least one log" % events.at("logs"))
+    if len(set(logs)) != len(logs):
+        raise ConfigError("%s: a log is given twice: each detector counts once" % events.at("logs"))
+    if attach:
+        for log in logs:  # the system is running: its logs exist now
+            if not os.path.isfile(log) or not os.access(log, os.R_OK):
+                raise ConfigError("%s: %s is not a readable file" % (events.at("logs"), log))
+    quorum = events.integer("quorum", len(logs), 1, 1000)
+    if quorum > len(logs):
+        raise ConfigError("%s: %d detectors must report, but %s given (one log per detector)" % (
+            events.at("quorum"), quorum, "only 1 log is" if len(logs) == 1 else "only %d logs are" % len(logs)))
     patterns = {kind: events.text(kind + "_pattern", None) for kind in ("heartbeat", "failure")}
     if any(patterns.values()):
-        matcher = Events(patterns={k: v for k, v in patterns.items() if v}, where=events.at(""))
+        if not patterns["failure"]:
+            raise ConfigError("%s: a heartbeat_pattern needs a failure_pattern too" % events.at("failure_pattern"))
+        matcher = Events(patterns={k: v for k, v in patterns.items() if v}, where=events.where)
+    elif attach:
+        raise ConfigError("%s: give failure_pattern (--failure-pattern): a line, its group (?P<worker>...) naming "
+                          "who failed" % events.at("failure_pattern"))
     else:
         matcher = Events(topics={"heartbeat": events.text("heartbeat_topic", "worker_heartbeat"),
                                  "failure": events.text("failure_topic", "worker_failed")},
-                         worker_field=events.text("worker_field", "worker_id"))
+                         worker_field=events.text("worker_field", "worker_id"),
+                         topic_field=events.text("topic_field", "topic"), time_field=events.text("time_field", None))
     events.done()
-    kill = fields.text("kill", "first")
-    if kill != "first" and kill not in names:
-        raise ConfigError("%s: %r is no worker's name (workers: %s)" % (fields.at("kill"), kill, ", ".join(names)))
-    signal_name = fields.text("signal", "SIGKILL")
-    signum = getattr(signals, signal_name if signal_name.startswith("SIG") else "SIG" + signal_name, None)
-    if not isinstance(signum, int):
-        raise ConfigError("%s: %r is not a signal" % (fields.at("signal"), signal_name))
-    deadline = fields.number("deadline", 5, 0.01, 3600)
-    bound = _timing_contract(fields, deadline)
-    spec = Spec(run_dir, run_id, port, (coordinator_argv, ready_line), worker_argvs, (log, matcher),
-                fields.integer("min_beats", 3, 1, 10000), fields.number("stable_timeout", 10, 0.1, 3600),
-                names[0] if kill == "first" else kill, signum, deadline,
-                fields.number("grace", 2, 0, 3600), fields.number("ready_timeout", 10, 0.1, 3600), bound)
-    fields.done()
-    return spec
+    return logs, matcher, quorum
 
 
 def _timing_contract(fields: Fields, deadline: float) -> Optional[float]:
@@ -121,18 +432,19 @@ def _timing_contract(fields: Fields, deadline: float) -> Optional[float]:
     return bound
 
 
-def _argv(fields: Fields, builtins: Dict[str, Any]) -> List[str]:
-    argv = fields.strings("command")
-    if not argv:
-        raise ConfigError("%s: the command is empty" % fields.at("command"))
-    return [str(steps.fill(word, builtins)) for word in argv]
-
-
-def _free_port() -> int:
+def _free_ports(count: int) -> List[int]:
+    """count distinct ports free now: all held open until all are chosen."""
     import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    held = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            held.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def _worker_id() -> str:
@@ -140,140 +452,34 @@ def _worker_id() -> str:
     return "%012x%s" % (int(time.time() * 1000), os.urandom(5).hex())
 
 
+def _scenario(spec: Spec) -> List[str]:
+    left_out = ("coordinator",) + (() if _beats(spec) else ("workers",)) if spec.attach else ("attach",)
+    return [step for step in SCENARIO if step not in left_out]
+
+
 def plan(spec: Spec) -> List[Planned]:
-    targets = {"coordinator": " ".join(spec.coordinator[0]),
-               "workers": "%d workers, %d beats each within %gs" % (len(spec.workers), spec.min_beats,
-                                                                    spec.stable_timeout),
-               "kill": "%s to %s" % (signals.Signals(spec.signum).name, spec.kill),
-               "detect": "a failure event for %s within %gs" % (spec.kill, spec.deadline),
-               "grace": "%gs with no failure event for the others" % spec.grace,
-               "stop": "SIGTERM, then SIGKILL; nothing left"}
-    return [Planned(step, NAME, "heartbeat", targets[step]) for step in SCENARIO]
+    beats = ("%d beats each within %gs" % (spec.min_beats, spec.stable_timeout) if _beats(spec)
+             else "ready (no heartbeat events to count)")
+    victim = "%s (%s)" % (spec.kill, spec.attach[1]) if spec.attach else spec.kill
+    detectors = "%d of %d detectors" % (spec.quorum, len(spec.logs)) if len(spec.logs) > 1 else "the detector"
+    targets = {"attach": "%s is running; follow %s" % (spec.attach[1], ", ".join(spec.logs)) if spec.attach else "",
+               "coordinator": "; ".join(" ".join(p.argv) for p in spec.coordinators),
+               "workers": "%d workers, %s" % (len(spec.workers), beats) if spec.workers else beats,
+               "kill": "%s to %s" % (signals.Signals(spec.signum).name, victim),
+               "detect": "a failure event for %s from %s within %gs" % (spec.kill, detectors, spec.deadline),
+               "grace": "%gs with no failure event for anyone else" % spec.grace,
+               "stop": "the killed process is gone" if spec.attach else "SIGTERM, then SIGKILL; nothing left"}
+    planned = [step for prefix, loaded in (("preflight.", spec.preflight), ("build.", spec.build))
+               for step in steps.plan(loaded, {"run_dir": spec.run_dir, "run_id": spec.run_id}, prefix)]
+    return planned + [Planned(step, NAME, "heartbeat", targets[step]) for step in _scenario(spec)]
+
+
+def _beats(spec: Spec) -> bool:
+    return spec.min_beats > 0 and bool(spec.matcher.topics or "heartbeat" in spec.matcher.patterns)
 
 
 def run(spec: Spec, ctx) -> Outcome:
-    from checks.probes import proc
-    from checks.probes.events import Follow
-
-    os.makedirs(os.path.join(spec.run_dir, "logs"), exist_ok=True)
-    results: List[Result] = []
-    metrics: Dict[str, Any] = {"run_dir": spec.run_dir}
-    started: Dict[str, Any] = {}
-    log, matcher = spec.events
-    follow = Follow(log)
-    seen: List[Any] = []
-
-    targets = {step.name: step.target for step in plan(spec)}
-
-    def record(step: str, status: str, message: str, began: float, **facts) -> bool:
-        results.append(Result(step, NAME, "heartbeat", status, ctx.redact(message), (time.monotonic() - began) * 1000,
-                              1, facts=facts, target=targets[step]))
-        return status == "pass"
-
-    def read() -> List[Any]:
-        new = matcher.parse(follow.lines(), time.monotonic() + 1)
-        seen.extend(new)
-        return new
-
-    def spawn(name: str, argv: List[str]):
-        try:
-            started[name] = proc.spawn(argv, os.path.join(spec.run_dir, "logs", name + ".log"), ctx.cleanup)
-        except CheckError as exc:
-            raise _Stop(name, str(exc))
-
-    ids = {name: worker_id for name, worker_id, _ in spec.workers}
-    interrupted: Optional[Interrupted] = None
-    began = time.monotonic()  # of the step under way: a failing step's result has its duration
-    try:
-        spawn("coordinator", spec.coordinator[0])
-        problem = _not_ready(started["coordinator"], spec.coordinator[1], spec.ready_timeout)
-        if problem:
-            raise _Stop("coordinator", problem)
-        record("coordinator", "pass", "", began, pid=started["coordinator"].pid)
-
-        began = time.monotonic()
-        for name, worker_id, argv in spec.workers:
-            with open(os.path.join(spec.run_dir, "logs", name + ".id"), "w") as fh:
-                fh.write(worker_id + "\n")
-            spawn(name, argv)
-        beats = collections.defaultdict(list)
-        ends = began + spec.stable_timeout
-        while time.monotonic() < ends and any(len(beats[n]) < spec.min_beats for n in ids):
-            for event in read():
-                name = _who(event.worker, ids)
-                if name and event.kind == "heartbeat":
-                    beats[name].append(event.seen)
-            time.sleep(_POLL_S)
-        quiet = [n for n in ids if len(beats[n]) < spec.min_beats]
-        steady_s = time.monotonic() - began
-        intervals = {n: round((b[-1] - b[0]) / (len(b) - 1), 3) for n, b in beats.items() if len(b) > 1}
-        metrics.update(steady_s=round(steady_s, 3), beat_interval_s=intervals)
-        if quiet:
-            raise _Stop("workers", "no steady heartbeats within %gs from %s (%s)" % (
-                spec.stable_timeout, ", ".join(quiet), ", ".join("%s: %d" % (n, len(beats[n])) for n in quiet)))
-        record("workers", "pass", "", began, beats={n: len(b) for n, b in beats.items()}, intervals_s=intervals)
-
-        began = time.monotonic()
-        victim = started[spec.kill]
-        victim.signal(spec.signum)
-        killed_at, killed_wall = time.monotonic(), time.time()
-        record("kill", "pass", "", began, pid=victim.pid, signal=signals.Signals(spec.signum).name)
-        began = killed_at
-
-        detected = None
-        while detected is None and time.monotonic() < killed_at + spec.deadline:
-            for event in read():
-                if event.kind == "failure" and _who(event.worker, ids) == spec.kill:
-                    detected = event
-                elif event.kind == "failure":
-                    raise _Stop("detect", "false positive: %s reported failed, but %s was killed"
-                                % (_who(event.worker, ids) or event.worker, spec.kill))
-            time.sleep(_POLL_S)
-        if detected is None:
-            raise _Stop("detect", "no failure event for %s within the deadline of %gs" % (spec.kill, spec.deadline))
-        detection_s = detected.seen - killed_wall
-        facts = {"detection_s": round(detection_s, 3), "deadline_s": spec.deadline}
-        if spec.bound is not None:
-            facts["expected_bound_s"] = spec.bound
-        if detected.at is not None:
-            facts["event_detection_s"] = round(detected.at - killed_wall, 3)
-        metrics.update(facts)
-        record("detect", "pass", "", began, **facts)
-
-        began = time.monotonic()
-        survivors = [n for n in ids if n != spec.kill]
-        after = {n: 0 for n in survivors}
-        while time.monotonic() < began + spec.grace:
-            for event in read():
-                name = _who(event.worker, ids)
-                if event.kind == "failure" and name in after:
-                    raise _Stop("grace", "false positive: %s reported failed while it was alive" % name)
-                if event.kind == "heartbeat" and name in after:
-                    after[name] += 1
-            time.sleep(_POLL_S)
-        silent = [n for n, count in after.items() if not count and spec.grace >= 1]
-        if silent:
-            raise _Stop("grace", "survivors stopped beating: %s" % ", ".join(silent))
-        record("grace", "pass", "", began, beats=after)
-    except _Stop as stop:
-        record(stop.step if stop.step in SCENARIO else "workers", "fail", stop.message, began)
-    except Interrupted as exc:  # stopped below like any other end; the report keeps what was done
-        interrupted = exc
-    finally:
-        follow.close()
-        began = time.monotonic()
-        left = [name for name, spawned in started.items() if spawned.stop() is None]
-        if not any(r.name == "stop" for r in results):
-            record("stop", "fail" if left else "pass", "still running: %s" % ", ".join(left) if left else "", began,
-                   stopped=sorted(started))
-    done = {r.name for r in results}
-    why = "interrupted" if interrupted else "skipped: an earlier step failed"
-    results += [Result(step, NAME, "heartbeat", "skip", why) for step in SCENARIO if step not in done]
-    results.sort(key=lambda r: SCENARIO.index(r.name))
-    if interrupted:
-        interrupted.results = results
-        raise interrupted
-    return Outcome(results, metrics)
+    return _Run(spec, ctx).run()
 
 
 class _Stop(Exception):
@@ -282,28 +488,328 @@ class _Stop(Exception):
         self.step, self.message = step, message
 
 
-def _who(worker: str, ids: Dict[str, str]) -> Optional[str]:
-    """The worker an event names, by its name or its id."""
-    if worker in ids:
-        return worker
-    return next((name for name, worker_id in ids.items() if worker_id == worker), None)
+class _Run:
+    """One scenario: each step a result with its timing; whatever ends it, what was
+    started is stopped and the report says what was done."""
+
+    def __init__(self, spec: Spec, ctx):
+        from checks.probes.events import Follow
+
+        self.spec, self.ctx = spec, ctx
+        self.results: List[Result] = []
+        self.metrics: Dict[str, Any] = {} if spec.attach else {"run_dir": spec.run_dir}
+        self.started: Dict[str, Any] = {}  # name -> Spawned
+        self.follows = [(log, Follow(log, from_end=bool(spec.attach))) for log in spec.logs]
+        self.ids = {p.name: p.worker_id for p in spec.workers} if spec.workers else {spec.kill: None}
+        self.targets = {p.name: p.target for p in plan(spec)}
+        self.began = time.monotonic()
+        # under `all`, --deadline bounds the whole run (heartbeat's own --deadline is spec.deadline)
+        self.run_ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
+
+    def shown(self, log: str) -> str:
+        """A log by its path in run_dir (logs/sentinel1.log), else as given."""
+        inside = os.path.relpath(log, self.spec.run_dir)
+        return log if self.spec.attach or inside.startswith("..") else inside
+
+    def until(self, seconds: float) -> float:
+        """When a wait of this many seconds ends: then, or at the run's deadline."""
+        ends = time.monotonic() + seconds
+        return min(ends, self.run_ends) if self.run_ends else ends
+
+    def out_of_time(self, step: str) -> None:
+        if self.run_ends and time.monotonic() >= self.run_ends:
+            raise _Stop(step, "deadline exceeded (--deadline %gs)" % self.ctx.deadline_s)
+
+    def record(self, step: str, status: str, message: str, **facts) -> None:
+        self.results.append(Result(step, NAME, "heartbeat", status, self.ctx.redact(message),
+                                   (time.monotonic() - self.began) * 1000, 1, facts=facts,
+                                   target=self.targets.get(step, "")))
+        self.began = time.monotonic()
+
+    def read(self) -> List[Tuple[str, Any]]:
+        """New events from every log, each with the log it came from: (log, event)."""
+        found = []
+        for log, follow in self.follows:
+            found += [(log, event) for event in self.spec.matcher.parse(follow.lines(), time.monotonic() + 1)]
+        return found
+
+    def who(self, worker: str) -> Optional[str]:
+        """The worker an event names, by its name or its id; None for a name we do not know."""
+        if worker in self.ids:
+            return worker
+        return next((name for name, worker_id in self.ids.items() if worker_id == worker), None)
+
+    def run(self) -> Outcome:
+        spec = self.spec
+        interrupted: Optional[Interrupted] = None
+        try:
+            for prefix, loaded in (("preflight.", spec.preflight), ("build.", spec.build)):
+                if loaded and not self.prepare(prefix, loaded):
+                    break
+            else:
+                self.scenario()
+        except _Stop as stop:
+            self.record(stop.step, "fail", stop.message)
+        except Interrupted as exc:  # stopped below like any other end; the report keeps what was done
+            interrupted = exc
+            self.results += exc.results or []
+        finally:
+            for _, follow in self.follows:
+                follow.close()
+            self.stop()
+        done = {r.name for r in self.results}
+        why = "interrupted" if interrupted else "skipped: an earlier step failed"
+        self.results += [Result(step, NAME, "heartbeat", "skip", why, target=self.targets[step])
+                         for step in _scenario(spec) if step not in done]
+        if interrupted:
+            interrupted.results = self.results
+            raise interrupted
+        return Outcome(self.results, self.metrics)
+
+    def prepare(self, prefix: str, loaded: List[steps.Step]) -> bool:
+        """Preflight or build, in order; whether all passed (nothing is spawned after a failure)."""
+        variables = {"run_dir": self.spec.run_dir, "run_id": self.spec.run_id}
+        results, _ = steps.run(loaded, self.ctx, variables, prefix, ends=self.run_ends)
+        # a program that is not there is what a preflight looks for: a fail (exit 1), not "could not evaluate"
+        self.results += [r._replace(status="fail") if r.status == "error" else r for r in results]
+        self.began = time.monotonic()
+        return all(r.status in ("pass", "warn") for r in results)
+
+    def scenario(self) -> None:
+        spec = self.spec
+        if spec.attach:
+            victim = self.attach()
+        else:
+            os.makedirs(os.path.join(spec.run_dir, "logs"), exist_ok=True)
+            workers_began = time.monotonic()
+            if spec.workers_first:
+                self.spawn_all(spec.workers, "workers")
+            self.began = time.monotonic()
+            self.spawn_all(spec.coordinators, "coordinator")
+            self.record("coordinator", "pass", "", pids={n: self.started[n].pid for n in self.ids_of(spec.coordinators)})
+            self.began = workers_began if spec.workers_first else time.monotonic()
+            if not spec.workers_first:
+                self.spawn_all(spec.workers, "workers")
+            victim = self.started[spec.kill]
+        self.steady()
+        self.kill(victim)
+        self.detect()
+        self.grace()
+
+    @staticmethod
+    def ids_of(processes: List[Process]) -> List[str]:
+        return [p.name for p in processes]
+
+    def attach(self):
+        from checks.probes import proc
+
+        pid, source = self.spec.attach
+        if not proc.alive(pid):
+            raise _Stop("attach", "%s is not running: nothing to kill" % source)
+        for _, follow in self.follows:
+            follow.lines()  # to their end now: only what is written from here on counts
+        self.record("attach", "pass", "", pid=pid, command=_cmdline(pid), logs=self.spec.logs)
+        return _Attached(pid)
+
+    def spawn_all(self, processes: List[Process], step: str) -> None:
+        """Start each in order, each ready before the next starts."""
+        from checks.probes import proc
+
+        for process in processes:
+            os.makedirs(process.dir, exist_ok=True)
+            try:
+                for path, text in process.files:
+                    with open(path, "w") as fh:
+                        fh.write(text)
+            except OSError as exc:
+                raise _Stop(step, "%s: cannot write its config %s: %s" % (process.name, exc.filename,
+                                                                          exc.strerror or exc))
+            if process.worker_id is not None:
+                with open(os.path.join(self.spec.run_dir, "logs", process.name + ".id"), "w") as fh:
+                    fh.write(process.worker_id + "\n")
+            try:
+                self.started[process.name] = proc.spawn(process.argv, os.path.join(
+                    self.spec.run_dir, "logs", process.name + ".log"), self.ctx.cleanup, env=process.env,
+                    cwd=process.cwd)
+            except CheckError as exc:
+                raise _Stop(step, "%s: %s" % (process.name, exc))
+            problem = _not_ready(self.started[process.name], process, self.until(process.ready_timeout))
+            self.out_of_time(step)
+            if problem:  # named, unless the step's name already says who
+                raise _Stop(step, problem if process.name == step else "%s %s" % (process.name, problem))
+
+    def steady(self) -> None:
+        """Every worker beating min_beats times within stable_timeout (or only ready, when
+        no heartbeat events are configured)."""
+        spec = self.spec
+        if not _beats(spec):
+            if spec.workers:
+                self.record("workers", "pass", "ready; no heartbeat events configured, so steadiness was not "
+                                               "measured", pids={p.name: self.started[p.name].pid for p in spec.workers})
+            return
+        began = self.began
+        beats = collections.defaultdict(list)
+        ends = self.until(spec.stable_timeout)
+        while time.monotonic() < ends and any(len(beats[n]) < spec.min_beats for n in self.ids):
+            for _, event in self.read():
+                name = self.who(event.worker)
+                if name and event.kind == "heartbeat":
+                    beats[name].append(event.seen)
+            self.survivors_alive("workers", ())
+            time.sleep(POLL_S)
+        quiet = [n for n in self.ids if len(beats[n]) < spec.min_beats]
+        if quiet:
+            self.out_of_time("workers")
+        intervals = {n: round((b[-1] - b[0]) / (len(b) - 1), 3) for n, b in beats.items() if len(b) > 1}
+        self.metrics.update(steady_s=round(time.monotonic() - began, 3), beat_interval_s=intervals)
+        if quiet:
+            raise _Stop("workers", "no steady heartbeats within %gs from %s (%s)" % (
+                spec.stable_timeout, ", ".join(quiet), ", ".join("%s: %d" % (n, len(beats[n])) for n in quiet)))
+        self.record("workers", "pass", "", beats={n: len(b) for n, b in beats.items()}, intervals_s=intervals)
+
+    def survivors_alive(self, step: str, killed) -> None:
+        """A process of ours that exits on its own fails the run: the system broke, not the test."""
+        from checks.kinds.spawn import tail
+
+        for name, spawned in self.started.items():
+            if name not in killed and not spawned.running():
+                raise _Stop(step, "%s exited with code %s during the run; its log ends: %s"
+                            % (name, spawned.proc.returncode, tail(spawned.log_path)))
+
+    def kill(self, victim) -> None:
+        signame = signals.Signals(self.spec.signum).name
+        try:
+            victim.signal(self.spec.signum)
+        except OSError as exc:
+            raise _Stop("kill", "cannot send %s to pid %d: %s" % (signame, victim.pid, exc.strerror or exc))
+        self.killed_at, self.killed_wall = time.monotonic(), time.time()
+        self.record("kill", "pass", "", pid=victim.pid, signal=signame)
+
+    def detect(self) -> None:
+        spec = self.spec
+        detected: Dict[str, Any] = {}  # log -> the failure event it gave for the victim
+        ends = self.until(spec.deadline)
+        while len(detected) < spec.quorum and time.monotonic() < ends:
+            for log, event in self.read():
+                if event.kind != "failure":
+                    continue
+                name = self.who(event.worker)
+                if name == spec.kill:
+                    detected.setdefault(log, event)
+                else:
+                    raise _Stop("detect", "false positive: %s reported failed, but %s was killed"
+                                % (name or event.worker, spec.kill))
+            self.survivors_alive("detect", (spec.kill,))
+            time.sleep(POLL_S)
+        if len(detected) < spec.quorum:
+            self.out_of_time("detect")
+            missing = [log for log in spec.logs if log not in detected]
+            raise _Stop("detect", "no failure event for %s within the deadline of %gs%s" % (
+                spec.kill, spec.deadline, " from %d of the %d detectors (quorum %d): %s" % (
+                    len(missing), len(spec.logs), spec.quorum, ", ".join(map(self.shown, missing))) if len(spec.logs) > 1 else ""))
+        seen = sorted(event.seen for event in detected.values())
+        facts: Dict[str, Any] = {"detection_s": round(seen[spec.quorum - 1] - self.killed_wall, 3),
+                                 "deadline_s": spec.deadline}
+        if spec.bound is not None:
+            facts["expected_bound_s"] = spec.bound
+        stamped = sorted(event.at for event in detected.values() if event.at is not None)
+        if len(stamped) >= spec.quorum:
+            facts["event_detection_s"] = round(stamped[spec.quorum - 1] - self.killed_wall, 3)
+        if len(spec.logs) > 1:
+            facts["detectors"] = {self.shown(log): round(event.seen - self.killed_wall, 3)
+                                  for log, event in detected.items()}
+            facts["quorum"] = spec.quorum
+        self.metrics.update(facts)
+        self.record("detect", "pass", "", **facts)
+
+    def grace(self) -> None:
+        spec = self.spec
+        survivors = [n for n in self.ids if n != spec.kill]
+        after = {n: 0 for n in survivors}
+        ends = self.until(spec.grace)
+        while time.monotonic() < ends:
+            for _, event in self.read():
+                name = self.who(event.worker)
+                if event.kind == "failure" and name != spec.kill:
+                    raise _Stop("grace", "false positive: %s reported failed while it was alive"
+                                % (name or event.worker))
+                if event.kind == "heartbeat" and name in after:
+                    after[name] += 1
+            self.survivors_alive("grace", (spec.kill,))
+            time.sleep(POLL_S)
+        self.out_of_time("grace")
+        silent = [n for n, count in after.items() if not count and spec.grace >= 1 and _beats(spec)]
+        if silent:
+            raise _Stop("grace", "survivors stopped beating: %s" % ", ".join(silent))
+        self.record("grace", "pass", "", beats=after)
+
+    def stop(self) -> None:
+        """Everything we started stopped and gone (spawn); the killed process gone (attach)."""
+        from checks.probes import proc
+
+        self.began = time.monotonic()
+        if self.spec.attach:
+            if any(r.name == "kill" and r.status == "pass" for r in self.results):
+                pid = self.spec.attach[0]
+                ends = time.monotonic() + proc.STOP_GRACE_S
+                while proc.alive(pid) and time.monotonic() < ends:
+                    time.sleep(POLL_S)
+                gone = not proc.alive(pid)
+                self.record("stop", "pass" if gone else "fail", "" if gone else "pid %d is still running %gs after "
+                            "the signal" % (pid, proc.STOP_GRACE_S), pid=pid)
+            return
+        left = [name for name, spawned in self.started.items() if spawned.stop() is None]
+        if self.started:
+            self.record("stop", "fail" if left else "pass", "still running: %s" % ", ".join(left) if left else "",
+                        stopped=sorted(self.started))
 
 
-def _not_ready(spawned, line: Optional[str], timeout: float) -> Optional[str]:
-    """Why the process is not ready within timeout (it exited; its log never showed line), or None."""
+class _Attached:
+    """The one process of a running system that attach mode may signal."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            return fh.read(4096).replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def _not_ready(spawned, process: Process, ends: float) -> Optional[str]:
+    """Why the process is not ready by `ends` (it exited; its log never showed the line; its
+    port never answered), or None."""
+    import socket
+
     from checks.kinds.spawn import tail
 
-    ends = time.monotonic() + timeout
-    while time.monotonic() < ends:
+    line = process.ready_line.encode() if process.ready_line else None
+    port = process.ready_port
+    while True:
         if not spawned.running():
             return "exited with code %s; its log ends: %s" % (spawned.proc.returncode, tail(spawned.log_path))
-        if line is None:
+        if line is not None:
+            try:
+                with open(spawned.log_path, "rb") as fh:
+                    if line in fh.read(1 << 20):
+                        line = None
+            except OSError:
+                pass
+        if line is None and port is not None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                port = None
+            except OSError:
+                pass
+        if line is None and port is None:
             return None
-        try:
-            with open(spawned.log_path, "rb") as fh:
-                if line.encode() in fh.read(1 << 20):
-                    return None
-        except OSError:
-            pass
-        time.sleep(_POLL_S)
-    return "not ready within %gs: no %r in its log" % (timeout, line)
+        if time.monotonic() >= ends:
+            return "not ready within %gs: %s" % (process.ready_timeout, "no %r in its log" % process.ready_line
+                                                 if line is not None else "nothing answers on port %d" % port)
+        time.sleep(POLL_S)

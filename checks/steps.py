@@ -269,26 +269,13 @@ def _skip(step: Step, name: str, message: str) -> Result:
 def _exited(spawned: List[Tuple[str, dict]]) -> Optional[str]:
     """Why waiting for a server we started is pointless: it has exited (its log's end said)."""
     from checks.kinds import spawn
+    from checks.probes import proc
 
     for name, facts in spawned:
-        if not _alive(facts["pid"]):
+        if not proc.alive(facts["pid"]):
             return "the process that step %s started (pid %d) has exited; its log ends: %s" % (
                 name, facts["pid"], spawn.tail(facts["log"]))
     return None
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for us to collect it."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except OSError:
-        import os
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
 
 
 def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str, Any],

@@ -122,3 +122,91 @@ def test_bad_configs_are_exit_2_and_nothing_is_spawned(tmp_path):
         done, _, _ = heartbeat(section(tmp_path, **extra), "--validate")
         assert done.returncode == 2 and words in done.stderr, done.stderr
     assert not list(tmp_path.glob("run-*"))
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_sigint_and_sighup_mid_run_leave_no_process(tmp_path, signum, code):
+    proc = subprocess.Popen([sys.executable, SMOKE, "heartbeat", "--config", section(tmp_path, grace=20)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # while the workers are getting steady
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=30)
+    results = {r["name"]: r for r in json.loads(out)["results"]}
+    assert proc.returncode == code and results["stop"]["status"] == "pass"
+    deadline = time.monotonic() + 5
+    while ours(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ours(tmp_path) == []
+
+
+def test_a_failed_preflight_spawns_nothing_and_names_what_is_missing(tmp_path):
+    preflight = [{"command": [sys.executable, "--version"], "expect": ["version >= 3.8"]},
+                 {"name": "cargo", "command": ["no-such-cargo-xyz", "--version"]},
+                 {"name": "port", "kind": "tcp", "address": "127.0.0.1:9", "expect": ["connected == false"]}]
+    done, _, results = heartbeat(section(tmp_path, preflight=preflight))
+    assert done.returncode == 1, done.stderr
+    assert results["preflight.python"]["status"] == "pass"
+    assert results["preflight.cargo"]["status"] == "fail" and "no-such-cargo-xyz" in results["preflight.cargo"][
+        "message"]
+    assert results["preflight.port"]["status"] == "skip"
+    assert results["coordinator"]["status"] == "skip" and results["stop"]["status"] == "skip"
+    assert not list(tmp_path.glob("run-*/logs")) and ours(tmp_path) == []
+
+
+def test_build_runs_first_with_its_own_timeout(tmp_path):
+    slow = [{"name": "compile", "command": ["sleep", "5"], "timeout": 0.5}]
+    done, _, results = heartbeat(section(tmp_path, build=slow))
+    assert done.returncode == 1 and results["build.compile"]["status"] == "fail"
+    assert "timed out" in results["build.compile"]["message"] and results["coordinator"]["status"] == "skip"
+    made = [{"name": "make", "command": ["sh", "-c", "echo built > {run_dir}.built"]}]
+    done, report, results = heartbeat(section(tmp_path, build=made))
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
+    assert [r["name"] for r in report["results"]][:2] == ["build.make", "coordinator"]
+    assert list(tmp_path.glob("run-*.built"))
+
+
+def test_each_process_gets_its_own_port_directory_and_config(tmp_path):
+    template = tmp_path / "worker.conf"
+    template.write_text("name = {name}\nport = {my_port}\ndir = {dir}\nid = {worker_id}\ncoordinator = {port}\n")
+    web = {"name": "web", "command": [sys.executable, "-m", "http.server", "{my_port}", "--bind", "127.0.0.1"],
+           "ready_port": "{my_port}", "ready_timeout": 10}
+    coordinator = json.loads(open(section(tmp_path)).read())["heartbeat"]["coordinator"]
+    path = section(tmp_path, coordinator=[dict(coordinator, name="coordinator"), web])
+    doc = json.loads(open(path).read())
+    doc["heartbeat"]["workers"]["templates"] = [{"from": str(template), "to": "{dir}/worker.conf"}]
+    open(path, "w").write(json.dumps(doc))
+    done, report, results = heartbeat(path)
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
+    run_dir = report["metrics"]["heartbeat"]["run_dir"]
+    configs = {name: open(os.path.join(run_dir, "data", name, "worker.conf")).read() for name in ("w1", "w2", "w3")}
+    ports = {line.split(" = ")[1] for text in configs.values() for line in text.splitlines() if line.startswith("port")}
+    assert len(ports) == 3 and "name = w2" in configs["w2"] and os.path.join(run_dir, "data", "w2") in configs["w2"]
+    worker_id = open(os.path.join(run_dir, "logs", "w3.id")).read().strip()
+    assert "id = %s" % worker_id in configs["w3"]
+    assert len({text.splitlines()[-1] for text in configs.values()}) == 1  # the one coordinator port
+    assert ours(tmp_path) == []
+
+
+def test_plain_text_events_are_read_with_patterns(tmp_path):
+    events = {"log": "{run_dir}/events.log", "heartbeat_pattern": r"heartbeat from worker (?P<worker>\S+)",
+              "failure_pattern": r"worker (?P<worker>\S+) failed"}
+    path = section(tmp_path, ["--text"], events=events)
+    doc = json.loads(open(path).read())
+    doc["heartbeat"]["coordinator"]["command"][6] = "{run_dir}/events.log"
+    open(path, "w").write(json.dumps(doc))
+    done, report, results = heartbeat(path)
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
+    metrics = report["metrics"]["heartbeat"]
+    assert 0.4 < metrics["detection_s"] < 1.5 and abs(metrics["event_detection_s"] - metrics["detection_s"]) < 0.1
+
+
+def test_bad_worker_counts_templates_and_placeholders_are_exit_2(tmp_path):
+    for extra, words in (({"workers": {"count": 0, "command": ["true"]}}, "workers.count"),
+                         ({"workers": {"command": ["run", "{nope}"]}}, "{nope} is not a placeholder here"),
+                         ({"workers": {"command": ["true"], "templates": [{"from": str(tmp_path / "missing"),
+                                                                           "to": "{dir}/x"}]}}, "cannot read"),
+                         ({"workers": {"command": ["true"], "names": ["a/b", "c"]}}, "a process name is"),
+                         ({"workers": {"command": ["true"], "ready_port": "{name}"}}, "is not a TCP port")):
+        done, _, _ = heartbeat(section(tmp_path, **extra), "--validate")
+        assert done.returncode == 2 and words in done.stderr, (extra, done.stderr)
+    assert not list(tmp_path.glob("run-*"))

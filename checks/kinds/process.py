@@ -14,11 +14,10 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Dict, List
 
 from checks import CheckError, ConfigError, lifecycle, regex
-from checks.model import cut
+from checks.probes import proc
 
 NAME = "process"
 DEFAULT_EXPECT = ("running == true",)
-_PID_MAX = 4194304  # Linux PID_MAX_LIMIT
 
 
 def load(fields) -> Dict[str, Any]:
@@ -45,21 +44,11 @@ def probe(params, timeout: float, ctx) -> Dict[str, Any]:
 
 def _by_pidfile(path: str) -> Dict[str, Any]:
     facts: Dict[str, Any] = {"running": False, "count": 0, "pids": []}
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read(64).decode("ascii", errors="replace").strip()
-    except FileNotFoundError:
-        facts["pidfile_error"] = "%s does not exist" % path
-        return facts
-    except OSError as exc:
-        raise CheckError("cannot read pidfile %s: %s" % (path, exc.strerror))
-    # pid 0 would make kill() signal our own process group; beyond PID_MAX_LIMIT, kill() overflows.
-    if not text.isdigit() or not 0 < int(text) <= _PID_MAX:
-        facts["pidfile_error"] = "%s holds %r, not a pid" % (path, cut(text, 20))
-    elif _alive(int(text)):
-        facts.update(running=True, count=1, pids=[int(text)])
+    pid, problem = proc.read_pidfile(path)
+    if problem:
+        facts["pidfile_error"] = problem
     else:
-        facts["pidfile_error"] = "%s names pid %s, which is not running" % (path, text)
+        facts.update(running=True, count=1, pids=[pid])
     return facts
 
 
@@ -69,20 +58,6 @@ def _parent(pid: int) -> int:
             return int(fh.read().rsplit(b")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    try:  # a zombie has exited; it only waits for its parent
-        with open("/proc/%d/stat" % pid, "rb") as fh:  # bytes: a process name need not be UTF-8
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _matching(name, pattern, deadline: float) -> List[int]:
@@ -102,7 +77,7 @@ def _matching(name, pattern, deadline: float) -> List[int]:
         except OSError as exc:  # out of file descriptors: a smaller count would be a lie
             raise CheckError("cannot read /proc/%s: %s" % (entry, exc.strerror or exc))
         argv = [a.decode("utf-8", errors="surrogateescape") for a in argv if a]
-        if argv and _alive(int(entry)) and not lifecycle.is_internal(_parent(int(entry)), argv):
+        if argv and proc.alive(int(entry)) and not lifecycle.is_internal(_parent(int(entry)), argv):
             found.append((int(entry), [a.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                                        for a in argv], comm))
     if pattern is not None:

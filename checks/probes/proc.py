@@ -19,11 +19,12 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Callable, Dict, List, Optional, Union
+    from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from checks import CheckError, lifecycle
 
 _PR_SET_PDEATHSIG = 1
+PID_MAX = 4194304  # Linux PID_MAX_LIMIT
 STOP_GRACE_S = 5.0  # from SIGTERM to SIGKILL when a spawned process is stopped
 
 
@@ -139,6 +140,40 @@ def _start(argv, shell, env, cwd, stdout, stderr, death_signal=True):
         raise CheckError("cannot run %s: %s" % (describe(argv), exc.strerror or exc))
     lifecycle.own_group(proc.pid)  # gone with us, even after kill -9
     return proc
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie that has exited and only waits for its parent."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:  # bytes: a process name need not be UTF-8
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
+def read_pidfile(path: str) -> Tuple[Optional[int], Optional[str]]:
+    """(the live pid a pidfile names, None) or (None, why not, in one line); CheckError
+    when it cannot be read at all."""
+    from checks.model import cut
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(64).decode("ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return None, "%s does not exist" % path
+    except OSError as exc:
+        raise CheckError("cannot read pidfile %s: %s" % (path, exc.strerror or exc))
+    # pid 0 would make kill() signal our own process group; beyond PID_MAX_LIMIT, kill() overflows.
+    if not text.isdigit() or not 0 < int(text) <= PID_MAX:
+        return None, "%s holds %r, not a pid" % (path, cut(text, 20))
+    if not alive(int(text)):
+        return None, "%s names pid %s, which is not running" % (path, text)
+    return int(text), None
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,118 @@
+"""heartbeat in attach mode against a running fixtures/cluster.py: nothing spawned, only the victim killed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, gone
+
+SMOKE, CLUSTER = str(ROOT / "smoke.py"), str(ROOT / "fixtures" / "cluster.py")
+FAILED, BEAT = r"worker (?P<worker>\S+) failed", r"heartbeat from worker (?P<worker>\S+)"
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A running system that is not ours: a coordinator (plain-text events) and workers w1, w2."""
+    events, ready = tmp_path / "events.log", tmp_path / "port.json"
+    procs = [subprocess.Popen([sys.executable, CLUSTER, "coordinator", "--events", str(events), "--text",
+                               "--interval", "0.2", "--timeout", "0.6", "--ready-file", str(ready)],
+                              stdout=subprocess.DEVNULL, start_new_session=True)]
+    deadline = time.monotonic() + 10
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    port = json.loads(ready.read_text())["port"]
+    for name in ("w1", "w2"):
+        procs.append(subprocess.Popen([sys.executable, CLUSTER, "worker", "--coordinator", "127.0.0.1:%d" % port,
+                                       "--name", name, "--id", "id-" + name, "--interval", "0.2"],
+                                      stdout=subprocess.DEVNULL, start_new_session=True))
+    yield {"events": str(events), "coordinator": procs[0], "w1": procs[1], "w2": procs[2]}
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def attach(*args):
+    done = subprocess.run([sys.executable, SMOKE, "heartbeat"] + [str(a) for a in args], capture_output=True,
+                          text=True, timeout=60)
+    report = json.loads(done.stdout) if done.stdout.startswith("{") else None
+    return done, report, {r["name"]: r for r in (report or {}).get("results", [])}
+
+
+def test_attach_kills_only_the_named_process_and_times_its_detection(cluster):
+    done, report, results = attach("--pid", cluster["w1"].pid, "--log", cluster["events"], "--failure-pattern",
+                                   FAILED, "--heartbeat-pattern", BEAT, "--expect-worker", "w1", "--deadline", 3,
+                                   "--grace", 1)
+    assert done.returncode == 0, (done.stderr, [(r["name"], r["message"]) for r in results.values()])
+    assert list(results) == ["attach", "workers", "kill", "detect", "grace", "stop"]
+    assert 0.3 < report["metrics"]["heartbeat"]["detection_s"] < 1.5
+    assert CLUSTER in results["attach"]["facts"]["command"]
+    assert cluster["w1"].wait(5) == -signal.SIGKILL
+    assert cluster["coordinator"].poll() is None and cluster["w2"].poll() is None  # not ours: left running
+
+
+def test_attach_by_pidfile_and_a_false_positive(cluster, tmp_path):
+    pidfile = tmp_path / "w2.pid"
+    pidfile.write_text("%d\n" % cluster["w2"].pid)
+    with open(cluster["events"], "a") as fh:  # a line from before we attached does not count
+        fh.write("2026-01-01 00:00:00.000 INFO worker w9 failed (id x)\n")
+    done, _, results = attach("--pidfile", pidfile, "--log", cluster["events"], "--failure-pattern", FAILED,
+                              "--expect-worker", "w2", "--deadline", 3, "--grace", 1)
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
+    assert "workers" not in results  # no heartbeat pattern: nothing to count
+    # w1's failure while we watch for w2's: a false positive
+    done, _, results = attach("--pid", cluster["w1"].pid, "--log", cluster["events"], "--failure-pattern", FAILED,
+                              "--expect-worker", "w2", "--deadline", 3)
+    assert done.returncode == 1 and "false positive: w1 reported failed, but w2 was killed" in \
+        results["detect"]["message"], results
+
+
+def test_a_pid_that_is_gone_is_exit_1_said_plainly(tmp_path, cluster):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    done, _, results = attach("--pid", dead.pid, "--log", cluster["events"], "--failure-pattern", FAILED,
+                              "--expect-worker", "w1")
+    assert done.returncode == 1, done.stderr
+    assert results["attach"]["message"] == "pid %d is not running: nothing to kill" % dead.pid
+    assert results["kill"]["status"] == "skip" and results["stop"]["status"] == "skip"
+    pidfile = tmp_path / "gone.pid"
+    pidfile.write_text("%d\n" % dead.pid)
+    done, _, results = attach("--pidfile", pidfile, "--log", cluster["events"], "--failure-pattern", FAILED,
+                              "--expect-worker", "w1")
+    assert done.returncode == 1 and results["attach"]["message"] == \
+        "pid %d from %s is not running: nothing to kill" % (dead.pid, pidfile)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--pidfile", "/nonexistent/x.pid"], "--pidfile: cannot read /nonexistent/x.pid"),
+    (["--pid", "1"], "argument --pid"),
+    (["--pid", "-1"], "argument --pid"),
+    (["--failure-pattern", r"worker (\S+) failed"], "--failure-pattern: the pattern needs a group (?P<worker>"),
+    (["--log", "/nonexistent/log"], "--log: /nonexistent/log is not a readable file"),
+    (["--quorum", "2"], "--quorum: 2 detectors must report, but only 1 log is given"),
+    (["--no-expect"], "--expect-worker"),
+    (["--no-pid"], "give the process to kill, --pid PID or --pidfile FILE"),
+    (["--signal", "SIGNOPE"], "--signal: 'SIGNOPE' is not a signal"),
+])
+def test_bad_attach_input_is_exit_2_and_nothing_is_signalled(cluster, args, words):
+    base = {"--pid": str(cluster["w1"].pid), "--log": cluster["events"], "--failure-pattern": FAILED,
+            "--expect-worker": "w1"}
+    if args == ["--no-expect"]:
+        base.pop("--expect-worker")
+        args = []
+    if args == ["--no-pid"]:
+        base.pop("--pid")
+        args = []
+    if args and args[0] == "--pidfile":
+        base.pop("--pid")
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    done, _, _ = attach(*[word for pair in base.items() for word in pair])
+    assert done.returncode == 2 and words in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    time.sleep(0.3)
+    assert not gone(cluster["w1"].pid)
