@@ -543,6 +543,7 @@ class _Run:
         spec = self.spec
         interrupted: Optional[Interrupted] = None
         try:
+            spec.matcher.warm(time.monotonic() + 10)
             for prefix, loaded in (("preflight.", spec.preflight), ("build.", spec.build)):
                 if loaded and not self.prepare(prefix, loaded):
                     break

@@ -77,6 +77,8 @@ def search(pattern: str, text: str, deadline: float, flags: int = 0) -> Optional
 
 def search_each(pattern: str, texts: Sequence[str], deadline: float, flags: int = 0) -> List[Optional[Tuple[Tuple[int, int], ...]]]:
     """search() over many texts (log lines, command lines) in one job."""
+    if not texts:  # a poll of a quiet log: no job for the helper
+        return []
     if not can_backtrack(pattern) and len(pattern) * sum(map(len, texts)) <= _INLINE_STEPS:
         regex = re.compile(pattern, flags)
         return [None if m is None else m.regs for m in map(regex.search, texts)]

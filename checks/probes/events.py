@@ -119,6 +119,12 @@ class Events:
                                   "'\\+sdown master (?P<worker>\\S+)'" % (where, kind))
             self.patterns[kind] = pattern
 
+    def warm(self, deadline: float) -> None:
+        """Start the matching now (a helper process for most patterns), so that the first
+        event is not seen late by the helper's start-up."""
+        for pattern in self.patterns.values():
+            regex.search_each(pattern, [""], deadline)
+
     def parse(self, lines: List[str], deadline: float) -> List[Event]:
         seen = time.time()
         found = []
