@@ -17,7 +17,7 @@ demo:
 	@$(PYTHON) fixtures/demo.py --dir $(DEMO)
 
 lint:
-	$(PYTHON) -m py_compile smoke.py checks/*.py checks/kinds/*.py fixtures/*.py bench/*.py tests/*.py
+	$(PYTHON) -m py_compile smoke.py checks/*.py checks/kinds/*.py checks/probes/*.py fixtures/*.py bench/*.py tests/*.py
 
 bench:
 	$(PYTHON) bench/run.py

@@ -140,7 +140,7 @@ def test_sigint_and_sighup_mid_run_leave_no_process(tmp_path, signum, code):
 
 
 def test_a_failed_preflight_spawns_nothing_and_names_what_is_missing(tmp_path):
-    preflight = [{"command": [sys.executable, "--version"], "expect": ["version >= 3.8"]},
+    preflight = [{"name": "python", "command": [sys.executable, "--version"], "expect": ["version >= 3.8"]},
                  {"name": "cargo", "command": ["no-such-cargo-xyz", "--version"]},
                  {"name": "port", "kind": "tcp", "address": "127.0.0.1:9", "expect": ["connected == false"]}]
     done, _, results = heartbeat(section(tmp_path, preflight=preflight))

@@ -1,7 +1,6 @@
 """heartbeat in attach mode against a running fixtures/cluster.py: nothing spawned, only the victim killed."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
