@@ -199,6 +199,7 @@ def run(args, commands, closed) -> int:
                 signals.disarm()  # from here on a signal is recorded, and the report still written
         except lifecycle.Interrupted as exc:
             results += exc.results
+            metrics.update(getattr(exc, "metrics", None) or {})  # run_dir, timings so far: for the post-mortem
         if progress:
             progress.clear()
         results += [model.Result("cleanup", args.command, "cleanup", "error", "left behind: %s (%s)" % left,

@@ -265,7 +265,10 @@ class Fields:
         self.seen.add(key)
         if key not in self.data:
             if default is _REQUIRED:
-                raise ConfigError("%s: required field is missing" % self.at(key))
+                import difflib
+                close = difflib.get_close_matches(key, [str(k) for k in self.data if k not in self.seen], n=1)
+                raise ConfigError("%s: required field is missing%s" % (
+                    self.at(key), " (is '%s' a typo of it?)" % close[0] if close else ""))
             return default
         value = self.data[key]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):

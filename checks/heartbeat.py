@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import signal as signals
 import time
 
@@ -33,12 +34,12 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 from checks import CheckError, ConfigError, steps
 from checks.config import Fields
 from checks.lifecycle import Interrupted
-from checks.model import Outcome, Planned, Result
+from checks.model import Outcome, Planned, Result, cut
 
 NAME = "heartbeat"
 FLAGS = "--pid or --pidfile with --log and --failure-pattern"
-DEADLINE_HELP = ("seconds from the kill to the failure event (the detection deadline; every other wait has its "
-                 "own timeout)")
+DEADLINE_HELP = ("seconds from the kill to the failure event (the detection deadline, default: the config's, "
+                 "else 5; every other wait has its own timeout)")
 SCENARIO = ("attach", "coordinator", "workers", "kill", "detect", "grace", "stop")
 MAX_WORKERS = 256
 MAX_TEMPLATE = 1024 * 1024
@@ -91,8 +92,8 @@ def add_arguments(parser) -> None:
                        help="seconds to wait for them (default 10)")
 
 
-_ATTACH_FLAGS = ("pid", "pidfile", "log", "failure_pattern", "heartbeat_pattern", "expect_worker", "quorum",
-                 "min_beats", "stable_timeout")
+_ATTACH_FLAGS = ("pid", "pidfile", "log", "failure_pattern", "heartbeat_pattern", "expect_worker")
+_OVERRIDES = ("deadline", "grace", "min_beats", "stable_timeout", "quorum")  # these change a configured run too
 # a field of the table the flags become -> the flag, for errors that name what the user typed
 _FLAG_OF = {"events.logs": "--log", "events.log": "--log", "events.failure_pattern": "--failure-pattern",
             "events.failure": "--failure-pattern", "events.heartbeat_pattern": "--heartbeat-pattern",
@@ -101,28 +102,35 @@ _FLAGS_WHERE = "(flags)"
 
 
 def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
-    """Attach mode from the flags; or the configured spec with --deadline, --signal and
-    --grace applied; None when no flag says anything."""
+    """Attach mode from the flags; or the configured spec with --deadline, --signal, --grace,
+    --min-beats, --stable-timeout and --quorum applied; None when no flag says anything."""
     attaching = [name for name in _ATTACH_FLAGS if getattr(args, name) not in (None, [])]
     if configured is not None:
-        if attaching:
-            raise ConfigError("--%s attaches to a running system, but the config's heartbeat section describes "
-                              "one to spawn: use one or the other" % attaching[0].replace("_", "-"))
-        changed = {key: getattr(args, key) for key in ("deadline", "grace") if getattr(args, key) is not None}
+        changed = {key: getattr(args, key) for key in _OVERRIDES if getattr(args, key) is not None}
         if args.signal:
             changed["signum"] = _signal(args.signal, "--signal")
+        if changed.get("deadline", 1) < 0.01:
+            raise ConfigError("--deadline: must be at least 0.01 seconds, got %g" % changed["deadline"])
         if "deadline" in changed and configured.bound is not None and changed["deadline"] < configured.bound:
             raise ConfigError("--deadline: %gs is below failure_timeout + clock_skew (%gs): the system may take that "
                               "long by design" % (changed["deadline"], configured.bound))
+        if changed.get("quorum", 0) > len(configured.logs):
+            raise ConfigError("--quorum: %d detectors must report, but the config gives %d log%s"
+                              % (changed["quorum"], len(configured.logs), "" if len(configured.logs) == 1 else "s"))
         return configured._replace(**changed) if changed else None
-    if not attaching:
-        if args.signal or args.grace is not None:
-            raise ConfigError("--signal and --grace change a configured run or an attached one: give --config, "
-                              "or --pid/--pidfile with --log and --failure-pattern")
+    if not attaching:  # the overrides alone change the configured run (the second call)
         return None
+    if args.config:
+        raise ConfigError("--%s attaches to a running system, described by the flags; --config describes one in a "
+                          "file: use one or the other" % attaching[0].replace("_", "-"))
     if args.pid is None and args.pidfile is None:
         raise ConfigError("--%s attaches to a running system: give the process to kill, --pid PID or --pidfile "
                           "FILE" % attaching[0].replace("_", "-"))
+    if not args.log:
+        raise ConfigError("--log: give the log of each detector that reports failures (--log FILE, repeatable)")
+    if not args.heartbeat_pattern and (args.min_beats is not None or args.stable_timeout is not None):
+        raise ConfigError("--%s counts heartbeats: give --heartbeat-pattern too"
+                          % ("min-beats" if args.min_beats is not None else "stable-timeout"))
     table = {key: getattr(args, key) for key in ("pid", "pidfile", "expect_worker", "signal", "grace", "min_beats",
                                                  "stable_timeout", "deadline") if getattr(args, key) is not None}
     table["events"] = {key: value for key, value in (("logs", args.log), ("failure_pattern", args.failure_pattern),
@@ -131,7 +139,6 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
     try:
         return load(table, _FLAGS_WHERE)
     except ConfigError as exc:  # name the flag the user typed, not the field it became
-        import re
         raise ConfigError(re.sub(re.escape(_FLAGS_WHERE) + r"\.([\w.]+)", lambda m: _FLAG_OF.get(
             m.group(1), "--" + m.group(1).replace("_", "-")), str(exc)))
 
@@ -140,10 +147,14 @@ def load(section, where: str = NAME) -> Spec:
     """A Spec from the config's section; every placeholder and template is checked here."""
     fields = Fields(section, where)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
-    run_dir = os.path.abspath(fields.path("run_dir", "./data/smoke/{run_id}").replace("{run_id}", run_id))
+    run_dir = os.path.abspath(_filled(fields.path("run_dir", "./data/smoke/{run_id}"), {"run_id": run_id},
+                                      fields.at("run_dir")))
     builtins: Dict[str, Any] = {"run_dir": run_dir, "run_id": run_id}
     attach = _attach(fields)
     if attach is None:
+        if "expect_worker" in section:
+            raise ConfigError("%s: expect_worker is for attach mode (pid, pidfile); in spawn mode, kill names the "
+                              "worker to kill" % fields.at("expect_worker"))
         coordinators, workers, first = _processes(fields, builtins)
         names = [p.name for p in workers]
     else:
@@ -157,15 +168,18 @@ def load(section, where: str = NAME) -> Spec:
                               % fields.at("expect_worker"))
     preflight = _steps(fields, "preflight", builtins, None)
     build = _steps(fields, "build", builtins, _BUILD_TIMEOUT_S)
-    logs, matcher, quorum = _events(fields, builtins, attach is not None)
+    logs, matcher, quorum = _events(fields, builtins, attach is not None,
+                                    [p.name for p in coordinators + workers])
     kill = names[0] if attach else fields.text("kill", "first")
-    if kill == "first":
+    if kill == "first" and kill not in names:
         kill = names[0]
     if kill not in names:
         raise ConfigError("%s: %r is no worker's name (workers: %s)" % (fields.at("kill"), kill, ", ".join(names)))
     signum = _signal(fields.text("signal", "SIGKILL"), fields.at("signal"))
     deadline = fields.number("deadline", 5, 0.01, 3600)
     bound = _timing_contract(fields, deadline)
+    if attach is None:
+        _check_writable(run_dir, fields.at("run_dir"))
     spec = Spec(run_dir, run_id, preflight, build, coordinators, workers, first, logs, matcher, quorum,
                 fields.integer("min_beats", 3, 0, 10000),
                 fields.number("stable_timeout", 10, 0.1, 3600), kill, signum, deadline,
@@ -174,13 +188,27 @@ def load(section, where: str = NAME) -> Spec:
     return spec
 
 
+def _check_writable(run_dir: str, where: str) -> None:
+    """run_dir, or the nearest of its parents that exists, is a directory we may write in."""
+    path = run_dir
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError("%s: cannot create %s: %s is not a directory this user may write in"
+                          % (where, run_dir, path))
+
+
 def _signal(name: str, where: str) -> int:
-    signum = getattr(signals, name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper(), None)
-    if name.isdigit() and 0 < int(name) < signals.NSIG:
-        return int(name)
-    if not isinstance(signum, int) or isinstance(signum, bool) or name.upper().startswith("SIG_"):
-        raise ConfigError("%s: %r is not a signal (e.g. SIGKILL, SIGTERM, 9)" % (where, name))
-    return signum
+    """A signal by name (SIGKILL, KILL, kill) or number; one that Python cannot name (glibc's
+    own 32 and 33) or 0 (which sends nothing) is a config error."""
+    text = name.strip().upper()
+    number = int(text) if text.isdigit() else getattr(signals, text if text.startswith("SIG") else "SIG" + text, None)
+    try:
+        if isinstance(number, bool) or not isinstance(number, int) or text.startswith("SIG_") or number == 0:
+            raise ValueError
+        return int(signals.Signals(number))
+    except ValueError:
+        raise ConfigError("%s: %r is not a signal to send (e.g. SIGKILL, SIGTERM, SIGSTOP, 9)" % (where, name))
 
 
 def _attach(fields: Fields) -> Optional[Tuple[int, str]]:
@@ -194,10 +222,9 @@ def _attach(fields: Fields) -> Optional[Tuple[int, str]]:
         raise ConfigError("%s: give pid or pidfile, not both" % fields.at("pid"))
     if pidfile is not None:
         try:
-            with open(pidfile, "rb") as fh:
-                text = fh.read(64).decode("ascii", "replace").strip()
-        except OSError as exc:
-            raise ConfigError("%s: cannot read %s: %s" % (fields.at("pidfile"), pidfile, exc.strerror or exc))
+            text = proc.read_small(pidfile, 64).decode("ascii", "replace").strip()
+        except CheckError as exc:
+            raise ConfigError("%s: %s" % (fields.at("pidfile"), exc))
         if not text.isdigit() or not 1 < int(text) <= proc.PID_MAX:
             raise ConfigError("%s: %s holds %r, not a pid" % (fields.at("pidfile"), pidfile, text[:20]))
         pid, source = int(text), "pid %s from %s" % (text, pidfile)
@@ -205,9 +232,23 @@ def _attach(fields: Fields) -> Optional[Tuple[int, str]]:
         source = "pid %d" % pid
     else:
         return None
-    if pid in (os.getpid(), os.getppid()):
-        raise ConfigError("%s: pid %d is smoke.py itself or the shell that started it" % (fields.at("pid"), pid))
+    if pid in _ancestors():
+        raise ConfigError("%s: pid %d is smoke.py itself or one of the processes that started it"
+                          % (fields.at("pidfile" if pidfile else "pid"), pid))
     return pid, source
+
+
+def _ancestors() -> List[int]:
+    """smoke.py and every process above it, to pid 1."""
+    found, pid = [os.getpid()], os.getppid()
+    while pid > 1 and pid not in found:
+        found.append(pid)
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as fh:
+                pid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return found + [1]
 
 
 def _processes(fields: Fields, builtins: Dict[str, Any]) -> Tuple[List[Process], List[Process], bool]:
@@ -227,6 +268,8 @@ def _processes(fields: Fields, builtins: Dict[str, Any]) -> Tuple[List[Process],
         coordinator_fields.append(own)
     workers = Fields(fields.get("workers", (dict,)), fields.at("workers"))
     given = workers.strings("names", None)
+    if given is not None and not 0 < len(given) <= MAX_WORKERS:
+        raise ConfigError("%s: give 1 to %d names, one per worker" % (workers.at("names"), MAX_WORKERS))
     count = workers.integer("count", len(given) if given else 2, 1, MAX_WORKERS)
     worker_names = given if given is not None else ["w%d" % (i + 1) for i in range(count)]
     if len(worker_names) != count or len(set(worker_names)) != count:
@@ -280,7 +323,7 @@ def _process(fields: Fields, name: str, builtins: Dict[str, Any], port: int, wor
         if not isinstance(value, str) or not key or "=" in key or "\0" in key + value:
             raise ConfigError("%s.%s: a variable's value is a string, its name not empty, with no '=' or NUL"
                               % (fields.at("env"), key))
-    env = _filled(env, own, fields.at("env"))
+    env = {key: str(value) for key, value in _filled(env, own, fields.at("env")).items()}
     cwd = fields.path("cwd", None)
     files = [_template(item, own, "%s[%d]" % (fields.at("templates"), i))
              for i, item in enumerate(fields.get("templates", (list,), []))]
@@ -292,7 +335,7 @@ def _process(fields: Fields, name: str, builtins: Dict[str, Any], port: int, wor
                               % (fields.at("ready_port"), ready_port))
         ready_port = int(ready_port)
     ready_line = fields.text("ready_line", None)
-    process = Process(name, argv, env, cwd and _filled(cwd, own, fields.at("cwd")), files, ready_line, ready_port,
+    process = Process(name, argv, env, cwd and str(_filled(cwd, own, fields.at("cwd"))), files, ready_line, ready_port,
                       fields.number("ready_timeout", 10, 0.1, 3600), worker_id, directory)
     fields.done()
     return process
@@ -323,8 +366,12 @@ def _template(item: Any, variables: Dict[str, Any], where: str) -> Tuple[str, st
     if not isinstance(item, dict):
         raise ConfigError("%s: expected a table {\"from\": FILE, \"to\": \"{dir}/NAME\"}" % where)
     fields = Fields(item, where)
-    source, target = fields.path("from"), _filled(fields.path("to"), variables, fields.at("to"))
+    source = fields.path("from")
+    target = os.path.abspath(str(_filled(fields.path("to"), variables, fields.at("to"))))
     fields.done()
+    if not target.startswith(variables["run_dir"] + os.sep):
+        raise ConfigError("%s: %s is outside run_dir (%s): a template is copied into the run's own directory, "
+                          "e.g. \"{dir}/NAME.conf\"" % (fields.at("to"), target, variables["run_dir"]))
     try:
         with open(source, "rb") as fh:
             data = fh.read(MAX_TEMPLATE + 1)
@@ -336,9 +383,13 @@ def _template(item: Any, variables: Dict[str, Any], where: str) -> Tuple[str, st
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError("%s: %s is not UTF-8 text" % (fields.at("from"), source))
-    for number, line in enumerate(text.splitlines(), 1):
+    # {{ and }} are a literal brace, and ${NAME} is the shell's: neither is a placeholder here
+    protected = text.replace("{{", "\x00\x01").replace("}}", "\x00\x02")
+    protected = re.sub(r"\$\{(\w+)\}", "$\x00\x01\\1\x00\x02", protected)
+    for number, line in enumerate(protected.splitlines(), 1):
         _filled(line, variables, "%s:%d" % (source, number))
-    return target, steps.fill(text, variables)
+    filled = steps.PLACEHOLDER.sub(lambda m: str(variables[m.group(1)]), protected)
+    return target, filled.replace("\x00\x01", "{").replace("\x00\x02", "}")
 
 
 def _steps(fields: Fields, key: str, builtins: Dict[str, Any], timeout: Optional[float]) -> List[steps.Step]:
@@ -371,8 +422,8 @@ def _steps(fields: Fields, key: str, builtins: Dict[str, Any], timeout: Optional
     return loaded
 
 
-def _events(fields: Fields, builtins: Dict[str, Any], attach: bool):
-    """(logs, matcher, quorum) from the events table."""
+def _events(fields: Fields, builtins: Dict[str, Any], attach: bool, processes: List[str]):
+    """(logs, matcher, quorum) from the events table; processes: the names of the spawned ones."""
     from checks.probes.events import Events
 
     events = Fields(fields.get("events", (dict,)), fields.at("events"))
@@ -380,27 +431,40 @@ def _events(fields: Fields, builtins: Dict[str, Any], attach: bool):
     one = events.path("log", None)
     if (logs is None) == (one is None):
         raise ConfigError("%s: give log (one file) or logs (one per detector)" % events.at("log"))
-    logs = [os.path.abspath(_filled(log, builtins, events.at("logs"))) for log in (logs or [one])]
-    if not logs:
-        raise ConfigError("%s: give at least one log" % events.at("logs"))
-    if len(set(logs)) != len(logs):
-        raise ConfigError("%s: a log is given twice: each detector counts once" % events.at("logs"))
+    at = events.at("log" if one is not None else "logs")
+    if logs is not None and not logs:
+        raise ConfigError("%s: give at least one log" % at)
+    logs = [os.path.abspath(str(_filled(log, builtins, at))) for log in (logs or [one])]
+    if len({os.path.realpath(log) for log in logs}) != len(logs):
+        raise ConfigError("%s: a log is given twice (or through a link): each detector counts once" % at)
     if attach:
         for log in logs:  # the system is running: its logs exist now
             if not os.path.isfile(log) or not os.access(log, os.R_OK):
-                raise ConfigError("%s: %s is not a readable file" % (events.at("logs"), log))
+                raise ConfigError("%s: %s is not a readable file" % (at, log))
+    else:  # a log of ours (run_dir/logs/NAME.log) must be a process's
+        ours = os.path.join(builtins["run_dir"], "logs") + os.sep
+        for log in logs:
+            name = log[len(ours):-len(".log")] if log.startswith(ours) and log.endswith(".log") else None
+            if name is not None and name not in processes:
+                raise ConfigError("%s: %s is the log of no process (processes: %s)"
+                                  % (at, log, ", ".join(processes)))
     quorum = events.integer("quorum", len(logs), 1, 1000)
     if quorum > len(logs):
         raise ConfigError("%s: %d detectors must report, but %s given (one log per detector)" % (
             events.at("quorum"), quorum, "only 1 log is" if len(logs) == 1 else "only %d logs are" % len(logs)))
     patterns = {kind: events.text(kind + "_pattern", None) for kind in ("heartbeat", "failure")}
+    ndjson = [key for key in ("heartbeat_topic", "failure_topic", "worker_field", "topic_field", "time_field")
+              if key in events.data]
     if any(patterns.values()):
         if not patterns["failure"]:
             raise ConfigError("%s: a heartbeat_pattern needs a failure_pattern too" % events.at("failure_pattern"))
+        if ndjson:
+            raise ConfigError("%s: %s is for NDJSON events; with patterns, the group (?P<worker>...) names the "
+                              "worker: give one or the other" % (events.at(ndjson[0]), ndjson[0]))
         matcher = Events(patterns={k: v for k, v in patterns.items() if v}, where=events.where)
-    elif attach:
-        raise ConfigError("%s: give failure_pattern (--failure-pattern): a line, its group (?P<worker>...) naming "
-                          "who failed" % events.at("failure_pattern"))
+    elif attach and "failure_topic" not in events.data:
+        raise ConfigError("%s: give failure_pattern (a line, its group (?P<worker>...) naming who failed), or "
+                          "failure_topic for NDJSON events" % events.at("failure_pattern"))
     else:
         matcher = Events(topics={"heartbeat": events.text("heartbeat_topic", "worker_heartbeat"),
                                  "failure": events.text("failure_topic", "worker_failed")},
@@ -464,14 +528,19 @@ def plan(spec: Spec) -> List[Planned]:
     detectors = "%d of %d detectors" % (spec.quorum, len(spec.logs)) if len(spec.logs) > 1 else "the detector"
     targets = {"attach": "%s is running; follow %s" % (spec.attach[1], ", ".join(spec.logs)) if spec.attach else "",
                "coordinator": "; ".join(" ".join(p.argv) for p in spec.coordinators),
-               "workers": "%d workers, %s" % (len(spec.workers), beats) if spec.workers else beats,
+               "workers": "%d worker%s, %s" % (len(spec.workers), "" if len(spec.workers) == 1 else "s", beats)
+               if spec.workers else beats,
                "kill": "%s to %s" % (signals.Signals(spec.signum).name, victim),
                "detect": "a failure event for %s from %s within %gs" % (spec.kill, detectors, spec.deadline),
                "grace": "%gs with no failure event for anyone else" % spec.grace,
                "stop": "the killed process is gone" if spec.attach else "SIGTERM, then SIGKILL; nothing left"}
     planned = [step for prefix, loaded in (("preflight.", spec.preflight), ("build.", spec.build))
                for step in steps.plan(loaded, {"run_dir": spec.run_dir, "run_id": spec.run_id}, prefix)]
-    return planned + [Planned(step, NAME, "heartbeat", targets[step]) for step in _scenario(spec)]
+    planned += [Planned(step, NAME, "heartbeat", targets[step]) for step in _scenario(spec)]
+    # one scenario, all or nothing: --only/--tag choose all of it or none, and every step is
+    # critical, so no min_pass_rate can pass a detection that failed
+    names = frozenset(step.name for step in planned)
+    return [step._replace(severity="critical", needs=names - {step.name}, always=True) for step in planned]
 
 
 def _beats(spec: Spec) -> bool:
@@ -483,9 +552,15 @@ def run(spec: Spec, ctx) -> Outcome:
 
 
 class _Stop(Exception):
-    def __init__(self, step: str, message: str):
+    """Ends the scenario at a step: a fail (the system's), or an error (smoke.py could not
+    tell: a log it cannot read, a pattern too slow)."""
+
+    def __init__(self, step: str, message: str, status: str = "fail"):
         super().__init__(message)
-        self.step, self.message = step, message
+        self.step, self.message, self.status = step, message, status
+
+
+_STOP_SIGNALS = (signals.SIGSTOP, signals.SIGTSTP, signals.SIGTTIN, signals.SIGTTOU)
 
 
 class _Run:
@@ -499,10 +574,14 @@ class _Run:
         self.results: List[Result] = []
         self.metrics: Dict[str, Any] = {} if spec.attach else {"run_dir": spec.run_dir}
         self.started: Dict[str, Any] = {}  # name -> Spawned
-        self.follows = [(log, Follow(log, from_end=bool(spec.attach))) for log in spec.logs]
+        # from their end: what a log held before this run (an earlier run's events) does not count
+        self.follows = [(log, Follow(log, from_end=True)) for log in spec.logs]
         self.ids = {p.name: p.worker_id for p in spec.workers} if spec.workers else {spec.kill: None}
         self.targets = {p.name: p.target for p in plan(spec)}
         self.began = time.monotonic()
+        self.step = "attach" if spec.attach else "coordinator"  # under way, for an error's result
+        self.victim = None
+        self.lines_read, self.last_line, self.strangers = 0, "", set()  # for a hint when nothing matches
         # under `all`, --deadline bounds the whole run (heartbeat's own --deadline is spec.deadline)
         self.run_ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
 
@@ -522,16 +601,36 @@ class _Run:
 
     def record(self, step: str, status: str, message: str, **facts) -> None:
         self.results.append(Result(step, NAME, "heartbeat", status, self.ctx.redact(message),
-                                   (time.monotonic() - self.began) * 1000, 1, facts=facts,
+                                   (time.monotonic() - self.began) * 1000, 1, severity="critical", facts=facts,
                                    target=self.targets.get(step, "")))
         self.began = time.monotonic()
 
-    def read(self) -> List[Tuple[str, Any]]:
-        """New events from every log, each with the log it came from: (log, event)."""
+    def read(self, step: str) -> List[Tuple[str, Any]]:
+        """New events from every log, each with the log it came from: (log, event). A log that
+        cannot be read, or a pattern too slow for its lines, is an error: smoke.py cannot tell."""
         found = []
         for log, follow in self.follows:
-            found += [(log, event) for event in self.spec.matcher.parse(follow.lines(), time.monotonic() + 1)]
+            lines = follow.lines()
+            self.lines_read += len(lines)
+            if lines:
+                self.last_line = lines[-1]
+            if follow.problem:
+                raise _Stop(step, "the events log: %s" % follow.problem, "error")
+            try:
+                found += [(log, event) for event in self.spec.matcher.parse(lines, time.monotonic() + 1)]
+            except CheckError as exc:
+                raise _Stop(step, "reading %s: %s" % (self.shown(log), exc), "error")
         return found
+
+    def hint(self) -> str:
+        """What the logs held, when no event of the kind awaited came: a wrong topic or field
+        must not read like a dead cluster."""
+        if self.strangers:
+            return "; events named only: %s" % ", ".join(sorted(self.strangers)[:10])
+        if not self.lines_read:
+            return "; the events log%s had no new lines" % ("s" if len(self.follows) > 1 else "")
+        return "; %d lines read, none an event of the configured kind (the last: %s)" % (
+            self.lines_read, cut(self.last_line, 120))
 
     def who(self, worker: str) -> Optional[str]:
         """The worker an event names, by its name or its id; None for a name we do not know."""
@@ -540,66 +639,87 @@ class _Run:
         return next((name for name, worker_id in self.ids.items() if worker_id == worker), None)
 
     def run(self) -> Outcome:
+        from checks import lifecycle
+
         spec = self.spec
         interrupted: Optional[Interrupted] = None
+        self.before = {pid for pid, _ in lifecycle.children()}  # not this run's, whatever is left of them
         try:
-            spec.matcher.warm(time.monotonic() + 10)
-            for prefix, loaded in (("preflight.", spec.preflight), ("build.", spec.build)):
-                if loaded and not self.prepare(prefix, loaded):
-                    break
-            else:
-                self.scenario()
-        except _Stop as stop:
-            self.record(stop.step, "fail", stop.message)
+            try:
+                spec.matcher.warm(time.monotonic() + 10)
+                for prefix, loaded in (("preflight.", spec.preflight), ("build.", spec.build)):
+                    if loaded and not self.prepare(prefix, loaded):
+                        break
+                else:
+                    self.scenario()
+            except _Stop as stop:
+                self.record(stop.step, stop.status, stop.message)
+            except CheckError as exc:
+                self.record(self.step, "error", str(exc))
+            except Exception as exc:  # a bug of ours: this step's error, and everything still stopped
+                self.record(self.step, "error", "internal error: %s: %s" % (type(exc).__name__, exc))
         except Interrupted as exc:  # stopped below like any other end; the report keeps what was done
             interrupted = exc
             self.results += exc.results or []
-        finally:
-            for _, follow in self.follows:
-                follow.close()
-            self.stop()
+        for _, follow in self.follows:
+            follow.close()
+        _, late = lifecycle.shielded(self.stop)  # a signal now is obeyed once everything is stopped
+        interrupted = interrupted or late
         done = {r.name for r in self.results}
-        why = "interrupted" if interrupted else "skipped: an earlier step failed"
-        self.results += [Result(step, NAME, "heartbeat", "skip", why, target=self.targets[step])
+        why = "interrupted" if interrupted else "skipped: an earlier step did not pass"
+        self.results += [Result(step, NAME, "heartbeat", "skip", why, severity="critical", target=self.targets[step])
                          for step in _scenario(spec) if step not in done]
+        order = list(self.targets)  # preflight, build, then the scenario's own order
+        self.results.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))
         if interrupted:
             interrupted.results = self.results
+            interrupted.metrics = {NAME: self.metrics}
             raise interrupted
         return Outcome(self.results, self.metrics)
 
     def prepare(self, prefix: str, loaded: List[steps.Step]) -> bool:
         """Preflight or build, in order; whether all passed (nothing is spawned after a failure)."""
         variables = {"run_dir": self.spec.run_dir, "run_id": self.spec.run_id}
-        results, _ = steps.run(loaded, self.ctx, variables, prefix, ends=self.run_ends)
+        try:
+            results, _ = steps.run(loaded, self.ctx, variables, prefix, ends=self.run_ends)
+        except Interrupted as exc:
+            exc.results = _as_fails(exc.results)
+            raise
         # a program that is not there is what a preflight looks for: a fail (exit 1), not "could not evaluate"
-        self.results += [r._replace(status="fail") if r.status == "error" else r for r in results]
+        self.results += _as_fails(results)
         self.began = time.monotonic()
         return all(r.status in ("pass", "warn") for r in results)
 
     def scenario(self) -> None:
         spec = self.spec
         if spec.attach:
-            victim = self.attach()
+            self.victim = self.attach()
         else:
-            os.makedirs(os.path.join(spec.run_dir, "logs"), exist_ok=True)
+            try:
+                os.makedirs(os.path.join(spec.run_dir, "logs"), exist_ok=True)
+            except OSError as exc:
+                raise _Stop("coordinator", "cannot create %s: %s" % (spec.run_dir, exc.strerror or exc), "error")
             workers_began = time.monotonic()
             if spec.workers_first:
+                self.step = "workers"
                 self.spawn_all(spec.workers, "workers")
-            self.began = time.monotonic()
+            self.began, self.step = time.monotonic(), "coordinator"
             self.spawn_all(spec.coordinators, "coordinator")
-            self.record("coordinator", "pass", "", pids={n: self.started[n].pid for n in self.ids_of(spec.coordinators)})
+            self.record("coordinator", "pass", "logs in %s" % os.path.join(spec.run_dir, "logs"),
+                        pids={p.name: self.started[p.name].pid for p in spec.coordinators})
             self.began = workers_began if spec.workers_first else time.monotonic()
+            self.step = "workers"
             if not spec.workers_first:
                 self.spawn_all(spec.workers, "workers")
-            victim = self.started[spec.kill]
+            self.victim = self.started[spec.kill]
+        self.step = "workers"
         self.steady()
-        self.kill(victim)
+        self.step = "kill"
+        self.kill()
+        self.step = "detect"
         self.detect()
+        self.step = "grace"
         self.grace()
-
-    @staticmethod
-    def ids_of(processes: List[Process]) -> List[str]:
-        return [p.name for p in processes]
 
     def attach(self):
         from checks.probes import proc
@@ -607,56 +727,74 @@ class _Run:
         pid, source = self.spec.attach
         if not proc.alive(pid):
             raise _Stop("attach", "%s is not running: nothing to kill" % source)
-        for _, follow in self.follows:
+        victim = _Attached(pid)
+        try:
+            os.kill(pid, 0)
+        except PermissionError:
+            raise _Stop("attach", "cannot signal %s: Operation not permitted (run as its user, or as root)"
+                        % source, "error")
+        except ProcessLookupError:
+            raise _Stop("attach", "%s is not running: nothing to kill" % source)
+        for log, follow in self.follows:
             follow.lines()  # to their end now: only what is written from here on counts
-        self.record("attach", "pass", "", pid=pid, command=_cmdline(pid), logs=self.spec.logs)
-        return _Attached(pid)
+            if follow.problem:
+                raise _Stop("attach", "the events log: %s" % follow.problem, "error")
+        self.record("attach", "pass", "", pid=pid, command=victim.command, logs=self.spec.logs)
+        return victim
 
     def spawn_all(self, processes: List[Process], step: str) -> None:
         """Start each in order, each ready before the next starts."""
         from checks.probes import proc
 
         for process in processes:
-            os.makedirs(process.dir, exist_ok=True)
             try:
+                os.makedirs(process.dir, exist_ok=True)
                 for path, text in process.files:
-                    with open(path, "w") as fh:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "w", encoding="utf-8") as fh:
                         fh.write(text)
+                if process.worker_id is not None:
+                    with open(os.path.join(self.spec.run_dir, "logs", process.name + ".id"), "w") as fh:
+                        fh.write(process.worker_id + "\n")
             except OSError as exc:
-                raise _Stop(step, "%s: cannot write its config %s: %s" % (process.name, exc.filename,
-                                                                          exc.strerror or exc))
-            if process.worker_id is not None:
-                with open(os.path.join(self.spec.run_dir, "logs", process.name + ".id"), "w") as fh:
-                    fh.write(process.worker_id + "\n")
+                raise _Stop(step, "%s: cannot write %s: %s" % (process.name, exc.filename, exc.strerror or exc),
+                            "error")
+            log = os.path.join(self.spec.run_dir, "logs", process.name + ".log")
+            offset = os.path.getsize(log) if os.path.exists(log) else 0  # an earlier run's lines do not count
             try:
-                self.started[process.name] = proc.spawn(process.argv, os.path.join(
-                    self.spec.run_dir, "logs", process.name + ".log"), self.ctx.cleanup, env=process.env,
-                    cwd=process.cwd)
+                self.started[process.name] = proc.spawn(process.argv, log, self.ctx.cleanup, env=process.env,
+                                                        cwd=process.cwd)
             except CheckError as exc:
                 raise _Stop(step, "%s: %s" % (process.name, exc))
-            problem = _not_ready(self.started[process.name], process, self.until(process.ready_timeout))
+            problem = _not_ready(self.started[process.name], process, offset, self.until(process.ready_timeout))
             self.out_of_time(step)
             if problem:  # named, unless the step's name already says who
                 raise _Stop(step, problem if process.name == step else "%s %s" % (process.name, problem))
 
     def steady(self) -> None:
         """Every worker beating min_beats times within stable_timeout (or only ready, when
-        no heartbeat events are configured)."""
+        no heartbeat events are configured). A failure event now is a false positive."""
         spec = self.spec
         if not _beats(spec):
             if spec.workers:
+                pids = {p.name: self.started[p.name].pid for p in spec.workers}
                 self.record("workers", "pass", "ready; no heartbeat events configured, so steadiness was not "
-                                               "measured", pids={p.name: self.started[p.name].pid for p in spec.workers})
+                                               "measured", pids=pids)
             return
         began = self.began
         beats = collections.defaultdict(list)
         ends = self.until(spec.stable_timeout)
         while time.monotonic() < ends and any(len(beats[n]) < spec.min_beats for n in self.ids):
-            for _, event in self.read():
+            for _, event in self.read("workers"):
                 name = self.who(event.worker)
-                if name and event.kind == "heartbeat":
-                    beats[name].append(event.seen)
-            self.survivors_alive("workers", ())
+                if event.kind == "failure":
+                    raise _Stop("workers", "false positive: %s reported failed before anything was killed"
+                                % (name or event.worker))
+                if name:
+                    beats[name].append(event.at if event.at is not None else event.seen)
+                else:
+                    self.strangers.add(event.worker)
+            self.alive("workers", ())
             time.sleep(POLL_S)
         quiet = [n for n in self.ids if len(beats[n]) < spec.min_beats]
         if quiet:
@@ -664,34 +802,43 @@ class _Run:
         intervals = {n: round((b[-1] - b[0]) / (len(b) - 1), 3) for n, b in beats.items() if len(b) > 1}
         self.metrics.update(steady_s=round(time.monotonic() - began, 3), beat_interval_s=intervals)
         if quiet:
-            raise _Stop("workers", "no steady heartbeats within %gs from %s (%s)" % (
-                spec.stable_timeout, ", ".join(quiet), ", ".join("%s: %d" % (n, len(beats[n])) for n in quiet)))
-        self.record("workers", "pass", "", beats={n: len(b) for n, b in beats.items()}, intervals_s=intervals)
+            raise _Stop("workers", "no steady heartbeats within %gs from %s (%s)%s" % (
+                spec.stable_timeout, ", ".join(quiet), ", ".join("%s: %d" % (n, len(beats[n])) for n in quiet),
+                self.hint() if all(not beats[n] for n in self.ids) else ""))
+        self.record("workers", "pass", "", beats={n: len(b) for n, b in beats.items()}, intervals_s=intervals,
+                    **({"pids": {p.name: self.started[p.name].pid for p in spec.workers}} if spec.workers else {}))
 
-    def survivors_alive(self, step: str, killed) -> None:
-        """A process of ours that exits on its own fails the run: the system broke, not the test."""
+    def alive(self, step: str, killed) -> None:
+        """A process of ours that exits on its own fails the run (the system broke, not the
+        test); so does the victim of attach mode that ends before we kill it."""
         from checks.kinds.spawn import tail
 
         for name, spawned in self.started.items():
             if name not in killed and not spawned.running():
                 raise _Stop(step, "%s exited with code %s during the run; its log ends: %s"
                             % (name, spawned.proc.returncode, tail(spawned.log_path)))
+        if self.spec.attach and not killed and self.victim is not None and not self.victim.same():
+            raise _Stop(step, "%s ended before it was killed (%s)" % (self.spec.attach[1], self.victim.command))
 
-    def kill(self, victim) -> None:
+    def kill(self) -> None:
         signame = signals.Signals(self.spec.signum).name
+        if self.spec.attach and not self.victim.same():  # the pid may name another process by now
+            raise _Stop("kill", "%s is no longer the process attached to (%s): nothing was sent"
+                        % (self.spec.attach[1], self.victim.command))
         try:
-            victim.signal(self.spec.signum)
+            self.victim.signal_all(self.spec.signum)
         except OSError as exc:
-            raise _Stop("kill", "cannot send %s to pid %d: %s" % (signame, victim.pid, exc.strerror or exc))
+            raise _Stop("kill", "cannot send %s to pid %d: %s" % (signame, self.victim.pid, exc.strerror or exc),
+                        "error")
         self.killed_at, self.killed_wall = time.monotonic(), time.time()
-        self.record("kill", "pass", "", pid=victim.pid, signal=signame)
+        self.record("kill", "pass", "", pid=self.victim.pid, signal=signame)
 
     def detect(self) -> None:
         spec = self.spec
         detected: Dict[str, Any] = {}  # log -> the failure event it gave for the victim
         ends = self.until(spec.deadline)
         while len(detected) < spec.quorum and time.monotonic() < ends:
-            for log, event in self.read():
+            for log, event in self.read("detect"):
                 if event.kind != "failure":
                     continue
                 name = self.who(event.worker)
@@ -700,14 +847,17 @@ class _Run:
                 else:
                     raise _Stop("detect", "false positive: %s reported failed, but %s was killed"
                                 % (name or event.worker, spec.kill))
-            self.survivors_alive("detect", (spec.kill,))
+            self.alive("detect", (spec.kill,))
             time.sleep(POLL_S)
         if len(detected) < spec.quorum:
             self.out_of_time("detect")
             missing = [log for log in spec.logs if log not in detected]
-            raise _Stop("detect", "no failure event for %s within the deadline of %gs%s" % (
+            named = ["%s%s" % (self.shown(log), "" if os.path.exists(log) else " (never created)") for log in missing]
+            raise _Stop("detect", "no failure event for %s within the deadline of %gs%s%s" % (
                 spec.kill, spec.deadline, " from %d of the %d detectors (quorum %d): %s" % (
-                    len(missing), len(spec.logs), spec.quorum, ", ".join(map(self.shown, missing))) if len(spec.logs) > 1 else ""))
+                    len(missing), len(spec.logs), spec.quorum, ", ".join(named))
+                if len(spec.logs) > 1 else "" if os.path.exists(spec.logs[0]) else " (%s was never created)"
+                % spec.logs[0], "" if detected else self.hint()))
         seen = sorted(event.seen for event in detected.values())
         facts: Dict[str, Any] = {"detection_s": round(seen[spec.quorum - 1] - self.killed_wall, 3),
                                  "deadline_s": spec.deadline}
@@ -721,7 +871,10 @@ class _Run:
                                   for log, event in detected.items()}
             facts["quorum"] = spec.quorum
         self.metrics.update(facts)
-        self.record("detect", "pass", "", **facts)
+        said = "detected in %.3fs (deadline %gs%s%s)" % (
+            facts["detection_s"], spec.deadline, "; by its own time %.3fs" % facts["event_detection_s"]
+            if "event_detection_s" in facts else "", "; expected within %gs" % spec.bound if spec.bound else "")
+        self.record("detect", "pass", said, **facts)
 
     def grace(self) -> None:
         spec = self.spec
@@ -729,50 +882,104 @@ class _Run:
         after = {n: 0 for n in survivors}
         ends = self.until(spec.grace)
         while time.monotonic() < ends:
-            for _, event in self.read():
+            for _, event in self.read("grace"):
                 name = self.who(event.worker)
                 if event.kind == "failure" and name != spec.kill:
-                    raise _Stop("grace", "false positive: %s reported failed while it was alive"
-                                % (name or event.worker))
+                    raise _Stop("grace", "false positive: %s reported failed %s" % (
+                        name or event.worker, "while it was alive" if name else "but only %s was killed" % spec.kill))
                 if event.kind == "heartbeat" and name in after:
                     after[name] += 1
-            self.survivors_alive("grace", (spec.kill,))
+            self.alive("grace", (spec.kill,))
             time.sleep(POLL_S)
         self.out_of_time("grace")
         silent = [n for n, count in after.items() if not count and spec.grace >= 1 and _beats(spec)]
         if silent:
             raise _Stop("grace", "survivors stopped beating: %s" % ", ".join(silent))
-        self.record("grace", "pass", "", beats=after)
+        self.record("grace", "pass", "", **({"beats": after} if _beats(spec) else {}))
 
     def stop(self) -> None:
-        """Everything we started stopped and gone (spawn); the killed process gone (attach)."""
+        """Everything we started stopped and gone (spawn); the killed process gone, or a
+        stopped one resumed (attach)."""
         from checks.probes import proc
 
         self.began = time.monotonic()
         if self.spec.attach:
             if any(r.name == "kill" and r.status == "pass" for r in self.results):
-                pid = self.spec.attach[0]
-                ends = time.monotonic() + proc.STOP_GRACE_S
-                while proc.alive(pid) and time.monotonic() < ends:
-                    time.sleep(POLL_S)
-                gone = not proc.alive(pid)
-                self.record("stop", "pass" if gone else "fail", "" if gone else "pid %d is still running %gs after "
-                            "the signal" % (pid, proc.STOP_GRACE_S), pid=pid)
+                self.stop_attached()
             return
-        left = [name for name, spawned in self.started.items() if spawned.stop() is None]
+        left = proc.stop_all(list(self.started.values()))
+        left = [name for name, spawned in self.started.items() if spawned in left]
         if self.started:
-            self.record("stop", "fail" if left else "pass", "still running: %s" % ", ".join(left) if left else "",
-                        stopped=sorted(self.started))
+            strays = self.strays()
+            problems = ["still running: %s" % ", ".join(left)] if left else []
+            if strays:
+                problems.append("left running after their group was stopped (they left it with setsid), now "
+                                "killed: %s" % ", ".join(strays))
+            self.record("stop", "fail" if problems else "pass", "; ".join(problems), stopped=sorted(self.started))
+
+    def stop_attached(self) -> None:
+        from checks.probes import proc
+
+        pid = self.victim.pid
+        if self.spec.signum in _STOP_SIGNALS:  # frozen to test detection: not left frozen
+            self.victim.signal_all(signals.SIGCONT)
+            self.record("stop", "pass", "resumed with SIGCONT", pid=pid)
+            return
+        ends = time.monotonic() + proc.STOP_GRACE_S
+        while self.victim.same() and time.monotonic() < ends:
+            time.sleep(POLL_S)
+        gone = not self.victim.same()
+        self.record("stop", "pass" if gone else "fail", "" if gone else "pid %d is still running %gs after the "
+                    "signal" % (pid, proc.STOP_GRACE_S), pid=pid)
+
+    def strays(self) -> List[str]:
+        """The run's processes that escaped their groups and came back to us (a subreaper):
+        killed, and named."""
+        from checks import lifecycle
+        from checks.probes import proc
+
+        found = []
+        time.sleep(POLL_S)  # a daemon's parent, just killed, hands it to us in a moment
+        for pid, argv in lifecycle.strays(self.before):
+            found.append("pid %d (%s)" % (pid, proc.describe(argv)[:80]))
+            try:
+                group = os.getpgid(pid)
+                if group != os.getpgrp():
+                    os.killpg(group, signals.SIGKILL)
+                os.kill(pid, signals.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        return found
+
+
+def _as_fails(results: List[Result]) -> List[Result]:
+    return [r._replace(status="fail" if r.status == "error" else r.status, severity="critical") for r in results]
 
 
 class _Attached:
-    """The one process of a running system that attach mode may signal."""
+    """The one process of a running system that attach mode may signal, known by its pid
+    and its start time, so that a pid reused by another process is never signalled."""
 
     def __init__(self, pid: int):
-        self.pid = pid
+        self.pid, self.started, self.command = pid, _start_time(pid), _cmdline(pid)
 
-    def signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
+    def same(self) -> bool:
+        """Still running, and still the process we attached to."""
+        from checks.probes import proc
+        return proc.alive(self.pid) and _start_time(self.pid) == self.started
+
+    def signal_all(self, signum: int) -> None:
+        os.kill(self.pid, signum)  # the pid alone: its group is the system's, not ours
+
+
+def _start_time(pid: int) -> Optional[int]:
+    """When the process started, in clock ticks since boot (/proc/PID/stat field 22)."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _cmdline(pid: int) -> str:
@@ -783,23 +990,29 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _not_ready(spawned, process: Process, ends: float) -> Optional[str]:
-    """Why the process is not ready by `ends` (it exited; its log never showed the line; its
-    port never answered), or None."""
+def _not_ready(spawned, process: Process, offset: int, ends: float) -> Optional[str]:
+    """Why the process is not ready by `ends` (it exited; its log never showed the line after
+    `offset`; its port never answered), or None. The log is scanned as it grows, the line
+    found even in a piece with no newline yet."""
     import socket
 
     from checks.kinds.spawn import tail
 
     line = process.ready_line.encode() if process.ready_line else None
     port = process.ready_port
+    seen = b""  # the end of what was read: a line cut between two reads is still found
     while True:
         if not spawned.running():
             return "exited with code %s; its log ends: %s" % (spawned.proc.returncode, tail(spawned.log_path))
         if line is not None:
             try:
                 with open(spawned.log_path, "rb") as fh:
-                    if line in fh.read(1 << 20):
-                        line = None
+                    fh.seek(offset)
+                    data = fh.read(1 << 20)
+                offset += len(data)
+                if line in seen + data:
+                    line = None
+                seen = (seen + data)[-len(process.ready_line.encode()):]
             except OSError:
                 pass
         if line is None and port is not None:
@@ -811,6 +1024,15 @@ def _not_ready(spawned, process: Process, ends: float) -> Optional[str]:
         if line is None and port is None:
             return None
         if time.monotonic() >= ends:
-            return "not ready within %gs: %s" % (process.ready_timeout, "no %r in its log" % process.ready_line
-                                                 if line is not None else "nothing answers on port %d" % port)
-        time.sleep(POLL_S)
+            return "not ready within %gs: %s; its log ends: %s" % (
+                process.ready_timeout, "no %r in its log" % process.ready_line if line is not None
+                else "nothing answers on port %d" % port, tail(spawned.log_path))
+        if line is None or not _data_left(spawned.log_path, offset):
+            time.sleep(POLL_S)
+
+
+def _data_left(path: str, offset: int) -> bool:
+    try:
+        return os.path.getsize(path) > offset
+    except OSError:
+        return False

@@ -157,6 +157,34 @@ class Signals:
         self.armed = False
 
 
+def shielded(work) -> Tuple[Any, Optional[Interrupted]]:
+    """work() in a thread of its own, which no signal interrupts: a cleanup runs to its end.
+    A signal meanwhile is kept and returned, for the caller to raise once it is done; an
+    exception in work() is raised here."""
+    box: list = []
+    done = threading.Event()
+
+    def target():
+        try:
+            box.append((True, work()))
+        except BaseException as exc:  # handed to the caller's thread
+            box.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="smoke-shielded", daemon=True).start()
+    late = None
+    while not done.is_set():
+        try:
+            done.wait(0.2)
+        except Interrupted as exc:
+            late = late or exc
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value, late
+
+
 _REAPER_PROCESS = _Reaper()
 
 
@@ -202,6 +230,14 @@ def adopt_orphans() -> bool:
     return bool(call) and call(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
+def strays(before) -> List[Tuple[int, List[str]]]:
+    """Our children that were not there `before` (a set of pids) and are not our helpers:
+    what a process left behind when it escaped its group (setsid) and was re-parented to us."""
+    from checks.probes import proc
+    return [(pid, argv) for pid, argv in children()
+            if pid not in before and not is_internal(os.getpid(), argv) and proc.alive(pid)]
+
+
 def kill_orphans() -> None:
     """At the end of a run: kill the descendants that left their group (setsid) and were
     re-parented to us, with their own groups; a few rounds, as their children come to us in turn."""
@@ -210,7 +246,7 @@ def kill_orphans() -> None:
     import signal
 
     for _ in range(5):
-        orphans = [pid for pid, argv in _children() if not is_internal(os.getpid(), argv)]
+        orphans = [pid for pid, argv in children() if not is_internal(os.getpid(), argv)]
         if not orphans:
             return
         for pid in orphans:
@@ -224,7 +260,7 @@ def kill_orphans() -> None:
                 pass
 
 
-def _children():
+def children():
     """(pid, argv) of our children, read from /proc."""
     me = os.getpid()
     try:

@@ -12,6 +12,7 @@ so the kernel ends a runaway match at its deadline even if smoke.py is gone.
 from __future__ import annotations
 
 import atexit
+import functools
 import marshal
 import os
 import re
@@ -79,10 +80,61 @@ def search_each(pattern: str, texts: Sequence[str], deadline: float, flags: int 
     """search() over many texts (log lines, command lines) in one job."""
     if not texts:  # a poll of a quiet log: no job for the helper
         return []
+    needed = required_text(pattern, flags)
+    if needed and len(texts) > 1:  # lines that cannot match never reach the regex (nor the helper)
+        hits = [i for i, text in enumerate(texts) if needed in text]
+        found: List[Optional[Tuple[Tuple[int, int], ...]]] = [None] * len(texts)
+        if hits:
+            for i, spans in zip(hits, _search_all(pattern, [texts[i] for i in hits], deadline, flags)):
+                found[i] = spans
+        return found
+    return _search_all(pattern, texts, deadline, flags)
+
+
+def _search_all(pattern, texts, deadline, flags):
     if not can_backtrack(pattern) and len(pattern) * sum(map(len, texts)) <= _INLINE_STEPS:
         regex = re.compile(pattern, flags)
         return [None if m is None else m.regs for m in map(regex.search, texts)]
     return _POOL.run((pattern, flags, list(texts)), deadline, pattern)
+
+
+@functools.lru_cache(maxsize=256)
+def required_text(pattern: str, flags: int = 0) -> str:
+    """The longest literal every match must contain ("failed (id" in "(?P<worker>\\S+) failed \\(id"),
+    or "": a line without it cannot match, and `in` is far cheaper than any regex. Read from
+    the pattern's parse: literals in sequence at the top level, or inside plain groups."""
+    try:
+        from re import _parser as parser  # Python 3.11+
+    except ImportError:
+        import sre_parse as parser
+    try:
+        parsed = parser.parse(pattern, flags)
+    except Exception:  # whatever the parser says, compile() reports it better
+        return ""
+    if parsed.state.flags & (re.IGNORECASE | re.VERBOSE):
+        return ""
+    best, run = "", []
+
+    def walk(items) -> None:
+        nonlocal best, run
+        for op, value in items:
+            name = str(op)
+            if name == "LITERAL":
+                run.append(chr(value))
+                continue
+            if name == "SUBPATTERN":  # (group, add_flags, del_flags, pattern) in 3.6+
+                if value[1] or value[2]:
+                    run = []
+                    continue
+                walk(value[-1])
+                continue
+            if len("".join(run)) > len(best):
+                best = "".join(run)
+            run = []
+    walk(parsed)
+    if len("".join(run)) > len(best):
+        best = "".join(run)
+    return best
 
 
 def can_backtrack(pattern: str) -> bool:

@@ -23,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
-from checks import CheckError, ConfigError, expect, runner
+from checks import CheckError, ConfigError, expect, lifecycle, runner
 from checks.config import Fields
 from checks.kinds import STEP_KINDS, build_check
 from checks.lifecycle import Interrupted
@@ -173,7 +173,8 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
     """Run steps in order: (their results, the variables captured). On SIGINT/SIGTERM/SIGHUP
     the `always` steps still run, shielded from further signals, then Interrupted is raised
     again with every result; a step that captures what they need is let finish first.
-    keep_on_failure: `always` steps are skipped after a failure (not after an interrupt). ends: the run's deadline (monotonic), shared by a sequence."""
+    keep_on_failure: `always` steps are skipped after a failure (not after an interrupt).
+    ends: the run's deadline (monotonic), shared by a sequence."""
     results: List[Result] = []
     variables = dict(variables)
     failed: Optional[str] = None
@@ -214,7 +215,7 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         own = ctx._replace(deadline_s=left, cancel=None if step.always else ctx.cancel)
         try:
             if step.always or needed_by_cleanup & set(step.captures):
-                result, late = _shielded(lambda: _run_one(step, name, own, variables, spawned))
+                result, late = lifecycle.shielded(lambda: _run_one(step, name, own, variables, spawned))
                 interrupted = interrupted or late
             else:
                 result = _run_one(step, name, own, variables, spawned)
@@ -230,30 +231,6 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         interrupted.results = results
         raise interrupted
     return results, variables
-
-
-def _shielded(work) -> Tuple[Result, Optional[Interrupted]]:
-    """work() in a thread of its own, which no signal interrupts: a cleanup runs to its end.
-    A signal meanwhile is kept and returned, for the caller to raise once it is done."""
-    import threading
-
-    box: list = []
-    done = threading.Event()
-
-    def target():
-        try:
-            box.append(work())
-        finally:
-            done.set()
-
-    threading.Thread(target=target, name="smoke-always", daemon=True).start()
-    late = None
-    while not done.is_set():
-        try:
-            done.wait(0.2)
-        except Interrupted as exc:
-            late = late or exc
-    return box[0], late
 
 
 def known(step: Step, variables: Dict[str, Any]) -> str:

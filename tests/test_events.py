@@ -91,3 +91,44 @@ def test_timestamps_in_their_common_forms(text, expected):
 def test_a_syslog_time_has_no_year_and_is_the_last_such_date():
     stamp = timestamp("%s worker[12]: heartbeat" % time.strftime("%b %d %H:%M:%S", time.localtime()))
     assert stamp is not None and abs(stamp - time.time()) < 2
+
+
+def test_a_rotated_file_is_read_to_its_end_however_much_it_still_holds(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("start\n")
+    follow = Follow(str(log))
+    assert follow.lines() == ["start"]
+    with open(str(log), "a") as fh:
+        fh.write(("x" * 99 + "\n") * 50000 + "the last old line\n")  # 5 MB unread when it rotates
+    os.rename(str(log), str(tmp_path / "app.log.1"))
+    log.write_text("new\n")
+    lines = []
+    for _ in range(10):
+        lines += follow.lines()
+    assert lines[-2:] == ["the last old line", "new"] and len(lines) == 50002
+
+
+def test_a_log_that_is_no_regular_file_is_a_problem_not_a_hang(tmp_path):
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(str(fifo))
+    follow = Follow(str(fifo))
+    assert follow.lines() == [] and follow.problem == "%s is not a regular file" % fifo
+    follow = Follow(str(tmp_path))
+    assert follow.lines() == [] and "is not a regular file" in follow.problem
+
+
+def test_a_local_time_with_a_comma_as_pythons_logging_writes_it():
+    stamp = time.mktime((2026, 12, 1, 20, 29, 13, 0, 0, -1)) + 0.123
+    assert abs(timestamp("2026-12-01 20:29:13,123 INFO worker w1 failed") - stamp) < 1e-6
+    assert timestamp("2026-12-01T20:29:13.5Z") == calendar.timegm((2026, 12, 1, 20, 29, 13)) + 0.5
+
+
+@pytest.mark.parametrize("pattern, needed", [
+    (r"(?P<worker>\S+) failed \(id", " failed (id"), (r"\+sdown master (?P<worker>\S+)", "+sdown master "),
+    (r"ERROR|FATAL", ""), (r"(?i)failed", ""), (r"ab?cd", "cd"), (r"x(ab)*y", "x")])
+def test_the_text_every_match_must_hold_lets_other_lines_skip_the_regex(pattern, needed):
+    from checks import regex
+    assert regex.required_text(pattern) == needed
+    lines = ["noise %d" % i for i in range(1000)] + ["w1 failed (id 7)", "+sdown master mymaster 127.0.0.1 6379"]
+    spans = regex.search_each(pattern, lines, time.monotonic() + 5)
+    assert spans == [regex.search(pattern, line, time.monotonic() + 5) for line in lines]

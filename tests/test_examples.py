@@ -1,5 +1,6 @@
 """Every example config in examples/ passes --validate and --dry-run, as README promises."""
 
+import json
 import os
 import subprocess
 import sys
@@ -23,3 +24,10 @@ def test_an_example_validates_and_plans(path):
 
 def test_there_is_an_example_per_platform():
     assert {p.stem for p in EXAMPLES} == {"bentoml", "mlserver", "truss-baseten", "openai-compatible"}
+
+
+def test_the_readme_shows_the_example_config_as_it_is():
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("```json", readme.index("### Redis Sentinel, spawned")) + len("```json")
+    example = ROOT / "examples" / "heartbeat" / "redis-sentinel.json"
+    assert json.loads(readme[start:readme.index("```", start)]) == json.loads(example.read_text())

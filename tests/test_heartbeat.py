@@ -210,3 +210,125 @@ def test_bad_worker_counts_templates_and_placeholders_are_exit_2(tmp_path):
         done, _, _ = heartbeat(section(tmp_path, **extra), "--validate")
         assert done.returncode == 2 and words in done.stderr, (extra, done.stderr)
     assert not list(tmp_path.glob("run-*"))
+
+
+def test_a_process_that_escapes_its_group_is_named_and_killed(tmp_path):
+    # w2 leaves a daemon behind in a session of its own: stop must find it, kill it and say so
+    worker = ["sh", "-c", '[ {worker} = w2 ] && setsid sh -c "sleep 300; echo {run_dir}" >/dev/null 2>&1 & '
+              'exec "$0" %s worker --coordinator 127.0.0.1:{port} --name {worker} --id {worker_id} '
+              '--interval 0.2' % CLUSTER, sys.executable]
+    done, _, results = heartbeat(section(tmp_path, worker_command=worker))
+    assert done.returncode == 1 and results["stop"]["status"] == "fail", results["stop"]
+    assert "left running after their group was stopped" in results["stop"]["message"]
+    assert "sleep 300" in results["stop"]["message"] and ours(tmp_path) == []
+
+
+def test_an_earlier_runs_events_in_a_reused_run_dir_do_not_count(tmp_path):
+    fixed = {"run_dir": str(tmp_path / "run-fixed")}
+    done, _, _ = heartbeat(section(tmp_path, **fixed))
+    assert done.returncode == 0
+    done, _, results = heartbeat(section(tmp_path, ["--never-detect"], **fixed))
+    assert done.returncode == 1 and "no failure event for w1" in results["detect"]["message"], results["detect"]
+
+
+def test_a_false_positive_before_the_kill_fails_the_workers_step(tmp_path):
+    # the lie comes 1.2 s after start, while 10 beats at 0.2 s are still being counted
+    done, _, results = heartbeat(section(tmp_path, ["--false-positive", "w2"], min_beats=10))
+    assert done.returncode == 1 and results["kill"]["status"] == "skip"
+    assert "false positive: w2 reported failed before anything was killed" in results["workers"]["message"]
+
+
+def test_a_worker_behind_a_wrapper_is_killed_with_its_whole_group(tmp_path):
+    worker = ["sh", "-c", '"$@"; echo the worker ended', "sh", sys.executable, CLUSTER, "worker", "--coordinator",
+              "127.0.0.1:{port}", "--name", "{worker}", "--id", "{worker_id}", "--interval", "0.2"]
+    done, _, results = heartbeat(section(tmp_path, worker_command=worker))
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
+
+
+def test_an_events_log_that_cannot_be_read_is_an_error_not_a_dead_cluster(tmp_path):
+    done, report, results = heartbeat(section(tmp_path, events={"log": "{run_dir}/logs"}))
+    assert done.returncode == 3 and results["workers"]["status"] == "error"
+    assert "is not a regular file" in results["workers"]["message"] and ours(tmp_path) == []
+
+
+def test_a_wrong_field_says_what_the_log_held(tmp_path):
+    done, _, results = heartbeat(section(tmp_path, events={"log": "{run_dir}/events.ndjson", "worker_field": "wid"},
+                                         stable_timeout=1))
+    message = results["workers"]["message"]
+    assert done.returncode == 1 and "none an event of the configured kind (the last: {" in message, message
+
+
+def test_a_signal_while_stopping_keeps_every_result_and_stops_in_one_grace(tmp_path):
+    # workers that ignore SIGTERM: stopping waits one shared grace (5 s), not 5 s each
+    worker = ["sh", "-c", "trap '' TERM; \"$0\" %s worker --coordinator 127.0.0.1:{port} --name {worker} "
+              "--id {worker_id} --interval 0.2; sleep 30" % CLUSTER, sys.executable]
+    proc = subprocess.Popen([sys.executable, SMOKE, "heartbeat", "--config", section(tmp_path, worker_command=worker,
+                                                                                      grace=0.5)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not list(tmp_path.glob("run-*/logs/w1.id")):
+        time.sleep(0.05)
+    time.sleep(3.5)  # steady, killed, detected, grace over: stopping
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    report = json.loads(out)
+    results = {r["name"]: r for r in report["results"]}
+    assert proc.returncode == 143 and results["detect"]["status"] == "pass", results
+    assert results["stop"]["duration_ms"] < 8000 and "run_dir" in report["metrics"]["heartbeat"]
+    assert ours(tmp_path) == []
+
+
+def test_overrides_on_the_command_line_change_a_configured_run(tmp_path):
+    done, report, results = heartbeat(section(tmp_path), "--signal", "SIGTERM", "--grace", "0.5", "--deadline", "3")
+    assert done.returncode == 0, done.stderr
+    assert results["kill"]["facts"]["signal"] == "SIGTERM" and report["metrics"]["heartbeat"]["deadline_s"] == 3
+
+
+def test_only_and_min_pass_rate_cannot_cut_the_scenario_short(tmp_path):
+    done, _, results = heartbeat(section(tmp_path, ["--never-detect"]), "--only", "detect", "--min-pass-rate", "0.5")
+    assert done.returncode == 1 and results["detect"]["status"] == "fail"
+    assert all(r["severity"] == "critical" for r in results.values())
+    dry = subprocess.run([sys.executable, SMOKE, "heartbeat", "--config", section(tmp_path), "--only", "detect",
+                          "--dry-run"], capture_output=True, text=True, timeout=30)
+    assert dry.returncode == 0 and "coordinator" in dry.stdout and "stop" in dry.stdout
+
+
+def test_templates_stay_in_run_dir_and_keep_literal_braces(tmp_path):
+    template = tmp_path / "run.sh"
+    template.write_text('PORT={my_port}\necho "${HOME}" {{literal}}\n{my_port}\n')
+    extra = {"command": ["true"], "templates": [{"from": str(template), "to": "/tmp/outside-{name}.sh"}]}
+    done, _, _ = heartbeat(section(tmp_path, workers=extra), "--validate")
+    assert done.returncode == 2 and "is outside run_dir" in done.stderr
+    path = section(tmp_path)
+    doc = json.loads(open(path).read())
+    doc["heartbeat"]["workers"]["templates"] = [{"from": str(template), "to": "{dir}/sub/run.sh"}]
+    doc["heartbeat"]["workers"]["env"] = {"MY_PORT": "{my_port}"}
+    open(path, "w").write(json.dumps(doc))
+    done, report, _ = heartbeat(path)
+    assert done.returncode == 0, done.stdout[-500:]
+    text = open(os.path.join(report["metrics"]["heartbeat"]["run_dir"], "data", "w1", "sub", "run.sh")).read()
+    assert '"${HOME}" {literal}' in text and text.startswith("PORT=") and text.splitlines()[2].isdigit()
+
+
+def test_more_bad_configs_are_exit_2(tmp_path):
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(str(fifo))
+    for extra, words in (({"signal": "32"}, "is not a signal to send"), ({"signal": "0"}, "is not a signal to send"),
+                         ({"run_dir": "/dev/null/{run_id}"}, "cannot create"),
+                         ({"run_dir": str(tmp_path / "{nope}")}, "{nope} is not a placeholder here"),
+                         ({"events": {"logs": []}}, "give at least one log"),
+                         ({"events": {"logs": ["{run_dir}/logs/ghost.log"]}}, "is the log of no process"),
+                         ({"expect_worker": "w1"}, "expect_worker is for attach mode"),
+                         ({"events": {"log": "x", "failure_pattern": "(?P<worker>w)", "worker_field": "w"}},
+                          "worker_field is for NDJSON events"),
+                         ({"workers": {"names": []}}, "give 1 to 256 names"),
+                         ({"worker": {"count": 2}}, "(is 'worker' a typo of it?)")):
+        table = json.loads(open(section(tmp_path)).read())["heartbeat"]
+        if "worker" in extra:
+            table.pop("workers")
+        table.update(extra)
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps({"heartbeat": table}))
+        done, _, _ = heartbeat(str(path), "--validate")
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (extra, done.stderr)
+    assert not list(tmp_path.glob("run-*"))

@@ -1,6 +1,7 @@
 """heartbeat in attach mode against a running fixtures/cluster.py: nothing spawned, only the victim killed."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -114,4 +115,58 @@ def test_bad_attach_input_is_exit_2_and_nothing_is_signalled(cluster, args, word
     assert done.returncode == 2 and words in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     time.sleep(0.3)
+    assert not gone(cluster["w1"].pid)
+
+
+def test_a_victim_that_ends_before_the_kill_is_never_signalled(cluster):
+    short = subprocess.Popen(["sleep", "1"])
+    done, _, results = attach("--pid", short.pid, "--log", cluster["events"], "--failure-pattern", FAILED,
+                              "--heartbeat-pattern", BEAT, "--expect-worker", "w1", "--min-beats", 30)
+    short.wait()
+    assert done.returncode == 1 and "ended before it was killed (sleep 1)" in results["workers"]["message"]
+    assert results["kill"]["status"] == "skip" and cluster["w1"].poll() is None
+
+
+def test_a_stopped_process_is_resumed_at_the_end(cluster):
+    done, _, results = attach("--pid", cluster["w1"].pid, "--signal", "SIGSTOP", "--log", cluster["events"],
+                              "--failure-pattern", FAILED, "--expect-worker", "w1", "--deadline", 3, "--grace", 0.5)
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
+    assert results["stop"]["message"] == "resumed with SIGCONT"
+    with open("/proc/%d/stat" % cluster["w1"].pid) as fh:
+        assert fh.read().rsplit(")", 1)[1].split()[0] != "T"
+
+
+def test_a_slow_pattern_is_an_error_with_the_report_kept(cluster):
+    pattern = r"(?P<worker>\S+) failed \(id"  # backtracks on a long word, but only lines with " failed (id" reach it
+    with open(cluster["events"], "a") as fh:
+        fh.write("A" * 60000 + "\n")  # cannot match: skipped without running the pattern
+    done, _, results = attach("--pid", cluster["w1"].pid, "--log", cluster["events"], "--failure-pattern", pattern,
+                              "--expect-worker", "w1", "--deadline", 3, "--grace", 0.5)
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
+    proc = subprocess.Popen([sys.executable, SMOKE, "heartbeat", "--pid", str(cluster["w2"].pid), "--log",
+                             cluster["events"], "--failure-pattern", r"(?P<worker>(a|a?)+)+ failed \(id",
+                             "--expect-worker", "w2", "--grace", "0.5"], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    with open(cluster["events"], "a") as fh:
+        fh.write("a" * 5000 + "! failed (id x)\n")
+    out, _ = proc.communicate(timeout=60)
+    results = {r["name"]: r for r in json.loads(out)["results"]}
+    assert proc.returncode == 3 and results["kill"]["status"] == "pass" and results["detect"]["status"] == "error"
+    assert "did not finish" in results["detect"]["message"]
+
+
+def test_a_log_given_twice_through_a_link_and_our_own_ancestors_are_refused(cluster, tmp_path):
+    link = tmp_path / "link.log"
+    link.symlink_to(cluster["events"])
+    done, _, _ = attach("--pid", cluster["w1"].pid, "--log", cluster["events"], "--log", link, "--failure-pattern",
+                        FAILED, "--expect-worker", "w1")
+    assert done.returncode == 2 and "a log is given twice (or through a link)" in done.stderr
+    done, _, _ = attach("--pid", os.getpid(), "--log", cluster["events"], "--failure-pattern", FAILED,
+                        "--expect-worker", "w1")
+    assert done.returncode == 2 and "is smoke.py itself or one of the processes that started it" in done.stderr
+    fifo = tmp_path / "fifo.pid"
+    os.mkfifo(str(fifo))
+    done, _, _ = attach("--pidfile", fifo, "--log", cluster["events"], "--failure-pattern", FAILED,
+                        "--expect-worker", "w1", "--validate")
+    assert done.returncode == 2 and "not a regular file" in done.stderr
     assert not gone(cluster["w1"].pid)

@@ -84,3 +84,4 @@ def test_attach_mode_kills_the_running_master_and_a_quorum_of_sentinels_sees_it(
     assert metrics["quorum"] == 2 and len(metrics["detectors"]) >= 2 and 0.9 < metrics["detection_s"] < 3
     assert sentinels["master"].wait(5) == -9
     assert all(proc.poll() is None for proc in sentinels["sentinels"])  # not ours: still running
+

@@ -7,7 +7,7 @@ lines (kept until their newline comes) and long lines (cut at max_line, the rest
 that line dropped). Events reads NDJSON (a topic field and a worker field) or plain
 text with regular expressions whose named group `worker` names the worker; lines that
 are neither (noise, broken JSON) are skipped. Timestamps are recognised when present:
-ISO 8601, epoch seconds or milliseconds in a JSON field, Redis's `23 Nov 2026
+ISO 8601 (local time when it has no zone), epoch seconds or milliseconds in a JSON field, Redis's `23 Nov 2026
 16:31:41.123`, syslog's `Nov 23 16:31:41`, and logfmt's `ts=`.
 """
 
@@ -18,6 +18,7 @@ import collections
 import json
 import os
 import re
+import stat
 import time
 
 TYPE_CHECKING = False
@@ -28,20 +29,24 @@ from checks import ConfigError, regex
 
 MAX_LINE = 64 * 1024
 _READ = 1024 * 1024  # at most this much per poll: a huge backlog cannot stall a poll
+_ROTATED_READS = 256  # a rotated file is read to its end, up to 256 MiB, before the new one
 _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
                                        "dec"), 1)}
 # Each a fixed shape, no nested repetition: no backtracking on a hostile line.
-_ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?")
+_ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)([.,]\d+)?(Z|[+-]\d\d:?\d\d)?")
 _REDIS = re.compile(r"\b(\d{1,2}) ([A-Z][a-z]{2}) (\d{4}) (\d\d):(\d\d):(\d\d)(\.\d+)?")
 _SYSLOG = re.compile(r"^([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)\b")
 _LOGFMT = re.compile(r"(?:^|\s)(?:ts|time)=\"?([^\s\"]+)")
 
 
 class Follow:
-    """New whole lines of a file since the last call to lines()."""
+    """New whole lines of a file since the last call to lines(). from_end: what the file
+    holds at the first call does not count (a file that appears later is read whole).
+    problem: why the path cannot be read (not a regular file, no permission), or None."""
 
     def __init__(self, path: str, from_end: bool = False, max_line: int = MAX_LINE):
         self.path, self.max_line = path, max_line
+        self.problem: Optional[str] = None
         self._file = None
         self._identity = None
         self._partial = b""
@@ -54,14 +59,23 @@ class Follow:
             now = os.stat(self.path)
         except OSError:
             now = None
+        if now is not None and not stat.S_ISREG(now.st_mode):  # a FIFO would block, /dev/zero never end
+            self.problem = "%s is not a regular file" % self.path
+            now = None
         if self._file is not None and (now is None or (now.st_dev, now.st_ino) != self._identity):
-            self._read(out)  # rotated away: what the old file still had comes first
+            for _ in range(_ROTATED_READS):  # rotated away: what the old file still had comes first
+                if not self._read(out):
+                    break
             self._close()
+        if self._file is None and now is None:
+            self._from_end = False  # it appears later: all of it is new
         if self._file is None and now is not None:
             try:
                 self._file = open(self.path, "rb")
-            except OSError:
+            except OSError as exc:
+                self.problem = "cannot read %s: %s" % (self.path, exc.strerror or exc)
                 return out
+            self.problem = None
             self._identity = (now.st_dev, now.st_ino)
             if self._from_end:
                 self._file.seek(0, os.SEEK_END)
@@ -73,10 +87,15 @@ class Follow:
             self._read(out)
         return out
 
-    def _read(self, out: List[str]) -> None:
-        data = self._file.read(_READ)
+    def _read(self, out: List[str]) -> bool:
+        """Read the next piece into out; whether there was one."""
+        try:
+            data = self._file.read(_READ)
+        except OSError as exc:
+            self.problem = "cannot read %s: %s" % (self.path, exc.strerror or exc)
+            return False
         if not data:
-            return
+            return False
         pieces = (self._partial + data).split(b"\n")
         self._partial = pieces.pop()
         for piece in pieces:
@@ -87,6 +106,7 @@ class Follow:
             if not self._dropping:
                 out.append(self._partial[:self.max_line].decode("utf-8", "replace"))
             self._partial, self._dropping = b"", True
+        return True
 
     def _close(self) -> None:
         self._file.close()
@@ -115,8 +135,10 @@ class Events:
             if problem:
                 raise ConfigError("%s.%s: %s" % (where, kind, problem))
             if "worker" not in re.compile(pattern).groupindex:
-                raise ConfigError("%s.%s: the pattern needs a group (?P<worker>...) naming the worker, e.g. "
-                                  "'\\+sdown master (?P<worker>\\S+)'" % (where, kind))
+                example = "'\\+sdown master (?P<worker>\\S+)'" if kind == "failure" else \
+                    "'heartbeat from (?P<worker>\\S+)'"
+                raise ConfigError("%s.%s: the pattern needs a group (?P<worker>...) naming the worker, e.g. %s"
+                                  % (where, kind, example))
             self.patterns[kind] = pattern
 
     def warm(self, deadline: float) -> None:
@@ -138,7 +160,7 @@ class Events:
         for kind, pattern in self.patterns.items():
             group = re.compile(pattern).groupindex["worker"]
             for line, spans in zip(rest, regex.search_each(pattern, rest, deadline)):
-                if spans is not None and spans[group][0] >= 0:
+                if spans is not None and spans[group][1] > spans[group][0] >= 0:  # an empty name names no one
                     start, end = spans[group]
                     found.append(Event(kind, line[start:end], timestamp(line), seen, line))
         return found
@@ -175,13 +197,16 @@ def timestamp(value: Any) -> Optional[float]:
     iso = _ISO.search(text)
     if iso:
         year, month, day, hour, minute, second = (int(g) for g in iso.groups()[:6])
-        epoch = calendar.timegm((year, month, day, hour, minute, second)) + float(iso.group(7) or 0)
+        fraction = float((iso.group(7) or "0").replace(",", "."))  # Python's logging writes 12:00:00,123
         zone = iso.group(8)
-        if zone and zone != "Z":
+        if not zone:  # no zone: local time, as Python's logging, Redis and syslog write it
+            return time.mktime((year, month, day, hour, minute, second, 0, 0, -1)) + fraction
+        epoch = calendar.timegm((year, month, day, hour, minute, second)) + fraction
+        if zone != "Z":
             sign = 1 if zone[0] == "+" else -1
             digits = zone[1:].replace(":", "")
             epoch -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-        return epoch  # no zone given: read as UTC, as servers in containers write it
+        return epoch
     redis = _REDIS.search(text)
     if redis and redis.group(2).lower() in _MONTHS:
         day, month, year = int(redis.group(1)), _MONTHS[redis.group(2).lower()], int(redis.group(3))
