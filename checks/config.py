@@ -228,7 +228,10 @@ def range_problem(value: float, low: float, high: float = math.inf) -> Optional[
         below = value < low
     except OverflowError:
         below = False
-    return "must be %s" % ("at least %g" % low if below or high == math.inf else "between %g and %g" % (low, high))
+    def shown(bound: float) -> str:  # 4194304, not 4.1943e+06
+        return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e15 else "%g" % bound
+    return "must be %s" % ("at least %s" % shown(low) if below or high == math.inf
+                           else "between %s and %s" % (shown(low), shown(high)))
 
 
 def bounded(low: float, high: float = math.inf, integer: bool = False):

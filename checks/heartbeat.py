@@ -46,6 +46,7 @@ MAX_TEMPLATE = 1024 * 1024
 POLL_S = 0.02  # how often the event logs are read: the tool's observation lag
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _BUILD_TIMEOUT_S = 600.0  # a cold build can take minutes
+_TIMINGS = ("heartbeat_interval", "failure_timeout", "clock_skew", "self_fence_timeout")
 
 
 class Process(collections.namedtuple("Process", "name argv env cwd files ready_line ready_port ready_timeout "
@@ -150,6 +151,11 @@ def load(section, where: str = NAME) -> Spec:
     run_dir = os.path.abspath(_filled(fields.path("run_dir", "./data/smoke/{run_id}"), {"run_id": run_id},
                                       fields.at("run_dir")))
     builtins: Dict[str, Any] = {"run_dir": run_dir, "run_id": run_id}
+    deadline = fields.number("deadline", 5, 0.01, 3600)
+    bound = _timing_contract(fields, deadline)
+    # the system's timings as placeholders, so a coordinator's --timeout and failure_timeout are one number
+    builtins.update((key, fields.data[key]) for key in _TIMINGS if key in fields.data)
+    builtins["deadline"] = deadline
     attach = _attach(fields)
     if attach is None:
         if "expect_worker" in section:
@@ -176,8 +182,6 @@ def load(section, where: str = NAME) -> Spec:
     if kill not in names:
         raise ConfigError("%s: %r is no worker's name (workers: %s)" % (fields.at("kill"), kill, ", ".join(names)))
     signum = _signal(fields.text("signal", "SIGKILL"), fields.at("signal"))
-    deadline = fields.number("deadline", 5, 0.01, 3600)
-    bound = _timing_contract(fields, deadline)
     if attach is None:
         _check_writable(run_dir, fields.at("run_dir"))
     spec = Spec(run_dir, run_id, preflight, build, coordinators, workers, first, logs, matcher, quorum,

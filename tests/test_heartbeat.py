@@ -332,3 +332,14 @@ def test_more_bad_configs_are_exit_2(tmp_path):
         done, _, _ = heartbeat(str(path), "--validate")
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (extra, done.stderr)
     assert not list(tmp_path.glob("run-*"))
+
+
+def test_the_systems_timings_are_placeholders_too(tmp_path):
+    path = section(tmp_path, failure_timeout=0.6, heartbeat_interval=0.2)
+    doc = json.loads(open(path).read())
+    doc["heartbeat"]["coordinator"]["command"][-4:] = ["--interval", "{heartbeat_interval}", "--timeout",
+                                                       "{failure_timeout}"]
+    open(path, "w").write(json.dumps(doc))
+    done = subprocess.run([sys.executable, SMOKE, "heartbeat", "--config", path, "--dry-run"], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0 and "--interval 0.2 --timeout 0.6" in done.stdout, done.stdout
