@@ -28,6 +28,7 @@ COMMANDS = {
                                 "in its logs, always clean up; once per target of a matrix"),
     "heartbeat": ("checks.heartbeat", "boot a coordinator and workers, kill a worker, and time how fast its "
                                       "failure is detected, against a deadline"),
+    "perf": ("checks.perf", "latency percentiles, throughput and error rate under load, against thresholds"),
     "all": (None, "run every section the config file has"),
 }
 

@@ -197,6 +197,99 @@ def heartbeat_lag(workdir, runs=15):
     return lags[len(lags) // 2], lags[-1]
 
 
+def start_nginx(workdir):
+    """nginx from Debian answering a small static body, or None when it is not installed."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not nginx:
+        return None, None
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    temp = " ".join("%s_temp_path %s/%s;" % (kind, workdir, kind) for kind in ("client_body", "proxy", "fastcgi",
+                                                                            "uwsgi", "scgi"))
+    with open(os.path.join(workdir, "nginx.conf"), "w") as fh:
+        fh.write("worker_processes 1; daemon off; pid %s/nginx.pid; error_log %s/error.log;\n"
+                 "events { worker_connections 1024; }\n"
+                 "http { access_log off; keepalive_requests 10000000; %s server { listen 127.0.0.1:%d; "
+                 "location / { return 200 'hello'; } } }\n" % (workdir, workdir, temp, port))
+    proc = subprocess.Popen([nginx, "-c", os.path.join(workdir, "nginx.conf"), "-p", workdir],
+                            stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc, port
+
+
+def perf_rps(url, seconds=3):
+    done = subprocess.run([PY, SMOKE, "perf", "--url", url, "--duration", str(seconds), "--connections", "10"],
+                          capture_output=True, text=True, timeout=120)
+    facts = json.loads(done.stdout)["metrics"]["perf"]["targets"]["url"]
+    return facts["rps"], facts.get("p50_ms")
+
+
+def hey_rps(url, seconds=3):
+    import re
+    done = subprocess.run(["hey", "-z", "%ds" % seconds, "-c", "10", url], capture_output=True, text=True,
+                          timeout=120)
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))
+
+
+def wrk_p50(url, seconds=3):
+    """wrk's p50 in ms at one connection (wrk --latency prints its percentiles)."""
+    import re
+    done = subprocess.run(["wrk", "-t1", "-c1", "-d%ds" % seconds, "--latency", url], capture_output=True,
+                          text=True, timeout=120)
+    value, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", done.stdout).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def perf_figures(missed):
+    """perf's load generator against its peers, on the same server in one run."""
+    with tempfile.TemporaryDirectory() as workdir:
+        nginx, port = start_nginx(workdir)
+        if nginx is None:
+            print("perf: nginx is not installed (apt install nginx): throughput not compared")
+        else:
+            try:
+                url = "http://127.0.0.1:%d/" % port
+                ours, _ = perf_rps(url)
+                if shutil.which("hey"):
+                    theirs = hey_rps(url)
+                    print("perf: %.0f req/s at 10 connections against nginx, hey %.0f: ratio %.2f (target >= 1.00)"
+                          % (ours, theirs, ours / theirs))
+                    if ours < theirs:
+                        missed.append("perf throughput")
+                else:
+                    print("perf: %.0f req/s at 10 connections against nginx (hey is not installed)" % ours)
+            finally:
+                nginx.terminate()
+                nginx.wait(10)
+        service, port = start_service(workdir)
+        try:
+            url = "http://127.0.0.1:%d/latency?delay_ms=20" % port
+            done = subprocess.run([PY, SMOKE, "perf", "--url", url, "--duration", "3", "--connections", "1"],
+                                  capture_output=True, text=True, timeout=120)
+            ours = json.loads(done.stdout)["metrics"]["perf"]["targets"]["url"]["p50_ms"]
+            if shutil.which("wrk"):
+                theirs = wrk_p50(url)
+                print("perf: p50 %.2f ms against a 20 ms server at 1 connection, wrk %.2f: %.2f ms apart "
+                      "(target <= 0.5)" % (ours, theirs, abs(ours - theirs)))
+                if abs(ours - theirs) > 0.5:
+                    missed.append("perf overhead")
+            else:
+                print("perf: p50 %.2f ms against a 20 ms server at 1 connection (wrk is not installed)" % ours)
+        finally:
+            service.terminate()
+            service.wait(10)
+    import array
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    samples = array.array("d", (float(i % 997) for i in range(1000000)))
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
+    print("perf: one million samples take %.1f MB (an array('d'); target < 30)" % max(grown, len(samples) * 8 / 1e6))
+    if len(samples) * 8 / 1e6 >= 30:
+        missed.append("perf memory")
+
+
 def main():
     parser = argparse.ArgumentParser(description="smoke.py benchmarks (ratios measured in one run)")
     parser.add_argument("--runs", type=int, default=15, help="start-up samples per command (median)")
@@ -252,6 +345,7 @@ def main():
           % (median, worst))
     if median >= 50:
         missed.append("heartbeat observation lag")
+    perf_figures(missed)
     print("missed: %s" % ", ".join(missed) if missed else "all targets met")
     return 1 if missed else 0
 

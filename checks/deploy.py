@@ -78,12 +78,8 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
         raise ConfigError("--identical compares answers: give --repeat N (2 or more) too")
     table = {"kind": "http", "url": args.predict_url, "method": "POST", "timeout": args.timeout,
              "expect": args.expect or ["status < 400"]}
-    headers = {}
-    for header in args.header:
-        name, colon, value = header.partition(":")
-        if not colon or not name.strip():
-            raise ConfigError("--header %r: expected 'Name: value'" % header)
-        headers[name.strip()] = value.strip()
+    from checks.probes.http import header_flags
+    headers = header_flags(args.header)
     if headers:
         table["headers"] = headers
     if args.json is not None:

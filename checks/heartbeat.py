@@ -946,14 +946,7 @@ class _Run:
         time.sleep(POLL_S)  # a daemon's parent, just killed, hands it to us in a moment
         for pid, argv in lifecycle.strays(self.before):
             found.append("pid %d (%s)" % (pid, proc.describe(argv)[:80]))
-            try:
-                group = os.getpgid(pid)
-                if group != os.getpgrp():
-                    os.killpg(group, signals.SIGKILL)
-                os.kill(pid, signals.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+            lifecycle.kill_child(pid)
         return found
 
 

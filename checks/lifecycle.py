@@ -243,21 +243,26 @@ def kill_orphans() -> None:
     re-parented to us, with their own groups; a few rounds, as their children come to us in turn."""
     if not adopt_orphans.cache_info().currsize:
         return
-    import signal
-
     for _ in range(5):
         orphans = [pid for pid, argv in children() if not is_internal(os.getpid(), argv)]
         if not orphans:
             return
         for pid in orphans:
-            try:
-                group = os.getpgid(pid)
-                if group != os.getpgrp():
-                    os.killpg(group, signal.SIGKILL)
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (OSError, ChildProcessError):
-                pass
+            kill_child(pid)
+
+
+def kill_child(pid: int) -> None:
+    """SIGKILL a child of ours and its own group (never ours), and collect it."""
+    import signal
+
+    try:
+        group = os.getpgid(pid)
+        if group != os.getpgrp():
+            os.killpg(group, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (OSError, ChildProcessError):
+        pass
 
 
 def children():

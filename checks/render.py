@@ -12,7 +12,7 @@ import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Any, Callable, Dict
+    from typing import Any, Callable, Dict, List
 
 from checks.model import cut
 
@@ -68,7 +68,11 @@ def render_text(report: Dict[str, Any], color: bool = False) -> str:
         if result["status"] in ("skip", "pass") and result["message"]:
             line += "  " + printable(result["message"])
         lines.append(line)
-        if result["status"] in ("fail", "warn", "error"):
+        if result["kind"] == "perf" and result["facts"].get("count"):  # its own table says the rest
+            if result["status"] in ("fail", "warn", "error"):
+                lines.append("      " + printable(result["message"]))
+            lines.extend("      " + printable(line) for line in _load_lines(result))
+        elif result["status"] in ("fail", "warn", "error"):
             lines.extend("      " + printable(evidence) for evidence in _evidence(result))
     for problem in report.get("problems", []):
         lines.append(paint("ERROR", "PROBLEM") + " " + printable(problem))
@@ -82,6 +86,29 @@ def render_text(report: Dict[str, Any], color: bool = False) -> str:
         tail = paint("INTERRUPTED", "INTERRUPTED by %s" % report["interrupted"]) + "; " + tail
     lines.append(tail)
     return "\n".join(lines) + "\n"
+
+
+def _load_lines(result: Dict[str, Any]) -> List[str]:
+    """A perf result as a table: percentiles, rate, errors by kind, each threshold with what
+    was observed, and a histogram of the latencies (log-scaled buckets)."""
+    facts = result["facts"]
+    cells = ["%s %s" % (label, facts[key]) for label, key in (
+        ("min", "min_ms"), ("p50", "p50_ms"), ("p90", "p90_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"),
+        ("p99.9", "p999_ms"), ("max", "max_ms")) if key in facts]
+    out = ["latency ms: " + "  ".join(cells) + "  (n %d)" % facts.get("n", 0)]
+    out.append("%s req/s over %ss; %d requests, %d errors (%.2f%%)" % (
+        facts["rps"], facts["duration_s"], facts["count"], facts["errors"], facts["error_rate"] * 100))
+    if facts.get("errors_by_kind"):
+        out.append("errors: " + ", ".join("%s x%d" % item for item in sorted(facts["errors_by_kind"].items())))
+    for condition in result.get("expect", []):
+        subject = condition.split()[0]
+        out.append("threshold %s: observed %s" % (condition, facts.get(subject, facts.get("insufficient", {}).get(
+            subject, "none"))))
+    histogram = facts.get("histogram") or []
+    most = max([count for _, count in histogram] + [1])
+    for bound, count in histogram:
+        out.append("%10.3f ms |%-40s %d" % (bound, "#" * int(round(40.0 * count / most)), count))
+    return out
 
 
 def _painter(color: bool) -> Callable[[str, str], str]:

@@ -156,7 +156,7 @@ def test_toml_config_where_tomllib_exists(tmp_path, service):
     ('{"health": {"checks": [{"name": "x", "kind": "tcp", "address": "h:1"},'
      ' {"name": "x", "kind": "tcp", "address": "h:2"}]}}',
      "health.checks[1].name: 'x' is used twice; names must be unique"),
-    ('{"helth": {}}', "unknown section 'helth' (known: health, deploy, heartbeat)"),
+    ('{"helth": {}}', "unknown section 'helth' (known: health, deploy, heartbeat, perf)"),
     ('{"health": {"checks": []}}', "nothing to check"),
     ('{"health": {"checks": [{"kind": "http", "url": "${NOPE_NOT_SET}"}]}}',
      "health.checks[0].url: environment variable NOPE_NOT_SET is not set"),

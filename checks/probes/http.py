@@ -99,6 +99,17 @@ def request_headers(fields) -> Dict[str, str]:
     return headers
 
 
+def header_flags(values) -> Dict[str, str]:
+    """--header 'Name: value' flags as a headers table."""
+    headers = {}
+    for header in values:
+        name, colon, value = header.partition(":")
+        if not colon or not name.strip():
+            raise ConfigError("--header %r: expected 'Name: value'" % header)
+        headers[name.strip()] = value.strip()
+    return headers
+
+
 def ascii_url(url: str) -> str:
     """A URL as it goes on the wire: an IDN host in its xn-- form, other non-ASCII
     characters percent-encoded (http://h/café -> /caf%C3%A9), as a browser sends them."""

@@ -1,0 +1,428 @@
+"""perf: latency percentiles, throughput and error rate under load, judged against thresholds.
+
+Config section:
+    {"perf": {"targets": [
+        {"name": "planner", "url": "http://127.0.0.1:8080/plan", "method": "POST", "json": {...},
+         "connections": 10, "duration": 10, "warmup": 1, "thresholds": ["p95_ms < 200", "error_rate < 0.01"]},
+        {"name": "router", "url": "...", "rate": 200, "duration": 10, "thresholds": ["p95_ms < 100"]},
+        {"name": "cli", "command": ["mytool", "--version"], "runs": 30, "thresholds": ["p50_ms < 50"]}]}}
+Closed load (connections, each sending when its last answer came; requests = M or
+duration = S) unless `rate` is given (open load at that many per second, latency from
+each request's scheduled time). Percentiles are nearest-rank over every sample.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, List, Optional
+
+from checks import ConfigError, expect
+from checks.config import Fields
+from checks.model import Outcome, Planned, Result
+
+NAME = "perf"
+FLAGS = "--url"
+PERCENTILES = (("p50_ms", 50, 1), ("p90_ms", 90, 10), ("p95_ms", 95, 20), ("p99_ms", 99, 100),
+               ("p999_ms", 99.9, 1000))  # name, percentile, the fewest samples it can be told from
+METRICS = ("count", "ok", "errors", "error_rate", "rps", "n", "min_ms", "mean_ms", "max_ms", "duration_s") + tuple(
+    name for name, _, _ in PERCENTILES)
+RATIOS = ("p50_ratio", "p95_ratio", "p99_ratio", "rps_ratio")
+MAX_REQUESTS = 100000000
+MAX_DURATION_S = 24 * 3600.0
+MAX_RUNS = 100000
+_BUCKETS = 16  # histogram rows in text output
+
+
+class Target(collections.namedtuple("Target", "name kind load command runs thresholds timeout")):
+    """One thing to load: an HTTP request (load, a probes.load.Load) or a command (command,
+    runs); its thresholds are conditions on the metrics."""
+
+    __slots__ = ()
+
+
+class Spec(collections.namedtuple("Spec", "targets baseline save_baseline")):
+    __slots__ = ()
+
+
+def add_arguments(parser) -> None:
+    from checks.config import bounded
+    from checks.model import MAX_TIMEOUT_S
+
+    group = parser.add_argument_group("one HTTP target, without a config file")
+    group.add_argument("--url", metavar="URL", help="the request to send under load")
+    group.add_argument("--method", metavar="METHOD", help="default GET (POST with --json)")
+    group.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="repeatable")
+    group.add_argument("--json", metavar="BODY", help="a JSON request body")
+    group.add_argument("--insecure", action="store_true", help="do not verify the server's certificate")
+    load = parser.add_argument_group("the load (for --url, or changing every configured target)")
+    load.add_argument("--connections", type=bounded(1, 10000, integer=True), metavar="N",
+                      help="connections in parallel: the load's parallelism, not --concurrency (default 10)")
+    load.add_argument("--duration", type=bounded(0.001, MAX_DURATION_S), metavar="S", help="seconds of load")
+    load.add_argument("--requests", type=bounded(1, MAX_REQUESTS, integer=True), metavar="N",
+                      help="stop after N requests (default: --duration, else 10 s)")
+    load.add_argument("--rate", type=bounded(0.001, 1000000), metavar="R",
+                      help="open load: R requests per second on a fixed schedule (default: closed load)")
+    load.add_argument("--warmup", type=bounded(0, 3600), metavar="S", help="seconds sent but not counted")
+    load.add_argument("--timeout", type=bounded(0.001, MAX_TIMEOUT_S), metavar="S",
+                      help="seconds per request before it counts as a timeout (default 10)")
+    load.add_argument("--threshold", action="append", default=[], metavar="COND",
+                      help="e.g. 'p95_ms < 200', 'error_rate < 0.01', 'rps > 100' (repeatable)")
+    load.add_argument("--baseline", metavar="FILE", help="an earlier report or baseline: adds p50_ratio, p95_ratio, "
+                                                         "p99_ratio, rps_ratio (this run / that one)")
+    load.add_argument("--save-baseline", metavar="FILE", help="write this run's numbers, for a later --baseline")
+
+
+def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
+    """A one-target spec from --url, or the configured one with the load flags applied;
+    None when no flag says anything."""
+    changed = {key: getattr(args, key) for key in ("connections", "duration", "requests", "rate", "warmup",
+                                                   "timeout") if getattr(args, key) is not None}
+    if configured is not None:
+        if args.url:
+            raise ConfigError("--url describes one target, and the config's perf section others: use one or the other")
+        targets = [_with(target, changed, "--" + NAME) for target in configured.targets]
+        baseline = _baseline(args.baseline, "--baseline") if args.baseline else configured.baseline
+        if not (changed or args.threshold or args.baseline or args.save_baseline):
+            return None
+        targets = [t._replace(thresholds=t.thresholds + _conditions(args.threshold, "--threshold", baseline))
+                   for t in targets]
+        return configured._replace(targets=targets, baseline=baseline,
+                                   save_baseline=args.save_baseline or configured.save_baseline)
+    if not args.url:
+        return None
+    table: Dict[str, Any] = {"name": "url", "url": args.url, "thresholds": args.threshold}
+    table.update(changed)
+    if args.method:
+        table["method"] = args.method
+    if args.json is not None:
+        try:
+            table["json"] = json.loads(args.json)
+        except ValueError as exc:
+            raise ConfigError("--json: not JSON: %s" % exc)
+    if args.header:
+        from checks.probes.http import header_flags
+        table["headers"] = header_flags(args.header)
+    if args.insecure:
+        table["insecure"] = True
+    from checks.secrets import collect_fields
+    collect_fields(table, args.secrets)  # an Authorization header's value is a secret, as in a config
+    baseline = _baseline(args.baseline, "--baseline") if args.baseline else None
+    return Spec([_target(table, "--url", baseline)], baseline, args.save_baseline)
+
+
+def load(section, where: str = NAME) -> Spec:
+    fields = Fields(section, where)
+    baseline_path = fields.path("baseline", None)
+    baseline = _baseline(baseline_path, fields.at("baseline")) if baseline_path else None
+    tables = fields.get("targets", (list,))
+    if not tables:
+        raise ConfigError("%s: give at least one target" % fields.at("targets"))
+    targets, names = [], set()
+    for i, table in enumerate(tables):
+        target = _target(table, "%s[%d]" % (fields.at("targets"), i), baseline)
+        if target.name in names:
+            raise ConfigError("%s[%d].name: %r is taken: every target needs its own" % (fields.at("targets"), i,
+                                                                                         target.name))
+        names.add(target.name)
+        targets.append(target)
+    spec = Spec(targets, baseline, fields.path("save_baseline", None))
+    fields.done()
+    return spec
+
+
+def _target(table, where: str, baseline) -> Target:
+    from checks.probes import http
+
+    fields = Fields(table, where)
+    name = fields.text("name")
+    if not name or "/" in name:
+        raise ConfigError("%s: a target's name is not empty and has no '/'" % fields.at("name"))
+    thresholds = _conditions(fields.strings("thresholds", []), fields.at("thresholds"), baseline)
+    timeout = fields.number("timeout", 10.0, 0.001, 3600)
+    if "command" in table:
+        from checks.kinds import command
+        params = command.load(fields)
+        runs = fields.integer("runs", 10, 1, MAX_RUNS)
+        target = Target(name, "command", None, params, runs, thresholds, timeout)
+        _no_load_fields(fields, ("connections", "rate", "duration", "requests"))
+        fields.done()
+        return target
+    request = http.load_request(fields)
+    load = _load(fields, request, timeout)
+    fields.done()
+    return Target(name, "http", load, None, 0, thresholds, timeout)
+
+
+def _no_load_fields(fields: Fields, keys) -> None:
+    for key in keys:
+        if key in fields.data:
+            raise ConfigError("%s: a command target runs `runs` times, one after another: %s is for HTTP targets"
+                              % (fields.at(key), key))
+
+
+def _load(fields: Fields, request, timeout: float):
+    """The Load for an HTTP request: its bytes, the model and its bounds."""
+    from urllib.parse import urlsplit
+
+    from checks.probes import load as probe
+
+    parts = urlsplit(request.url)
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    host = parts.hostname or ""
+    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    body = request.body.encode("utf-8") if isinstance(request.body, str) else request.body
+    data = probe.request_bytes(request.method, host_header, target, request.headers, body)
+    connections = fields.integer("connections", 10, 1, probe.MAX_CONNECTIONS)
+    rate = fields.number("rate", None, 0.001, 1000000)
+    requests = fields.integer("requests", None, 1, MAX_REQUESTS)
+    duration = fields.number("duration", None if requests else 10.0, 0.001, MAX_DURATION_S)
+    warmup = fields.number("warmup", 0.0, 0, 3600)
+    if rate is not None and duration is None:
+        raise ConfigError("%s: an open load (rate) runs for a duration: give duration" % fields.at("rate"))
+    return probe.Load(host, port, tls, host, request.insecure, request.ca_file, data, connections, requests,
+                      duration, rate, warmup, timeout)
+
+
+def _with(target: Target, changed: Dict[str, Any], where: str) -> Target:
+    """A configured target with the load flags applied (HTTP targets only)."""
+    if not changed or target.load is None:
+        return target
+    load = target.load._replace(**{key: value for key, value in changed.items() if key != "timeout"})
+    if "requests" in changed and "duration" not in changed:
+        load = load._replace(duration=None)
+    if "timeout" in changed:
+        load = load._replace(timeout=changed["timeout"])
+    if load.rate is not None and load.duration is None:
+        raise ConfigError("--rate: an open load runs for a duration: give --duration")
+    return target._replace(load=load, timeout=load.timeout)
+
+
+def _conditions(texts: List[str], where: str, baseline) -> tuple:
+    """Thresholds as parsed conditions, each on a metric perf gives (a typo is exit 2, not
+    a threshold that can never be judged)."""
+    known = METRICS + RATIOS + ("errors_by_kind",)
+    parsed = []
+    for i, text in enumerate(texts):
+        label = "--threshold %r" % text if where.startswith("--") else "%s[%d]" % (where, i)
+        try:
+            condition = expect.parse(text)
+        except expect.ConditionError as exc:
+            raise ConfigError("%s: %s" % (label, exc))
+        subject = str(condition.path[0]) if condition.path else condition.subject
+        if subject not in known:
+            import difflib
+            close = difflib.get_close_matches(subject, known, n=1)
+            raise ConfigError("%s: %r is not a perf metric%s (metrics: %s)" % (
+                label, subject, "; did you mean %s?" % close[0] if close else "", ", ".join(known)))
+        if subject in RATIOS and baseline is None:
+            raise ConfigError("%s: %s compares with a baseline: give --baseline FILE (or baseline in the "
+                              "section)" % (label, subject))
+        parsed.append(condition)
+    return tuple(parsed)
+
+
+def _baseline(path: str, where: str) -> Dict[str, Dict[str, Any]]:
+    """{target: its metrics} from an earlier report or saved baseline."""
+    from checks.probes import proc
+    from checks import CheckError
+
+    try:
+        data = proc.read_small(path, 64 * 1024 * 1024)
+        doc = json.loads(data.decode("utf-8"))
+        targets = doc["metrics"]["perf"]["targets"]
+        if not isinstance(targets, dict):
+            raise TypeError
+    except CheckError as exc:
+        raise ConfigError("%s: %s" % (where, exc))
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError("%s: %s is not JSON" % (where, path))
+    except (KeyError, TypeError):
+        raise ConfigError("%s: %s has no metrics.perf.targets: give a report of `smoke.py perf` or a file "
+                          "--save-baseline wrote" % (where, path))
+    return targets
+
+
+def plan(spec: Spec) -> List[Planned]:
+    planned = []
+    for target in spec.targets:
+        if target.kind == "command":
+            from checks.probes import proc
+            what = "%s, %d runs" % (proc.describe(target.command["command"]), target.runs)
+        else:
+            load = target.load
+            model = ("%g/s open" % load.rate if load.rate else "%d connections" % load.connections)
+            bound = "%d requests" % load.requests if load.requests else "%gs" % load.duration
+            what = "%s %s, %s, %s%s" % (load.request.split(b" ", 1)[0].decode(), _url(target), model, bound,
+                                       ", warmup %gs" % load.warmup if load.warmup else "")
+        planned.append(Planned(target.name, NAME, "perf", what, tuple(c.text for c in target.thresholds)))
+    return planned
+
+
+def _url(target: Target) -> str:
+    load = target.load
+    path = load.request.split(b" ", 2)[1].decode("latin-1")
+    return "%s://%s:%d%s" % ("https" if load.tls else "http", load.host, load.port, path)
+
+
+def run(spec: Spec, ctx) -> Outcome:
+    results, metrics = [], {"targets": {}}
+    chosen = ctx.chosen
+    for target in spec.targets:
+        if chosen is not None and target.name not in chosen:
+            continue
+        started = time.monotonic()
+        facts = _measure(target, ctx)
+        if spec.baseline is not None:
+            facts.update(_ratios(facts, spec.baseline.get(target.name)))
+        status, message = _judge(target, facts, ctx)
+        shown = {key: value for key, value in facts.items() if key != "histogram"}
+        metrics["targets"][target.name] = shown
+        result = Result(target.name, NAME, "perf", status, ctx.redact(message), (time.monotonic() - started) * 1000,
+                        1, facts=facts, target=plan(Spec([target], None, None))[0].target,
+                        expect=tuple(c.text for c in target.thresholds))
+        results.append(result)
+        if ctx.on_result:
+            ctx.on_result(result)
+    if spec.save_baseline:
+        from checks import sinks
+        problem = sinks.write_output(spec.save_baseline, json.dumps(
+            {"schema": "smoke.perf-baseline/1", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "metrics": {"perf": metrics}}, indent=2) + "\n")
+        if problem:
+            results.append(Result("save-baseline", NAME, "perf", "error", problem))
+    return Outcome(results, metrics)
+
+
+def _measure(target: Target, ctx) -> Dict[str, Any]:
+    """The metrics of one target's run: counts, rates, latencies, errors by kind."""
+    from checks.probes import load as probe
+
+    if target.kind == "command":
+        samples = _run_command(target, ctx)
+    else:
+        samples = probe.run(target.load)
+    return summarise(samples, target.load.connections if target.load else 1, target.load.rate if target.load else None)
+
+
+def _run_command(target: Target, ctx):
+    """A command run `runs` times, one after another, like hyperfine: each run a sample."""
+    from checks import CheckError
+    from checks.probes import load as probe
+    from checks.probes import proc
+
+    samples = probe.Samples()
+    samples.started = time.time()
+    params = target.command
+    for _ in range(target.runs):
+        began = time.monotonic()
+        try:
+            done = proc.run(params["command"], target.timeout, ctx.cleanup, params["shell"], params["env"],
+                            params["cwd"], 4096)
+        except CheckError as exc:
+            samples.errors[str(exc)] += 1
+            break
+        latency = (time.monotonic() - began) * 1000
+        if done.exit_code == 0:
+            samples.latencies.append(latency)
+        else:
+            samples.errors["timeout" if done.exit_code is None else "exit %d" % done.exit_code] += 1
+    samples.ended = time.time()
+    return samples
+
+
+def percentile(ordered, p: float) -> float:
+    """Nearest rank: the smallest sample with at least p% of all samples at or below it."""
+    rank = max(1, math.ceil(round(p * len(ordered) / 100.0, 9)))  # 99.9% of 1000 is 999, not 999.0000000000001
+    return ordered[rank - 1]
+
+
+def summarise(samples, connections: int, rate: Optional[float]) -> Dict[str, Any]:
+    ordered = sorted(samples.latencies)
+    errors = sum(samples.errors.values())
+    count = len(ordered) + errors
+    duration = max(1e-9, samples.ended - samples.started)
+    facts: Dict[str, Any] = {"count": count, "ok": len(ordered), "errors": errors,
+                             "error_rate": round(errors / count, 6) if count else 1.0,
+                             "errors_by_kind": dict(samples.errors), "rps": round(count / duration, 1),
+                             "duration_s": round(duration, 3), "n": len(ordered)}
+    insufficient = {}
+    if ordered:
+        facts.update(min_ms=round(ordered[0], 3), mean_ms=round(sum(ordered) / len(ordered), 3),
+                     max_ms=round(ordered[-1], 3))
+    for name, p, needed in PERCENTILES:
+        if len(ordered) >= needed:
+            facts[name] = round(percentile(ordered, p), 3)
+        else:
+            insufficient[name] = "insufficient samples: %d of the %d %s needs" % (len(ordered), needed, name)
+    if insufficient:
+        facts["insufficient"] = insufficient
+    if ordered:
+        facts["histogram"] = _histogram(ordered)
+    return facts
+
+
+def _histogram(ordered) -> List[List[float]]:
+    """[[upper bound in ms, count], ...] over log-scaled buckets from the fastest to the slowest."""
+    low, high = max(ordered[0], 0.001), max(ordered[-1], 0.001)
+    if high <= low * 1.0001:
+        return [[round(high, 3), len(ordered)]]
+    step = (math.log(high) - math.log(low)) / _BUCKETS
+    bounds = [math.exp(math.log(low) + step * (i + 1)) for i in range(_BUCKETS)]
+    counts = [0] * _BUCKETS
+    import bisect
+    previous = 0
+    for i, bound in enumerate(bounds):
+        index = bisect.bisect_right(ordered, bound) if i < _BUCKETS - 1 else len(ordered)
+        counts[i] = index - previous
+        previous = index
+    return [[round(bound, 3), count] for bound, count in zip(bounds, counts)]
+
+
+def _ratios(facts: Dict[str, Any], before: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    if not isinstance(before, dict):
+        return {"baseline_missing": "the baseline has no such target"}
+    out = {}
+    for ratio in RATIOS:
+        metric = ratio.replace("_ratio", "_ms") if ratio != "rps_ratio" else "rps"
+        now, then = facts.get(metric), before.get(metric)
+        if isinstance(now, (int, float)) and isinstance(then, (int, float)) and then > 0:
+            out[ratio] = round(now / then, 4)
+    return out
+
+
+def _judge(target: Target, facts: Dict[str, Any], ctx):
+    """(status, message): each threshold with what was observed; a percentile from too few
+    samples, or a ratio with no baseline, is an error, not a pass or a fail."""
+    problems, errors = [], []
+    for condition in target.thresholds:
+        subject = str(condition.path[0]) if condition.path else condition.subject
+        if subject in facts.get("insufficient", {}):
+            errors.append("%s: %s" % (condition.text, facts["insufficient"][subject]))
+            continue
+        if subject in RATIOS and subject not in facts:
+            errors.append("%s: %s" % (condition.text, facts.get("baseline_missing", "no %s in the baseline"
+                                                                    % subject.replace("_ratio", ""))))
+            continue
+        problems += expect.failures([condition], facts, time.monotonic() + 5, ctx.redact)
+    if not facts["count"]:
+        return "error", "no request was sent"
+    if errors:
+        return "error", "; ".join(errors + problems)
+    if problems:
+        return "fail", "; ".join(problems)
+    return "pass", _said(facts)
+
+
+def _said(facts: Dict[str, Any]) -> str:
+    parts = ["%s %s ms" % (name[:-3], facts[name]) for name in ("p50_ms", "p95_ms", "p99_ms") if name in facts]
+    parts.append("%s req/s" % facts["rps"])
+    parts.append("%.2f%% errors" % (facts["error_rate"] * 100))
+    return ", ".join(parts)

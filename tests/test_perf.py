@@ -1,0 +1,159 @@
+"""perf against real servers on 127.0.0.1: the fixture's /latency knobs, a refusing port, nginx."""
+
+import array
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from checks import perf
+from checks.probes import load
+from fixtures.service import serve_in_thread
+
+SMOKE = str(ROOT / "smoke.py")
+
+
+@pytest.fixture
+def server():
+    """A fresh fixture service: /latency counts its own requests, so each test gets its own."""
+    srv, url = serve_in_thread()
+    yield url
+    srv.shutdown()
+    srv.server_close()
+
+
+def smoke(*args, config=None, tmp_path=None):
+    argv = [sys.executable, SMOKE, "perf"] + [str(a) for a in args]
+    if config is not None:
+        path = tmp_path / "smoke.json"
+        path.write_text(json.dumps({"perf": config}))
+        argv += ["--config", str(path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    report = json.loads(done.stdout) if done.stdout.startswith("{") else None
+    return done, report, {r["name"]: r for r in (report or {}).get("results", [])}
+
+
+def test_percentiles_are_nearest_rank_over_every_sample():
+    ordered = list(range(1, 101))
+    assert [perf.percentile(ordered, p) for p in (50, 90, 95, 99, 100)] == [50, 90, 95, 99, 100]
+    assert perf.percentile([7.0], 99) == 7.0 and perf.percentile([1, 2, 3, 4], 50) == 2
+    samples = load.Samples()
+    samples.latencies = array.array("d", [float(i) for i in range(1, 1001)])
+    samples.errors["500"] = 10
+    samples.started, samples.ended = 0.0, 2.0
+    facts = perf.summarise(samples, 1, None)
+    assert (facts["p50_ms"], facts["p999_ms"], facts["count"], facts["rps"]) == (500, 999, 1010, 505.0)
+    assert facts["error_rate"] == round(10 / 1010, 6) and "insufficient" not in facts
+    assert sum(count for _, count in facts["histogram"]) == 1000
+
+
+def test_a_fixed_delay_gives_p50_near_it(server):
+    done, report, results = smoke("--url", server + "/latency?delay_ms=20", "--requests", 100, "--connections", 2,
+                                  "--threshold", "p50_ms < 30")
+    facts = results["url"]["facts"]
+    assert done.returncode == 0, results
+    assert 19.9 < facts["p50_ms"] < 23 and facts["count"] == 100 and facts["errors"] == 0
+
+
+def test_an_error_share_is_counted_exactly_by_kind(server):
+    done, _, results = smoke("--url", server + "/latency?error_rate=0.05", "--requests", 200, "--connections", 1,
+                             "--threshold", "error_rate < 0.01")
+    facts = results["url"]["facts"]
+    assert done.returncode == 1 and facts["error_rate"] == 0.05 and facts["errors_by_kind"] == {"500": 10}
+    assert "error_rate" in results["url"]["message"]
+
+
+def test_an_open_load_does_not_hide_what_a_stall_delayed(server):
+    url = server + "/latency?delay_ms=2&stall_every=25&stall_ms=400"
+    _, _, closed = smoke("--url", url, "--duration", 2, "--connections", 1)
+    _, _, opened = smoke("--url", url, "--duration", 2, "--connections", 1, "--rate", 40)
+    closed, opened = closed["url"]["facts"], opened["url"]["facts"]
+    # closed: the stalled request alone is slow; open: every request due during the stall waited for it
+    assert closed["p90_ms"] < 50 and opened["p90_ms"] > 100, (closed, opened)
+
+
+def test_too_few_samples_for_a_percentile_is_an_error_not_a_number(server):
+    done, _, results = smoke("--url", server + "/latency", "--requests", 50, "--threshold", "p99_ms < 100")
+    assert done.returncode == 3 and results["url"]["status"] == "error"
+    assert "insufficient samples: 50 of the 100 p99_ms needs" in results["url"]["message"]
+    assert "p99_ms" not in results["url"]["facts"] and results["url"]["facts"]["p95_ms"] >= 0
+
+
+def test_a_baseline_gives_ratios(server, tmp_path):
+    saved = tmp_path / "baseline.json"
+    done, _, _ = smoke("--url", server + "/latency?delay_ms=5", "--requests", 100, "--save-baseline", saved)
+    assert done.returncode == 0 and json.loads(saved.read_text())["metrics"]["perf"]["targets"]["url"]["p50_ms"] > 4
+    done, _, results = smoke("--url", server + "/latency?delay_ms=10", "--requests", 100, "--baseline", saved,
+                             "--threshold", "p50_ratio < 1.5")
+    facts = results["url"]["facts"]
+    assert done.returncode == 1 and 1.5 < facts["p50_ratio"] < 2.5 and "rps_ratio" in facts
+
+
+def test_a_command_target_runs_repeatedly(tmp_path):
+    config = {"targets": [{"name": "cli", "command": [sys.executable, "-c", "pass"], "runs": 5,
+                           "thresholds": ["p50_ms < 5000", "error_rate == 0"]}]}
+    done, _, results = smoke(config=config, tmp_path=tmp_path)
+    assert done.returncode == 0 and results["cli"]["facts"]["count"] == 5, results
+
+
+def test_a_server_that_refuses_ends_quickly_with_every_request_an_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    done, _, results = smoke("--url", "http://127.0.0.1:%d/" % port, "--duration", 1, "--threshold",
+                             "error_rate < 0.01")
+    assert time.monotonic() - started < 10 and done.returncode == 1
+    assert results["url"]["facts"]["error_rate"] == 1.0 and "refused" in results["url"]["facts"]["errors_by_kind"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--threshold", "p95ms < 5"], "--threshold 'p95ms < 5': 'p95ms' is not a perf metric; did you mean p95_ms?"),
+    (["--rate", "0"], "argument --rate"), (["--duration", "-1"], "argument --duration"),
+    (["--threshold", "p95_ratio < 1.1"], "compares with a baseline: give --baseline FILE"),
+    (["--rate", "10", "--requests", "5"], "an open load (rate) runs for a duration")])
+def test_bad_input_is_exit_2(server, args, words):
+    done, _, _ = smoke("--url", server + "/latency", *args)
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"),
+                    reason="nginx is not installed (apt install nginx)")
+def test_nginx_from_debian_as_a_real_target(tmp_path):
+    port = _free_port()
+    temp = " ".join("%s_temp_path %s;" % (kind, tmp_path / kind) for kind in ("client_body", "proxy", "fastcgi",
+                                                                             "uwsgi", "scgi"))
+    (tmp_path / "nginx.conf").write_text(
+        "worker_processes 1; daemon off; pid %s/nginx.pid; error_log %s/error.log;\n"
+        "events { worker_connections 1024; }\n"
+        "http { access_log off; %s server { listen 127.0.0.1:%d; location / { return 200 'hello'; } } }\n"
+        % (tmp_path, tmp_path, temp, port))
+    nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(tmp_path / "nginx.conf"),
+                              "-p", str(tmp_path)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        done, _, results = smoke("--url", "http://127.0.0.1:%d/" % port, "--duration", 1, "--threshold",
+                                 "error_rate == 0", "--threshold", "rps > 100")
+        assert done.returncode == 0, results
+        assert results["url"]["facts"]["count"] > 100
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
