@@ -33,6 +33,7 @@ PERCENTILES = (("p50_ms", 50, 1), ("p90_ms", 90, 10), ("p95_ms", 95, 20), ("p99_
 METRICS = ("count", "ok", "errors", "error_rate", "rps", "n", "min_ms", "mean_ms", "max_ms", "duration_s") + tuple(
     name for name, _, _ in PERCENTILES)
 RATIOS = ("p50_ratio", "p95_ratio", "p99_ratio", "rps_ratio")
+DEFAULT_THRESHOLDS = ("error_rate < 0.01",)  # with none given: a target that answers nothing is no pass
 MAX_REQUESTS = 100000000
 MAX_DURATION_S = 24 * 3600.0
 MAX_RUNS = 100000
@@ -96,7 +97,7 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
                                    save_baseline=args.save_baseline or configured.save_baseline)
     if not args.url:
         return None
-    table: Dict[str, Any] = {"name": "url", "url": args.url, "thresholds": args.threshold}
+    table: Dict[str, Any] = {"name": "url", "url": args.url, "thresholds": args.threshold or list(DEFAULT_THRESHOLDS)}
     table.update(changed)
     if args.method:
         table["method"] = args.method
@@ -143,7 +144,8 @@ def _target(table, where: str, baseline) -> Target:
     name = fields.text("name")
     if not name or "/" in name:
         raise ConfigError("%s: a target's name is not empty and has no '/'" % fields.at("name"))
-    thresholds = _conditions(fields.strings("thresholds", []), fields.at("thresholds"), baseline)
+    thresholds = _conditions(fields.strings("thresholds", list(DEFAULT_THRESHOLDS)), fields.at("thresholds"),
+                             baseline)
     timeout = fields.number("timeout", 10.0, 0.001, 3600)
     if "command" in table:
         from checks.kinds import command

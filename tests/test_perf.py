@@ -157,3 +157,54 @@ def test_nginx_from_debian_as_a_real_target(tmp_path):
     finally:
         nginx.terminate()
         nginx.wait(10)
+
+
+def _raw_server(answer):
+    """A server on 127.0.0.1 that answers every request with `answer(conn)`; its port."""
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+
+    def handle(conn):
+        with conn:
+            try:
+                while conn.recv(65536):
+                    if answer(conn) is False:
+                        return
+            except OSError:
+                pass
+
+    def accept():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    return srv
+
+
+def test_chunked_huge_and_garbage_answers_are_read_as_a_server_sends_them():
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n1388\r\n" + b"y" * 5000 + \
+        b"\r\n0\r\n\r\n"
+    body = b"z" * 1000000
+
+    def huge(conn):  # 20 MB per answer: counted as it comes, never kept
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (20 * len(body)))
+        for _ in range(20):
+            conn.sendall(body)
+
+    cases = ((lambda conn: conn.sendall(chunked), 0, None), (huge, 0, None),
+             (lambda conn: conn.sendall(b"GARBAGE\r\n\r\n") or False, 1, "bad response: bad status line"))
+    for answer, code, kind in cases:
+        srv = _raw_server(answer)
+        try:
+            done, _, results = smoke("--url", "http://127.0.0.1:%d/" % srv.getsockname()[1], "--duration", 1,
+                                     "--connections", 2)
+        finally:
+            srv.close()
+        facts = results["url"]["facts"]
+        assert done.returncode == code and facts["count"] > 0, facts
+        assert (kind is None and facts["errors"] == 0) or any(k.startswith(kind) for k in facts["errors_by_kind"])

@@ -323,7 +323,8 @@ class _Loop:
                 return
             return self.fail(conn, _kind(exc.errno, exc), reconnect=True)
         if not data:
-            return self.fail(conn, "closed" if not conn.buffer else "closed mid-response", reconnect=True)
+            return self.fail(conn, "closed mid-response" if conn.head_done or conn.buffer else "closed",
+                             reconnect=True)
         conn.buffer += data
         try:
             done = self.parse(conn)
@@ -367,10 +368,15 @@ class _Loop:
                     raise ValueError("bad Content-Length %r" % length[:20])
                 conn.need = int(length)
         if conn.chunked:
-            return _chunks_done(buffer)
-        if conn.need < 0:
+            return _chunks_done(conn)
+        if conn.need < 0:  # a body to the connection's end: nothing to keep
+            buffer.clear()
             return False
-        return len(buffer) >= conn.need
+        if len(buffer) >= conn.need:
+            return True
+        conn.need -= len(buffer)  # bodies are counted, never kept: a 10 GB answer costs no memory
+        buffer.clear()
+        return False
 
     def finish(self, conn: _Conn) -> None:
         now = time.monotonic()
@@ -438,23 +444,32 @@ def _header(head: bytes, name: bytes) -> Optional[bytes]:
     return head[start:head.find(b"\r\n", start)].strip()
 
 
-def _chunks_done(buffer: bytearray) -> bool:
-    """Whether a chunked body is whole (its last, empty chunk and trailers have come)."""
-    pos = 0
+def _chunks_done(conn: _Conn) -> bool:
+    """Whether a chunked body is whole; its data is skipped as it comes (conn.need: what is
+    left of the chunk under way, with its CRLF), so no chunked body is kept in memory."""
+    buffer = conn.buffer
     while True:
-        end = buffer.find(b"\r\n", pos)
+        if conn.need > 0:
+            skipped = min(conn.need, len(buffer))
+            del buffer[:skipped]
+            conn.need -= skipped
+            if conn.need:
+                return False
+        end = buffer.find(b"\r\n")
         if end < 0:
+            if len(buffer) > 4096:
+                raise ValueError("a chunk size line over 4096 bytes")
             return False
-        size_text = bytes(buffer[pos:end]).split(b";", 1)[0].strip()
+        size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
         try:
             size = int(size_text, 16)
         except ValueError:
             raise ValueError("bad chunk size %r" % size_text[:20])
-        if size == 0:
-            return buffer.find(b"\r\n", end + 2) >= 0 if buffer[end + 2:end + 4] != b"\r\n" else True
-        pos = end + 2 + size + 2
-        if pos > len(buffer):
-            return False
+        if size == 0:  # the last chunk: then trailers, if any, and an empty line
+            rest = bytes(buffer[end + 2:])
+            return rest.startswith(b"\r\n") or b"\r\n\r\n" in rest
+        del buffer[:end + 2]
+        conn.need = size + 2
 
 
 def _kind(code: int, exc: Optional[BaseException] = None) -> str:
