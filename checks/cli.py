@@ -178,6 +178,11 @@ def run(args, commands, closed) -> int:
         say("smoke.py: running %d check%s at a time, not %d: this process may open only %d files (ulimit -n)"
             % (concurrency, "" if concurrency == 1 else "s", wanted, limit))
     progress = _Progress(len(chosen), secrets.redact) if _terminal(sys.stderr) and not args.quiet else None
+    if progress:  # what a command is about to do that a person at a terminal should know first
+        for section, spec in specs.items():
+            notice = getattr(_module(commands[section][0]), "notice", None)
+            for line in (notice(spec) if notice else ()):
+                say(secrets.redact(line))
     cleanup = lifecycle.Cleanup()
     own = _module(commands[args.command][0]) if args.command in sections else None
     # a command that takes --deadline as its own (heartbeat's detection deadline) gets it from from_args

@@ -268,6 +268,30 @@ def plan(spec: Spec) -> List[Planned]:
     return planned
 
 
+def notice(spec: Spec) -> List[str]:
+    """Said on a terminal before a load goes to a host that is not this one: what will be sent."""
+    import ipaddress
+
+    lines = []
+    for target in spec.targets:
+        load = target.load
+        if load is None or load.host in ("localhost",):
+            continue
+        try:
+            if ipaddress.ip_address(load.host).is_loopback:
+                continue
+        except ValueError:
+            pass
+        if load.rate:
+            amount = "about %d requests (%g/s for %gs)" % (load.rate * load.duration, load.rate, load.duration)
+        elif load.requests:
+            amount = "%d requests over %d connections" % (load.requests, load.connections)
+        else:
+            amount = "as many requests as %d connections get answered in %gs" % (load.connections, load.duration)
+        lines.append("smoke.py perf: sending %s to %s (%s)" % (amount, load.host, target.name))
+    return lines
+
+
 def _url(target: Target) -> str:
     load = target.load
     path = load.request.split(b" ", 2)[1].decode("latin-1")

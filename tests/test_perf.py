@@ -208,3 +208,9 @@ def test_chunked_huge_and_garbage_answers_are_read_as_a_server_sends_them():
         facts = results["url"]["facts"]
         assert done.returncode == code and facts["count"] > 0, facts
         assert (kind is None and facts["errors"] == 0) or any(k.startswith(kind) for k in facts["errors_by_kind"])
+
+
+def test_a_load_for_another_host_is_announced_first():
+    spec = perf.load({"targets": [{"name": "far", "url": "http://10.1.2.3/", "rate": 10, "duration": 5},
+                                  {"name": "near", "url": "http://127.0.0.1:9/"}]})
+    assert perf.notice(spec) == ["smoke.py perf: sending about 50 requests (10/s for 5s) to 10.1.2.3 (far)"]
