@@ -228,8 +228,9 @@ def range_problem(value: float, low: float, high: float = math.inf) -> Optional[
         below = value < low
     except OverflowError:
         below = False
-    def shown(bound: float) -> str:  # 4194304, not 4.1943e+06
-        return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e15 else "%g" % bound
+    def shown(bound: float) -> str:  # 1e+06 stays, but 4194304 is not shown as 4.1943e+06
+        short = "%g" % bound
+        return short if float(short) == bound or not float(bound).is_integer() else str(int(bound))
     return "must be %s" % ("at least %s" % shown(low) if below or high == math.inf
                            else "between %s and %s" % (shown(low), shown(high)))
 
