@@ -46,6 +46,8 @@ MAX_TEMPLATE = 1024 * 1024
 POLL_S = 0.02  # how often the event logs are read: the tool's observation lag
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _BUILD_TIMEOUT_S = 600.0  # a cold build can take minutes
+# read left to right, as str.format does: {{ and }} are braces, ${NAME} is the shell's, {word} ours
+_TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\$\{\w+\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TIMINGS = ("heartbeat_interval", "failure_timeout", "clock_skew", "self_fence_timeout")
 
 
@@ -59,7 +61,7 @@ class Process(collections.namedtuple("Process", "name argv env cwd files ready_l
 class Spec(collections.namedtuple("Spec", "run_dir run_id preflight build coordinators workers workers_first "
                                           "logs matcher quorum min_beats stable_timeout kill signum deadline "
                                           "grace bound attach")):
-    """attach: (pid, where it came from) in attach mode, else None (spawn mode)."""
+    """attach: (pid, where it came from, its start time) in attach mode, else None (spawn mode)."""
 
     __slots__ = ()
 
@@ -181,7 +183,7 @@ def load(section, where: str = NAME) -> Spec:
         kill = names[0]
     if kill not in names:
         raise ConfigError("%s: %r is no worker's name (workers: %s)" % (fields.at("kill"), kill, ", ".join(names)))
-    signum = _signal(fields.text("signal", "SIGKILL"), fields.at("signal"))
+    signum = _signal(str(fields.get("signal", (str, int), "SIGKILL")), fields.at("signal"))
     if attach is None:
         _check_writable(run_dir, fields.at("run_dir"))
     spec = Spec(run_dir, run_id, preflight, build, coordinators, workers, first, logs, matcher, quorum,
@@ -193,7 +195,11 @@ def load(section, where: str = NAME) -> Spec:
 
 
 def _check_writable(run_dir: str, where: str) -> None:
-    """run_dir, or the nearest of its parents that exists, is a directory we may write in."""
+    """run_dir, or the nearest of its parents that exists, is a directory we may write in,
+    and not / or a system tree (a run writes logs/ and data/ there)."""
+    real = os.path.realpath(run_dir)
+    if real == "/" or any(real == top or real.startswith(top + "/") for top in ("/proc", "/sys", "/dev")):
+        raise ConfigError("%s: %s is no place for a run's files: give a directory of its own" % (where, run_dir))
     path = run_dir
     while not os.path.exists(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)
@@ -215,8 +221,8 @@ def _signal(name: str, where: str) -> int:
         raise ConfigError("%s: %r is not a signal to send (e.g. SIGKILL, SIGTERM, SIGSTOP, 9)" % (where, name))
 
 
-def _attach(fields: Fields) -> Optional[Tuple[int, str]]:
-    """(pid, where it came from) in attach mode, else None. A pidfile that cannot be read is
+def _attach(fields: Fields) -> Optional[Tuple[int, str, Optional[int]]]:
+    """(pid, where it came from, its start time) in attach mode, else None. A pidfile that cannot be read is
     a config error; a pid that is not running is the run's failure (exit 1, said by attach)."""
     from checks.probes import proc
 
@@ -239,7 +245,7 @@ def _attach(fields: Fields) -> Optional[Tuple[int, str]]:
     if pid in _ancestors():
         raise ConfigError("%s: pid %d is smoke.py itself or one of the processes that started it"
                           % (fields.at("pidfile" if pidfile else "pid"), pid))
-    return pid, source
+    return pid, source, _start_time(pid)  # known from now: a pid reused later is not the one meant
 
 
 def _ancestors() -> List[int]:
@@ -322,6 +328,10 @@ def _process(fields: Fields, name: str, builtins: Dict[str, Any], port: int, wor
     argv = [str(word) for word in _filled(fields.strings("command"), own, fields.at("command"))]
     if not argv or not argv[0]:
         raise ConfigError("%s: the command is empty" % fields.at("command"))
+    from checks.config import check_os_text
+    for i, word in enumerate(argv):
+        if "\0" in word:
+            check_os_text(word, "%s[%d]" % (fields.at("command"), i))
     env = fields.get("env", (dict,), {})
     for key, value in env.items():
         if not isinstance(value, str) or not key or "=" in key or "\0" in key + value:
@@ -376,24 +386,29 @@ def _template(item: Any, variables: Dict[str, Any], where: str) -> Tuple[str, st
     if not target.startswith(variables["run_dir"] + os.sep):
         raise ConfigError("%s: %s is outside run_dir (%s): a template is copied into the run's own directory, "
                           "e.g. \"{dir}/NAME.conf\"" % (fields.at("to"), target, variables["run_dir"]))
+    from checks.probes import proc
     try:
-        with open(source, "rb") as fh:
-            data = fh.read(MAX_TEMPLATE + 1)
-    except OSError as exc:
-        raise ConfigError("%s: cannot read %s: %s" % (fields.at("from"), source, exc.strerror or exc))
+        data = proc.read_small(source, MAX_TEMPLATE + 1)  # a FIFO would block the load
+    except CheckError as exc:
+        raise ConfigError("%s: %s" % (fields.at("from"), exc))
     if len(data) > MAX_TEMPLATE:
         raise ConfigError("%s: %s is over %d bytes: a template, not data" % (fields.at("from"), source, MAX_TEMPLATE))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError("%s: %s is not UTF-8 text" % (fields.at("from"), source))
-    # {{ and }} are a literal brace, and ${NAME} is the shell's: neither is a placeholder here
-    protected = text.replace("{{", "\x00\x01").replace("}}", "\x00\x02")
-    protected = re.sub(r"\$\{(\w+)\}", "$\x00\x01\\1\x00\x02", protected)
-    for number, line in enumerate(protected.splitlines(), 1):
-        _filled(line, variables, "%s:%d" % (source, number))
-    filled = steps.PLACEHOLDER.sub(lambda m: str(variables[m.group(1)]), protected)
-    return target, filled.replace("\x00\x01", "{").replace("\x00\x02", "}")
+    lines = []
+    for number, line in enumerate(text.splitlines(True), 1):
+        def one(match, number=number):
+            word = match.group(1)
+            if word is None:  # {{, }} or a shell's ${NAME}
+                return match.group()[0] if match.group() in ("{{", "}}") else match.group()
+            if word not in variables:
+                raise ConfigError("%s:%d: {%s} is not a placeholder here (known: %s; {{ and }} are literal braces)"
+                                  % (source, number, word, ", ".join(sorted(variables))))
+            return str(variables[word])
+        lines.append(_TEMPLATE_TOKEN.sub(one, line))
+    return target, "".join(lines)
 
 
 def _steps(fields: Fields, key: str, builtins: Dict[str, Any], timeout: Optional[float]) -> List[steps.Step]:
@@ -438,8 +453,10 @@ def _events(fields: Fields, builtins: Dict[str, Any], attach: bool, processes: L
     at = events.at("log" if one is not None else "logs")
     if logs is not None and not logs:
         raise ConfigError("%s: give at least one log" % at)
+    if any(not log for log in logs or [one]):
+        raise ConfigError("%s: a log is a file's path, not empty" % at)
     logs = [os.path.abspath(str(_filled(log, builtins, at))) for log in (logs or [one])]
-    if len({os.path.realpath(log) for log in logs}) != len(logs):
+    if len({_identity(log) for log in logs}) != len(logs):
         raise ConfigError("%s: a log is given twice (or through a link): each detector counts once" % at)
     if attach:
         for log in logs:  # the system is running: its logs exist now
@@ -476,6 +493,15 @@ def _events(fields: Fields, builtins: Dict[str, Any], attach: bool, processes: L
                          topic_field=events.text("topic_field", "topic"), time_field=events.text("time_field", None))
     events.done()
     return logs, matcher, quorum
+
+
+def _identity(path: str):
+    """What a path names: the file itself (a hard link or a symlink is the same file)."""
+    try:
+        found = os.stat(path)
+        return found.st_dev, found.st_ino
+    except OSError:
+        return os.path.realpath(path)
 
 
 def _timing_contract(fields: Fields, deadline: float) -> Optional[float]:
@@ -626,6 +652,14 @@ class _Run:
                 raise _Stop(step, "reading %s: %s" % (self.shown(log), exc), "error")
         return found
 
+    def kept_up(self, step: str) -> None:
+        """A wait that ended with lines still unread is smoke.py's shortfall, not the system's."""
+        behind = [(log, follow.unread()) for log, follow in self.follows if follow.unread()]
+        if behind:
+            raise _Stop(step, "smoke.py fell behind: %s unread when the wait ended (the pattern is too slow for "
+                              "this log: give it more fixed text, e.g. 'worker (?P<worker>\\S+) failed')" % ", ".join(
+                                  "%d bytes of %s" % (size, self.shown(log)) for log, size in behind), "error")
+
     def hint(self) -> str:
         """What the logs held, when no event of the kind awaited came: a wrong topic or field
         must not read like a dead cluster."""
@@ -648,6 +682,8 @@ class _Run:
         spec = self.spec
         interrupted: Optional[Interrupted] = None
         self.before = {pid for pid, _ in lifecycle.children()}  # not this run's, whatever is left of them
+        for _, follow in self.follows:
+            follow.lines()  # each log's end, now: what it held before this run does not count
         try:
             try:
                 spec.matcher.warm(time.monotonic() + 10)
@@ -728,10 +764,12 @@ class _Run:
     def attach(self):
         from checks.probes import proc
 
-        pid, source = self.spec.attach
+        pid, source, _ = self.spec.attach
         if not proc.alive(pid):
             raise _Stop("attach", "%s is not running: nothing to kill" % source)
-        victim = _Attached(pid)
+        victim = _Attached(pid, self.spec.attach[2])
+        if not victim.same():  # its pid now names another process (reused since smoke.py started)
+            raise _Stop("attach", "%s is not the process it was when smoke.py started: nothing to kill" % source)
         try:
             os.kill(pid, 0)
         except PermissionError:
@@ -751,6 +789,11 @@ class _Run:
         from checks.probes import proc
 
         for process in processes:
+            log = os.path.join(self.spec.run_dir, "logs", process.name + ".log")
+            for path in [log] + [path for path, _ in process.files]:
+                if os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path)):
+                    raise _Stop(step, "%s: %s is a link or not a regular file (a reused run_dir?): smoke.py writes "
+                                      "only files of its own" % (process.name, path), "error")
             try:
                 os.makedirs(process.dir, exist_ok=True)
                 for path, text in process.files:
@@ -780,6 +823,10 @@ class _Run:
         no heartbeat events are configured). A failure event now is a false positive."""
         spec = self.spec
         if not _beats(spec):
+            for _, event in self.read("workers"):  # not counted, but a failure before the kill is a lie
+                if event.kind == "failure":
+                    raise _Stop("workers", "false positive: %s reported failed before anything was killed"
+                                % (self.who(event.worker) or event.worker))
             if spec.workers:
                 pids = {p.name: self.started[p.name].pid for p in spec.workers}
                 self.record("workers", "pass", "ready; no heartbeat events configured, so steadiness was not "
@@ -803,6 +850,7 @@ class _Run:
         quiet = [n for n in self.ids if len(beats[n]) < spec.min_beats]
         if quiet:
             self.out_of_time("workers")
+            self.kept_up("workers")
         intervals = {n: round((b[-1] - b[0]) / (len(b) - 1), 3) for n, b in beats.items() if len(b) > 1}
         self.metrics.update(steady_s=round(time.monotonic() - began, 3), beat_interval_s=intervals)
         if quiet:
@@ -855,6 +903,7 @@ class _Run:
             time.sleep(POLL_S)
         if len(detected) < spec.quorum:
             self.out_of_time("detect")
+            self.kept_up("detect")
             missing = [log for log in spec.logs if log not in detected]
             named = ["%s%s" % (self.shown(log), "" if os.path.exists(log) else " (never created)") for log in missing]
             raise _Stop("detect", "no failure event for %s within the deadline of %gs%s%s" % (
@@ -926,6 +975,9 @@ class _Run:
 
         pid = self.victim.pid
         if self.spec.signum in _STOP_SIGNALS:  # frozen to test detection: not left frozen
+            if not self.victim.same():
+                self.record("stop", "pass", "pid %d ended while stopped: nothing to resume" % pid, pid=pid)
+                return
             self.victim.signal_all(signals.SIGCONT)
             self.record("stop", "pass", "resumed with SIGCONT", pid=pid)
             return
@@ -958,8 +1010,8 @@ class _Attached:
     """The one process of a running system that attach mode may signal, known by its pid
     and its start time, so that a pid reused by another process is never signalled."""
 
-    def __init__(self, pid: int):
-        self.pid, self.started, self.command = pid, _start_time(pid), _cmdline(pid)
+    def __init__(self, pid: int, started: Optional[int]):
+        self.pid, self.started, self.command = pid, started, _cmdline(pid)
 
     def same(self) -> bool:
         """Still running, and still the process we attached to."""

@@ -314,7 +314,9 @@ def test_more_bad_configs_are_exit_2(tmp_path):
     fifo = tmp_path / "events.fifo"
     os.mkfifo(str(fifo))
     for extra, words in (({"signal": "32"}, "is not a signal to send"), ({"signal": "0"}, "is not a signal to send"),
-                         ({"run_dir": "/dev/null/{run_id}"}, "cannot create"),
+                         ({"run_dir": "/dev/null/{run_id}"}, "is no place for a run's files"),
+                         ({"run_dir": "/"}, "is no place"),
+                         ({"run_dir": str(fifo) + "/{run_id}"}, "cannot create"),
                          ({"run_dir": str(tmp_path / "{nope}")}, "{nope} is not a placeholder here"),
                          ({"events": {"logs": []}}, "give at least one log"),
                          ({"events": {"logs": ["{run_dir}/logs/ghost.log"]}}, "is the log of no process"),
@@ -343,3 +345,23 @@ def test_the_systems_timings_are_placeholders_too(tmp_path):
     done = subprocess.run([sys.executable, SMOKE, "heartbeat", "--config", path, "--dry-run"], capture_output=True,
                           text=True, timeout=30)
     assert done.returncode == 0 and "--interval 0.2 --timeout 0.6" in done.stdout, done.stdout
+
+
+def test_a_lie_while_the_workers_start_fails_them_even_when_beats_are_not_counted(tmp_path):
+    worker = ["sh", "-c", 'sleep 1.5; exec "$0" %s worker --coordinator 127.0.0.1:{port} --name {worker} '
+              '--id {worker_id} --interval 0.2' % CLUSTER, sys.executable]
+    # w1 is reported failed as soon as it beats, while w2 is still starting; w2 is the one to kill
+    path = section(tmp_path, ["--false-positive", "w1"], worker_command=worker, min_beats=0, kill="w2")
+    doc = json.loads(open(path).read())
+    doc["heartbeat"]["workers"].update(ready_line="beating", count=2)
+    open(path, "w").write(json.dumps(doc))
+    done, _, results = heartbeat(path)
+    assert done.returncode == 1 and "before anything was killed" in results["workers"]["message"], results
+
+
+def test_a_worker_under_a_job_control_shell_is_killed_with_its_whole_session(tmp_path):
+    worker = ["bash", "-c", 'set -m; "$@" & wait', "bash", sys.executable, CLUSTER, "worker", "--coordinator",
+              "127.0.0.1:{port}", "--name", "{worker}", "--id", "{worker_id}", "--interval", "0.2"]
+    done, _, results = heartbeat(section(tmp_path, worker_command=worker))
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
+    assert ours(tmp_path) == []

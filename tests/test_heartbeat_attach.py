@@ -161,6 +161,11 @@ def test_a_log_given_twice_through_a_link_and_our_own_ancestors_are_refused(clus
     done, _, _ = attach("--pid", cluster["w1"].pid, "--log", cluster["events"], "--log", link, "--failure-pattern",
                         FAILED, "--expect-worker", "w1")
     assert done.returncode == 2 and "a log is given twice (or through a link)" in done.stderr
+    hard = tmp_path / "hard.log"
+    os.link(cluster["events"], str(hard))
+    done, _, _ = attach("--pid", cluster["w1"].pid, "--log", cluster["events"], "--log", hard, "--failure-pattern",
+                        FAILED, "--expect-worker", "w1")
+    assert done.returncode == 2 and "a log is given twice (or through a link)" in done.stderr
     done, _, _ = attach("--pid", os.getpid(), "--log", cluster["events"], "--failure-pattern", FAILED,
                         "--expect-worker", "w1")
     assert done.returncode == 2 and "is smoke.py itself or one of the processes that started it" in done.stderr

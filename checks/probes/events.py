@@ -57,7 +57,10 @@ class Follow:
         out: List[str] = []
         try:
             now = os.stat(self.path)
-        except OSError:
+        except FileNotFoundError:
+            now = None
+        except OSError as exc:  # a directory on the way we may not enter: unreadable, not absent
+            self.problem = "cannot read %s: %s" % (self.path, exc.strerror or exc)
             now = None
         if now is not None and not stat.S_ISREG(now.st_mode):  # a FIFO would block, /dev/zero never end
             self.problem = "%s is not a regular file" % self.path
@@ -111,6 +114,15 @@ class Follow:
     def _close(self) -> None:
         self._file.close()
         self._file, self._identity, self._partial, self._dropping = None, None, b"", False
+
+    def unread(self) -> int:
+        """Bytes written that have not been read yet: how far behind the file this is."""
+        if self._file is None:
+            return 0
+        try:
+            return max(0, os.fstat(self._file.fileno()).st_size - self._file.tell())
+        except (OSError, ValueError):
+            return 0
 
     def close(self) -> None:
         if self._file is not None:

@@ -86,9 +86,11 @@ class Spawned:
         return self.proc.poll() is None
 
     def signal_all(self, signum: int) -> None:
-        """Signal the whole group: a worker started through a wrapper (sh -c, npm) is its
-        children too. OSError when it cannot be sent."""
+        """Signal the whole session it leads: a worker started through a wrapper (sh -c, npm,
+        a shell with job control that gives its children groups of their own) is all of
+        them. OSError when it cannot be sent."""
         os.killpg(self.pid, signum)
+        signal_session(self.pid, signum)
 
     def stop(self, grace: float = STOP_GRACE_S) -> Optional[int]:
         """SIGTERM to the group, SIGKILL after grace seconds; the exit code (negative: a signal)."""
@@ -101,6 +103,7 @@ class Spawned:
         except subprocess.TimeoutExpired:
             pass
         _kill(self.proc)
+        signal_session(self.pid, signal.SIGKILL)  # what moved to a group of its own inside the session
         if self._token and self._cleanup:
             self._cleanup.remove(self._token)
         lifecycle.release_group(self.pid)
@@ -112,10 +115,11 @@ def stop_all(spawned: List[Spawned], grace: float = STOP_GRACE_S) -> List[Spawne
     left (one by one, 256 workers that ignore SIGTERM would take 21 minutes). Those whose
     process has still not exited."""
     for one in spawned:
-        try:
-            os.killpg(one.pid, signal.SIGTERM)
-        except OSError:
-            pass
+        for signum in (signal.SIGTERM, signal.SIGCONT):  # a stopped process gets its SIGTERM once resumed
+            try:
+                os.killpg(one.pid, signum)
+            except OSError:
+                pass
     ends = time.monotonic() + grace
     for one in spawned:
         try:
@@ -156,6 +160,23 @@ def _start(argv, shell, env, cwd, stdout, stderr, death_signal=True):
         raise CheckError("cannot run %s: %s" % (describe(argv), exc.strerror or exc))
     lifecycle.own_group(proc.pid)  # gone with us, even after kill -9
     return proc
+
+
+def signal_session(sid: int, signum: int) -> None:
+    """Signal every process of a session (read from /proc), whatever group each is in."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as fh:
+                if int(fh.read().rsplit(b")", 1)[1].split()[3]) == sid:
+                    os.kill(int(entry), signum)
+        except (OSError, ValueError, IndexError):
+            continue
 
 
 def alive(pid: int) -> bool:
