@@ -250,14 +250,15 @@ def _attach(fields: Fields) -> Optional[Tuple[int, str, Optional[int]]]:
 
 def _ancestors() -> List[int]:
     """smoke.py and every process above it, to pid 1."""
+    from checks import lifecycle
+
     found, pid = [os.getpid()], os.getppid()
     while pid > 1 and pid not in found:
         found.append(pid)
-        try:
-            with open("/proc/%d/stat" % pid, "rb") as fh:
-                pid = int(fh.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
+        fields = lifecycle.stat(pid)
+        if not fields:
             break
+        pid = int(fields[1])
     return found + [1]
 
 
@@ -653,8 +654,10 @@ class _Run:
         return found
 
     def kept_up(self, step: str) -> None:
-        """A wait that ended with lines still unread is smoke.py's shortfall, not the system's."""
-        behind = [(log, follow.unread()) for log, follow in self.follows if follow.unread()]
+        """A wait that ended with more unread than one poll takes in is smoke.py's shortfall, not
+        the system's (a few lines written since the last poll are not)."""
+        from checks.probes.events import READ_PER_POLL
+        behind = [(log, follow.unread()) for log, follow in self.follows if follow.unread() > READ_PER_POLL]
         if behind:
             raise _Stop(step, "smoke.py fell behind: %s unread when the wait ended (the pattern is too slow for "
                               "this log: give it more fixed text, e.g. 'worker (?P<worker>\\S+) failed')" % ", ".join(
@@ -1024,11 +1027,10 @@ class _Attached:
 
 def _start_time(pid: int) -> Optional[int]:
     """When the process started, in clock ticks since boot (/proc/PID/stat field 22)."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as fh:
-            return int(fh.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
+    from checks import lifecycle
+
+    fields = lifecycle.stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
 
 
 def _cmdline(pid: int) -> str:

@@ -265,23 +265,38 @@ def kill_child(pid: int) -> None:
         pass
 
 
-def children():
-    """(pid, argv) of our children, read from /proc."""
-    me = os.getpid()
+def stat(pid: int) -> Optional[List[bytes]]:
+    """/proc/PID/stat after the command's name: [state, ppid, pgrp, session, ...]; None
+    when it cannot be read (gone, or not Linux)."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def processes():
+    """(pid, its stat fields) of every process /proc shows."""
     try:
         entries = os.listdir("/proc")
     except OSError:
         return
     for entry in entries:
-        if not entry.isdigit():
+        if entry.isdigit():
+            fields = stat(int(entry))
+            if fields is not None:
+                yield int(entry), fields
+
+
+def children():
+    """(pid, argv) of our children, read from /proc."""
+    me = str(os.getpid()).encode()
+    for pid, fields in processes():
+        if fields[1] != me:
             continue
         try:
-            with open("/proc/%s/stat" % entry, "rb") as fh:
-                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
-            if ppid != me:
-                continue
-            with open("/proc/%s/cmdline" % entry, "rb") as fh:
+            with open("/proc/%d/cmdline" % pid, "rb") as fh:
                 argv = [a.decode("utf-8", "surrogateescape") for a in fh.read().split(b"\0") if a]
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue
-        yield int(entry), argv
+        yield pid, argv

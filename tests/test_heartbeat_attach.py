@@ -175,3 +175,23 @@ def test_a_log_given_twice_through_a_link_and_our_own_ancestors_are_refused(clus
                         "--expect-worker", "w1", "--validate")
     assert done.returncode == 2 and "not a regular file" in done.stderr
     assert not gone(cluster["w1"].pid)
+
+
+def test_a_backlog_too_big_to_read_in_time_is_smoke_pys_error_not_the_detectors(tmp_path):
+    log = tmp_path / "busy.log"
+    log.write_text("")
+    victim = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys, time\n"
+        "def down(*_):\n"
+        "    with open(sys.argv[1], 'a') as fh:\n"
+        "        fh.write(('noise line of a busy service ' * 4 + '\\n') * 350000)\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, down)\n"
+        "open(sys.argv[1] + '.ready', 'w').close()\n"
+        "time.sleep(60)\n"), str(log)])
+    while not (tmp_path / "busy.log.ready").exists():
+        time.sleep(0.01)
+    done, _, results = attach("--pid", victim.pid, "--signal", "SIGTERM", "--log", log, "--failure-pattern",
+                              r"(?P<worker>\S+) failed", "--expect-worker", "w1", "--deadline", 0.3)
+    victim.wait(10)
+    assert done.returncode == 3 and "smoke.py fell behind" in results["detect"]["message"], results["detect"]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 from checks import ConfigError, regex
 
 MAX_LINE = 64 * 1024
-_READ = 1024 * 1024  # at most this much per poll: a huge backlog cannot stall a poll
+READ_PER_POLL = 1024 * 1024  # at most this much per poll: a huge backlog cannot stall a poll
 _ROTATED_READS = 256  # a rotated file is read to its end, up to 256 MiB, before the new one
 _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
                                        "dec"), 1)}
@@ -93,7 +93,7 @@ class Follow:
     def _read(self, out: List[str]) -> bool:
         """Read the next piece into out; whether there was one."""
         try:
-            data = self._file.read(_READ)
+            data = self._file.read(READ_PER_POLL)
         except OSError as exc:
             self.problem = "cannot read %s: %s" % (self.path, exc.strerror or exc)
             return False

@@ -164,19 +164,13 @@ def _start(argv, shell, env, cwd, stdout, stderr, death_signal=True):
 
 def signal_session(sid: int, signum: int) -> None:
     """Signal every process of a session (read from /proc), whatever group each is in."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry, "rb") as fh:
-                if int(fh.read().rsplit(b")", 1)[1].split()[3]) == sid:
-                    os.kill(int(entry), signum)
-        except (OSError, ValueError, IndexError):
-            continue
+    session = str(sid).encode()
+    for pid, fields in lifecycle.processes():
+        if len(fields) > 3 and fields[3] == session:
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
 
 
 def alive(pid: int) -> bool:
