@@ -77,14 +77,13 @@ class Samples:
         return samples
 
 
-def run(load: Load, workers: Optional[int] = None, progress=None) -> Samples:
+def run(load: Load, workers: Optional[int] = None) -> Samples:
     """The whole load, spread over worker processes (fork) when there is more than one CPU
-    and more than one connection; progress(requests_so_far) is called about every 0.5 s
-    from this process only when one worker does it all."""
+    and more than one connection."""
     if workers is None:
         workers = min(os.cpu_count() or 1, load.connections)
     if workers <= 1 or not hasattr(os, "fork"):
-        return _Loop(load, 0, 1, progress).run()
+        return _Loop(load, 0, 1).run()
     return _forked(load, workers)
 
 
@@ -146,8 +145,8 @@ class _Conn:
 class _Loop:
     """One worker's share: connections index, index + workers, ...; requests likewise."""
 
-    def __init__(self, load: Load, index: int, workers: int, progress=None):
-        self.load, self.progress = load, progress
+    def __init__(self, load: Load, index: int, workers: int):
+        self.load = load
         self.connections = len(range(index, load.connections, workers))
         self.requests = None if load.requests is None else len(range(index, load.requests, workers))
         self.rate = None if load.rate is None else load.rate / workers
@@ -165,12 +164,11 @@ class _Loop:
         self.counting_from = start + load.warmup
         self.stops = start + load.warmup + load.duration if load.duration is not None else None
         self.next_due = start + self.offset
-        live = []
         try:
             for _ in range(self.connections if self.rate is None else min(self.connections, 4)):
-                live.append(self.connect())
+                self.connect()
             self.samples.started = time.time() + load.warmup
-            last_progress = last_expiry = start
+            last_expiry = start
             select, ready = self.selector.select, self.ready
             while self.selector.get_map():
                 now = time.monotonic()
@@ -182,9 +180,6 @@ class _Loop:
                 if now - last_expiry >= 0.05:  # every connection looked at: not on every turn
                     self.expire(time.monotonic())
                     last_expiry = now
-                if self.progress and now - last_progress >= 0.5:
-                    self.progress(self.samples.count)
-                    last_progress = now
         finally:
             for key in list(self.selector.get_map().values()):
                 key.fileobj.close()
