@@ -74,6 +74,9 @@ def add_arguments(parser) -> None:
                       help="seconds per request before it counts as a timeout (default 10)")
     load.add_argument("--threshold", action="append", default=[], metavar="COND",
                       help="e.g. 'p95_ms < 200', 'error_rate < 0.01', 'rps > 100' (repeatable)")
+    load.add_argument("--abort-on-fail", action="store_true",
+                      help="stop early once a threshold can no longer be met (errors, max_ms, error_rate of "
+                           "--requests)")
     load.add_argument("--baseline", metavar="FILE", help="an earlier report or baseline: adds p50_ratio, p95_ratio, "
                                                          "p99_ratio, rps_ratio (this run / that one)")
     load.add_argument("--save-baseline", metavar="FILE", help="write this run's numbers, for a later --baseline")
@@ -89,10 +92,12 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
             raise ConfigError("--url describes one target, and the config's perf section others: use one or the other")
         targets = [_with(target, changed, "--" + NAME) for target in configured.targets]
         baseline = _baseline(args.baseline, "--baseline") if args.baseline else configured.baseline
-        if not (changed or args.threshold or args.baseline or args.save_baseline):
+        if not (changed or args.threshold or args.baseline or args.save_baseline or args.abort_on_fail):
             return None
         targets = [t._replace(thresholds=t.thresholds + _conditions(args.threshold, "--threshold", baseline))
                    for t in targets]
+        if args.abort_on_fail:
+            targets = [t._replace(load=_with_limits(t.load, t.thresholds)) if t.load else t for t in targets]
         return configured._replace(targets=targets, baseline=baseline,
                                    save_baseline=args.save_baseline or configured.save_baseline)
     if not args.url:
@@ -111,6 +116,8 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
         table["headers"] = header_flags(args.header)
     if args.insecure:
         table["insecure"] = True
+    if args.abort_on_fail:
+        table["abort_on_fail"] = True
     from checks.secrets import collect_fields
     collect_fields(table, args.secrets)  # an Authorization header's value is a secret, as in a config
     baseline = _baseline(args.baseline, "--baseline") if args.baseline else None
@@ -157,6 +164,8 @@ def _target(table, where: str, baseline) -> Target:
         return target
     request = http.load_request(fields)
     load = _load(fields, request, timeout)
+    if fields.flag("abort_on_fail", False):
+        load = _with_limits(load, thresholds)
     fields.done()
     return Target(name, "http", load, None, 0, thresholds, timeout)
 
@@ -191,6 +200,29 @@ def _load(fields: Fields, request, timeout: float):
         raise ConfigError("%s: an open load (rate) runs for a duration: give duration" % fields.at("rate"))
     return probe.Load(host, port, tls, host, request.insecure, request.ca_file, data, connections, requests,
                       duration, rate, warmup, timeout)
+
+
+def _with_limits(load, thresholds):
+    """The limits past which a threshold can no longer be met, whatever comes after: more
+    errors than `errors < N` allows (or `error_rate < X` of a fixed number of requests),
+    an answer slower than `max_ms < X`. Percentiles and rates can still recover: no limit."""
+    max_errors, max_latency = None, None
+    for condition in thresholds:
+        subject = str(condition.path[0]) if condition.path else condition.subject
+        if condition.op not in ("<", "<=") or isinstance(condition.value, bool) or \
+                not isinstance(condition.value, (int, float)):
+            continue
+        value, strict = float(condition.value), condition.op == "<"
+        allowed = None
+        if subject == "errors":
+            allowed = math.ceil(value) - 1 if strict else math.floor(value)
+        elif subject == "error_rate" and load.requests:
+            allowed = math.ceil(value * load.requests) - 1 if strict else math.floor(value * load.requests)
+        elif subject == "max_ms":
+            max_latency = value if max_latency is None else min(max_latency, value)
+        if allowed is not None:
+            max_errors = max(0, allowed) if max_errors is None else min(max_errors, max(0, allowed))
+    return load._replace(max_errors=max_errors, max_latency_ms=max_latency)
 
 
 def _with(target: Target, changed: Dict[str, Any], where: str) -> Target:
@@ -390,6 +422,8 @@ def summarise(samples, connections: int, rate: Optional[float]) -> Dict[str, Any
             insufficient[name] = "insufficient samples: %d of the %d %s needs" % (len(ordered), needed, name)
     if insufficient:
         facts["insufficient"] = insufficient
+    if samples.aborted:
+        facts["aborted"] = samples.aborted
     if ordered:
         facts["histogram"] = _histogram(ordered)
     return facts
@@ -440,6 +474,8 @@ def _judge(target: Target, facts: Dict[str, Any], ctx):
         problems += expect.failures([condition], facts, time.monotonic() + 5, ctx.redact)
     if not facts["count"]:
         return "error", "no request was sent"
+    if facts.get("aborted"):
+        problems.insert(0, "aborted early (abort_on_fail): %s" % facts["aborted"])
     if errors:
         return "error", "; ".join(errors + problems)
     if problems:

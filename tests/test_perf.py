@@ -214,3 +214,16 @@ def test_a_load_for_another_host_is_announced_first():
     spec = perf.load({"targets": [{"name": "far", "url": "http://10.1.2.3/", "rate": 10, "duration": 5},
                                   {"name": "near", "url": "http://127.0.0.1:9/"}]})
     assert perf.notice(spec) == ["smoke.py perf: sending about 50 requests (10/s for 5s) to 10.1.2.3 (far)"]
+
+
+def test_abort_on_fail_stops_once_a_threshold_cannot_be_met(server):
+    started = time.monotonic()
+    done, _, results = smoke("--url", server + "/latency?error_rate=0.5", "--requests", 100000, "--connections", 2,
+                             "--threshold", "error_rate < 0.01", "--abort-on-fail")
+    facts = results["url"]["facts"]
+    assert done.returncode == 1 and facts["count"] < 20000 and time.monotonic() - started < 30, facts["count"]
+    assert "aborted early (abort_on_fail): " in results["url"]["message"] and "more than the 999" in facts["aborted"]
+    done, _, results = smoke("--url", server + "/latency?delay_ms=1&stall_every=50&stall_ms=300", "--duration", 20,
+                             "--connections", 1, "--threshold", "max_ms < 100", "--abort-on-fail")
+    facts = results["url"]["facts"]
+    assert done.returncode == 1 and facts["duration_s"] < 5 and "an answer took" in facts["aborted"], facts

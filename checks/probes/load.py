@@ -27,7 +27,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Dict, List, Optional
+    from typing import Dict, List, Optional, Tuple
 
 MAX_CONNECTIONS = 10000
 MAX_HEAD = 64 * 1024  # a response head longer than this is an error ("bad response")
@@ -35,9 +35,11 @@ _RECV = 256 * 1024
 
 
 class Load(collections.namedtuple("Load", "host port tls server_name insecure ca_file request connections "
-                                          "requests duration rate warmup timeout")):
+                                          "requests duration rate warmup timeout max_errors max_latency_ms",
+                                   defaults=(None, None))):
     """What to send (request: the bytes of one whole request) and how: closed when rate is
-    None, else open at rate per second; stops at `requests` or after `duration` seconds."""
+    None, else open at rate per second; stops at `requests` or after `duration` seconds, or
+    early once more than max_errors have failed or one answer took over max_latency_ms."""
 
     __slots__ = ()
 
@@ -51,6 +53,7 @@ class Samples:
         self.errors: Dict[str, int] = collections.Counter()
         self.error_latencies = array.array("d")  # answered, but with an error status
         self.started = self.ended = 0.0
+        self.aborted = ""  # why the load stopped early, when it did
 
     @property
     def count(self) -> int:
@@ -62,15 +65,16 @@ class Samples:
         self.errors.update(other.errors)
         self.started = min(self.started or other.started, other.started or self.started)
         self.ended = max(self.ended, other.ended)
+        self.aborted = self.aborted or other.aborted
 
     def dump(self) -> bytes:
         return marshal.dumps((self.latencies.tobytes(), self.error_latencies.tobytes(), dict(self.errors),
-                              self.started, self.ended))
+                              self.started, self.ended, self.aborted))
 
     @classmethod
     def load(cls, data: bytes) -> "Samples":
         samples = cls()
-        latencies, error_latencies, errors, samples.started, samples.ended = marshal.loads(data)
+        latencies, error_latencies, errors, samples.started, samples.ended, samples.aborted = marshal.loads(data)
         samples.latencies.frombytes(latencies)
         samples.error_latencies.frombytes(error_latencies)
         samples.errors.update(errors)
@@ -83,13 +87,31 @@ def run(load: Load, workers: Optional[int] = None) -> Samples:
     if workers is None:
         workers = min(os.cpu_count() or 1, load.connections)
     if workers <= 1 or not hasattr(os, "fork"):
-        return _Loop(load, 0, 1).run()
+        return _Loop(load, 0, 1, _Board(1)).run()
     return _forked(load, workers)
+
+
+class _Board:
+    """What every worker has seen so far (errors, slowest answer), in memory the forked
+    workers share, so each can tell when the whole load can no longer meet a limit."""
+
+    def __init__(self, workers: int):
+        import mmap
+        self.slots = workers
+        self.memory = mmap.mmap(-1, 16 * workers)
+
+    def post(self, index: int, errors: int, slowest: float) -> None:
+        self.memory[16 * index:16 * index + 16] = array.array("d", (errors, slowest)).tobytes()
+
+    def totals(self) -> Tuple[float, float]:
+        values = array.array("d", self.memory[:16 * self.slots])
+        return sum(values[0::2]), max(values[1::2])
 
 
 def _forked(load: Load, workers: int) -> Samples:
     """Each worker a child process running its share; results back over a pipe each."""
     children = []
+    board = _Board(workers)
     for index in range(workers):
         read_end, write_end = os.pipe()
         pid = os.fork()
@@ -97,7 +119,7 @@ def _forked(load: Load, workers: int) -> Samples:
             code = 0
             try:
                 os.close(read_end)
-                data = _Loop(load, index, workers).run().dump()
+                data = _Loop(load, index, workers, board).run().dump()
                 with os.fdopen(write_end, "wb") as out:
                     out.write(data)
             except BaseException:
@@ -145,8 +167,9 @@ class _Conn:
 class _Loop:
     """One worker's share: connections index, index + workers, ...; requests likewise."""
 
-    def __init__(self, load: Load, index: int, workers: int):
-        self.load = load
+    def __init__(self, load: Load, index: int, workers: int, board: _Board):
+        self.load, self.index, self.board = load, index, board
+        self.slowest = 0.0
         self.connections = len(range(index, load.connections, workers))
         self.requests = None if load.requests is None else len(range(index, load.requests, workers))
         self.rate = None if load.rate is None else load.rate / workers
@@ -179,6 +202,7 @@ class _Loop:
                     ready(key.data)
                 if now - last_expiry >= 0.05:  # every connection looked at: not on every turn
                     self.expire(time.monotonic())
+                    self.check_limits()
                     last_expiry = now
         finally:
             for key in list(self.selector.get_map().values()):
@@ -205,8 +229,21 @@ class _Loop:
         conn.due = time.monotonic()
         return conn
 
+    def check_limits(self) -> None:
+        """Stop sending once the whole load is past a limit (abort_on_fail)."""
+        load = self.load
+        if self.samples.aborted or (load.max_errors is None and load.max_latency_ms is None):
+            return
+        self.board.post(self.index, sum(self.samples.errors.values()), self.slowest)
+        errors, slowest = self.board.totals()
+        if load.max_errors is not None and errors > load.max_errors:
+            self.samples.aborted = "%d errors, more than the %d the thresholds allow" % (errors, load.max_errors)
+        elif load.max_latency_ms is not None and slowest > load.max_latency_ms:
+            self.samples.aborted = "an answer took %.3f ms, more than the %g ms the thresholds allow" % (
+                slowest, load.max_latency_ms)
+
     def wants_more(self, now: float) -> bool:
-        if self.stops is not None and now >= self.stops:
+        if self.samples.aborted or (self.stops is not None and now >= self.stops):
             return False
         return self.requests is None or self.sent < self.requests + self._warm
 
@@ -378,6 +415,7 @@ class _Loop:
         latency = (now - conn.due) * 1000
         if conn.counted:
             if conn.status < 400:
+                self.slowest = max(self.slowest, latency)  # max_ms is of the answers that count
                 self.samples.latencies.append(latency)
             else:
                 self.samples.errors[str(conn.status)] += 1
