@@ -187,7 +187,8 @@ def run(args, commands, closed) -> int:
     own = _module(commands[args.command][0]) if args.command in sections else None
     # a command that takes --deadline as its own (heartbeat's detection deadline) gets it from from_args
     run_deadline = None if getattr(own, "DEADLINE_HELP", None) else args.deadline
-    ctx = runner.RunContext(concurrency, run_deadline, progress, secrets.redact, cleanup)
+    ctx = runner.RunContext(concurrency, run_deadline, progress, secrets.redact, cleanup,
+                            on_progress=progress.status if progress else None)
     started, clock = time.time(), time.monotonic()
     results, metrics = [], {}
     with lifecycle.Signals() as signals:
@@ -267,6 +268,14 @@ class _Progress:
             line += ": " + result.message
         line = printable(self.redact(line))[:max(10, self.width)]
         # Spaces over what is left of a longer line: no escape sequence, so TERM=dumb works too.
+        _write_stderr("\r" + line + " " * max(0, self.shown - len(line)))
+        self.shown = len(line)
+
+    def status(self, text: str) -> None:
+        """A line about the check under way (perf: elapsed, requests, rate)."""
+        from checks.render import printable
+
+        line = printable(self.redact(text))[:max(10, self.width)]
         _write_stderr("\r" + line + " " * max(0, self.shown - len(line)))
         self.shown = len(line)
 

@@ -366,7 +366,12 @@ def _measure(target: Target, ctx) -> Dict[str, Any]:
     if target.kind == "command":
         samples = _run_command(target, ctx)
     else:
-        samples = probe.run(target.load)
+        progress = None
+        if ctx.on_progress:
+            def progress(count: int, seconds: float) -> None:
+                ctx.on_progress("perf %s: %.1fs, %d requests, %.0f req/s" % (target.name, seconds, count,
+                                                                            count / max(seconds, 1e-9)))
+        samples = probe.run(target.load, progress=progress)
     return summarise(samples, target.load.connections if target.load else 1, target.load.rate if target.load else None)
 
 

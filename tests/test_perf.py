@@ -227,3 +227,25 @@ def test_abort_on_fail_stops_once_a_threshold_cannot_be_met(server):
                              "--connections", 1, "--threshold", "max_ms < 100", "--abort-on-fail")
     facts = results["url"]["facts"]
     assert done.returncode == 1 and facts["duration_s"] < 5 and "an answer took" in facts["aborted"], facts
+
+
+def test_progress_on_a_terminal_while_the_load_runs(server):
+    import pty
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, SMOKE, "perf", "--url", server + "/latency", "--duration", "1.6",
+                             "--connections", "2"], stdout=subprocess.PIPE, stderr=slave,
+                            env=dict(os.environ, TERM="xterm"))
+    os.close(slave)
+    out, _ = proc.communicate(timeout=60)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.returncode == 0 and json.loads(out)["status"] == "pass"
+    assert b"perf url: " in seen and b" requests, " in seen and b" req/s" in seen, seen

@@ -81,14 +81,15 @@ class Samples:
         return samples
 
 
-def run(load: Load, workers: Optional[int] = None) -> Samples:
+def run(load: Load, workers: Optional[int] = None, progress=None) -> Samples:
     """The whole load, spread over worker processes (fork) when there is more than one CPU
-    and more than one connection."""
+    and more than one connection. progress(requests so far, seconds so far), when given,
+    is called in this process about twice a second."""
     if workers is None:
         workers = min(os.cpu_count() or 1, load.connections)
     if workers <= 1 or not hasattr(os, "fork"):
-        return _Loop(load, 0, 1, _Board(1)).run()
-    return _forked(load, workers)
+        return _Loop(load, 0, 1, _Board(1), progress).run()
+    return _forked(load, workers, progress)
 
 
 class _Board:
@@ -98,17 +99,18 @@ class _Board:
     def __init__(self, workers: int):
         import mmap
         self.slots = workers
-        self.memory = mmap.mmap(-1, 16 * workers)
+        self.memory = mmap.mmap(-1, 24 * workers)
 
-    def post(self, index: int, errors: int, slowest: float) -> None:
-        self.memory[16 * index:16 * index + 16] = array.array("d", (errors, slowest)).tobytes()
+    def post(self, index: int, errors: int, slowest: float, count: int) -> None:
+        self.memory[24 * index:24 * index + 24] = array.array("d", (errors, slowest, count)).tobytes()
 
-    def totals(self) -> Tuple[float, float]:
-        values = array.array("d", self.memory[:16 * self.slots])
-        return sum(values[0::2]), max(values[1::2])
+    def totals(self) -> Tuple[float, float, float]:
+        """(errors, the slowest answer in ms, requests answered) over every worker."""
+        values = array.array("d", self.memory[:24 * self.slots])
+        return sum(values[0::3]), max(values[1::3]), sum(values[2::3])
 
 
-def _forked(load: Load, workers: int) -> Samples:
+def _forked(load: Load, workers: int, progress=None) -> Samples:
     """Each worker a child process running its share; results back over a pipe each."""
     children = []
     board = _Board(workers)
@@ -130,13 +132,25 @@ def _forked(load: Load, workers: int) -> Samples:
         children.append((pid, read_end))
     total = Samples()
     failed = 0
+    started = time.monotonic()
     try:
+        answers = {read_end: bytearray() for _, read_end in children}
+        open_ends = set(answers)
+        while open_ends:  # each child's answer, read as it comes; progress meanwhile
+            import select
+            for read_end in select.select(list(open_ends), [], [], 0.5)[0]:
+                chunk = os.read(read_end, 1 << 20)
+                if chunk:
+                    answers[read_end] += chunk
+                else:
+                    open_ends.discard(read_end)
+                    os.close(read_end)
+            if progress:
+                progress(int(board.totals()[2]), time.monotonic() - started)
         for pid, read_end in children:
-            with os.fdopen(read_end, "rb") as pipe:
-                data = pipe.read()
             os.waitpid(pid, 0)
-            if data:
-                total.merge(Samples.load(data))
+            if answers[read_end]:
+                total.merge(Samples.load(bytes(answers[read_end])))
             else:
                 failed += 1
     finally:
@@ -167,8 +181,8 @@ class _Conn:
 class _Loop:
     """One worker's share: connections index, index + workers, ...; requests likewise."""
 
-    def __init__(self, load: Load, index: int, workers: int, board: _Board):
-        self.load, self.index, self.board = load, index, board
+    def __init__(self, load: Load, index: int, workers: int, board: _Board, progress=None):
+        self.load, self.index, self.board, self.progress = load, index, board, progress
         self.slowest = 0.0
         self.connections = len(range(index, load.connections, workers))
         self.requests = None if load.requests is None else len(range(index, load.requests, workers))
@@ -191,7 +205,7 @@ class _Loop:
             for _ in range(self.connections if self.rate is None else min(self.connections, 4)):
                 self.connect()
             self.samples.started = time.time() + load.warmup
-            last_expiry = start
+            last_expiry = last_progress = start
             select, ready = self.selector.select, self.ready
             while self.selector.get_map():
                 now = time.monotonic()
@@ -202,8 +216,12 @@ class _Loop:
                     ready(key.data)
                 if now - last_expiry >= 0.05:  # every connection looked at: not on every turn
                     self.expire(time.monotonic())
+                    self.board.post(self.index, sum(self.samples.errors.values()), self.slowest, self.samples.count)
                     self.check_limits()
                     last_expiry = now
+                if self.progress and now - last_progress >= 0.5:
+                    self.progress(self.samples.count, now - start)
+                    last_progress = now
         finally:
             for key in list(self.selector.get_map().values()):
                 key.fileobj.close()
@@ -234,8 +252,7 @@ class _Loop:
         load = self.load
         if self.samples.aborted or (load.max_errors is None and load.max_latency_ms is None):
             return
-        self.board.post(self.index, sum(self.samples.errors.values()), self.slowest)
-        errors, slowest = self.board.totals()
+        errors, slowest, _ = self.board.totals()
         if load.max_errors is not None and errors > load.max_errors:
             self.samples.aborted = "%d errors, more than the %d the thresholds allow" % (errors, load.max_errors)
         elif load.max_latency_ms is not None and slowest > load.max_latency_ms:
