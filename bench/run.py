@@ -260,6 +260,16 @@ def perf_figures(missed):
                         missed.append("perf throughput")
                 else:
                     print("perf: %.0f req/s at 10 connections against nginx (hey is not installed)" % ours)
+                # in a fresh process of its own, whose children are only this run and its workers
+                measure = ("import json, resource, subprocess, sys\n"
+                           "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+                           "print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+                           "json.loads(done.stdout)['metrics']['perf']['targets']['url']['count']]))")
+                done = subprocess.run([PY, "-c", measure, PY, SMOKE, "perf", "--url", url, "--requests", "1000000",
+                                       "--connections", "10"], capture_output=True, text=True, timeout=600)
+                peak_kb, count = json.loads(done.stdout)
+                print("perf: a %d-request run peaked at %.1f MB RSS in its largest process (reported; sorting "
+                      "the samples for exact percentiles dominates it)" % (count, peak_kb / 1024.0))
             finally:
                 nginx.terminate()
                 nginx.wait(10)

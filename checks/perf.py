@@ -408,7 +408,7 @@ def percentile(ordered, p: float) -> float:
 
 
 def summarise(samples, connections: int, rate: Optional[float]) -> Dict[str, Any]:
-    ordered = sorted(samples.latencies)
+    ordered = samples.latencies if samples.ordered else sorted(samples.latencies)
     errors = sum(samples.errors.values())
     count = len(ordered) + errors
     duration = max(1e-9, samples.ended - samples.started)

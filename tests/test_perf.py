@@ -249,3 +249,15 @@ def test_progress_on_a_terminal_while_the_load_runs(server):
     os.close(master)
     assert proc.returncode == 0 and json.loads(out)["status"] == "pass"
     assert b"perf url: " in seen and b" requests, " in seen and b" req/s" in seen, seen
+
+
+def test_sorted_shares_merge_into_one_sorted_array():
+    import random
+    values = [random.random() for _ in range(5000)]
+    total = load.Samples()
+    for share in (values[:2000], values[2000:4500], values[4500:]):
+        part = load.Samples()
+        part.latencies = array.array("d", share)
+        part.sort()
+        total.merge(load.Samples.load(part.dump()))
+    assert total.ordered and list(total.latencies) == sorted(values)

@@ -54,13 +54,26 @@ class Samples:
         self.error_latencies = array.array("d")  # answered, but with an error status
         self.started = self.ended = 0.0
         self.aborted = ""  # why the load stopped early, when it did
+        self.ordered = False  # latencies sorted (each worker sorts its own share: no list of all of them)
 
     @property
     def count(self) -> int:
         return len(self.latencies) + sum(self.errors.values())
 
+    def sort(self) -> None:
+        self.latencies = array.array("d", sorted(self.latencies))
+        self.ordered = True
+
     def merge(self, other: "Samples") -> None:
-        self.latencies.extend(other.latencies)
+        """Add another's samples; two sorted shares stay sorted, merged without a list of floats."""
+        if self.ordered and other.ordered or not self.latencies and other.ordered:
+            import heapq
+            merged = array.array("d")
+            merged.extend(heapq.merge(self.latencies, other.latencies))
+            self.latencies, self.ordered = merged, True
+        else:
+            self.latencies.extend(other.latencies)
+            self.ordered = False
         self.error_latencies.extend(other.error_latencies)
         self.errors.update(other.errors)
         self.started = min(self.started or other.started, other.started or self.started)
@@ -69,12 +82,13 @@ class Samples:
 
     def dump(self) -> bytes:
         return marshal.dumps((self.latencies.tobytes(), self.error_latencies.tobytes(), dict(self.errors),
-                              self.started, self.ended, self.aborted))
+                              self.started, self.ended, self.aborted, self.ordered))
 
     @classmethod
     def load(cls, data: bytes) -> "Samples":
         samples = cls()
-        latencies, error_latencies, errors, samples.started, samples.ended, samples.aborted = marshal.loads(data)
+        (latencies, error_latencies, errors, samples.started, samples.ended, samples.aborted,
+         samples.ordered) = marshal.loads(data)
         samples.latencies.frombytes(latencies)
         samples.error_latencies.frombytes(error_latencies)
         samples.errors.update(errors)
@@ -227,6 +241,7 @@ class _Loop:
                 key.fileobj.close()
             self.selector.close()
         self.samples.ended = time.time()
+        self.samples.sort()
         return self.samples
 
     _warm = 0
