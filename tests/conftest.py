@@ -58,3 +58,18 @@ def gone(pid):
             return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except OSError:
         return True
+
+
+def read_terminal(master: int) -> bytes:
+    """Everything a pseudo-terminal's far side wrote, once it has closed its end."""
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer has gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    return seen

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import smoke
-from conftest import ROOT
+from conftest import ROOT, read_terminal
 
 SMOKE = str(ROOT / "smoke.py")
 
@@ -422,16 +422,7 @@ def test_progress_on_a_terminal_is_one_line_cleared_before_the_report(service):
                             stdout=slave, stderr=slave, env=dict(os.environ, TERM="xterm"))
     proc.wait(30)
     os.close(slave)
-    screen = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        screen += chunk
-    os.close(master)
+    screen = read_terminal(master)
     text = screen.decode()
     progress, report = text[:text.index("smoke.py health")], text[text.index("smoke.py health"):]
     assert "[1/2]" in progress and "[2/2]" in progress and "\n" not in progress

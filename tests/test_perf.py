@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, read_terminal
 from checks import perf
 from checks.probes import load
 from fixtures.service import serve_in_thread
@@ -237,16 +237,7 @@ def test_progress_on_a_terminal_while_the_load_runs(server):
                             env=dict(os.environ, TERM="xterm"))
     os.close(slave)
     out, _ = proc.communicate(timeout=60)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
+    seen = read_terminal(master)
     assert proc.returncode == 0 and json.loads(out)["status"] == "pass"
     assert b"perf url: " in seen and b" requests, " in seen and b" req/s" in seen, seen
 
