@@ -372,7 +372,7 @@ def _measure(target: Target, ctx) -> Dict[str, Any]:
                 ctx.on_progress("perf %s: %.1fs, %d requests, %.0f req/s" % (target.name, seconds, count,
                                                                             count / max(seconds, 1e-9)))
         samples = probe.run(target.load, progress=progress)
-    return summarise(samples, target.load.connections if target.load else 1, target.load.rate if target.load else None)
+    return summarise(samples)
 
 
 def _run_command(target: Target, ctx):
@@ -407,7 +407,7 @@ def percentile(ordered, p: float) -> float:
     return ordered[rank - 1]
 
 
-def summarise(samples, connections: int, rate: Optional[float]) -> Dict[str, Any]:
+def summarise(samples) -> Dict[str, Any]:
     ordered = samples.latencies if samples.ordered else sorted(samples.latencies)
     errors = sum(samples.errors.values())
     count = len(ordered) + errors

@@ -47,7 +47,7 @@ def test_percentiles_are_nearest_rank_over_every_sample():
     samples.latencies = array.array("d", [float(i) for i in range(1, 1001)])
     samples.errors["500"] = 10
     samples.started, samples.ended = 0.0, 2.0
-    facts = perf.summarise(samples, 1, None)
+    facts = perf.summarise(samples)
     assert (facts["p50_ms"], facts["p999_ms"], facts["count"], facts["rps"]) == (500, 999, 1010, 505.0)
     assert facts["error_rate"] == round(10 / 1010, 6) and "insufficient" not in facts
     assert sum(count for _, count in facts["histogram"]) == 1000
@@ -252,3 +252,29 @@ def test_sorted_shares_merge_into_one_sorted_array():
         part.sort()
         total.merge(load.Samples.load(part.dump()))
     assert total.ordered and list(total.latencies) == sorted(values)
+
+
+def test_a_kill_9_of_smoke_py_takes_its_load_workers_with_it(server):
+    marker = "/latency?kill9=%d" % os.getpid()
+    proc = subprocess.Popen([sys.executable, SMOKE, "perf", "--url", server + marker, "--duration", "30",
+                             "--connections", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    proc.kill()
+    proc.wait()
+
+    def left():
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                    if marker.encode() in fh.read():
+                        with open("/proc/%s/stat" % entry, "rb") as fh:
+                            if fh.read().rsplit(b")", 1)[1].split()[0] != b"Z":
+                                found.append(entry)
+            except OSError:
+                continue
+        return found
+    deadline = time.monotonic() + 5
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left() == []

@@ -126,14 +126,19 @@ class _Board:
 
 def _forked(load: Load, workers: int, progress=None) -> Samples:
     """Each worker a child process running its share; results back over a pipe each."""
+    from checks.probes import proc
+
     children = []
     board = _Board(workers)
+    arm = proc.die_with_parent()  # made here: it must know this process as the parent
     for index in range(workers):
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: run, answer, leave without running the parent's cleanup
             code = 0
             try:
+                if arm:  # smoke.py killed with -9 takes its load with it
+                    arm()
                 os.close(read_end)
                 data = _Loop(load, index, workers, board).run().dump()
                 with os.fdopen(write_end, "wb") as out:
