@@ -256,6 +256,12 @@ def _conditions(texts: List[str], where: str, baseline) -> tuple:
             close = difflib.get_close_matches(subject, known, n=1)
             raise ConfigError("%s: %r is not a perf metric%s (metrics: %s)" % (
                 label, subject, "; did you mean %s?" % close[0] if close else "", ", ".join(known)))
+        numeric = condition.op in ("<", "<=", ">", ">=") and subject != "errors_by_kind"
+        if numeric and (isinstance(condition.value, bool) or not isinstance(condition.value, (int, float))):
+            raise ConfigError("%s: %s is compared with a number (%s), got %r: write it without a unit, e.g. "
+                              "'p95_ms < 200', 'error_rate < 0.01'" % (label, subject, "milliseconds" if
+                                                                       subject.endswith("_ms") else "a plain number",
+                                                                       condition.value))
         if subject in RATIOS and baseline is None:
             raise ConfigError("%s: %s compares with a baseline: give --baseline FILE (or baseline in the "
                               "section)" % (label, subject))
@@ -331,15 +337,28 @@ def _url(target: Target) -> str:
 
 
 def run(spec: Spec, ctx) -> Outcome:
+    from checks import CheckError
+    from checks.lifecycle import Interrupted
+
     results, metrics = [], {"targets": {}}
     chosen = ctx.chosen
-    for target in spec.targets:
-        if chosen is not None and target.name not in chosen:
-            continue
+    targets = [t for t in spec.targets if chosen is None or t.name in chosen]
+    for target in targets:
         started = time.monotonic()
-        facts = _measure(target, ctx)
+        try:
+            facts = _measure(target, ctx)
+        except CheckError as exc:  # the load could not start (a name that does not resolve)
+            results.append(Result(target.name, NAME, "perf", "error", ctx.redact(str(exc)),
+                                  (time.monotonic() - started) * 1000, 1))
+            continue
+        except Interrupted as exc:  # the targets done are kept; the rest say they were not run
+            done = {r.name for r in results}
+            exc.results = results + [Result(t.name, NAME, "perf", "skip", "interrupted") for t in targets
+                                     if t.name not in done]
+            exc.metrics = {NAME: metrics}
+            raise
         if spec.baseline is not None:
-            facts.update(_ratios(facts, spec.baseline.get(target.name)))
+            facts.update(_ratios(facts, spec.baseline.get(target.name), target.name, sorted(spec.baseline)))
         status, message = _judge(target, facts, ctx)
         shown = {key: value for key, value in facts.items() if key != "histogram"}
         metrics["targets"][target.name] = shown
@@ -364,7 +383,11 @@ def _measure(target: Target, ctx) -> Dict[str, Any]:
     from checks.probes import load as probe
 
     if target.kind == "command":
-        samples = _run_command(target, ctx)
+        samples, problem = _run_command(target, ctx)
+        if problem:  # the command cannot be run at all: no measurement, an error
+            facts = summarise(samples)
+            facts["error"] = problem
+            return facts
     else:
         progress = None
         if ctx.on_progress:
@@ -390,15 +413,15 @@ def _run_command(target: Target, ctx):
             done = proc.run(params["command"], target.timeout, ctx.cleanup, params["shell"], params["env"],
                             params["cwd"], 4096)
         except CheckError as exc:
-            samples.errors[str(exc)] += 1
-            break
+            samples.ended = time.time()
+            return samples, str(exc)
         latency = (time.monotonic() - began) * 1000
         if done.exit_code == 0:
             samples.latencies.append(latency)
         else:
             samples.errors["timeout" if done.exit_code is None else "exit %d" % done.exit_code] += 1
     samples.ended = time.time()
-    return samples
+    return samples, None
 
 
 def percentile(ordered, p: float) -> float:
@@ -411,10 +434,13 @@ def summarise(samples) -> Dict[str, Any]:
     ordered = samples.latencies if samples.ordered else sorted(samples.latencies)
     errors = sum(samples.errors.values())
     count = len(ordered) + errors
-    duration = max(1e-9, samples.ended - samples.started)
+    duration = max(0.0, samples.ended - samples.started)
     facts: Dict[str, Any] = {"count": count, "ok": len(ordered), "errors": errors,
                              "error_rate": round(errors / count, 6) if count else 1.0,
-                             "errors_by_kind": dict(samples.errors), "rps": round(count / duration, 1),
+                             "errors_by_kind": dict(samples.errors),
+                             # answers per second: a refused connection is no throughput
+                             "rps": round((len(ordered) + len(samples.error_latencies)) / duration, 1)
+                             if duration > 0.001 else 0.0,
                              "duration_s": round(duration, 3), "n": len(ordered)}
     insufficient = {}
     if ordered:
@@ -451,9 +477,10 @@ def _histogram(ordered) -> List[List[float]]:
     return [[round(bound, 3), count] for bound, count in zip(bounds, counts)]
 
 
-def _ratios(facts: Dict[str, Any], before: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def _ratios(facts: Dict[str, Any], before: Optional[Dict[str, Any]], name: str = "",
+            known=()) -> Dict[str, Any]:
     if not isinstance(before, dict):
-        return {"baseline_missing": "the baseline has no such target"}
+        return {"baseline_missing": "the baseline has no target %r (it has: %s)" % (name, ", ".join(known) or "none")}
     out = {}
     for ratio in RATIOS:
         metric = ratio.replace("_ratio", "_ms") if ratio != "rps_ratio" else "rps"
@@ -477,6 +504,8 @@ def _judge(target: Target, facts: Dict[str, Any], ctx):
                                                                     % subject.replace("_ratio", ""))))
             continue
         problems += expect.failures([condition], facts, time.monotonic() + 5, ctx.redact)
+    if facts.get("error"):
+        return "error", facts["error"]
     if not facts["count"]:
         return "error", "no request was sent"
     if facts.get("aborted"):

@@ -95,7 +95,7 @@ def _load_lines(result: Dict[str, Any]) -> List[str]:
     cells = ["%s %s" % (label, facts[key]) for label, key in (
         ("min", "min_ms"), ("p50", "p50_ms"), ("p90", "p90_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"),
         ("p99.9", "p999_ms"), ("max", "max_ms")) if key in facts]
-    out = ["latency ms: " + "  ".join(cells) + "  (n %d)" % facts.get("n", 0)]
+    out = ["latency ms: " + "  ".join(cells) + "  (n %d)" % facts.get("n", 0)] if cells else []
     out.append("%s req/s over %ss; %d requests, %d errors (%.2f%%)" % (
         facts["rps"], facts["duration_s"], facts["count"], facts["errors"], facts["error_rate"] * 100))
     if facts.get("errors_by_kind"):

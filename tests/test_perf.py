@@ -4,6 +4,7 @@ import array
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def test_percentiles_are_nearest_rank_over_every_sample():
     samples.errors["500"] = 10
     samples.started, samples.ended = 0.0, 2.0
     facts = perf.summarise(samples)
-    assert (facts["p50_ms"], facts["p999_ms"], facts["count"], facts["rps"]) == (500, 999, 1010, 505.0)
+    assert (facts["p50_ms"], facts["p999_ms"], facts["count"], facts["rps"]) == (500, 999, 1010, 500.0)  # answers/s
     assert facts["error_rate"] == round(10 / 1010, 6) and "insufficient" not in facts
     assert sum(count for _, count in facts["histogram"]) == 1000
 
@@ -278,3 +279,40 @@ def test_a_kill_9_of_smoke_py_takes_its_load_workers_with_it(server):
     while left() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert left() == []
+
+
+def test_what_a_new_user_tripped_on(server, tmp_path):
+    # a refusing server has no throughput; an open load keeps its schedule even then
+    done, _, results = smoke("--url", "http://127.0.0.1:9/", "--rate", 50, "--duration", 1, "--threshold", "rps > 10")
+    facts = results["url"]["facts"]
+    assert done.returncode == 1 and facts["rps"] == 0.0 and facts["count"] <= 60, facts
+    # a name that does not resolve is one error, said plainly
+    done, _, results = smoke("--url", "http://no-such-host.invalid/", "--duration", 1)
+    assert done.returncode == 3 and "cannot resolve no-such-host.invalid" in results["url"]["message"]
+    # requests due that no connection was free to send are counted, not dropped
+    done, _, results = smoke("--url", server + "/latency?delay_ms=50", "--rate", 200, "--connections", 2,
+                             "--duration", 1)
+    facts = results["url"]["facts"]
+    assert done.returncode == 1 and facts["errors_by_kind"].get("not sent: no connection free when due", 0) > 100
+    # a unit in a threshold is exit 2 before any load
+    done, _, _ = smoke("--url", server + "/latency", "--threshold", "p95_ms < 200ms")
+    assert done.returncode == 2 and "write it without a unit" in done.stderr
+    # a command that cannot run is an error, not a slow measurement
+    config = {"targets": [{"name": "cli", "command": ["no-such-tool-xyz"], "runs": 3}]}
+    done, _, results = smoke(config=config, tmp_path=tmp_path)
+    assert done.returncode == 3 and "no-such-tool-xyz" in results["cli"]["message"]
+
+
+def test_an_interrupted_run_keeps_the_targets_done(server, tmp_path):
+    config = {"targets": [{"name": "first", "url": server + "/latency", "requests": 20},
+                          {"name": "second", "url": server + "/latency", "duration": 30}]}
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({"perf": config}))
+    proc = subprocess.Popen([sys.executable, SMOKE, "perf", "--config", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    results = {r["name"]: r for r in json.loads(out)["results"]}
+    assert proc.returncode == 143 and results["first"]["status"] == "pass"
+    assert results["second"]["status"] == "skip" and results["second"]["message"] == "interrupted"

@@ -99,6 +99,12 @@ def run(load: Load, workers: Optional[int] = None, progress=None) -> Samples:
     """The whole load, spread over worker processes (fork) when there is more than one CPU
     and more than one connection. progress(requests so far, seconds so far), when given,
     is called in this process about twice a second."""
+    try:  # once, here: a name that does not resolve is one error, not one per connection
+        family, _, _, _, address = socket.getaddrinfo(load.host, load.port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        from checks import CheckError
+        raise CheckError("cannot resolve %s: %s" % (load.host, getattr(exc, "strerror", None) or exc))
+    load = load._replace(host=address[0])
     if workers is None:
         workers = min(os.cpu_count() or 1, load.connections)
     if workers <= 1 or not hasattr(os, "fork"):
@@ -140,7 +146,12 @@ def _forked(load: Load, workers: int, progress=None) -> Samples:
                 if arm:  # smoke.py killed with -9 takes its load with it
                     arm()
                 os.close(read_end)
-                data = _Loop(load, index, workers, board).run().dump()
+                try:
+                    data = _Loop(load, index, workers, board).run().dump()
+                except Exception as exc:  # said in the report, not lost with the worker
+                    broken = Samples()
+                    broken.errors["load worker failed: %s: %s" % (type(exc).__name__, exc)] += 1
+                    data = broken.dump()
                 with os.fdopen(write_end, "wb") as out:
                     out.write(data)
             except BaseException:
@@ -246,6 +257,10 @@ class _Loop:
                 key.fileobj.close()
             self.selector.close()
         self.samples.ended = time.time()
+        if self.rate is not None and self.stops is not None and self.next_due < self.stops and \
+                not self.samples.aborted:  # due, never sent: no connection was free (coordinated omission)
+            missed = int((self.stops - self.next_due) * self.rate) + 1
+            self.samples.errors["not sent: no connection free when due"] += missed
         self.samples.sort()
         return self.samples
 
@@ -472,6 +487,10 @@ class _Loop:
         elif conn.state in ("connecting", "refused", "handshake"):
             self.samples.errors[kind] += 1
             self.sent += 1  # a connection that fails counts as a request that failed
+            if self.rate is not None:  # it took a due request's place; the schedule opens the next one
+                self.next_due += 1.0 / self.rate
+                self.drop(conn)
+                return
             time.sleep(0.001)  # a refusing server must not be hammered in a busy loop
         self.drop(conn)
         if reconnect and self.wants_more(time.monotonic()):
