@@ -208,7 +208,7 @@ def _with_limits(load, thresholds):
     an answer slower than `max_ms < X`. Percentiles and rates can still recover: no limit."""
     max_errors, max_latency = None, None
     for condition in thresholds:
-        subject = str(condition.path[0]) if condition.path else condition.subject
+        subject = _metric(condition)
         if condition.op not in ("<", "<=") or isinstance(condition.value, bool) or \
                 not isinstance(condition.value, (int, float)):
             continue
@@ -239,6 +239,11 @@ def _with(target: Target, changed: Dict[str, Any], where: str) -> Target:
     return target._replace(load=load, timeout=load.timeout)
 
 
+def _metric(condition) -> str:
+    """The metric a threshold is about (p95_ms in 'p95_ms < 200')."""
+    return str(condition.path[0]) if condition.path else condition.subject
+
+
 def _conditions(texts: List[str], where: str, baseline) -> tuple:
     """Thresholds as parsed conditions, each on a metric perf gives (a typo is exit 2, not
     a threshold that can never be judged)."""
@@ -250,7 +255,7 @@ def _conditions(texts: List[str], where: str, baseline) -> tuple:
             condition = expect.parse(text)
         except expect.ConditionError as exc:
             raise ConfigError("%s: %s" % (label, exc))
-        subject = str(condition.path[0]) if condition.path else condition.subject
+        subject = _metric(condition)
         if subject not in known:
             import difflib
             close = difflib.get_close_matches(subject, known, n=1)
@@ -495,7 +500,7 @@ def _judge(target: Target, facts: Dict[str, Any], ctx):
     samples, or a ratio with no baseline, is an error, not a pass or a fail."""
     problems, errors = [], []
     for condition in target.thresholds:
-        subject = str(condition.path[0]) if condition.path else condition.subject
+        subject = _metric(condition)
         if subject in facts.get("insufficient", {}):
             errors.append("%s: %s" % (condition.text, facts["insufficient"][subject]))
             continue
