@@ -233,6 +233,14 @@ def hey_rps(url, seconds=3):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))
 
 
+def ab_rps(url, seconds=3):
+    """ApacheBench's req/s at 10 keep-alive connections (-n caps it, -t bounds it)."""
+    import re
+    done = subprocess.run(["ab", "-k", "-q", "-c", "10", "-t", str(seconds), "-n", "10000000", url],
+                          capture_output=True, text=True, timeout=120)
+    return float(re.search(r"Requests per second:\s+([\d.]+)", done.stdout).group(1))
+
+
 def wrk_p50(url, seconds=3):
     """wrk's p50 in ms at one connection (wrk --latency prints its percentiles)."""
     import re
@@ -260,6 +268,10 @@ def perf_figures(missed):
                         missed.append("perf throughput")
                 else:
                     print("perf: %.0f req/s at 10 connections against nginx (hey is not installed)" % ours)
+                if shutil.which("ab"):
+                    theirs = ab_rps(url)
+                    print("perf: ab (one process, keep-alive) %.0f req/s at 10 connections against nginx: ratio %.2f "
+                          "(reported)" % (theirs, ours / theirs))
                 # in a fresh process of its own, whose children are only this run and its workers
                 measure = ("import json, resource, subprocess, sys\n"
                            "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"

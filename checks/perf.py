@@ -37,7 +37,7 @@ DEFAULT_THRESHOLDS = ("error_rate < 0.01",)  # with none given: a target that an
 MAX_REQUESTS = 100000000
 MAX_DURATION_S = 24 * 3600.0
 MAX_RUNS = 100000
-_BUCKETS = 16  # histogram rows in text output
+_BUCKETS = 16  # histogram rows in text output, at most
 
 
 class Target(collections.namedtuple("Target", "name kind load command runs thresholds timeout")):
@@ -470,13 +470,14 @@ def _histogram(ordered) -> List[List[float]]:
     low, high = max(ordered[0], 0.001), max(ordered[-1], 0.001)
     if high <= low * 1.0001:
         return [[round(high, 3), len(ordered)]]
-    step = (math.log(high) - math.log(low)) / _BUCKETS
-    bounds = [math.exp(math.log(low) + step * (i + 1)) for i in range(_BUCKETS)]
-    counts = [0] * _BUCKETS
+    rows = min(_BUCKETS, max(2, int(math.sqrt(len(ordered)))))  # a handful of samples gets a handful of rows
+    step = (math.log(high) - math.log(low)) / rows
+    bounds = [math.exp(math.log(low) + step * (i + 1)) for i in range(rows)]
+    counts = [0] * rows
     import bisect
     previous = 0
     for i, bound in enumerate(bounds):
-        index = bisect.bisect_right(ordered, bound) if i < _BUCKETS - 1 else len(ordered)
+        index = bisect.bisect_right(ordered, bound) if i < rows - 1 else len(ordered)
         counts[i] = index - previous
         previous = index
     return [[round(bound, 3), count] for bound, count in zip(bounds, counts)]
