@@ -29,7 +29,9 @@ COMMANDS = {
     "heartbeat": ("checks.heartbeat", "boot a coordinator and workers, kill a worker, and time how fast its "
                                       "failure is detected, against a deadline"),
     "perf": ("checks.perf", "latency percentiles, throughput and error rate under load, against thresholds"),
-    "all": (None, "run every section the config file has"),
+    "rollback": ("checks.rollback", "judge a report with triggers (by itself a dry run: exit 1 when a rollback is "
+                                    "needed); with --execute roll back, verify and record the incident"),
+    "all": (None, "run every section the config file has (rollback only when asked by name)"),
 }
 
 EXAMPLES = """examples:
@@ -40,6 +42,7 @@ EXAMPLES = """examples:
       --expect 'status == 200' --repeat 3 --identical
   python3 smoke.py heartbeat --pidfile /run/redis/redis-server.pid --log /var/log/redis/sentinel.log \\
       --failure-pattern '\\+sdown master (?P<worker>\\S+)' --expect-worker mymaster --deadline 5
+  python3 smoke.py rollback --config smoke.json --run health --execute
   python3 smoke.py all --config smoke.json --output /var/tmp/smoke.json --quiet
 
 config: --config FILE, else $SMOKE_CONFIG, else ./smoke.toml or ./smoke.json

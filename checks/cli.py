@@ -32,6 +32,9 @@ def add_arguments(parser, deadline_help=None) -> None:
     out.add_argument("--quiet", action="store_true", help="print nothing when the verdict is pass")
     out.add_argument("--secret", action="append", default=[], metavar="NAME",
                      help="mask the value of environment variable NAME everywhere (repeatable)")
+    out.add_argument("--state-dir", metavar="DIR",
+                     help="where runs keep their history (history.jsonl) and rollback its lock and incidents "
+                          "(default: the config's state_dir, else ./data/smoke/state)")
     run = parser.add_argument_group("selection and verdict")
     run.add_argument("--tag", action="append", default=[], metavar="TAG",
                      help="run only checks with this tag (repeatable)")
@@ -86,21 +89,34 @@ def _gather(args, secrets, commands, sections):
     specs = {}
     try:
         rates = _pass_rates(doc, sections)
-        unknown = [key for key in doc if key not in sections and not key.startswith("_") and key != "min_pass_rate"]
+        unknown = [key for key in doc if key not in sections + _TOP_LEVEL and not key.startswith("_")]
         if unknown:
             raise ConfigError("unknown section %r (known: %s)" % (unknown[0], ", ".join(sections)))
         for section in chosen:
             if section in doc:
-                table = doc[section]
-                if isinstance(table, dict):
-                    table = {key: value for key, value in table.items() if key != "min_pass_rate"}
-                specs[section] = _module(commands[section][0]).load(table, section)
+                module = _module(commands[section][0])
+                if args.command == "all" and getattr(module, "ACTION", False):
+                    continue  # all runs the checks; an action (rollback) runs when asked by name
+                specs[section] = module.load(_section_table(doc[section]), section)
     except ConfigError as exc:
         raise ConfigError("%s: %s" % (path, exc))
     if own is not None:  # the flags' checks, or the configured spec as flags change it
         given = own.from_args(args, specs[args.command]) if args.command in specs else flagged
         if given is not None:
             specs[args.command] = given
+    used = {}  # sections another one runs (rollback's --run and verify), loaded and checked now
+    uses = getattr(own, "uses", None)
+    for section in (uses(specs[args.command]) if uses and args.command in specs else ()):
+        where = "%s: %s" % (path, args.command) if path else args.command
+        if section not in sections or section == args.command:
+            raise ConfigError("%s: %r is not a section it can run (known: %s)" % (
+                where, section, ", ".join(s for s in sections if s != args.command)))
+        if section not in doc:
+            raise ConfigError("%s: runs the %s section, which the config does not have" % (where, section))
+        try:
+            used[section] = _module(commands[section][0]).load(_section_table(doc[section]), section)
+        except ConfigError as exc:
+            raise ConfigError("%s: %s" % (path, exc))
     plans = {section: _module(commands[section][0]).plan(spec) for section, spec in specs.items()}
     if not any(plans.values()) and path:
         raise ConfigError("nothing to check: %s has no %s checks" % (path, " or ".join(chosen)))
@@ -108,7 +124,31 @@ def _gather(args, secrets, commands, sections):
         hint = "; or use %s" % own.FLAGS if own is not None and getattr(own, "FLAGS", None) else ""
         raise ConfigError("nothing to check: no config found (--config FILE, $SMOKE_CONFIG, ./smoke.toml, "
                           "./smoke.json)%s" % hint)
-    return specs, plans, rates
+    return specs, plans, rates, used, _state(doc, args, path)
+
+
+_TOP_LEVEL = ("min_pass_rate", "state_dir", "history_limit")  # keys of a config that are not sections
+
+
+def _section_table(table):
+    """A section as its module loads it: min_pass_rate is the verdict's, read by _pass_rates."""
+    return {key: value for key, value in table.items() if key != "min_pass_rate"} if isinstance(table, dict) else table
+
+
+def _state(doc, args, path):
+    """(state directory, history limit): --state-dir, else the config's, else the default."""
+    from checks import ConfigError, state
+    from checks.config import Fields
+
+    try:
+        top = Fields(doc, "")
+        directory = args.state_dir or top.path("state_dir", None) or state.DEFAULT_DIR
+        limit = top.integer("history_limit", state.DEFAULT_LIMIT, 1, state.MAX_LIMIT)
+    except ConfigError as exc:
+        raise ConfigError("%s: %s" % (path, exc) if path else str(exc))
+    if args.state_dir is not None and not args.state_dir.strip():
+        raise ConfigError("--state-dir: give a directory")
+    return directory, limit
 
 
 def _pass_rates(doc, sections):
@@ -146,7 +186,7 @@ def run(args, commands, closed) -> int:
             if not os.environ.get(name):  # a misspelt name would leave the real variable unmasked
                 raise ConfigError("--secret %s: environment variable %s is not set" % (name, name))
             secrets.add(os.environ[name])
-        specs, plans, rates = _gather(args, secrets, commands, sections)
+        specs, plans, rates, used, (state_dir, history_limit) = _gather(args, secrets, commands, sections)
         planned = [step for section in specs for step in plans[section]]
         names = {step.name for step in planned}
         for name in args.only:
@@ -187,8 +227,26 @@ def run(args, commands, closed) -> int:
     own = _module(commands[args.command][0]) if args.command in sections else None
     # a command that takes --deadline as its own (heartbeat's detection deadline) gets it from from_args
     run_deadline = None if getattr(own, "DEADLINE_HELP", None) else args.deadline
+    min_rate = args.min_pass_rate if args.min_pass_rate is not None else 1.0
+    section_rates = {} if args.min_pass_rate is not None else rates
+
+    def run_sections(names, ctx):
+        """The report of other sections run now, as `smoke.py SECTION` would make it (rollback's)."""
+        began, clock = time.time(), time.monotonic()
+        ran, numbers = [], {}
+        inner = ctx._replace(chosen=None, on_result=None, on_progress=None)
+        for name in names:
+            outcome = _module(commands[name][0]).run(used[name], inner)
+            ran += outcome.results
+            if outcome.metrics:
+                numbers[name] = outcome.metrics
+        return secrets.redact(model.build_report(names[0] if len(names) == 1 else "+".join(names), ran,
+                                                 socket.gethostname(), began, (time.monotonic() - clock) * 1000,
+                                                 min_rate, None, section_rates, numbers))
+
     ctx = runner.RunContext(concurrency, run_deadline, progress, secrets.redact, cleanup,
-                            on_progress=progress.status if progress else None)
+                            on_progress=progress.status if progress else None, state_dir=state_dir,
+                            run_sections=run_sections)
     started, clock = time.time(), time.monotonic()
     results, metrics = [], {}
     with lifecycle.Signals() as signals:
@@ -213,10 +271,9 @@ def run(args, commands, closed) -> int:
                     for left in cleanup.run_all(close=signals.signum is not None)]
         lifecycle.kill_orphans()
         problems = []
-        min_rate = args.min_pass_rate if args.min_pass_rate is not None else 1.0
         report = model.build_report(args.command, results + skipped, socket.gethostname(), started,
                                     (time.monotonic() - clock) * 1000, min_rate, signals.signum,
-                                    {} if args.min_pass_rate is not None else rates, metrics)
+                                    section_rates, metrics)
         report = secrets.redact(report)  # names and targets come from the config too
         # Decide, then deliver, then print: the printed report and the exit code always agree.
         if args.output is not None:
@@ -226,6 +283,8 @@ def run(args, commands, closed) -> int:
                 problems.append("--output: " + problem)
                 if report["exit_code"] == 0:  # a pass nobody can read is not a pass; a failure stays 1
                     report.update(status="error", exit_code=int(model.ExitCode.UNKNOWN))
+        from checks import state
+        problems += state.record_run(state_dir, report, history_limit)  # never changes the verdict
         if signals.signum is not None and "interrupted" not in report:  # it came while the report was delivered
             name = model.SIGNAL_NAMES[signals.signum]
             report.update(status="error", interrupted=name, exit_code=int(model.ExitCode[name]))

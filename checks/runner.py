@@ -31,16 +31,18 @@ _FDS_RESERVED = 16      # stdio, the config, --output's temp file, the watchdog:
 
 
 class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact cleanup chosen cancel "
-                                                      "give_up on_progress",
+                                                      "give_up on_progress state_dir run_sections",
                                         defaults=(DEFAULT_CONCURRENCY, None, None, lambda value: value, None,
-                                                  None, None, None, None))):
+                                                  None, None, None, None, None, None))):
     """How to run: checks at once, the run's deadline, a callback per result,
     secrets.Secrets.redact (applied before anything is cut short), the run's
     lifecycle.Cleanup, where a probe registers what it creates (None: undone by the probe
     alone), the names of the section's steps chosen to run (None: all), an Event that
     cancels a run outside the main thread, which signals cannot interrupt (None: none), and
     give_up(): why polling is pointless now (the server we started has exited), or None;
-    on_progress(text): how a long check is coming along, for a terminal (None: nobody looks)."""
+    on_progress(text): how a long check is coming along, for a terminal (None: nobody looks);
+    state_dir: where runs keep their history and locks; run_sections(names, ctx): the report
+    of other sections of the config, run now (rollback's --run and verify)."""
 
     __slots__ = ()
 

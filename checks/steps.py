@@ -4,6 +4,7 @@ A step is a check table (kind, its fields, expect; until and interval to poll) p
     capture      {"model_id": "json.id"}, or {"job": {"from": "stdout", "regex": "job (\\S+)"}}:
                  values taken from its real facts with the condition language's paths
     always       true: runs whatever happened before it (cleanup)
+    continue_on_error  true: a failure of this step does not stop the ones after it (it is `warn`)
     repeat       N answers to the same request; identical = true: all must be equal
                  (compare = the path compared, default json, else body, else stdout)
     concurrency  N requests at once, {index} 0..N-1 in each; all must pass
@@ -35,7 +36,7 @@ _SAMPLE = "1"  # stands for a value captured at run time when a table is validat
 
 
 class Step(collections.namedtuple("Step", "name section where table captures always repeat identical compare "
-                                          "concurrency needs")):
+                                          "concurrency needs continue_on_error")):
     """One step as loaded: its check table (placeholders not yet filled) and what it adds."""
 
     __slots__ = ()
@@ -48,7 +49,7 @@ def load(table, where: str, section: str, name: str, known: Set[str], builtins: 
         raise ConfigError("%s: expected a table (kind, its fields, expect), got %s" % (where, type(table).__name__))
     table = dict(table)
     own = Fields({key: table.pop(key) for key in ("capture", "always", "repeat", "identical", "compare",
-                                                  "concurrency") if key in table}, where)
+                                                  "concurrency", "continue_on_error") if key in table}, where)
     needs, filled_later = set(), []
     for at, text in _strings(table, where):
         for var in PLACEHOLDER.findall(text):
@@ -61,7 +62,7 @@ def load(table, where: str, section: str, name: str, known: Set[str], builtins: 
     captures = _captures(own, where)
     step = Step(name, section, where, table, captures, own.flag("always", False),
                 own.integer("repeat", 1, 1, MAX_REPEAT), own.flag("identical", False), own.text("compare", None),
-                own.integer("concurrency", 1, 1, MAX_REPEAT), frozenset(needs))
+                own.integer("concurrency", 1, 1, MAX_REPEAT), frozenset(needs), own.flag("continue_on_error", False))
     own.done()
     if step.compare is not None:
         try:
@@ -224,6 +225,9 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
             result = exc.results[0] if exc.results else _skip(step, name, "interrupted")
         if step.always and result.status in ("fail", "error"):  # say what it was to remove
             result = result._replace(message="%s; left behind: %s" % (result.message, known(step, variables)))
+        elif step.continue_on_error and result.status in ("fail", "error"):
+            result = result._replace(status="warn", message="%s (continue_on_error: the steps after it run)"
+                                     % result.message)
         results.append(result)
         if result.status not in ("pass", "warn") and not failed and not step.always:
             failed = name

@@ -156,7 +156,7 @@ def test_toml_config_where_tomllib_exists(tmp_path, service):
     ('{"health": {"checks": [{"name": "x", "kind": "tcp", "address": "h:1"},'
      ' {"name": "x", "kind": "tcp", "address": "h:2"}]}}',
      "health.checks[1].name: 'x' is used twice; names must be unique"),
-    ('{"helth": {}}', "unknown section 'helth' (known: health, deploy, heartbeat, perf)"),
+    ('{"helth": {}}', "unknown section 'helth' (known: health, deploy, heartbeat, perf, rollback)"),
     ('{"health": {"checks": []}}', "nothing to check"),
     ('{"health": {"checks": [{"kind": "http", "url": "${NOPE_NOT_SET}"}]}}',
      "health.checks[0].url: environment variable NOPE_NOT_SET is not set"),
@@ -512,7 +512,8 @@ def test_the_demo_never_checks_someone_elses_server(tmp_path):
         for sock in squatters:
             sock.close()
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "18765" not in done.stdout and done.stdout.splitlines()[-1].startswith("PASS  29 checks")
+    assert "18765" not in done.stdout and "\nPASS  30 checks" in done.stdout
+    assert "ROLLBACK: " in done.stdout.split("rollback.log has:")[1]  # and the rollback it shows was done
 
 
 @pytest.mark.parametrize("text, environ, message", [

@@ -1,0 +1,515 @@
+"""rollback: triggers → steps → verify → incident record.
+
+Config section:
+    {"rollback": {"triggers": ["pass_rate < 0.95", "p95_ms > 500", "check.api.status == fail"],
+                  "run": ["health"],
+                  "steps": [{"name": "revert", "kind": "command", "command": ["git", "revert", "--no-edit", "HEAD"]}],
+                  "verify": ["health"], "settle": 5, "verify_timeout": 120, "verify_interval": 5,
+                  "time_budget": 900, "cooldown": 1800, "incident_log": "...", "rollback_log": "..."}}
+The triggers are conditions on a report (--from FILE, or the sections --run names, run
+first); any one that holds fires. Without --execute nothing is done: the plan is said, and
+the exit code is 1 when a rollback is needed. The steps are steps (checks/steps.py), and
+verification re-runs sections through the subcommand face (ctx.run_sections).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import socket
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, List, Optional, Tuple
+
+from checks import ConfigError, expect, lifecycle, state, steps
+from checks.config import Fields
+from checks.model import Outcome, Planned, Result, cut, utc_timestamp
+
+NAME = "rollback"
+FLAGS = "--from FILE --trigger COND"
+ACTION = True  # `all` runs the checks a config describes; a rollback acts, and runs only when asked by name
+RESERVED = ("report", "triggers", "lock", "cooldown", "verify", "time_budget", "incident")  # its own results
+MAX_REPORT = 64 << 20
+_STDIN_TIMEOUT_S = 60.0  # for a report piped in: a writer that never finishes cannot hang us
+_WORST_IS_LOWEST = ("rps", "rps_ratio", "ok")  # across perf targets, the worst is the highest, except these
+
+
+class Spec(collections.namedtuple("Spec", "triggers on_no_data source run steps verify settle verify_timeout "
+                                          "verify_interval time_budget cooldown incident_log rollback_log lock "
+                                          "execute force")):
+    __slots__ = ()
+
+
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group("the report the triggers are judged on (one of)")
+    group.add_argument("--from", dest="from_report", metavar="FILE",
+                       help="a report of an earlier run (health, perf, all); - reads it from stdin")
+    group.add_argument("--run", action="append", default=[], metavar="SECTION",
+                       help="run this section of the config first and judge its report (repeatable)")
+    act = parser.add_argument_group("what to do")
+    act.add_argument("--trigger", action="append", default=[], metavar="COND",
+                     help="fire when this holds, e.g. 'pass_rate < 0.95', 'p95_ms > 500' (repeatable; adds to "
+                          "the config's)")
+    act.add_argument("--execute", action="store_true",
+                     help="run the steps and verify (default: a dry run that only says what it would do)")
+    act.add_argument("--force", action="store_true", help="roll back even within the cooldown of the last one")
+
+
+def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
+    """The configured spec with the flags applied, or a steps-less one from --trigger (which
+    can only say whether a rollback is needed); None when no flag says anything."""
+    if args.from_report is not None and args.run:
+        raise ConfigError("--from and --run: judge either a report or a run, not both")
+    if args.from_report is not None and not args.from_report.strip():
+        raise ConfigError("--from: give a report file, or - for stdin")
+    triggers = _conditions(args.trigger, "--trigger")
+    if configured is None:
+        if not triggers:  # the config's rollback section, if there is one, says when
+            return None
+        if args.execute:
+            raise ConfigError("--execute: no steps to run: give a rollback section with steps (--config FILE)")
+        if args.run:
+            raise ConfigError("--run %s: sections come from a config file (--config FILE)" % args.run[0])
+        configured = Spec((), "ignore", None, (), [], (), 0.0, 0.0, 5.0, 900.0, 1800.0, None, None, None, False,
+                          False)
+    spec = configured._replace(triggers=configured.triggers + triggers, execute=args.execute, force=args.force)
+    if args.from_report is not None:
+        spec = spec._replace(source=args.from_report, run=())
+    elif args.run:
+        spec = spec._replace(source=None, run=tuple(args.run))
+    if spec.execute and not spec.steps:
+        raise ConfigError("--execute: the rollback section has no steps to run")
+    if not spec.triggers:
+        raise ConfigError("rollback: no triggers: give triggers in the section, or --trigger COND")
+    if spec.source is None and not spec.run and not (args.validate or args.dry_run):
+        raise ConfigError("rollback: which report? give --from FILE (- for stdin) or --run SECTION, or `run` in "
+                          "the rollback section")
+    return spec
+
+
+def load(section, where: str = NAME) -> Spec:
+    fields = Fields(section, where)
+    triggers = _conditions(fields.strings("triggers"), fields.at("triggers"))
+    if not triggers:
+        raise ConfigError("%s: give at least one trigger" % fields.at("triggers"))
+    on_no_data = fields.choice("on_no_data", ("ignore", "fire"), "ignore")
+    run = tuple(fields.strings("run", []))
+    verify = tuple(fields.strings("verify", ["health"]))
+    settle = fields.number("settle", 0.0, 0, 3600)
+    verify_timeout = fields.number("verify_timeout", 60.0, 0, 86400)
+    verify_interval = fields.number("verify_interval", 5.0, 0.01, 3600)
+    time_budget = fields.number("time_budget", 900.0, 1, 7 * 86400)
+    cooldown = fields.number("cooldown", 1800.0, 0, 30 * 86400)
+    paths = {key: fields.path(key, None) for key in ("incident_log", "rollback_log", "lock")}
+    tables = fields.get("steps", (list,), [])
+    fields.done()
+    builtins = {"run_id": "20260101T000000Z-abcdef", "reasons": "p95_ms 612 > 500", "report": "report.json"}
+    known = set(builtins) | {"index"}
+    loaded, names = [], set()
+    for i, table in enumerate(tables):
+        at = "%s.steps[%d]" % (fields.at("steps"), i)
+        name = str(table.get("name") or "step %d" % (i + 1)) if isinstance(table, dict) else ""
+        if name in names or name in RESERVED:
+            raise ConfigError("%s.name: %r is %s: every step needs a name of its own" % (
+                at, name, "taken" if name in names else "one of rollback's own results"))
+        names.add(name)
+        table = {key: value for key, value in table.items() if key != "name"} if isinstance(table, dict) else table
+        loaded.append(steps.load(table, at, NAME, name, known, builtins))
+    return Spec(triggers, on_no_data, None, run, loaded, verify, settle, verify_timeout, verify_interval,
+                time_budget, cooldown, paths["incident_log"], paths["rollback_log"], paths["lock"], False, False)
+
+
+def uses(spec: Spec) -> Tuple[str, ...]:
+    """The other sections this one runs: --run's, then verify's (once steps can run)."""
+    return tuple(dict.fromkeys(spec.run + (spec.verify if spec.steps else ())))
+
+
+def _conditions(texts, where: str) -> tuple:
+    parsed = []
+    for i, text in enumerate(texts):
+        try:
+            parsed.append(expect.parse(text))
+        except expect.ConditionError as exc:
+            label = "--trigger %r" % text if where.startswith("--") else "%s[%d]" % (where, i)
+            raise ConfigError("%s: %s" % (label, exc))
+    return tuple(parsed)
+
+
+def _run_id() -> str:
+    import uuid
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def plan(spec: Spec) -> List[Planned]:
+    source = spec.source or ("run " + ", ".join(spec.run) if spec.run else "(a report: --from or --run)")
+    planned = [Planned("triggers", NAME, "trigger", source, tuple(c.text for c in spec.triggers),
+                       options="on_no_data=%s%s" % (spec.on_no_data, "" if spec.execute else " dry run"))]
+    variables = {"run_id": "{run_id}", "reasons": "{reasons}", "report": "{report}"}
+    for step in steps.plan(spec.steps, variables):
+        planned.append(step._replace(needs=("triggers",) + step.needs))
+    if spec.steps:
+        planned.append(Planned("verify", NAME, "verify", ", ".join(spec.verify), (),
+                               options="settle=%gs timeout=%gs interval=%gs" % (
+                                   spec.settle, spec.verify_timeout, spec.verify_interval),
+                               needs=tuple(p.name for p in planned)))
+    return planned
+
+
+def run(spec: Spec, ctx) -> Outcome:
+    """Judge the report; then, with --execute and a trigger fired, hold the lock, run the
+    steps, verify, and record the incident (a dry run is recorded too, marked)."""
+    state_dir = ctx.state_dir or state.DEFAULT_DIR
+    held = None
+    if spec.execute:  # one rollback at a time; a dry run changes nothing and needs no lock
+        path = spec.lock or os.path.join(state_dir, "rollback.lock")
+        try:
+            if not spec.lock:
+                os.makedirs(state_dir, exist_ok=True)
+            held = state.lock(path)
+        except state.LockHeld as exc:
+            return Outcome([Result("lock", NAME, "lock", "error", "another rollback is running: %s" % exc,
+                                   severity="critical", target=path)], {})
+        except OSError as exc:
+            return Outcome([Result("lock", NAME, "lock", "error", "cannot take the lock %s: %s" % (
+                path, exc.strerror or exc), severity="critical", target=path)], {})
+    try:
+        return _run(spec, ctx, state_dir)
+    finally:
+        if held is not None:
+            os.close(held)
+
+
+def _run(spec: Spec, ctx, state_dir: str) -> Outcome:
+    started, clock = time.time(), time.monotonic()
+    ends = clock + spec.time_budget
+    if ctx.deadline_s:
+        ends = min(ends, clock + ctx.deadline_s)
+    report, report_path, problem = _source(spec, ctx, state_dir)
+    if problem:
+        return Outcome([Result("report", NAME, "report", "error", ctx.redact(problem), severity="critical",
+                               target=spec.source or ", ".join(spec.run))], {})
+    records, warnings = state.history(state_dir)
+    facts = _facts(report, records)
+    judged = [_judge(condition, facts, spec.on_no_data, ctx.redact) for condition in spec.triggers]
+    fired = [one for one in judged if one["fired"]]
+    reasons = "; ".join(one["reason"] for one in fired)
+    metrics: Dict[str, Any] = {"needed": bool(fired), "dry_run": not spec.execute, "reasons": reasons,
+                               "triggers": judged, "report": report_path}
+    if warnings:
+        metrics["warnings"] = warnings
+    no_data = [one["condition"] for one in judged if one["no_data"]]
+    said = "; no data for %s (the report does not have it)" % ", ".join(no_data) if no_data else ""
+    if not fired:
+        return Outcome([_trigger_result("pass", "no trigger fired: %s%s" % (
+            "; ".join(one["reason"] for one in judged if not one["no_data"]) or "none could be judged", said),
+            judged, spec)], metrics)
+    incident_log = spec.incident_log or os.path.join(state_dir, "incidents.jsonl")
+    record = {"time": utc_timestamp(started), "epoch": round(started, 3), "host": socket.gethostname(),
+              "run_id": _run_id(), "dry_run": not spec.execute, "forced": spec.force, "reasons": reasons,
+              "triggers": judged, "report": report_path, "steps": [], "verify": None,
+              "time_budget_s": spec.time_budget, "incident_log": incident_log}
+    if not spec.execute:
+        would = ", ".join(step.name for step in spec.steps) or "no steps (none are configured)"
+        message = "rollback needed: %s%s; dry run: --execute would run %s%s" % (
+            reasons, said, would, ", then verify %s" % ", ".join(spec.verify) if spec.steps else "")
+        results = [_trigger_result("fail", message, judged, spec)]
+        return Outcome(results + _recorded(spec, record, "dry run", clock, started, ctx), metrics)
+    writable = _writable(incident_log, spec.rollback_log, state_dir)
+    if writable:  # never act without a record of it
+        return Outcome([_trigger_result("fail", "rollback needed: %s; not rolled back: %s" % (reasons, writable),
+                                        judged, spec)], metrics)
+    last = _last_rollback(incident_log)
+    if last is not None and started - last < spec.cooldown and not spec.force:
+        message = "not rolled back: the last rollback was %s ago, within the cooldown of %s (until %s); --force " \
+                  "overrides" % (_span(started - last), _span(spec.cooldown), utc_timestamp(last + spec.cooldown))
+        results = [_trigger_result("warn", "fired: " + reasons + said, judged, spec),
+                   Result("cooldown", NAME, "cooldown", "fail", message, severity="critical", target=incident_log)]
+        return Outcome(results + _recorded(spec, record, "blocked by cooldown", clock, started, ctx), metrics)
+    results = [_trigger_result("warn", "fired: " + reasons + said, judged, spec)]
+    variables = {"run_id": record["run_id"], "reasons": reasons, "report": report_path}
+    try:
+        try:
+            done, _ = steps.run(spec.steps, ctx, variables, ends=ends)
+        except lifecycle.Interrupted as exc:
+            record["steps"] = _step_records(exc.results)
+            exc.results = results + exc.results
+            raise
+        results += done
+        record["steps"] = _step_records(done)
+        broken = next((r for r in done if r.status not in ("pass", "warn")), None)
+        if broken is None:
+            try:
+                verified = _verify(spec, ctx, ends, metrics, record)
+            except lifecycle.Interrupted as exc:
+                exc.results = results + exc.results
+                raise
+            outcome = "rolled back and verified" if verified.status == "pass" else "rolled back, verification failed"
+            results.append(verified)
+        else:
+            results.append(Result("verify", NAME, "verify", "skip", "skipped: step %s did not pass" % broken.name))
+            outcome = "step %s failed" % broken.name
+    except lifecycle.Interrupted as exc:  # the record is written before the signal is obeyed
+        recorded, _ = lifecycle.shielded(lambda: _recorded(spec, record, "interrupted", clock, started, ctx))
+        exc.results = exc.results + recorded
+        exc.metrics = {NAME: dict(metrics, executed=True, outcome="interrupted")}
+        raise
+    took = time.monotonic() - clock
+    if took > spec.time_budget:
+        results.append(Result("time_budget", NAME, "time_budget", "fail", "the rollback took %s, over its "
+                              "time_budget of %s" % (_span(took), _span(spec.time_budget)), severity="critical"))
+    metrics.update(executed=True, outcome=outcome, duration_s=round(took, 3))
+    return Outcome(results + _recorded(spec, record, outcome, clock, started, ctx), metrics)
+
+
+def _trigger_result(status: str, message: str, judged, spec: Spec) -> Result:
+    return Result("triggers", NAME, "trigger", status, message, severity="critical",  # judged: in the metrics
+                  target=spec.source or "run " + ", ".join(spec.run), expect=tuple(c.text for c in spec.triggers))
+
+
+def _source(spec: Spec, ctx, state_dir: str) -> Tuple[Optional[Dict[str, Any]], str, Optional[str]]:
+    """(the report, the path of its file, None) or (None, "", why it could not be had)."""
+    if spec.run:
+        report = ctx.run_sections(spec.run, ctx)
+        path = os.path.join(state_dir, "last-report.json")
+        for problem in _keep(report, path, state_dir):
+            return report, "", problem
+        state.record_run(state_dir, report)  # the run judged is a run: the history's consecutive failures count it
+        return report, path, None
+    if spec.source == "-":
+        data, problem = _read_stdin()
+        if problem:
+            return None, "", "cannot read the report from stdin: %s" % problem
+        where = "stdin"
+    else:
+        from checks import CheckError
+        from checks.probes.proc import read_small
+        try:
+            data = read_small(spec.source, MAX_REPORT + 1, "the report ")
+        except CheckError as exc:
+            return None, "", str(exc)
+        where = spec.source
+    if len(data) > MAX_REPORT:
+        return None, "", "the report in %s is larger than %d MB: not a smoke.py report" % (where, MAX_REPORT >> 20)
+    try:
+        report = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, "", "the report in %s is not JSON: %s" % (where, cut(str(exc), 200))
+    if not isinstance(report, dict) or not isinstance(report.get("summary"), dict) \
+            or not isinstance(report.get("results"), list):
+        return None, "", "%s is not a smoke.py report (no summary and results)" % where
+    if spec.source != "-":
+        return report, spec.source, None
+    path = os.path.join(state_dir, "last-report.json")
+    for problem in _keep(report, path, state_dir):
+        return None, "", problem
+    return report, path, None
+
+
+def _keep(report: Dict[str, Any], path: str, state_dir: str) -> List[str]:
+    """Write the judged report where {report} points the steps; the problem, if any."""
+    from checks import sinks
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+    except OSError as exc:
+        return ["cannot keep the report in %s: %s" % (state_dir, exc.strerror or exc)]
+    problem = sinks.write_output(path, json.dumps(report, indent=2) + "\n")
+    return ["cannot keep the report: " + problem] if problem else []
+
+
+def _read_stdin() -> Tuple[bytes, Optional[str]]:
+    """All of stdin, within a size cap and a deadline."""
+    import select
+
+    chunks, size, deadline = [], 0, time.monotonic() + _STDIN_TIMEOUT_S
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return b"", "nothing ended it within %gs" % _STDIN_TIMEOUT_S
+        try:
+            ready, _, _ = select.select([0], [], [], min(left, 0.5))
+            if not ready:
+                continue
+            chunk = os.read(0, 1 << 20)
+        except OSError as exc:
+            return b"", exc.strerror or str(exc)
+        if not chunk:
+            return b"".join(chunks), None
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_REPORT:
+            return b"".join(chunks), None
+
+
+def _facts(report: Dict[str, Any], records: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """What a trigger can name: the summary's fields, the metrics (perf's the worst target's,
+    each one also as perf.NAME.METRIC), check.NAME.status, and the consecutive failures."""
+    facts: Dict[str, Any] = dict(report.get("summary") or {})
+    facts.update(status=report.get("status"), exit_code=report.get("exit_code"), command=report.get("command"))
+    metrics = report.get("metrics") if isinstance(report.get("metrics"), dict) else {}
+    facts["metrics"] = metrics
+    for section, numbers in metrics.items():
+        if not isinstance(numbers, dict):
+            continue
+        targets = numbers.get("targets") if section == "perf" else None
+        if isinstance(targets, dict):
+            facts["perf"] = targets
+            for values in targets.values():
+                for key, value in (values.items() if isinstance(values, dict) else ()):
+                    if _number(value):
+                        worse = min if key in _WORST_IS_LOWEST else max
+                        facts[key] = worse(facts[key], value) if _number(facts.get(key)) else value
+        else:
+            for key, value in numbers.items():
+                if _number(value) or isinstance(value, str):
+                    facts.setdefault(key, value)
+    prior = [r for r in records if not (r.get("time") == report.get("started_at")
+                                        and r.get("command") == report.get("command"))]
+    failed = report.get("status") in ("fail", "error")
+    facts["consecutive_failures"] = (1 + state.consecutive_failures(prior, report.get("command"))) if failed else 0
+    checks = {}
+    for result in report.get("results") or ():
+        if not isinstance(result, dict) or not isinstance(result.get("name"), str):
+            continue
+        name, status = result["name"], result.get("status")
+        streak = 1 + state.consecutive_failures(prior, check=name) if status in ("fail", "error") else 0
+        checks[name] = {"status": status, "message": result.get("message"), "duration_ms": result.get("duration_ms"),
+                        "facts": result.get("facts"), "consecutive_failures": streak}
+    facts["check"] = checks
+    return facts
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _judge(condition, facts: Dict[str, Any], on_no_data: str, redact) -> Dict[str, Any]:
+    """One trigger: whether it fired, what was observed against what, or that there was no data."""
+    seen = expect.resolve(facts, condition.path)
+    if seen is not expect.MISSING and condition.length:
+        seen = len(seen) if isinstance(seen, (str, list, dict)) else expect.MISSING
+    judged = {"condition": condition.text, "threshold": condition.raw, "op": condition.op}
+    if (seen is expect.MISSING or seen is None) and condition.op not in ("exists", "!exists"):
+        fired = on_no_data == "fire"
+        return dict(judged, observed=None, no_data=True, fired=fired,
+                    reason="%s: no data%s" % (condition.subject, " (on_no_data = fire)" if fired else ""))
+    fired = expect.unmet(condition, facts, redact=redact) is None
+    shown = seen if _number(seen) or isinstance(seen, str) else json.dumps(seen)[:80]
+    text = cut(str(shown), 80)
+    if fired:  # the line an on-call checklist greps for: p95_ms 612 > 500
+        reason = "%s is %s" % (condition.subject, text) if condition.op == "==" else "%s %s %s %s" % (
+            condition.subject, text, condition.op, condition.raw)
+    else:
+        reason = "%s %s (fires at %s %s)" % (condition.subject, text, condition.op, condition.raw)
+    return dict(judged, observed=redact(shown), no_data=False, fired=fired, reason=redact(reason))
+
+
+def _writable(incident_log: str, rollback_log: Optional[str], state_dir: str) -> Optional[str]:
+    """Why the incident could not be recorded (checked before anything is done), or None."""
+    for path in (incident_log, rollback_log):
+        if path is None:
+            continue
+        try:
+            if path == os.path.join(state_dir, "incidents.jsonl"):
+                os.makedirs(state_dir, exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        except OSError as exc:
+            return "cannot record the incident in %s: %s" % (path, exc.strerror or exc)
+    return None
+
+
+def _last_rollback(incident_log: str) -> Optional[float]:
+    """When the last rollback that ran its steps started (epoch), from the incident log."""
+    records, _ = state.read_lines(incident_log)
+    for record in reversed(records):
+        if record.get("executed") and _number(record.get("epoch")):
+            return float(record["epoch"])
+    return None
+
+
+def _verify(spec: Spec, ctx, ends: float, metrics, record) -> Result:
+    """Re-run the verify sections after `settle`, until they pass or verify_timeout (or the
+    time budget) runs out."""
+    began = time.monotonic()
+    time.sleep(max(0.0, min(spec.settle, ends - began)))
+    until = min(time.monotonic() + spec.verify_timeout, ends)
+    attempts, report = 0, None
+    while True:
+        attempts += 1
+        left = max(0.001, until - time.monotonic()) if spec.verify_timeout else max(0.001, ends - time.monotonic())
+        report = ctx.run_sections(spec.verify, ctx._replace(deadline_s=left))
+        if report["status"] == "pass" or time.monotonic() + spec.verify_interval > until:
+            break
+        time.sleep(spec.verify_interval)
+    took = time.monotonic() - began
+    failing = [r for r in report["results"] if r.get("status") in ("fail", "error")]
+    record["verify"] = {"status": report["status"], "attempts": attempts, "duration_s": round(took, 3),
+                        "sections": list(spec.verify), "failing": [r["name"] for r in failing]}
+    metrics["verify"] = record["verify"]
+    facts = {"summary": report["summary"],
+             "failing": [{"name": r["name"], "message": r.get("message")} for r in failing]}
+    if report["status"] == "pass":
+        return Result("verify", NAME, "verify", "pass", "verified: %s passed on attempt %d, %s after the steps" % (
+            ", ".join(spec.verify), attempts, _span(took)), severity="critical", facts=facts,
+            duration_ms=took * 1000, attempts=attempts)
+    first = failing[0] if failing else None
+    why = "%s: %s" % (first["name"], first.get("message")) if first else "verdict %s" % report["status"]
+    return Result("verify", NAME, "verify", "fail", "verification failed: %s still %s after %d attempt%s in %s "
+                  "(%d of %d failing; %s)" % (", ".join(spec.verify), report["status"], attempts,
+                                             "" if attempts == 1 else "s", _span(took), len(failing),
+                                             report["summary"].get("total", 0), cut(why, 300)),
+                  severity="critical", facts=facts, duration_ms=took * 1000, attempts=attempts)
+
+
+def _step_records(done: List[Result]) -> List[Dict[str, Any]]:
+    out = []
+    for result in done:
+        facts = result.facts or {}
+        output = "\n".join(str(facts[key]) for key in ("stdout", "stderr") if facts.get(key))
+        out.append({"name": result.name, "status": result.status, "exit_code": facts.get("exit_code"),
+                    "http_status": facts.get("status"), "duration_ms": round(result.duration_ms, 1),
+                    "message": result.message, "output": cut(output, 1000)})
+    return out
+
+
+def _recorded(spec: Spec, record: Dict[str, Any], outcome: str, clock: float, started: float, ctx) -> List[Result]:
+    """Append the incident line (fsynced) and the human line; [] or an error result saying why not."""
+    took = time.monotonic() - clock
+    record.update(outcome=outcome, duration_s=round(took, 3), over_budget=took > spec.time_budget,
+                  executed=bool(record["steps"]))
+    record = ctx.redact(record)
+    problems = []
+    try:
+        directory = os.path.dirname(record["incident_log"])
+        if directory and record["incident_log"].startswith(os.path.join(ctx.state_dir or state.DEFAULT_DIR, "")):
+            os.makedirs(directory, exist_ok=True)
+        state.append_line(record["incident_log"], record)
+    except OSError as exc:
+        problems.append("cannot record the incident in %s: %s" % (record["incident_log"], exc.strerror or exc))
+    if spec.rollback_log:
+        mark = "" if record["executed"] else " (%s)" % outcome
+        from checks.render import printable  # a newline in an observed value must not forge a second line
+        line = "ROLLBACK%s: %s - Reason: %s - %s" % (mark, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                                                     record["reasons"], outcome)
+        try:
+            with open(spec.rollback_log, "a", encoding="utf-8", errors="replace") as fh:
+                fh.write(printable(line) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            problems.append("cannot write rollback_log %s: %s" % (spec.rollback_log, exc.strerror or exc))
+    if not problems:
+        logs = [record["incident_log"]] + ([spec.rollback_log] if spec.rollback_log else [])
+        return [Result("incident", NAME, "incident", "pass", "recorded in %s" % " and ".join(logs),
+                       target=record["incident_log"])]
+    return [Result("incident", NAME, "incident", "error", problem, severity="critical") for problem in problems]
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return "%.1fs" % seconds
+    if seconds < 7200:
+        return "%dm%02ds" % (seconds // 60, seconds % 60)
+    return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)

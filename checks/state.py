@@ -1,0 +1,199 @@
+"""What a run leaves for the next: the run history, append-only logs, and the locks that
+keep two runs from acting at once.
+
+history.jsonl (in the state directory, default ./data/smoke/state) has one JSON line per
+run of any command, newest last, at most `limit` lines. A writer holds an flock on
+history.lock while it appends one line in one write() or, past the limit, rewrites the
+file atomically (temp file, fsync, rename); a reader needs no lock. A line torn by a
+power cut is skipped with a warning, never fatal. The kernel drops an flock when its
+holder dies, even by kill -9, so a lock file left behind never blocks the next run.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, List, Optional, Tuple
+
+from checks import SmokeError
+
+DEFAULT_DIR = os.path.join("data", "smoke", "state")
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 1000000
+MAX_READ = 64 << 20  # bytes of a history or incident log read: its newest lines
+_LOCK_WAIT_S = 5.0  # for another run's append; a stopped process holding it cannot hang us
+
+
+class LockHeld(SmokeError):
+    """Another run holds the lock: exit 3, naming it."""
+
+
+def lock(path: str, wait_s: float = 0.0) -> int:
+    """An exclusive flock on path (created), its holder's pid written in it; the fd, which
+    holds the lock until it is closed. LockHeld names the holder when another run has it
+    for longer than wait_s (0: do not wait)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or time.monotonic() >= deadline:
+                holder = _holder(fd)
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                raise LockHeld("%s is held by %s" % (path, holder))
+            time.sleep(0.05)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, ("pid %d since %s\n" % (os.getpid(), _now())).encode(), 0)
+    return fd
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return text if text.startswith("pid ") else "another run (its pid is not written yet)"
+
+
+def _now() -> str:
+    from checks.model import utc_timestamp
+    return utc_timestamp()
+
+
+def read_lines(path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """The JSON objects of a JSON-lines file (its newest MAX_READ bytes), and a warning for
+    each line that is not one (a torn last line after a power cut). A missing file is empty."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_READ:
+                fh.seek(size - MAX_READ)
+            data = fh.read(MAX_READ)
+    except FileNotFoundError:
+        return [], []
+    lines = data.split(b"\n")
+    if size > MAX_READ:
+        lines = lines[1:]  # the first is a part of a line
+    records, warnings = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif number == len(lines):
+            warnings.append("%s: its last line is cut short (a write that did not finish): skipped" % path)
+        else:
+            warnings.append("%s: line %d is not a JSON object: skipped" % (path, number))
+    return records, warnings
+
+
+def append_line(path: str, record: Dict[str, Any]) -> None:
+    """One JSON line appended in one write() and fsynced: a reader never sees half of it,
+    and a power cut a moment later does not lose it. A torn last line is ended first."""
+    data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and _last_byte(path, size) != b"\n":
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _last_byte(path: str, size: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(size - 1)
+        return fh.read(1)
+
+
+def record_run(state_dir: str, report: Dict[str, Any], limit: int = DEFAULT_LIMIT) -> List[str]:
+    """Add a report's run to the history (kept to its newest `limit` runs); the problems,
+    each one line: a history that cannot be written never changes a verdict."""
+    problems: List[str] = []
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+        fd = lock(os.path.join(state_dir, "history.lock"), _LOCK_WAIT_S)
+    except (OSError, LockHeld) as exc:
+        return ["history: cannot write in %s: %s" % (state_dir, getattr(exc, "strerror", None) or exc)]
+    path = os.path.join(state_dir, "history.jsonl")
+    try:
+        records, warnings = read_lines(path)
+        problems += ["history: " + warning for warning in warnings]
+        line = run_line(report)
+        if warnings or len(records) >= limit:
+            _rewrite(path, records[max(0, len(records) - limit + 1):] + [line])
+        else:
+            append_line(path, line)
+    except OSError as exc:
+        problems.append("history: cannot write %s: %s" % (path, exc.strerror or exc))
+    except MemoryError:  # the run's own report matters more: it is still printed
+        problems.append("history: out of memory: this run was not recorded in %s" % path)
+    finally:
+        os.close(fd)
+    return problems
+
+
+def run_line(report: Dict[str, Any]) -> Dict[str, Any]:
+    """A run as the history keeps it: when, what, its verdict, and which checks failed and passed."""
+    results = report.get("results") or []
+    return {"time": report.get("started_at"), "command": report.get("command"), "status": report.get("status"),
+            "exit_code": report.get("exit_code"), "duration_ms": report.get("duration_ms"),
+            "failing": [r["name"] for r in results if r.get("status") in ("fail", "error")],
+            "passing": [r["name"] for r in results if r.get("status") in ("pass", "warn")]}
+
+
+def _rewrite(path: str, records: List[Dict[str, Any]]) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=".history-", suffix=".tmp", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def history(state_dir: str) -> Tuple[List[Dict[str, Any]], List[str]]:
+    return read_lines(os.path.join(state_dir, "history.jsonl"))
+
+
+def consecutive_failures(records: List[Dict[str, Any]], command: Optional[str] = None,
+                         check: Optional[str] = None) -> int:
+    """How many of the newest runs in a row failed: of a command (status fail or error), or
+    of one check (runs that did not run it are passed over)."""
+    count = 0
+    for record in reversed(records):
+        if check is not None:
+            failing, passing = record.get("failing"), record.get("passing")
+            if isinstance(failing, list) and check in failing:
+                count += 1
+            elif isinstance(passing, list) and check in passing:
+                break
+        elif command is None or record.get("command") == command:
+            if record.get("status") not in ("fail", "error"):
+                break
+            count += 1
+    return count

@@ -1,0 +1,411 @@
+"""rollback against real things: a git repository in a temp dir with a good and a bad commit,
+the fixture service reading its release from it, real locks, real signals, and nginx."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from fixtures.service import serve_in_thread
+
+SMOKE = str(ROOT / "smoke.py")
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+pytestmark = pytest.mark.skipif(not shutil.which("git"), reason="git is not installed")
+
+
+def smoke(*args, cwd=None, stdin=None, timeout=120):
+    done = subprocess.run([sys.executable, SMOKE] + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, input=stdin)
+    report = json.loads(done.stdout) if done.stdout.startswith("{") else None
+    return done, report, {r["name"]: r for r in (report or {}).get("results", [])}
+
+
+def commit(repo, text, message):
+    (repo / "release.txt").write_text(text)
+    subprocess.run(GIT + ["-C", str(repo), "add", "release.txt"], check=True)
+    subprocess.run(GIT + ["-C", str(repo), "commit", "-q", "-m", message], check=True)
+
+
+def log(repo):
+    done = subprocess.run(["git", "-C", str(repo), "log", "--format=%s"], capture_output=True, text=True, check=True)
+    return done.stdout.split("\n")[:-1]
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A git checkout whose last commit is a bad release, and a fixture service reading it."""
+    repo = tmp_path / "site"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    commit(repo, "release v1\n", "v1")
+    commit(repo, "release v2: bad\n", "v2")
+    server, url = serve_in_thread(release_file=str(repo / "release.txt"))
+    yield repo, url
+    server.shutdown()
+    server.server_close()
+
+
+def config(tmp_path, url, repo, steps=None, **rollback):
+    section = {"triggers": ["check.release.status == fail"], "run": ["health"],
+               "steps": steps if steps is not None else [
+                   {"name": "revert", "kind": "command", "command": GIT + ["-C", str(repo), "revert", "--no-edit",
+                                                                          "HEAD"]}],
+               "verify": ["health"], "verify_timeout": 3, "verify_interval": 0.2,
+               "incident_log": str(tmp_path / "incidents.jsonl"), "rollback_log": str(tmp_path / "rollback.log")}
+    section.update(rollback)
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({
+        "state_dir": str(tmp_path / "state"),
+        "health": {"checks": [{"name": "release", "kind": "http", "url": url + "/release",
+                               "expect": ["status == 200"]}]},
+        "rollback": section}))
+    return path
+
+
+def incidents(tmp_path):
+    return [json.loads(line) for line in (tmp_path / "incidents.jsonl").read_text().splitlines()]
+
+
+def test_triggers_fire_the_steps_revert_verify_passes_and_the_incident_is_written(site, tmp_path):
+    repo, url = site
+    done, report, results = smoke("rollback", "--config", config(tmp_path, url, repo), "--execute")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert log(repo)[0] == 'Revert "v2"' and (repo / "release.txt").read_text() == "release v1\n"
+    assert results["triggers"]["status"] == "warn" and "check.release.status is fail" in results["triggers"]["message"]
+    assert results["revert"]["status"] == "pass" and results["verify"]["status"] == "pass"
+    [record] = incidents(tmp_path)
+    assert record["executed"] is True and record["dry_run"] is False and record["outcome"] == "rolled back and verified"
+    assert record["triggers"][0]["observed"] == "fail" and record["triggers"][0]["threshold"] == "fail"
+    assert record["steps"][0]["exit_code"] == 0 and "Revert" in record["steps"][0]["output"]
+    assert record["verify"]["status"] == "pass" and record["host"] == socket.gethostname()
+    assert record["duration_s"] < record["time_budget_s"] == 900
+    line = (tmp_path / "rollback.log").read_text()
+    assert line.startswith("ROLLBACK: 20") and "Reason: check.release.status is fail" in line
+    history = (tmp_path / "state" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(h)["command"] for h in history] == ["health", "rollback"]  # the run judged, then rollback
+
+
+def test_a_dry_run_changes_nothing_says_the_plan_and_exits_1(site, tmp_path):
+    repo, url = site
+    done, report, results = smoke("rollback", "--config", config(tmp_path, url, repo), "--format", "text")
+    assert done.returncode == 1
+    assert "rollback needed: check.release.status is fail; dry run: --execute would run revert, then verify health" \
+        in done.stdout
+    assert log(repo) == ["v2", "v1"]
+    [record] = incidents(tmp_path)
+    assert record["dry_run"] is True and record["executed"] is False and record["steps"] == []
+    assert (tmp_path / "rollback.log").read_text().startswith("ROLLBACK (dry run): ")
+    assert not os.path.exists(tmp_path / "state" / "rollback.lock")  # a dry run takes no lock
+
+
+def test_nothing_to_do_is_exit_0_and_writes_no_incident(site, tmp_path):
+    repo, url = site
+    commit(repo, "release v3\n", "v3")
+    done, report, results = smoke("rollback", "--config", config(tmp_path, url, repo), "--execute")
+    assert done.returncode == 0 and "no trigger fired: check.release.status pass" in results["triggers"]["message"]
+    assert not (tmp_path / "incidents.jsonl").exists() and log(repo)[0] == "v3"
+
+
+def test_a_failing_step_stops_the_sequence_and_is_recorded(site, tmp_path):
+    repo, url = site
+    steps = [{"name": "flag", "kind": "command", "command": ["sh", "-c", "echo no flag service >&2; exit 4"]},
+             {"name": "revert", "kind": "command", "command": GIT + ["-C", str(repo), "revert", "--no-edit", "HEAD"]}]
+    done, report, results = smoke("rollback", "--config", config(tmp_path, url, repo, steps), "--execute")
+    assert done.returncode == 1
+    assert results["flag"]["status"] == "fail" and results["revert"]["status"] == "skip"
+    assert results["verify"]["status"] == "skip" and log(repo)[0] == "v2"
+    [record] = incidents(tmp_path)
+    assert record["outcome"] == "step flag failed"
+    assert record["steps"][0]["exit_code"] == 4 and "no flag service" in record["steps"][0]["output"]
+    assert record["steps"][1]["status"] == "skip"
+
+
+def test_continue_on_error_lets_the_next_steps_run(site, tmp_path):
+    repo, url = site
+    steps = [{"name": "page", "kind": "command", "command": ["false"], "continue_on_error": True},
+             {"name": "revert", "kind": "command", "command": GIT + ["-C", str(repo), "revert", "--no-edit", "HEAD"]}]
+    done, report, results = smoke("rollback", "--config", config(tmp_path, url, repo, steps), "--execute")
+    assert done.returncode == 0, done.stdout
+    assert results["page"]["status"] == "warn" and "continue_on_error" in results["page"]["message"]
+    assert results["verify"]["status"] == "pass"
+
+
+def test_verification_that_keeps_failing_fails_the_rollback(site, tmp_path):
+    repo, url = site
+    steps = [{"name": "noop", "kind": "command", "command": ["true"]}]
+    started = time.monotonic()
+    done, report, results = smoke("rollback", "--config", config(tmp_path, url, repo, steps, verify_timeout=1),
+                                  "--execute")
+    assert done.returncode == 1 and time.monotonic() - started < 20
+    assert results["verify"]["status"] == "fail" and results["verify"]["attempts"] >= 2
+    assert "release: status: expected == 200, got 503" in results["verify"]["message"]
+    assert incidents(tmp_path)[0]["outcome"] == "rolled back, verification failed"
+
+
+def test_exceeding_the_time_budget_is_a_failure_and_said(site, tmp_path):
+    repo, url = site
+    steps = [{"name": "slow", "kind": "command", "command": ["sleep", "5"], "timeout": 30}]
+    started = time.monotonic()
+    done, report, results = smoke("rollback", "--config", config(tmp_path, url, repo, steps, time_budget=1),
+                                  "--execute")
+    assert done.returncode == 1 and time.monotonic() - started < 10  # the budget bounds the steps too
+    assert results["time_budget"]["status"] == "fail" and "over its time_budget of 1.0s" in \
+        results["time_budget"]["message"]
+    assert incidents(tmp_path)[0]["over_budget"] is True
+
+
+def test_the_cooldown_blocks_a_second_rollback_unless_forced(site, tmp_path):
+    repo, url = site
+    path = config(tmp_path, url, repo)
+    assert smoke("rollback", "--config", path, "--execute")[0].returncode == 0
+    commit(repo, "release v3: bad\n", "v3")
+    done, report, results = smoke("rollback", "--config", path, "--execute")
+    assert done.returncode == 1 and log(repo)[0] == "v3"
+    assert "within the cooldown of 30m00s" in results["cooldown"]["message"] and "--force" in \
+        results["cooldown"]["message"]
+    assert incidents(tmp_path)[-1]["outcome"] == "blocked by cooldown"
+    done, report, results = smoke("rollback", "--config", path, "--execute", "--force")
+    assert done.returncode == 0 and log(repo)[0] == 'Revert "v3"'
+    assert incidents(tmp_path)[-1]["forced"] is True
+
+
+def test_a_second_rollback_at_the_same_time_hits_the_lock(site, tmp_path):
+    repo, url = site
+    steps = [{"name": "hold", "kind": "command", "command": ["sleep", "3"]}]
+    path = config(tmp_path, url, repo, steps)
+    first = subprocess.Popen([sys.executable, SMOKE, "rollback", "--config", str(path), "--execute"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        lock = tmp_path / "state" / "rollback.lock"
+        while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
+            time.sleep(0.05)
+        done, report, results = smoke("rollback", "--config", path, "--execute")
+        assert done.returncode == 3
+        assert "another rollback is running" in results["lock"]["message"]
+        assert "pid %d" % first.pid in results["lock"]["message"]
+    finally:
+        first.wait(30)
+
+
+def test_a_lock_left_by_kill_9_does_not_block_the_next_rollback(site, tmp_path):
+    repo, url = site
+    path = config(tmp_path, url, repo, [{"name": "hold", "kind": "command", "command": ["sleep", "30"]}])
+    first = subprocess.Popen([sys.executable, SMOKE, "rollback", "--config", str(path), "--execute"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = tmp_path / "state" / "rollback.lock"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    config(tmp_path, url, repo)
+    done, report, results = smoke("rollback", "--config", path, "--execute")
+    assert done.returncode == 0 and "lock" not in results, done.stdout
+
+
+def test_a_signal_during_the_steps_still_records_the_incident(site, tmp_path):
+    repo, url = site
+    path = config(tmp_path, url, repo, [{"name": "hold", "kind": "command", "command": ["sleep", "30"]}])
+    proc = subprocess.Popen([sys.executable, SMOKE, "rollback", "--config", str(path), "--execute"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / "state" / "rollback.lock"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 143
+    [record] = incidents(tmp_path)
+    assert record["outcome"] == "interrupted" and record["executed"] is True
+    assert json.loads(out)["interrupted"] == "SIGTERM"
+
+
+def test_a_trigger_without_data_does_not_fire_unless_asked(tmp_path):
+    report = tmp_path / "health.json"
+    done, _, _ = smoke("health", "--url", "http://127.0.0.1:1/", "--output", report, "--state-dir", tmp_path / "s")
+    assert done.returncode == 1
+    done, _, results = smoke("rollback", "--from", report, "--trigger", "p95_ms > 500", "--state-dir", tmp_path / "s")
+    assert done.returncode == 0
+    assert "no data for p95_ms > 500 (the report does not have it)" in results["triggers"]["message"]
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({"rollback": {"triggers": ["p95_ms > 500"], "on_no_data": "fire"}}))
+    done, _, results = smoke("rollback", "--config", path, "--from", report, "--state-dir", tmp_path / "s")
+    assert done.returncode == 1 and "p95_ms: no data (on_no_data = fire)" in results["triggers"]["message"]
+
+
+def test_the_report_can_come_from_stdin(tmp_path):
+    done, _, _ = smoke("health", "--url", "http://127.0.0.1:1/", "--state-dir", tmp_path / "s")
+    done, report, results = smoke("rollback", "--from", "-", "--trigger", "pass_rate < 0.95", "--trigger",
+                                  "fail >= 1", "--state-dir", tmp_path / "s", stdin=done.stdout)
+    assert done.returncode == 1, done.stderr
+    assert "pass_rate 0.0 < 0.95; fail 1 >= 1" in results["triggers"]["message"]
+    assert report["metrics"]["rollback"]["report"] == str(tmp_path / "s" / "last-report.json")
+
+
+def test_a_report_that_cannot_be_read_is_exit_3(tmp_path):
+    (tmp_path / "garbage.json").write_text("<html>")
+    (tmp_path / "other.json").write_text('{"status": "ok"}')
+    for source, said in ((tmp_path / "garbage.json", "is not JSON"), (tmp_path / "missing.json", "No such file"),
+                         (tmp_path / "other.json", "is not a smoke.py report"), (tmp_path, "Is a directory")):
+        done, _, results = smoke("rollback", "--from", source, "--trigger", "fail > 0", "--state-dir", tmp_path / "s")
+        assert done.returncode == 3 and said in results["report"]["message"], (source, done.stdout)
+
+
+def test_bad_input_is_exit_2_naming_the_field(tmp_path):
+    cases = [
+        ({"rollback": {"triggers": ["fail >"]}}, [], "rollback.triggers[0]"),
+        ({"rollback": {"triggers": []}}, [], "rollback.triggers: give at least one trigger"),
+        ({"rollback": {"triggers": ["fail > 0"], "verify": ["nosuch"], "steps": [{"kind": "command",
+                                                                              "command": ["true"]}]}},
+         ["--from", "x"], "'nosuch' is not a section it can run"),
+        ({"rollback": {"triggers": ["fail > 0"], "run": ["health"]}}, [], "runs the health section, which the config"),
+        ({"rollback": {"triggers": ["fail > 0"]}}, ["--from", "x", "--execute"], "--execute: the rollback section has "
+                                                                                 "no steps"),
+        ({"rollback": {"triggers": ["fail > 0"], "cooldown": -1}}, [], "rollback.cooldown"),
+        ({"rollback": {"triggers": ["fail > 0"], "steps": [{"name": "verify", "kind": "command",
+                                                            "command": ["true"]}]}}, [], "rollback's own results"),
+        ({"rollback": {"triggers": ["fail > 0"], "steps": [{"kind": "command", "command": ["echo", "{nope}"]}]}}, [],
+         "{nope} is neither captured"),
+        ({"rollback": {"triggers": ["fail > 0"]}}, [], "which report?"),
+        ({"rollback": {"triggers": ["fail > 0"]}}, ["--from", "x", "--run", "health"], "not both"),
+        ({"rollback": {"triggers": ["fail > 0"]}, "history_limit": 0}, ["--from", "x"], "history_limit"),
+    ]
+    for doc, flags, said in cases:
+        path = tmp_path / "smoke.json"
+        path.write_text(json.dumps(doc))
+        done, _, _ = smoke("rollback", "--config", path, *flags)
+        assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, (doc, done.stderr)
+    done, _, _ = smoke("rollback", "--trigger", "fail > 0", "--from", "x", "--execute")
+    assert done.returncode == 2 and "no steps to run" in done.stderr
+
+
+def test_consecutive_failures_come_from_the_history(tmp_path):
+    state = tmp_path / "s"
+    for _ in range(2):
+        smoke("health", "--url", "http://127.0.0.1:1/", "--state-dir", state)
+    report = tmp_path / "r.json"
+    smoke("health", "--url", "http://127.0.0.1:1/", "--state-dir", state, "--output", report)
+    done, out, results = smoke("rollback", "--from", report, "--trigger", "consecutive_failures >= 3", "--trigger",
+                               'check["http://127.0.0.1:1/"].consecutive_failures >= 4', "--state-dir", state)
+    assert done.returncode == 1, done.stdout
+    judged = {t["condition"]: t for t in out["metrics"]["rollback"]["triggers"]}
+    assert judged["consecutive_failures >= 3"]["observed"] == 3 and judged["consecutive_failures >= 3"]["fired"]
+    assert not judged['check["http://127.0.0.1:1/"].consecutive_failures >= 4']["fired"]
+
+
+def test_perf_metrics_are_facts_the_worst_target_and_each_by_name(tmp_path):
+    report = {"command": "perf", "status": "pass", "summary": {"total": 2, "pass": 2, "pass_rate": 1.0},
+              "results": [], "started_at": "2026-01-01T00:00:00.000Z",
+              "metrics": {"perf": {"targets": {"a": {"p95_ms": 612, "rps": 900}, "b": {"p95_ms": 80, "rps": 120}}}}}
+    path = tmp_path / "perf.json"
+    path.write_text(json.dumps(report))
+    done, out, results = smoke("rollback", "--from", path, "--trigger", "p95_ms > 500", "--trigger", "rps < 200",
+                               "--trigger", "perf.b.p95_ms > 100", "--state-dir", tmp_path / "s")
+    assert done.returncode == 1
+    assert results["triggers"]["message"].startswith("rollback needed: p95_ms 612 > 500; rps 120 < 200;")
+    assert "perf.b.p95_ms" not in results["triggers"]["message"].split("dry run")[0]
+
+
+def test_all_runs_the_checks_and_leaves_the_rollback_alone(site, tmp_path):
+    repo, url = site
+    done, report, results = smoke("all", "--config", config(tmp_path, url, repo))
+    assert done.returncode == 1 and set(results) == {"release"} and log(repo)[0] == "v2"
+
+
+def test_the_history_is_bounded_survives_a_torn_line_and_concurrent_runs(tmp_path):
+    state = tmp_path / "s"
+    state.mkdir()
+    (state / "history.jsonl").write_text('{"command": "health", "status": "pass"}\n{"command": "hea')
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({"history_limit": 5, "health": {"checks": [{"name": "t", "kind": "command",
+                                                                           "command": ["true"]}]}}))
+    done, report, _ = smoke("health", "--config", path, "--state-dir", state)
+    assert done.returncode == 0 and "last line is cut short" in done.stderr and "history" in report["problems"][0]
+    lines = [json.loads(line) for line in (state / "history.jsonl").read_text().splitlines()]
+    assert [line["command"] for line in lines] == ["health", "health"]
+    procs = [subprocess.Popen([sys.executable, SMOKE, "health", "--config", str(path), "--state-dir", str(state)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(8)]
+    for proc in procs:
+        assert proc.wait(60) == 0 and not proc.stderr.read()
+        proc.stderr.close()
+    lines = [json.loads(line) for line in (state / "history.jsonl").read_text().splitlines()]
+    assert len(lines) == 5 and all(line["status"] == "pass" for line in lines)
+
+
+def test_a_history_that_cannot_be_written_never_changes_the_verdict(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done, report, _ = smoke("health", "--tcp", "127.0.0.1:%d" % _listening(), "--state-dir", blocker / "state")
+    assert done.returncode == 0 and report["status"] == "pass"
+    assert "history: cannot write in" in done.stderr and "history" in report["problems"][0]
+
+
+def _listening():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    _listening.keep = sock  # open until the test process ends
+    return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"),
+                    reason="nginx is not installed (apt install nginx)")
+def test_a_real_nginx_rolled_back_by_git_revert_and_reload(tmp_path):
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    repo = tmp_path / "nginx"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    temp = " ".join("%s_temp_path %s;" % (kind, tmp_path / kind) for kind in ("client_body", "proxy", "fastcgi",
+                                                                             "uwsgi", "scgi"))
+    conf = ("worker_processes 1; daemon off; pid %s/nginx.pid; error_log %s/error.log;\n"
+            "events { worker_connections 64; }\n"
+            "http { access_log off; %s server { listen 127.0.0.1:%d; location /health { return %%d 'ok'; } } }\n"
+            % (tmp_path, tmp_path, temp, port))
+    (repo / "nginx.conf").write_text(conf % 200)
+    subprocess.run(GIT + ["-C", str(repo), "add", "nginx.conf"], check=True)
+    subprocess.run(GIT + ["-C", str(repo), "commit", "-q", "-m", "good"], check=True)
+    (repo / "nginx.conf").write_text(conf % 503)
+    subprocess.run(GIT + ["-C", str(repo), "commit", "-q", "-am", "bad: health answers 503"], check=True)
+    server = subprocess.Popen([nginx, "-c", str(repo / "nginx.conf"), "-p", str(tmp_path)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        path = tmp_path / "smoke.json"
+        path.write_text(json.dumps({
+            "health": {"checks": [{"name": "nginx", "kind": "http", "url": "http://127.0.0.1:%d/health" % port,
+                                   "expect": ["status == 200"]}]},
+            "rollback": {"triggers": ["check.nginx.status == fail"], "verify": ["health"], "settle": 0.2,
+                         "verify_timeout": 10, "verify_interval": 0.2, "steps": [
+                             {"name": "revert", "kind": "command",
+                              "command": GIT + ["-C", str(repo), "revert", "--no-edit", "HEAD"]},
+                             {"name": "reload", "kind": "command",
+                              "command": [nginx, "-c", str(repo / "nginx.conf"), "-p", str(tmp_path), "-s",
+                                          "reload"]}]}}))
+        report = tmp_path / "health.json"
+        done, _, _ = smoke("health", "--config", path, "--output", report, "--state-dir", tmp_path / "s")
+        assert done.returncode == 1
+        done, out, results = smoke("rollback", "--config", path, "--from", report, "--execute", "--state-dir",
+                                   tmp_path / "s")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert results["reload"]["status"] == "pass" and results["verify"]["status"] == "pass"
+        done, _, _ = smoke("health", "--config", path, "--state-dir", tmp_path / "s")
+        assert done.returncode == 0
+    finally:
+        server.terminate()
+        server.wait(10)
