@@ -1,10 +1,10 @@
-# make demo | make test | make lint. Needs only python3; `make test` installs pinned pytest into .venv when missing.
+# make demo | make test | make lint | make bundle. Needs only python3; `make test` installs pinned pytest into .venv when missing.
 PYTHON ?= python3
 PYTEST_VERSION := 8.3.4
 VENV := .venv
 DEMO := .demo
 
-.PHONY: test demo lint bench clean
+.PHONY: test demo lint bench bundle clean
 
 test:
 	@if $(PYTHON) -c "import pytest" 2>/dev/null; then py="$(PYTHON)"; \
@@ -17,11 +17,14 @@ demo:
 	@$(PYTHON) fixtures/demo.py --dir $(DEMO)
 
 lint:
-	$(PYTHON) -m py_compile smoke.py checks/*.py checks/kinds/*.py checks/probes/*.py fixtures/*.py bench/*.py tests/*.py
+	$(PYTHON) -m py_compile smoke.py checks/*.py checks/kinds/*.py checks/probes/*.py fixtures/*.py bench/*.py tools/*.py tests/*.py
 
 bench:
 	$(PYTHON) bench/run.py
 
+bundle:
+	@$(PYTHON) tools/bundle.py --output dist/smoke.py
+
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache dist
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -12,6 +12,7 @@
    the median of three runs).
 3. footprint: peak RSS of that run (target < 30 MB).
 4. scale: 10 000 file checks in one run, the whole process (target < 2 s).
+   The single-file bundle's start-up against the source tree's, health --tcp (target <= 1.3x).
 5. deploy against fixtures/model_server.py: ready-detection lag, from the model turning
    ready to the ready phase passing (target <= the poll interval + 20 ms), and the tool's
    overhead per phase, a step's duration beyond its request's latency (target < 5 ms).
@@ -329,6 +330,12 @@ def main():
                                      ("url", ", http.client", ["--url", "http://127.0.0.1:%d/health" % port])):
                 startup_ratio("one-check run: health --%s against python -c '%s%s'" % (what, imports, extra),
                               [PY, "-c", imports + extra], [PY, SMOKE, "health"] + run, args.runs, missed)
+            bundle = os.path.join(workdir, "smoke.py")  # the single file: its code cached as the tree's is
+            subprocess.run([PY, os.path.join(ROOT, "tools", "bundle.py"), "--output", bundle], check=True,
+                           stdout=subprocess.DEVNULL)
+            run = ["health", "--tcp", "127.0.0.1:%d" % port]
+            startup_ratio("one-check run: the bundle (make bundle) against the source tree, health --tcp",
+                          [PY, SMOKE] + run, [PY, bundle] + run, args.runs, missed)
             slow = tcp_imports("127.0.0.1:%d" % port)
             print("tcp run imports: %s (target: none of ssl, http.client)" % (", ".join(slow) or "none of them"))
             if slow:

@@ -78,8 +78,10 @@ def _gather(args, secrets, commands, sections):
 
     own = _module(commands[args.command][0]) if args.command in sections else None
     args.secrets = secrets  # flags can carry secrets too (--header 'Authorization: ...')
-    flagged = own.from_args(args) if own is not None else None  # the flags' own spec, config aside
-    # Flags describe the checks; a config found implicitly would add unasked-for ones.
+    # Flags describe the checks, and a config found implicitly would add unasked-for ones; unless
+    # the command's flags add to its section (rollback's --trigger), then the config is the base.
+    additive = getattr(own, "FLAGS_ADD_TO_CONFIG", False)
+    flagged = own.from_args(args) if own is not None and not additive else None  # the flags' own spec
     path = args.config if flagged is not None else config.find(args.config)
     try:  # every error names the file in use: the same field may exist in several
         doc = config.load(path, secrets) if path else {}
@@ -101,7 +103,8 @@ def _gather(args, secrets, commands, sections):
     except ConfigError as exc:
         raise ConfigError("%s: %s" % (path, exc))
     if own is not None:  # the flags' checks, or the configured spec as flags change it
-        given = own.from_args(args, specs[args.command]) if args.command in specs else flagged
+        given = own.from_args(args, specs[args.command]) if args.command in specs else \
+            own.from_args(args) if additive else flagged
         if given is not None:
             specs[args.command] = given
     used = {}  # sections another one runs (rollback's --run and verify), loaded and checked now
@@ -117,6 +120,12 @@ def _gather(args, secrets, commands, sections):
             used[section] = _module(commands[section][0]).load(_section_table(doc[section]), section)
         except ConfigError as exc:
             raise ConfigError("%s: %s" % (path, exc))
+    if used and hasattr(own, "check_names"):  # its conditions on check.NAME, against what those sections run
+        try:
+            own.check_names(specs[args.command], {section: [step.name for step in _module(
+                commands[section][0]).plan(spec)] for section, spec in used.items()})
+        except ConfigError as exc:
+            raise ConfigError("%s: %s" % (path, exc) if path else str(exc))
     plans = {section: _module(commands[section][0]).plan(spec) for section, spec in specs.items()}
     if not any(plans.values()) and path:
         raise ConfigError("nothing to check: %s has no %s checks" % (path, " or ".join(chosen)))

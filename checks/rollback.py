@@ -31,10 +31,17 @@ from checks.model import Outcome, Planned, Result, cut, utc_timestamp
 NAME = "rollback"
 FLAGS = "--from FILE --trigger COND"
 ACTION = True  # `all` runs the checks a config describes; a rollback acts, and runs only when asked by name
+FLAGS_ADD_TO_CONFIG = True  # --trigger adds to the section's triggers: a config found is still read
 RESERVED = ("report", "triggers", "lock", "cooldown", "verify", "time_budget", "incident")  # its own results
 MAX_REPORT = 64 << 20
 _STDIN_TIMEOUT_S = 60.0  # for a report piped in: a writer that never finishes cannot hang us
 _WORST_IS_LOWEST = ("rps", "rps_ratio", "ok")  # across perf targets, the worst is the highest, except these
+# What a trigger can name first: a report's summary and verdict, the run history, each check,
+# the metrics (perf's and heartbeat's by name; deploy's targets). Anything else is a typo.
+_SUMMARY = ("total", "pass", "warn", "fail", "error", "skip", "pass_rate")
+_ROOTS = _SUMMARY + ("status", "exit_code", "command", "consecutive_failures", "check", "metrics", "perf",
+                     "targets", "detection_s", "event_detection_s", "deadline_s", "expected_bound_s", "steady_s",
+                     "beat_interval_s", "run_dir")
 
 
 class Spec(collections.namedtuple("Spec", "triggers on_no_data source run steps verify settle verify_timeout "
@@ -85,8 +92,8 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
     if not spec.triggers:
         raise ConfigError("rollback: no triggers: give triggers in the section, or --trigger COND")
     if spec.source is None and not spec.run and not (args.validate or args.dry_run):
-        raise ConfigError("rollback: which report? give --from FILE (- for stdin) or --run SECTION, or `run` in "
-                          "the rollback section")
+        raise ConfigError("rollback: which report? give --from FILE (- for stdin)%s" % (
+            ", or --run SECTION, or `run` in the rollback section" if spec.steps or spec.verify else ""))
     return spec
 
 
@@ -128,14 +135,48 @@ def uses(spec: Spec) -> Tuple[str, ...]:
 
 
 def _conditions(texts, where: str) -> tuple:
+    """Triggers as parsed conditions, each on a fact a report has: a typo, or a unit in a
+    number (95%, 500ms), would be a trigger that never fires, and says nothing."""
+    import difflib
+
+    from checks import perf
+
+    known = _ROOTS + perf.METRICS + perf.RATIOS + ("errors_by_kind",)
     parsed = []
     for i, text in enumerate(texts):
+        label = "--trigger %r" % text if where.startswith("--") else "%s[%d]" % (where, i)
         try:
-            parsed.append(expect.parse(text))
+            condition = expect.parse(text)
         except expect.ConditionError as exc:
-            label = "--trigger %r" % text if where.startswith("--") else "%s[%d]" % (where, i)
             raise ConfigError("%s: %s" % (label, exc))
+        root = str(condition.path[0]) if condition.path else condition.subject
+        if root not in known:
+            close = difflib.get_close_matches(root, known, n=1)
+            raise ConfigError("%s: a report has no %r%s (triggers name: the summary's %s; check.NAME.status; "
+                              "consecutive_failures; perf's p95_ms, rps, ...; heartbeat's detection_s)" % (
+                                  label, root, "; did you mean %s?" % close[0] if close else "", ", ".join(_SUMMARY)))
+        if condition.op in ("<", "<=", ">", ">=") and isinstance(condition.value, str) and \
+                condition.value[:1].isdigit():
+            raise ConfigError("%s: %r is not a number: give a plain one (pass_rate < 0.95, p95_ms > 500)"
+                              % (label, condition.raw))
+        parsed.append(condition)
     return tuple(parsed)
+
+
+def check_names(spec: Spec, planned: Dict[str, List[str]]) -> None:
+    """A trigger on check.NAME when the report comes from --run: NAME must be one of the checks
+    those sections run (a typo would never fire)."""
+    import difflib
+
+    if not spec.run:
+        return
+    names = [name for section in spec.run for name in planned.get(section, ())]
+    for condition in spec.triggers:
+        if condition.path[:1] == ("check",) and len(condition.path) > 1 and condition.path[1] not in names:
+            close = difflib.get_close_matches(str(condition.path[1]), names, n=1)
+            raise ConfigError("trigger %r: %s runs no check %r%s (it runs: %s)" % (
+                condition.text, ", ".join(spec.run), condition.path[1], "; did you mean %s?" % close[0]
+                if close else "", ", ".join(names) or "none"))
 
 
 def _run_id() -> str:
@@ -184,9 +225,10 @@ def run(spec: Spec, ctx) -> Outcome:
 
 def _run(spec: Spec, ctx, state_dir: str) -> Outcome:
     started, clock = time.time(), time.monotonic()
-    ends = clock + spec.time_budget
-    if ctx.deadline_s:
-        ends = min(ends, clock + ctx.deadline_s)
+    ends, label = clock + spec.time_budget, "time_budget"
+    if ctx.deadline_s and ctx.deadline_s < spec.time_budget:
+        ends, label = clock + ctx.deadline_s, ctx.deadline_flag
+    ctx = ctx._replace(deadline_flag=label)
     report, report_path, problem = _source(spec, ctx, state_dir)
     if problem:
         return Outcome([Result("report", NAME, "report", "error", ctx.redact(problem), severity="critical",
@@ -194,19 +236,21 @@ def _run(spec: Spec, ctx, state_dir: str) -> Outcome:
     records, warnings = state.history(state_dir)
     facts = _facts(report, records)
     judged = [_judge(condition, facts, spec.on_no_data, ctx.redact) for condition in spec.triggers]
+    report_path = os.path.abspath(report_path)
     fired = [one for one in judged if one["fired"]]
     reasons = "; ".join(one["reason"] for one in fired)
     metrics: Dict[str, Any] = {"needed": bool(fired), "dry_run": not spec.execute, "reasons": reasons,
                                "triggers": judged, "report": report_path}
     if warnings:
         metrics["warnings"] = warnings
-    no_data = [one["condition"] for one in judged if one["no_data"]]
-    said = "; no data for %s (the report does not have it)" % ", ".join(no_data) if no_data else ""
+    no_data = [one for one in judged if one["no_data"] and not one["fired"]]
+    said = "".join("; " + one["reason"] for one in no_data)
+    if not fired and len(no_data) == len(judged):  # "no rollback needed" would be a guess
+        return Outcome([_trigger_result("error", "no trigger could be judged: " + said[2:], judged, spec)], metrics)
     if not fired:
         return Outcome([_trigger_result("pass", "no trigger fired: %s%s" % (
-            "; ".join(one["reason"] for one in judged if not one["no_data"]) or "none could be judged", said),
-            judged, spec)], metrics)
-    incident_log = spec.incident_log or os.path.join(state_dir, "incidents.jsonl")
+            "; ".join(one["reason"] for one in judged if not one["no_data"]), said), judged, spec)], metrics)
+    incident_log = os.path.abspath(spec.incident_log or os.path.join(state_dir, "incidents.jsonl"))
     record = {"time": utc_timestamp(started), "epoch": round(started, 3), "host": socket.gethostname(),
               "run_id": _run_id(), "dry_run": not spec.execute, "forced": spec.force, "reasons": reasons,
               "triggers": judged, "report": report_path, "steps": [], "verify": None,
@@ -217,14 +261,16 @@ def _run(spec: Spec, ctx, state_dir: str) -> Outcome:
             reasons, said, would, ", then verify %s" % ", ".join(spec.verify) if spec.steps else "")
         results = [_trigger_result("fail", message, judged, spec)]
         return Outcome(results + _recorded(spec, record, "dry run", clock, started, ctx), metrics)
-    writable = _writable(incident_log, spec.rollback_log, state_dir)
+    writable = _writable(incident_log, spec.rollback_log)
     if writable:  # never act without a record of it
-        return Outcome([_trigger_result("fail", "rollback needed: %s; not rolled back: %s" % (reasons, writable),
-                                        judged, spec)], metrics)
-    last = _last_rollback(incident_log)
+        return Outcome([_trigger_result("warn", "fired: " + reasons, judged, spec),
+                        Result("incident", NAME, "incident", "error", "not rolled back: " + writable,
+                               severity="critical", target=incident_log)], metrics)
+    last, last_outcome = _last_rollback(incident_log)
     if last is not None and started - last < spec.cooldown and not spec.force:
-        message = "not rolled back: the last rollback was %s ago, within the cooldown of %s (until %s); --force " \
-                  "overrides" % (_span(started - last), _span(spec.cooldown), utc_timestamp(last + spec.cooldown))
+        message = "not rolled back: the last rollback (%s) was %s ago, within the cooldown of %s (until %s); " \
+                  "--force overrides" % (last_outcome, _span(started - last), _span(spec.cooldown),
+                                         utc_timestamp(last + spec.cooldown))
         results = [_trigger_result("warn", "fired: " + reasons + said, judged, spec),
                    Result("cooldown", NAME, "cooldown", "fail", message, severity="critical", target=incident_log)]
         return Outcome(results + _recorded(spec, record, "blocked by cooldown", clock, started, ctx), metrics)
@@ -296,7 +342,8 @@ def _source(spec: Spec, ctx, state_dir: str) -> Tuple[Optional[Dict[str, Any]], 
     try:
         report = json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        return None, "", "the report in %s is not JSON: %s" % (where, cut(str(exc), 200))
+        hint = " (a --format text report? rollback reads the JSON one)" if data.lstrip()[:9] == b"smoke.py " else ""
+        return None, "", "the report in %s is not JSON%s: %s" % (where, hint, cut(str(exc), 200))
     if not isinstance(report, dict) or not isinstance(report.get("summary"), dict) \
             or not isinstance(report.get("results"), list):
         return None, "", "%s is not a smoke.py report (no summary and results)" % where
@@ -393,8 +440,15 @@ def _judge(condition, facts: Dict[str, Any], on_no_data: str, redact) -> Dict[st
     judged = {"condition": condition.text, "threshold": condition.raw, "op": condition.op}
     if (seen is expect.MISSING or seen is None) and condition.op not in ("exists", "!exists"):
         fired = on_no_data == "fire"
+        why = " (the report does not have it)"
+        if condition.path[:1] == ("check",) and len(condition.path) > 1 and condition.path[1] not in facts["check"]:
+            import difflib
+            close = difflib.get_close_matches(str(condition.path[1]), list(facts["check"]), n=1)
+            why = ": the report has no check %r%s" % (condition.path[1], " (did you mean %s?)" % close[0]
+                                                        if close else "")
         return dict(judged, observed=None, no_data=True, fired=fired,
-                    reason="%s: no data%s" % (condition.subject, " (on_no_data = fire)" if fired else ""))
+                    reason=redact("%s: no data%s%s" % (condition.subject, why, " (on_no_data = fire)"
+                                                       if fired else "")))
     fired = expect.unmet(condition, facts, redact=redact) is None
     shown = seen if _number(seen) or isinstance(seen, str) else json.dumps(seen)[:80]
     text = cut(str(shown), 80)
@@ -406,27 +460,34 @@ def _judge(condition, facts: Dict[str, Any], on_no_data: str, redact) -> Dict[st
     return dict(judged, observed=redact(shown), no_data=False, fired=fired, reason=redact(reason))
 
 
-def _writable(incident_log: str, rollback_log: Optional[str], state_dir: str) -> Optional[str]:
-    """Why the incident could not be recorded (checked before anything is done), or None."""
+def _writable(incident_log: str, rollback_log: Optional[str]) -> Optional[str]:
+    """Why the incident could not be recorded (checked before anything is done), or None.
+    Their directories are made, as a log's are on a fresh host."""
     for path in (incident_log, rollback_log):
         if path is None:
             continue
         try:
-            if path == os.path.join(state_dir, "incidents.jsonl"):
-                os.makedirs(state_dir, exist_ok=True)
-            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            _open_log(path)
         except OSError as exc:
             return "cannot record the incident in %s: %s" % (path, exc.strerror or exc)
     return None
 
 
-def _last_rollback(incident_log: str) -> Optional[float]:
-    """When the last rollback that ran its steps started (epoch), from the incident log."""
+def _open_log(path: str) -> int:
+    """path opened to append (made with its directory when missing); the fd."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, exist_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def _last_rollback(incident_log: str) -> Tuple[Optional[float], str]:
+    """When the last rollback that ran its steps started (epoch), and how it ended."""
     records, _ = state.read_lines(incident_log)
     for record in reversed(records):
-        if record.get("executed") and _number(record.get("epoch")):
-            return float(record["epoch"])
-    return None
+        if record.get("executed") is True and _number(record.get("epoch")):
+            return float(record["epoch"]), str(record.get("outcome") or "outcome unknown")
+    return None, ""
 
 
 def _verify(spec: Spec, ctx, ends: float, metrics, record) -> Result:
@@ -475,36 +536,38 @@ def _step_records(done: List[Result]) -> List[Dict[str, Any]]:
 
 
 def _recorded(spec: Spec, record: Dict[str, Any], outcome: str, clock: float, started: float, ctx) -> List[Result]:
-    """Append the incident line (fsynced) and the human line; [] or an error result saying why not."""
+    """Append the incident line and the human line, each fsynced; a result saying where, or why not."""
+    from checks.render import printable  # a newline in an observed value must not forge a second line
+
     took = time.monotonic() - clock
     record.update(outcome=outcome, duration_s=round(took, 3), over_budget=took > spec.time_budget,
                   executed=bool(record["steps"]))
     record = ctx.redact(record)
-    problems = []
+    problems, logs = [], [record["incident_log"]] + ([spec.rollback_log] if spec.rollback_log else [])
     try:
-        directory = os.path.dirname(record["incident_log"])
-        if directory and record["incident_log"].startswith(os.path.join(ctx.state_dir or state.DEFAULT_DIR, "")):
-            os.makedirs(directory, exist_ok=True)
+        os.close(_open_log(record["incident_log"]))
         state.append_line(record["incident_log"], record)
     except OSError as exc:
         problems.append("cannot record the incident in %s: %s" % (record["incident_log"], exc.strerror or exc))
     if spec.rollback_log:
-        mark = "" if record["executed"] else " (%s)" % outcome
-        from checks.render import printable  # a newline in an observed value must not forge a second line
-        line = "ROLLBACK%s: %s - Reason: %s - %s" % (mark, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                                                     record["reasons"], outcome)
+        marks = [] if record["executed"] else [outcome]
+        marks += ["forced"] if spec.force and record["executed"] else []
+        line = "ROLLBACK%s: %s - Reason: %s - %s" % (" (%s)" % ", ".join(marks) if marks else "", time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), record["reasons"], outcome)
         try:
-            with open(spec.rollback_log, "a", encoding="utf-8", errors="replace") as fh:
-                fh.write(printable(line) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            fd = _open_log(spec.rollback_log)
+            try:
+                state.write_all(fd, (printable(line) + "\n").encode("utf-8", "replace"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             problems.append("cannot write rollback_log %s: %s" % (spec.rollback_log, exc.strerror or exc))
-    if not problems:
-        logs = [record["incident_log"]] + ([spec.rollback_log] if spec.rollback_log else [])
-        return [Result("incident", NAME, "incident", "pass", "recorded in %s" % " and ".join(logs),
+    if problems:
+        return [Result("incident", NAME, "incident", "error", "; ".join(problems), severity="critical",
                        target=record["incident_log"])]
-    return [Result("incident", NAME, "incident", "error", problem, severity="critical") for problem in problems]
+    return [Result("incident", NAME, "incident", "pass", "recorded in %s" % " and ".join(logs),
+                   target=record["incident_log"])]
 
 
 def _span(seconds: float) -> str:

@@ -31,9 +31,9 @@ _FDS_RESERVED = 16      # stdio, the config, --output's temp file, the watchdog:
 
 
 class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact cleanup chosen cancel "
-                                                      "give_up on_progress state_dir run_sections",
+                                                      "give_up on_progress state_dir run_sections deadline_flag",
                                         defaults=(DEFAULT_CONCURRENCY, None, None, lambda value: value, None,
-                                                  None, None, None, None, None, None))):
+                                                  None, None, None, None, None, None, "--deadline"))):
     """How to run: checks at once, the run's deadline, a callback per result,
     secrets.Secrets.redact (applied before anything is cut short), the run's
     lifecycle.Cleanup, where a probe registers what it creates (None: undone by the probe
@@ -42,7 +42,8 @@ class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on
     give_up(): why polling is pointless now (the server we started has exited), or None;
     on_progress(text): how a long check is coming along, for a terminal (None: nobody looks);
     state_dir: where runs keep their history and locks; run_sections(names, ctx): the report
-    of other sections of the config, run now (rollback's --run and verify)."""
+    of other sections of the config, run now (rollback's --run and verify); deadline_flag:
+    what set deadline_s, as a message names it (rollback's time_budget)."""
 
     __slots__ = ()
 
@@ -180,8 +181,9 @@ def run_checks(checks: List[Check], ctx: RunContext,
                     running = dict(began)
                 for index in range(len(checks)):
                     if index not in results:
-                        finish(index, _result(checks[index], "fail", "deadline exceeded (--deadline %gs)"
-                                              % ctx.deadline_s, running.get(index), int(index in running)))
+                        finish(index, _result(checks[index], "fail", "deadline exceeded (%s %gs)"
+                                              % (ctx.deadline_flag, ctx.deadline_s), running.get(index),
+                                              int(index in running)))
                 break
             with lock:
                 overdue = {i: t for i, t in began.items() if now >= t + budgets[i]}

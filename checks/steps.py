@@ -195,7 +195,8 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
             results.append(_skip(step, name, "skipped: %s" % why))
             continue
         if ends is not None and time.monotonic() >= ends and not step.always and not failed:
-            results.append(_skip(step, name, "deadline exceeded (--deadline): not started")._replace(status="fail"))
+            results.append(_skip(step, name, "deadline exceeded (%s): not started" % ctx.deadline_flag)
+                           ._replace(status="fail"))
             failed = name
             continue
         if step.always and failed and keep_on_failure and not (interrupted or cancelled):
@@ -223,6 +224,9 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         except Interrupted as exc:
             interrupted = exc
             result = exc.results[0] if exc.results else _skip(step, name, "interrupted")
+            if result.status == "skip":  # it had started: what it did before the signal may stand
+                result = result._replace(status="error", message="%s while it ran: it may have done part of its "
+                                                                  "work" % result.message)
         if step.always and result.status in ("fail", "error"):  # say what it was to remove
             result = result._replace(message="%s; left behind: %s" % (result.message, known(step, variables)))
         elif step.continue_on_error and result.status in ("fail", "error"):

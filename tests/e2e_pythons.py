@@ -44,13 +44,12 @@ def start_service(python, workdir):
     raise RuntimeError("fixture service did not start")
 
 
-def smoke(python, *args):
-    return subprocess.run([python, SMOKE] + list(args), capture_output=True, text=True, timeout=60, cwd=ROOT)
-
-
-def scenario(python, workdir):
-    """Problems found, as lines; empty when all is well."""
+def scenario(python, workdir, program=SMOKE):
+    """Problems found, as lines; empty when all is well. program: smoke.py, or the bundle."""
     problems = []
+
+    def smoke(python, *args):
+        return subprocess.run([python, program] + list(args), capture_output=True, text=True, timeout=60, cwd=ROOT)
 
     def expect_code(done, code, what):
         if done.returncode != code:
@@ -93,10 +92,10 @@ def scenario(python, workdir):
             json.loads(done.stdout, parse_constant=lambda c: 1 / 0)
         except (ValueError, ZeroDivisionError, UnicodeError) as exc:
             problems.append("lone surrogate: the report is not strict JSON: %s" % exc)
-        done = subprocess.run("%s %s health --url %s/fault/500 2>&- >/dev/full" % (python, SMOKE, url), shell=True,
+        done = subprocess.run("%s %s health --url %s/fault/500 2>&- >/dev/full" % (python, program, url), shell=True,
                               capture_output=True, text=True, timeout=60, cwd=ROOT)
         expect_code(done, 1, "closed stderr, full stdout")
-        hung = subprocess.Popen([python, SMOKE, "health", "--url", url + "/fault/hang", "--timeout", "30"],
+        hung = subprocess.Popen([python, program, "health", "--url", url + "/fault/hang", "--timeout", "30"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         time.sleep(1.5)
         hung.send_signal(signal.SIGHUP)
@@ -117,23 +116,29 @@ def scenario(python, workdir):
 
 def main():
     failed, skipped = [], []
-    for version in VERSIONS:
-        python = find_python(version)
-        if not python:
-            skipped.append(version)
-            print("e2e: python%s skipped: not installed" % version)
-            continue
-        with tempfile.TemporaryDirectory() as workdir:
-            started = time.monotonic()
-            problems = scenario(python, workdir)
-        label = "e2e: python%s (%s)" % (version, python)
-        if problems:
-            failed.append(version)
-            print("%s FAILED:\n  %s" % (label, "\n  ".join(problems)))
-        else:
-            print("%s ok in %.1f s" % (label, time.monotonic() - started))
+    with tempfile.TemporaryDirectory() as dist:
+        bundle = os.path.join(dist, "smoke.py")  # the single file (make bundle), held to the same scenario
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bundle.py"), "--output", bundle], check=True,
+                       stdout=subprocess.DEVNULL)
+        for version in VERSIONS:
+            python = find_python(version)
+            if not python:
+                skipped.append(version)
+                print("e2e: python%s skipped: not installed" % version)
+                continue
+            for program, what in ((SMOKE, "smoke.py"), (bundle, "the bundle")):
+                with tempfile.TemporaryDirectory() as workdir:
+                    started = time.monotonic()
+                    problems = scenario(python, workdir, program)
+                label = "e2e: python%s (%s), %s" % (version, python, what)
+                if problems:
+                    failed.append("%s %s" % (version, what))
+                    print("%s FAILED:\n  %s" % (label, "\n  ".join(problems)))
+                else:
+                    print("%s ok in %.1f s" % (label, time.monotonic() - started))
+    ran = 2 * (len(VERSIONS) - len(skipped))
     print("e2e: %d passed, %d failed, %d skipped (%s)" % (
-        len(VERSIONS) - len(failed) - len(skipped), len(failed), len(skipped), ", ".join(skipped) or "none"))
+        ran - len(failed), len(failed), len(skipped), ", ".join(skipped) or "none"))
     return 1 if failed else 0
 
 

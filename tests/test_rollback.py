@@ -51,8 +51,8 @@ def site(tmp_path):
     server.server_close()
 
 
-def config(tmp_path, url, repo, steps=None, **rollback):
-    section = {"triggers": ["check.release.status == fail"], "run": ["health"],
+def config(tmp_path, url, repo, steps=None, triggers=("check.release.status == fail",), **rollback):
+    section = {"triggers": list(triggers), "run": ["health"],
                "steps": steps if steps is not None else [
                    {"name": "revert", "kind": "command", "command": GIT + ["-C", str(repo), "revert", "--no-edit",
                                                                           "HEAD"]}],
@@ -225,6 +225,7 @@ def test_a_signal_during_the_steps_still_records_the_incident(site, tmp_path):
     assert proc.returncode == 143
     [record] = incidents(tmp_path)
     assert record["outcome"] == "interrupted" and record["executed"] is True
+    assert record["steps"][0]["status"] == "error" and "while it ran" in record["steps"][0]["message"]
     assert json.loads(out)["interrupted"] == "SIGTERM"
 
 
@@ -232,13 +233,18 @@ def test_a_trigger_without_data_does_not_fire_unless_asked(tmp_path):
     report = tmp_path / "health.json"
     done, _, _ = smoke("health", "--url", "http://127.0.0.1:1/", "--output", report, "--state-dir", tmp_path / "s")
     assert done.returncode == 1
-    done, _, results = smoke("rollback", "--from", report, "--trigger", "p95_ms > 500", "--state-dir", tmp_path / "s")
+    done, _, results = smoke("rollback", "--from", report, "--trigger", "p95_ms > 500", "--trigger", "fail > 5",
+                             "--trigger", "check.nosuch.status == fail", "--state-dir", tmp_path / "s")
     assert done.returncode == 0
-    assert "no data for p95_ms > 500 (the report does not have it)" in results["triggers"]["message"]
+    assert "p95_ms: no data (the report does not have it)" in results["triggers"]["message"]
+    assert "check.nosuch.status: no data: the report has no check 'nosuch'" in results["triggers"]["message"]
+    done, _, results = smoke("rollback", "--from", report, "--trigger", "p95_ms > 500", "--state-dir", tmp_path / "s")
+    assert done.returncode == 3 and results["triggers"]["message"].startswith("no trigger could be judged: p95_ms")
     path = tmp_path / "smoke.json"
     path.write_text(json.dumps({"rollback": {"triggers": ["p95_ms > 500"], "on_no_data": "fire"}}))
     done, _, results = smoke("rollback", "--config", path, "--from", report, "--state-dir", tmp_path / "s")
-    assert done.returncode == 1 and "p95_ms: no data (on_no_data = fire)" in results["triggers"]["message"]
+    assert done.returncode == 1 and "p95_ms: no data (the report does not have it) (on_no_data = fire)" in \
+        results["triggers"]["message"]
 
 
 def test_the_report_can_come_from_stdin(tmp_path):
@@ -248,6 +254,11 @@ def test_the_report_can_come_from_stdin(tmp_path):
     assert done.returncode == 1, done.stderr
     assert "pass_rate 0.0 < 0.95; fail 1 >= 1" in results["triggers"]["message"]
     assert report["metrics"]["rollback"]["report"] == str(tmp_path / "s" / "last-report.json")
+    done, _, results = smoke("rollback", "--from", "-", "--trigger", "fail > 0", "--state-dir", tmp_path / "s",
+                             stdin=smoke("health", "--tcp", "127.0.0.1:1", "--format", "text", "--state-dir",
+                                         tmp_path / "s")[0].stdout)
+    assert done.returncode == 3 and "a --format text report? rollback reads the JSON one" in \
+        results["report"]["message"]
 
 
 def test_a_report_that_cannot_be_read_is_exit_3(tmp_path):
@@ -312,6 +323,57 @@ def test_perf_metrics_are_facts_the_worst_target_and_each_by_name(tmp_path):
     assert done.returncode == 1
     assert results["triggers"]["message"].startswith("rollback needed: p95_ms 612 > 500; rps 120 < 200;")
     assert "perf.b.p95_ms" not in results["triggers"]["message"].split("dry run")[0]
+
+
+def test_reverting_the_captured_bad_commit_twice_never_brings_it_back(site, tmp_path):
+    """README's worked example: revert the last commit that is not a revert, found by a step."""
+    repo, url = site
+    steps = [{"name": "find", "kind": "command", "command": ["git", "-C", str(repo), "log", "-1", "--format=%H",
+                                                             "--invert-grep", "--grep=^Revert"],
+              "capture": {"bad_commit": {"from": "stdout", "regex": "([0-9a-f]{40})"}}},
+             {"name": "revert", "kind": "command", "command": GIT + ["-C", str(repo), "revert", "--no-edit",
+                                                                    "{bad_commit}"]}]
+    path = config(tmp_path, url, repo, steps, triggers=["pass_rate <= 1"])  # it fires again, whatever health says
+    assert smoke("rollback", "--config", path, "--execute")[0].returncode == 0
+    assert (repo / "release.txt").read_text() == "release v1\n" and log(repo)[0] == 'Revert "v2"'
+    done, report, results = smoke("rollback", "--config", path, "--execute", "--force")
+    assert results["find"]["status"] == "pass" and results["revert"]["status"] == "fail", done.stdout
+    assert done.returncode == 1 and log(repo)[:2] == ['Revert "v2"', "v2"]  # no revert of the revert (v2 again)
+    assert (repo / "release.txt").read_text() == "release v1\n"
+
+
+def test_mistyped_triggers_and_units_are_exit_2_before_anything_runs(site, tmp_path):
+    repo, url = site
+    for triggers, said in ((["check.relase.status == fail"], "runs no check 'relase'; did you mean release?"),
+                           (["pass_rate < 95%"], "'95%' is not a number"), (["p95 > 15"], "did you mean p95_ms?"),
+                           (["p95_ms > 500ms"], "'500ms' is not a number")):
+        done, _, _ = smoke("rollback", "--config", config(tmp_path, url, repo, triggers=triggers), "--validate")
+        assert done.returncode == 2 and said in done.stderr, (triggers, done.stderr)
+    done, _, _ = smoke("rollback", "--config", config(tmp_path, url, repo), "--trigger", "p99 > 3", "--validate")
+    assert done.returncode == 2 and "--trigger 'p99 > 3'" in done.stderr and "did you mean p99_ms?" in done.stderr
+
+
+def test_a_trigger_flag_adds_to_a_config_found_in_the_directory(site, tmp_path):
+    repo, url = site
+    path = config(tmp_path, url, repo, triggers=["fail > 5"])  # ./smoke.json: found without --config
+    assert path.name == "smoke.json"
+    done, report, results = smoke("rollback", "--trigger", "pass_rate < 1", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "pass_rate 0.0 < 1" in results["triggers"]["message"] and "would run revert" in \
+        results["triggers"]["message"]
+    done, report, results = smoke("rollback", "--trigger", "pass_rate < 1", "--execute", cwd=tmp_path)
+    assert done.returncode == 0 and log(repo)[0] == 'Revert "v2"'
+
+
+def test_log_directories_are_made_and_a_time_budget_is_named_as_such(site, tmp_path):
+    repo, url = site
+    steps = [{"name": "slow", "kind": "command", "command": ["sleep", "5"], "timeout": 30}]
+    path = config(tmp_path, url, repo, steps, time_budget=1, incident_log=str(tmp_path / "new" / "dir" / "i.jsonl"),
+                  rollback_log=str(tmp_path / "other" / "rollback.log"))
+    done, report, results = smoke("rollback", "--config", path, "--execute")
+    assert done.returncode == 1 and "deadline exceeded (time_budget" in results["slow"]["message"]
+    assert "--deadline" not in results["slow"]["message"]
+    assert (tmp_path / "new" / "dir" / "i.jsonl").exists() and (tmp_path / "other" / "rollback.log").exists()
 
 
 def test_all_runs_the_checks_and_leaves_the_rollback_alone(site, tmp_path):
@@ -391,9 +453,13 @@ def test_a_real_nginx_rolled_back_by_git_revert_and_reload(tmp_path):
             "health": {"checks": [{"name": "nginx", "kind": "http", "url": "http://127.0.0.1:%d/health" % port,
                                    "expect": ["status == 200"]}]},
             "rollback": {"triggers": ["check.nginx.status == fail"], "verify": ["health"], "settle": 0.2,
-                         "verify_timeout": 10, "verify_interval": 0.2, "steps": [
+                         "verify_timeout": 10, "verify_interval": 0.2, "steps": [  # README's worked example
+                             {"name": "find", "kind": "command",
+                              "command": ["git", "-C", str(repo), "log", "-1", "--format=%H", "--invert-grep",
+                                          "--grep=^Revert"],
+                              "capture": {"bad_commit": {"from": "stdout", "regex": "([0-9a-f]{40})"}}},
                              {"name": "revert", "kind": "command",
-                              "command": GIT + ["-C", str(repo), "revert", "--no-edit", "HEAD"]},
+                              "command": GIT + ["-C", str(repo), "revert", "--no-edit", "{bad_commit}"]},
                              {"name": "reload", "kind": "command",
                               "command": [nginx, "-c", str(repo / "nginx.conf"), "-p", str(tmp_path), "-s",
                                           "reload"]}]}}))

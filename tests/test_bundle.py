@@ -1,0 +1,94 @@
+"""The single-file bundle (make bundle): built from the tree, run as a file, through a pipe,
+under -OO and every Python found, never shadowed by a checks/ directory where it runs."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from e2e_pythons import VERSIONS, find_python
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dist") / "smoke.py"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "bundle.py"), "--output", str(path)], check=True,
+                   capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def port():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def run(argv, tmp_path, **kwargs):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env.update(kwargs.pop("env", {}))
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=str(tmp_path), env=env, **kwargs)
+
+
+def test_the_bundle_is_one_deterministic_generated_file(bundle, tmp_path):
+    again = tmp_path / "again.py"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "bundle.py"), "--output", str(again)], check=True,
+                   capture_output=True)
+    assert again.read_bytes() == bundle.read_bytes()
+    head = bundle.read_text().splitlines()[:3]
+    assert head[0] == "#!/usr/bin/env python3" and "Generated, do not edit" in head[2]
+    assert bundle.read_text().isascii()  # any Python parses it far enough to say it is too old
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_it_runs_as_a_file_and_through_a_pipe_on_every_python(bundle, port, tmp_path, version):
+    python = find_python(version)
+    if python is None:
+        pytest.skip("Python %s is not installed" % version)
+    (tmp_path / "checks").mkdir()  # someone else's checks package where it runs must not shadow ours
+    (tmp_path / "checks" / "__init__.py").write_text("raise SystemExit('the wrong checks package')\n")
+    state = ["--state-dir", str(tmp_path / "state")]
+    done = run([python, str(bundle), "health", "--tcp", "127.0.0.1:%d" % port] + state, tmp_path)
+    assert done.returncode == 0 and '"status": "pass"' in done.stdout, done.stderr
+    with open(bundle) as script:
+        done = run([python, "-", "health", "--tcp", "127.0.0.1:1", "--format", "text"] + state, tmp_path,
+                   stdin=script)
+    assert done.returncode == 1 and "FAIL  tcp 127.0.0.1:1" in done.stdout, done.stderr
+    done = run([python, "-OO", str(bundle), "health", "--help"], tmp_path)
+    assert done.returncode == 0 and "--url" in done.stdout and "usage: smoke.py health" in done.stdout
+
+
+def test_code_is_cached_in_a_directory_of_our_own_and_a_bad_cache_is_ignored(bundle, port, tmp_path):
+    argv = [sys.executable, str(bundle), "health", "--tcp", "127.0.0.1:%d" % port, "--state-dir", str(tmp_path)]
+    env = {"PYTHONDONTWRITEBYTECODE": ""}
+    assert run(argv, tmp_path, env=env).returncode == 0
+    cache = tmp_path / "cache" / "smoke.py" / sys.implementation.cache_tag
+    files = sorted(cache.iterdir())
+    assert any("checks.cli." in f.name for f in files) and oct(cache.stat().st_mode & 0o777) == "0o700"
+    for f in files:
+        f.write_bytes(b"not marshal data")
+    assert run(argv, tmp_path, env=env).returncode == 0
+    import marshal
+    planted = marshal.dumps(compile("print('PLANTED')", "x", "exec"))
+    for f in cache.iterdir():
+        f.write_bytes(planted)
+    assert "PLANTED" in run(argv, tmp_path, env=env).stdout  # the cache is used, when it is ours alone
+    os.chmod(cache, 0o777)  # a directory others can write to could hold their code: not used
+    done = run(argv, tmp_path, env=env)
+    assert done.returncode == 0 and "PLANTED" not in done.stdout
+
+
+def test_a_traceback_shows_the_embedded_file_and_line(bundle, tmp_path):
+    code = ("import runpy, sys, traceback\n"
+            "sys.argv = ['smoke', '--version']\n"
+            "try:\n    runpy.run_path(%r, run_name='bundle')\nexcept SystemExit:\n    pass\n"
+            "import checks.model\n"
+            "try:\n    checks.model.cut(None, 1)\nexcept TypeError:\n    traceback.print_exc()\n" % str(bundle))
+    done = run([sys.executable, "-c", code], tmp_path)
+    assert 'File "%s/checks/model.py", line' % bundle in done.stderr
+    assert "return text if len(text) <= limit" in done.stderr, done.stderr
