@@ -47,6 +47,10 @@ def add_arguments(parser, deadline_help=None) -> None:
                      help="checks (for deploy --predict-url: requests) at once (default %d)" % DEFAULT_CONCURRENCY)
     run.add_argument("--deadline", type=bounded(0.001, MAX_DEADLINE_S), metavar="S",
                      help=deadline_help or "bound on the whole run, in seconds")
+    run.add_argument("--lock", metavar="FILE", help="hold an flock on FILE while running: a second run exits 3 "
+                                                     "naming the holder (one left by kill -9 never blocks)")
+    run.add_argument("--jitter", type=bounded(0, 3600), metavar="S",
+                     help="wait a random 0 to S seconds first: spreads a fleet's cron runs")
     mode = parser.add_argument_group("modes")
     mode.add_argument("--validate", action="store_true", help="check the configuration, run nothing")
     mode.add_argument("--dry-run", action="store_true", help="print what would run, with each check's options")
@@ -218,8 +222,19 @@ def run(args, commands, closed) -> int:
         if args.output is not None:
             from checks import sinks
             sinks.check_output(args.output)
+        if args.lock is not None and not args.lock.strip():
+            raise ConfigError("--lock: give a file name")
     except ConfigError as exc:
         raise ConfigError(secrets.redact(str(exc)))
+    if args.jitter:
+        import random
+        time.sleep(random.uniform(0, args.jitter))
+    if args.lock:
+        from checks import state
+        try:
+            state.lock(args.lock)  # held until this process ends: the kernel lets it go, even after kill -9
+        except OSError as exc:
+            raise ConfigError("--lock %s: %s" % (args.lock, exc.strerror or exc))
 
     wanted = min(args.concurrency or runner.DEFAULT_CONCURRENCY, len(chosen))
     concurrency, limit = runner.fd_limited(wanted)
@@ -285,6 +300,10 @@ def run(args, commands, closed) -> int:
                                     section_rates, metrics)
         report = secrets.redact(report)  # names and targets come from the config too
         # Decide, then deliver, then print: the printed report and the exit code always agree.
+        from checks import state
+        problems += state.record_run(state_dir, report, history_limit)  # never changes the verdict
+        if problems:  # in the report --output writes, too
+            report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
         if args.output is not None:
             from checks import sinks
             problem = sinks.write_output(args.output, RENDERERS["json"](report))
@@ -292,15 +311,14 @@ def run(args, commands, closed) -> int:
                 problems.append("--output: " + problem)
                 if report["exit_code"] == 0:  # a pass nobody can read is not a pass; a failure stays 1
                     report.update(status="error", exit_code=int(model.ExitCode.UNKNOWN))
-        from checks import state
-        problems += state.record_run(state_dir, report, history_limit)  # never changes the verdict
         if signals.signum is not None and "interrupted" not in report:  # it came while the report was delivered
             name = model.SIGNAL_NAMES[signals.signum]
             report.update(status="error", interrupted=name, exit_code=int(model.ExitCode[name]))
         if problems:
             report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
-            for problem in report["problems"]:
-                say("smoke.py: " + problem)
+            if not (args.quiet and report["exit_code"] == 0):  # --quiet: nothing at all when it passed
+                for problem in report["problems"]:
+                    say("smoke.py: " + problem)
         code, decided = report["exit_code"], signals.signum
         if not (args.quiet and code == 0):
             color = args.format == "text" and _terminal(sys.stdout) and not os.environ.get("NO_COLOR")

@@ -1,0 +1,87 @@
+"""Running unattended: --lock (contention, a stale lock after kill -9), --jitter, --quiet."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from conftest import ROOT
+
+SMOKE = str(ROOT / "smoke.py")
+
+
+def smoke(*args, **kwargs):
+    return subprocess.run([sys.executable, SMOKE] + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=60, **kwargs)
+
+
+def listening():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+def wait_for_lock(path, proc):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (path.exists() and path.read_text()):
+        assert proc.poll() is None
+        time.sleep(0.05)
+
+
+def test_a_second_run_with_the_same_lock_exits_3_naming_the_holder(service, tmp_path):
+    lock = tmp_path / "smoke.lock"
+    first = subprocess.Popen([sys.executable, SMOKE, "health", "--url", service + "/fault/hang", "--timeout", "30",
+                              "--lock", str(lock), "--state-dir", str(tmp_path)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        wait_for_lock(lock, first)
+        started = time.monotonic()
+        done = smoke("health", "--url", service + "/health", "--lock", lock, "--state-dir", tmp_path)
+        assert done.returncode == 3 and time.monotonic() - started < 5  # at once: it does not wait
+        assert "is held by pid %d since" % first.pid in done.stderr and done.stderr.count("\n") == 1
+    finally:
+        first.send_signal(signal.SIGKILL)  # a lock left by kill -9 ...
+        first.wait(10)
+    done = smoke("health", "--url", service + "/health", "--lock", lock, "--state-dir", tmp_path)
+    assert done.returncode == 0, done.stderr  # ... never blocks the next run
+
+
+def test_a_lock_that_cannot_be_made_is_exit_2(tmp_path):
+    for path, said in ((tmp_path / "missing" / "x.lock", "No such file or directory"), (tmp_path, "Is a directory"),
+                       ("", "give a file name")):
+        done = smoke("health", "--tcp", "127.0.0.1:1", "--lock", path, "--state-dir", tmp_path)
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+
+
+def test_jitter_waits_at_most_its_bound_and_is_bounded_itself(tmp_path):
+    sock = listening()
+    try:
+        started = time.monotonic()
+        done = smoke("health", "--tcp", "127.0.0.1:%d" % sock.getsockname()[1], "--jitter", "0.5", "--state-dir",
+                     tmp_path)
+        assert done.returncode == 0 and time.monotonic() - started < 5
+    finally:
+        sock.close()
+    for bad in ("-1", "3601", "nan"):
+        done = smoke("health", "--tcp", "127.0.0.1:1", "--jitter", bad)
+        assert done.returncode == 2 and "--jitter" in done.stderr
+
+
+def test_quiet_says_nothing_at_all_when_it_passed_and_everything_when_not(tmp_path):
+    sock = listening()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "history.jsonl").write_text('{"command": "hea')  # a problem worth a line, were it not a pass
+    try:
+        done = smoke("health", "--tcp", "127.0.0.1:%d" % sock.getsockname()[1], "--quiet", "--state-dir", state,
+                     "--output", tmp_path / "r.json")
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+        assert "cut short" in json.loads((tmp_path / "r.json").read_text())["problems"][0]
+    finally:
+        sock.close()
+    done = smoke("health", "--tcp", "127.0.0.1:1", "--quiet", "--state-dir", state)
+    assert done.returncode == 1 and json.loads(done.stdout)["status"] == "fail"
