@@ -51,6 +51,21 @@ def add_arguments(parser, deadline_help=None) -> None:
                                                      "naming the holder (one left by kill -9 never blocks)")
     run.add_argument("--jitter", type=bounded(0, 3600), metavar="S",
                      help="wait a random 0 to S seconds first: spreads a fleet's cron runs")
+    tell = parser.add_argument_group("notifications (from the run history: on a change, not every run)")
+    tell.add_argument("--notify", metavar="URL", help="post to this Slack-compatible webhook when the verdict changes "
+                                                    "and when a check has failed --escalate-after runs in a row")
+    tell.add_argument("--notify-format", choices=("slack", "json"), default="slack",
+                      help="slack (default): {text, attachments}; json: the report's summary")
+    tell.add_argument("--escalate-after", type=bounded(1, 1000000, integer=True), metavar="N",
+                      help="runs in a row a check fails before it is escalated (default: the config's "
+                           "escalate_after, else 3)")
+    tell.add_argument("--notify-github", metavar="OWNER/REPO",
+                      help="an issue per failing check, commented while it fails and closed when it recovers "
+                           "(token: $GITHUB_TOKEN)")
+    tell.add_argument("--github-api", metavar="URL", help="GitHub's API (default $GITHUB_API_URL, else "
+                                                          "https://api.github.com; GitHub Enterprise: its /api/v3)")
+    tell.add_argument("--ping", metavar="URL", help="healthchecks.io style: URL/start first, then URL on pass or "
+                                                    "URL/fail")
     mode = parser.add_argument_group("modes")
     mode.add_argument("--validate", action="store_true", help="check the configuration, run nothing")
     mode.add_argument("--dry-run", action="store_true", help="print what would run, with each check's options")
@@ -140,7 +155,7 @@ def _gather(args, secrets, commands, sections):
     return specs, plans, rates, used, _state(doc, args, path)
 
 
-_TOP_LEVEL = ("min_pass_rate", "state_dir", "history_limit")  # keys of a config that are not sections
+_TOP_LEVEL = ("min_pass_rate", "state_dir", "history_limit", "escalate_after")  # keys that are not sections
 
 
 def _section_table(table):
@@ -149,19 +164,46 @@ def _section_table(table):
 
 
 def _state(doc, args, path):
-    """(state directory, history limit): --state-dir, else the config's, else the default."""
+    """(state directory, history limit, escalate_after): the flags, else the config's, else the defaults."""
     from checks import ConfigError, state
     from checks.config import Fields
+    from checks.notify import DEFAULT_ESCALATE_AFTER
 
     try:
         top = Fields(doc, "")
         directory = args.state_dir or top.path("state_dir", None) or state.DEFAULT_DIR
         limit = top.integer("history_limit", state.DEFAULT_LIMIT, 1, state.MAX_LIMIT)
+        escalate = args.escalate_after or top.integer("escalate_after", DEFAULT_ESCALATE_AFTER, 1, 1000000)
     except ConfigError as exc:
         raise ConfigError("%s: %s" % (path, exc) if path else str(exc))
     if args.state_dir is not None and not args.state_dir.strip():
         raise ConfigError("--state-dir: give a directory")
-    return directory, limit
+    return directory, limit, escalate
+
+
+def _check_notifications(args, secrets) -> None:
+    """Refuse, before anything runs, a notification that could not be sent; their URLs and
+    the token are secrets (a webhook's URL is its credential)."""
+    import re
+
+    from checks import ConfigError
+
+    wanted = [(flag, url) for flag, url in (("--notify", args.notify), ("--ping", args.ping)) if url is not None]
+    if args.notify_github is not None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", args.notify_github):
+            raise ConfigError("--notify-github %s: expected OWNER/REPO" % args.notify_github)
+        if not os.environ.get("GITHUB_TOKEN"):
+            raise ConfigError("--notify-github: set GITHUB_TOKEN to a token that may open issues in %s"
+                              % args.notify_github)
+        secrets.add(os.environ["GITHUB_TOKEN"])
+        args.github_api = args.github_api or os.environ.get("GITHUB_API_URL") or "https://api.github.com"
+        wanted.append(("--github-api", args.github_api))
+    if wanted:
+        from checks.probes import http
+        for flag, url in wanted:
+            http.check_url(http.ascii_url(url), flag)
+            if flag != "--github-api":
+                secrets.add(url)
 
 
 def _pass_rates(doc, sections):
@@ -199,7 +241,8 @@ def run(args, commands, closed) -> int:
             if not os.environ.get(name):  # a misspelt name would leave the real variable unmasked
                 raise ConfigError("--secret %s: environment variable %s is not set" % (name, name))
             secrets.add(os.environ[name])
-        specs, plans, rates, used, (state_dir, history_limit) = _gather(args, secrets, commands, sections)
+        specs, plans, rates, used, (state_dir, history_limit, escalate) = _gather(args, secrets, commands, sections)
+        _check_notifications(args, secrets)
         planned = [step for section in specs for step in plans[section]]
         names = {step.name for step in planned}
         for name in args.only:
@@ -235,6 +278,8 @@ def run(args, commands, closed) -> int:
             state.lock(args.lock)  # held until this process ends: the kernel lets it go, even after kill -9
         except OSError as exc:
             raise ConfigError("--lock %s: %s" % (args.lock, exc.strerror or exc))
+    from checks import notify
+    early = [notify.ping(args.ping, "start")] if args.ping else []  # the dead man's switch: this run began
 
     wanted = min(args.concurrency or runner.DEFAULT_CONCURRENCY, len(chosen))
     concurrency, limit = runner.fd_limited(wanted)
@@ -301,7 +346,22 @@ def run(args, commands, closed) -> int:
         report = secrets.redact(report)  # names and targets come from the config too
         # Decide, then deliver, then print: the printed report and the exit code always agree.
         from checks import state
+        prior = state.history(state_dir)[0] if args.notify or args.notify_github else []
+        problems += [problem for problem in early if problem]
         problems += state.record_run(state_dir, report, history_limit)  # never changes the verdict
+        # what changed since the last run, told where people look; none of it changes the verdict
+        if args.notify:
+            problems += notify.webhook(args.notify, report, notify.events(report, prior, escalate),
+                                       args.notify_format == "json")
+        if args.notify_github:
+            problems += notify.github(args.notify_github, report, prior, args.github_api,
+                                      os.environ["GITHUB_TOKEN"])
+        if args.ping:
+            summary = report["summary"]
+            problem = notify.ping(args.ping, "" if report["exit_code"] == 0 else "fail", "smoke.py %s on %s: %s, "
+                                  "%d of %d passed" % (args.command, report["host"], report["status"],
+                                                       summary["pass"] + summary["warn"], summary["total"]))
+            problems += [problem] if problem else []
         if problems:  # in the report --output writes, too
             report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
         if args.output is not None:

@@ -1,0 +1,101 @@
+"""Notifications against real local receivers: a webhook, GitHub's issues API stand-in, pings."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from fixtures.receiver import serve
+
+SMOKE = str(ROOT / "smoke.py")
+
+
+@pytest.fixture
+def receiver():
+    server, url = serve()
+    yield server, url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def port():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def smoke(tmp_path, target, *args, env=None):
+    done = subprocess.run([sys.executable, SMOKE, "health", "--tcp", target, "--name", "db", "--state-dir",
+                           str(tmp_path / "state")] + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, **(env or {})))
+    return done, json.loads(done.stdout) if done.stdout.startswith("{") else None
+
+
+def test_one_message_per_transition_and_one_escalation_after_three_failures(receiver, port, tmp_path):
+    server, url = receiver
+    up, down = "127.0.0.1:%d" % port, "127.0.0.1:1"
+    for target in (up, up, down, down, down, down, up, up):
+        smoke(tmp_path, target, "--notify", url + "/hook")
+    texts = [json.loads(body)["text"] for _, _, _, body in server.requests]
+    assert len(texts) == 3, texts
+    assert "FAILED - 1 of 1 failed: db" in texts[0]
+    assert "ESCALATED - db has failed 3 runs in a row" in texts[1]
+    assert "RECOVERED - all 1 passed again" in texts[2]
+    fields = json.loads(server.requests[0][3])["attachments"][0]["fields"]
+    assert {"title": "fail", "value": "1", "short": True} in fields
+
+
+def test_the_json_format_posts_the_summary_and_a_failed_post_never_changes_the_verdict(receiver, port, tmp_path):
+    server, url = receiver
+    done, report = smoke(tmp_path, "127.0.0.1:1", "--notify", url + "/hook", "--notify-format", "json")
+    body = json.loads(server.requests[0][3])
+    assert body["event"] == "failed" and body["summary"]["fail"] == 1 and body["status"] == "fail"
+    server.fail_next = 10  # every try answers 503: retried, then given up
+    done, report = smoke(tmp_path, "127.0.0.1:%d" % port, "--notify", url + "/secret-hook-token")
+    assert done.returncode == 0 and report["status"] == "pass"
+    assert len(server.requests) == 1 + 3  # the first try and two retries
+    assert report["problems"] == ["--notify: ***: status 503"]  # the webhook's URL is its credential
+
+
+def test_github_issue_is_opened_commented_and_closed(receiver, port, tmp_path):
+    server, url = receiver
+    flags = ["--notify-github", "acme/shop", "--github-api", url]
+    env = {"GITHUB_TOKEN": "ghp_s3cretvalue123"}
+    for target in ("127.0.0.1:1", "127.0.0.1:1"):
+        done, report = smoke(tmp_path, target, *flags, env=env)
+        assert "problems" not in report, report.get("problems")
+    assert list(server.issues) == [1]
+    issue = server.issues[1]
+    assert issue["title"].startswith("smoke: db fails on ") and issue["labels"] == ["smoke-failure"]
+    assert issue["state"] == "open" and len(issue["comments"]) == 1 and "Still failing" in issue["comments"][0]
+    done, report = smoke(tmp_path, "127.0.0.1:%d" % port, *flags, env=env)
+    assert issue["state"] == "closed" and issue["comments"][-1].startswith("Recovered at")
+    assert all(h["Authorization"] == "Bearer ghp_s3cretvalue123" for _, _, h, _ in server.requests)
+    done, report = smoke(tmp_path, "127.0.0.1:1", *flags, env=env)
+    assert list(server.issues) == [1, 2]  # broken again: a new issue, the closed one stays closed
+    done, _ = smoke(tmp_path, "127.0.0.1:1", *flags, env={"GITHUB_TOKEN": ""})
+    assert done.returncode == 2 and "set GITHUB_TOKEN" in done.stderr
+
+
+def test_ping_start_then_success_or_fail(receiver, port, tmp_path):
+    server, url = receiver
+    smoke(tmp_path, "127.0.0.1:%d" % port, "--ping", url + "/ping/abc")
+    smoke(tmp_path, "127.0.0.1:1", "--ping", url + "/ping/abc")
+    assert [(m, p) for m, p, _, _ in server.requests] == [
+        ("POST", "/ping/abc/start"), ("POST", "/ping/abc"), ("POST", "/ping/abc/start"), ("POST", "/ping/abc/fail")]
+    assert "1 of 1 passed" in server.requests[1][3] and "fail, 0 of 1 passed" in server.requests[3][3]
+
+
+def test_bad_notification_flags_are_exit_2(tmp_path):
+    for flags, said in ((["--notify", "ftp://x"], "--notify"), (["--ping", "not a url"], "--ping"),
+                        (["--notify-github", "no-slash"], "expected OWNER/REPO"), (["--escalate-after", "0"],
+                                                                                  "--escalate-after")):
+        done, _ = smoke(tmp_path, "127.0.0.1:1", *flags)
+        assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, done.stderr
