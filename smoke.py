@@ -46,7 +46,8 @@ EXAMPLES = """examples:
   python3 smoke.py all --config smoke.json --output /var/tmp/smoke.json --quiet
 
 config: --config FILE, else $SMOKE_CONFIG, else ./smoke.toml or ./smoke.json
-exit codes: 0 pass, 1 fail, 2 usage/config error, 3 could not evaluate, 129/130/143 interrupted"""
+exit codes: 0 pass, 1 fail, 2 usage/config error, 3 could not evaluate, 129/130/143 interrupted
+  (--exit-codes nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)"""
 
 
 def _parser(argv):
@@ -64,9 +65,9 @@ def _parser(argv):
         """One usage line, the error and a did-you-mean: argparse's usage block alone runs to 7 lines."""
 
         def error(self, message):
-            from checks.cli import did_you_mean  # only on this path: --help imports nothing of ours
+            from checks.cli import did_you_mean, nagios_argv  # only on this path: --help imports nothing of ours
             hint = did_you_mean(message, options)
-            self.exit(2, "usage: %s [options]  (%s --help lists them)\n%s: error: %s%s\n"
+            self.exit(3 if nagios_argv(argv) else 2, "usage: %s [options]  (%s --help lists them)\n%s: error: %s%s\n"
                       % (self.prog, self.prog, self.prog, message, hint))
 
         def exit(self, status=0, message=None):
@@ -151,7 +152,7 @@ def main(argv=None):
         return cli.run(args, COMMANDS, closed)
     except SmokeError as exc:
         cli.say("smoke.py: error: %s" % exc)
-        return exc.exit_code
+        return 3 if cli.nagios(args) else exc.exit_code  # Nagios: a config error is UNKNOWN, not CRITICAL
     except KeyboardInterrupt:  # before any check ran: nothing to report or clean up
         cli.say("smoke.py: interrupted")
         return int(ExitCode.SIGINT)

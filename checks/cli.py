@@ -29,6 +29,9 @@ def add_arguments(parser, deadline_help=None) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=list(RENDERERS), default="json", help="report format (default json)")
     out.add_argument("--output", metavar="FILE", help="also write the JSON report here (atomically, for a file)")
+    out.add_argument("--exit-codes", choices=("smoke", "nagios"), default=None,
+                     help="smoke (default): 0 pass 1 fail 2 config 3 error; nagios: 0 OK 1 WARNING 2 CRITICAL "
+                          "3 UNKNOWN (a config error too); implied by --format nagios")
     out.add_argument("--quiet", action="store_true", help="print nothing when the verdict is pass")
     out.add_argument("--secret", action="append", default=[], metavar="NAME",
                      help="mask the value of environment variable NAME everywhere (repeatable)")
@@ -374,6 +377,8 @@ def run(args, commands, closed) -> int:
         if signals.signum is not None and "interrupted" not in report:  # it came while the report was delivered
             name = model.SIGNAL_NAMES[signals.signum]
             report.update(status="error", interrupted=name, exit_code=int(model.ExitCode[name]))
+        if nagios(args):
+            report["exit_code"] = model.exit_code(report, "nagios")
         if problems:
             report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
             if not (args.quiet and report["exit_code"] == 0):  # --quiet: nothing at all when it passed
@@ -385,8 +390,20 @@ def run(args, commands, closed) -> int:
             _emit(RENDERERS[args.format](report, color=color), "stdout" in closed,
                   stop=lambda: decided is None and signals.signum is not None)
         if decided is None and signals.signum is not None:  # it came while the report was printed
-            code = int(model.ExitCode[model.SIGNAL_NAMES[signals.signum]])
+            code = 3 if nagios(args) else int(model.ExitCode[model.SIGNAL_NAMES[signals.signum]])
     return code
+
+
+def nagios(args) -> bool:
+    """Whether exit codes follow Nagios's convention: --exit-codes nagios, or --format nagios."""
+    return args.exit_codes == "nagios" or (args.exit_codes is None and args.format == "nagios")
+
+
+def nagios_argv(argv) -> bool:
+    """The same, from the raw arguments, for errors found before they are parsed."""
+    pairs = list(zip(argv, argv[1:])) + [tuple(a.split("=", 1)) for a in argv if "=" in a]
+    return ("--exit-codes", "nagios") in pairs or (("--format", "nagios") in pairs
+                                                   and ("--exit-codes", "smoke") not in pairs)
 
 
 def _planned(step) -> str:

@@ -134,5 +134,12 @@ def _options(check: Check) -> str:
 
 
 def run(checks: List[Check], ctx: RunContext) -> Outcome:
-    """Every chosen check at once (up to ctx.concurrency)."""
-    return Outcome(run_checks([check for check in checks if ctx.chosen is None or check.name in ctx.chosen], ctx))
+    """Every chosen check at once (up to ctx.concurrency); a suite's result becomes its testcases'."""
+    chosen = [check for check in checks if ctx.chosen is None or check.name in ctx.chosen]
+    if not any(check.kind == "suite" for check in chosen):
+        return Outcome(run_checks(chosen, ctx))
+    from checks.kinds import suite
+    facts: List[dict] = [{} for _ in chosen]
+    results = run_checks(chosen, ctx, facts)
+    return Outcome([one for check, result, found in zip(chosen, results, facts)
+                    for one in (suite.fold(check, result, found) if check.kind == "suite" else [result])])

@@ -129,7 +129,8 @@ def summarize(results: List[Result]) -> Dict[str, Any]:
 
 def verdict(results: List[Result], min_pass_rate: float = 1.0,
             section_rates: Optional[Dict[str, float]] = None) -> Tuple[str, ExitCode]:
-    """pass/fail/error and its exit code; no evaluated results is never a pass.
+    """pass/warn/fail/error and its exit code; no evaluated results is never a pass. warn is a
+    pass whose only shortfalls are warnings (the Nagios exit policy tells it apart).
 
     Each section's pass rate must reach its own rate (section_rates), else min_pass_rate,
     and every critical check must pass. A run that misses only through `error` results
@@ -140,8 +141,8 @@ def verdict(results: List[Result], min_pass_rate: float = 1.0,
     evaluated = summary["total"] - summary["skip"]
     if evaluated == 0 or summary["error"] == evaluated:  # whatever min_pass_rate says
         return "error", ExitCode.UNKNOWN
-    if not _misses(results, min_pass_rate, section_rates, ("pass", "warn")):
-        return "pass", ExitCode.PASS
+    if not _misses(results, min_pass_rate, section_rates, ("pass", "warn")):  # warn: passed, short of warnings
+        return ("warn" if summary["warn"] else "pass"), ExitCode.PASS
     if _misses(results, min_pass_rate, section_rates, ("pass", "warn", "error")):
         return "fail", ExitCode.FAIL  # the failures alone miss it
     return "error", ExitCode.UNKNOWN
@@ -158,6 +159,20 @@ def _misses(results: List[Result], min_pass_rate: float, section_rates: Optional
         if ran and sum(r.status in passed for r in ran) / len(ran) < rate:
             return True
     return False
+
+
+PASSING = ("pass", "warn")  # verdicts that exit 0 under the smoke policy
+NAGIOS_CODES = {"pass": 0, "warn": 1, "fail": 2, "error": 3}  # OK, WARNING, CRITICAL, UNKNOWN
+
+
+def exit_code(report: Dict[str, Any], policy: str = "smoke") -> int:
+    """The process's exit code for a report: smoke's (0 1 2 3 129 130 143), or Nagios's
+    (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: an interrupted run is UNKNOWN)."""
+    if policy != "nagios":
+        return int(report["exit_code"])
+    if report.get("interrupted"):
+        return 3
+    return NAGIOS_CODES.get(report["status"], 3)
 
 
 def utc_timestamp(epoch: Optional[float] = None) -> str:

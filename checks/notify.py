@@ -37,15 +37,17 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
 
     command = report.get("command")
     mine = [r for r in prior if r.get("command") == command]
+    from checks.model import PASSING
+
     before = mine[-1].get("status") if mine else "pass"
     now = report.get("status")
     failing = [r for r in report.get("results", ()) if r.get("status") in ("fail", "error")]
     found = []
     summary = report.get("summary") or {}
-    if now != "pass" and before == "pass":
+    if now not in PASSING and before in PASSING:
         found.append(("failed", "%d of %d failed: %s" % (len(failing), summary.get("total", 0), ", ".join(
             r["name"] for r in failing[:10]) + (" and %d more" % (len(failing) - 10) if len(failing) > 10 else ""))))
-    elif now == "pass" and before != "pass":
+    elif now in PASSING and before not in PASSING:
         found.append(("recovered", "all %d passed again" % summary.get("total", 0)))
     for result in failing:
         streak = 1 + state.consecutive_failures(mine, check=result["name"])

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import ConfigError, expect, lifecycle, state, steps
 from checks.config import Fields
-from checks.model import Outcome, Planned, Result, cut, utc_timestamp
+from checks.model import PASSING, Outcome, Planned, Result, cut, utc_timestamp
 
 NAME = "rollback"
 FLAGS = "--from FILE --trigger COND"
@@ -35,6 +35,7 @@ FLAGS_ADD_TO_CONFIG = True  # --trigger adds to the section's triggers: a config
 RESERVED = ("report", "triggers", "lock", "cooldown", "verify", "time_budget", "incident")  # its own results
 MAX_REPORT = 64 << 20
 _STDIN_TIMEOUT_S = 60.0  # for a report piped in: a writer that never finishes cannot hang us
+_JUDGE_S = 5.0  # for a trigger's regular expression
 _WORST_IS_LOWEST = ("rps", "rps_ratio", "ok")  # across perf targets, the worst is the highest, except these
 # What a trigger can name first: a report's summary and verdict, the run history, each check,
 # the metrics (perf's and heartbeat's by name; deploy's targets). Anything else is a typo.
@@ -72,6 +73,13 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
         raise ConfigError("--from and --run: judge either a report or a run, not both")
     if args.from_report is not None and not args.from_report.strip():
         raise ConfigError("--from: give a report file, or - for stdin")
+    if args.from_report == "-" and os.isatty(0):
+        raise ConfigError("--from -: stdin is a terminal; pipe a report in (smoke.py health ... | smoke.py rollback "
+                          "--from -)")
+    for flag, given in (("--only", args.only), ("--tag", args.tag), ("--skip-tag", args.skip_tag)):
+        if given:  # a rollback with some of its steps left out is no rollback
+            raise ConfigError("%s: a rollback runs whole (its triggers, every step, its verification); choose "
+                              "the checks in the sections it runs there" % flag)
     triggers = _conditions(args.trigger, "--trigger")
     if configured is None:
         if not triggers:  # the config's rollback section, if there is one, says when
@@ -113,11 +121,14 @@ def load(section, where: str = NAME) -> Spec:
     paths = {key: fields.path(key, None) for key in ("incident_log", "rollback_log", "lock")}
     tables = fields.get("steps", (list,), [])
     fields.done()
+    if tables and not verify:
+        raise ConfigError("%s: give the sections that prove the rollback worked (default: [\"health\"])"
+                          % fields.at("verify"))
     builtins = {"run_id": "20260101T000000Z-abcdef", "reasons": "p95_ms 612 > 500", "report": "report.json"}
     known = set(builtins) | {"index"}
     loaded, names = [], set()
     for i, table in enumerate(tables):
-        at = "%s.steps[%d]" % (fields.at("steps"), i)
+        at = "%s[%d]" % (fields.at("steps"), i)
         name = str(table.get("name") or "step %d" % (i + 1)) if isinstance(table, dict) else ""
         if name in names or name in RESERVED:
             raise ConfigError("%s.name: %r is %s: every step needs a name of its own" % (
@@ -245,8 +256,13 @@ def _run(spec: Spec, ctx, state_dir: str) -> Outcome:
         metrics["warnings"] = warnings
     no_data = [one for one in judged if one["no_data"] and not one["fired"]]
     said = "".join("; " + one["reason"] for one in no_data)
-    if not fired and len(no_data) == len(judged):  # "no rollback needed" would be a guess
-        return Outcome([_trigger_result("error", "no trigger could be judged: " + said[2:], judged, spec)], metrics)
+    if not fired and (len(no_data) == len(judged) or any(one.get("error") for one in judged)):
+        return Outcome([_trigger_result("error", "no trigger could be judged: " + said[2:] if len(no_data) == len(
+            judged) else "no trigger fired, but not every one could be judged" + said, judged, spec)], metrics)
+    if fired and report.get("status") == "error":  # smoke.py could not check: nothing is known to be broken
+        return Outcome([_trigger_result("error", "fired: %s; but the report's verdict is error (it could not check "
+                                        "everything, so nothing is known to be broken): not rolling back on it"
+                                        % reasons, judged, spec)], metrics)
     if not fired:
         return Outcome([_trigger_result("pass", "no trigger fired: %s%s" % (
             "; ".join(one["reason"] for one in judged if not one["no_data"]), said), judged, spec)], metrics)
@@ -274,6 +290,13 @@ def _run(spec: Spec, ctx, state_dir: str) -> Outcome:
         results = [_trigger_result("warn", "fired: " + reasons + said, judged, spec),
                    Result("cooldown", NAME, "cooldown", "fail", message, severity="critical", target=incident_log)]
         return Outcome(results + _recorded(spec, record, "blocked by cooldown", clock, started, ctx), metrics)
+    try:  # a line before acting: a disk that fills up meanwhile cannot leave a rollback unrecorded
+        state.append_line(incident_log, ctx.redact(dict(record, outcome="started", executed=True)))
+    except (OSError, ValueError) as exc:
+        return Outcome([_trigger_result("warn", "fired: " + reasons, judged, spec),
+                        Result("incident", NAME, "incident", "error", "not rolled back: cannot record the incident "
+                               "in %s: %s" % (incident_log, getattr(exc, "strerror", None) or exc),
+                               severity="critical", target=incident_log)], metrics)
     results = [_trigger_result("warn", "fired: " + reasons + said, judged, spec)]
     variables = {"run_id": record["run_id"], "reasons": reasons, "report": report_path}
     try:
@@ -295,8 +318,10 @@ def _run(spec: Spec, ctx, state_dir: str) -> Outcome:
             outcome = "rolled back and verified" if verified.status == "pass" else "rolled back, verification failed"
             results.append(verified)
         else:
-            results.append(Result("verify", NAME, "verify", "skip", "skipped: step %s did not pass" % broken.name))
-            outcome = "step %s failed" % broken.name
+            results.append(Result("verify", NAME, "verify", "fail", "not rolled back: step %s %s, so nothing was "
+                                  "verified" % (broken.name, "did not run" if broken.status == "skip" else "failed"),
+                                  severity="critical"))
+            outcome = "step %s %s" % (broken.name, "did not run" if broken.status == "skip" else "failed")
     except lifecycle.Interrupted as exc:  # the record is written before the signal is obeyed
         recorded, _ = lifecycle.shielded(lambda: _recorded(spec, record, "interrupted", clock, started, ctx))
         exc.results = exc.results + recorded
@@ -324,29 +349,24 @@ def _source(spec: Spec, ctx, state_dir: str) -> Tuple[Optional[Dict[str, Any]], 
             return report, "", problem
         state.record_run(state_dir, report)  # the run judged is a run: the history's consecutive failures count it
         return report, path, None
-    if spec.source == "-":
-        data, problem = _read_stdin()
-        if problem:
-            return None, "", "cannot read the report from stdin: %s" % problem
-        where = "stdin"
-    else:
-        from checks import CheckError
-        from checks.probes.proc import read_small
-        try:
-            data = read_small(spec.source, MAX_REPORT + 1, "the report ")
-        except CheckError as exc:
-            return None, "", str(exc)
-        where = spec.source
-    if len(data) > MAX_REPORT:
-        return None, "", "the report in %s is larger than %d MB: not a smoke.py report" % (where, MAX_REPORT >> 20)
+    where = "stdin" if spec.source == "-" else spec.source
+    data, problem = _read_report(spec.source)
+    if problem:
+        return None, "", "cannot read the report from %s: %s" % (where, problem)
+    if not data.strip():
+        return None, "", "the report in %s is empty" % where
     try:
         report = json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         hint = " (a --format text report? rollback reads the JSON one)" if data.lstrip()[:9] == b"smoke.py " else ""
         return None, "", "the report in %s is not JSON%s: %s" % (where, hint, cut(str(exc), 200))
+    except RecursionError:
+        return None, "", "the report in %s is nested too deep to be a smoke.py report" % where
     if not isinstance(report, dict) or not isinstance(report.get("summary"), dict) \
             or not isinstance(report.get("results"), list):
         return None, "", "%s is not a smoke.py report (no summary and results)" % where
+    from checks.model import reportable
+    report = ctx.redact(reportable(report))  # NaN as text, lone surrogates replaced, secrets masked
     if spec.source != "-":
         return report, spec.source, None
     path = os.path.join(state_dir, "last-report.json")
@@ -356,7 +376,7 @@ def _source(spec: Spec, ctx, state_dir: str) -> Tuple[Optional[Dict[str, Any]], 
 
 
 def _keep(report: Dict[str, Any], path: str, state_dir: str) -> List[str]:
-    """Write the judged report where {report} points the steps; the problem, if any."""
+    """Write the judged report (masked) where {report} points the steps; the problem, if any."""
     from checks import sinks
     try:
         os.makedirs(state_dir, exist_ok=True)
@@ -366,28 +386,47 @@ def _keep(report: Dict[str, Any], path: str, state_dir: str) -> List[str]:
     return ["cannot keep the report: " + problem] if problem else []
 
 
-def _read_stdin() -> Tuple[bytes, Optional[str]]:
-    """All of stdin, within a size cap and a deadline."""
+def _read_report(source: str) -> Tuple[bytes, Optional[str]]:
+    """A report's bytes from a file, a FIFO or stdin (-), within a size cap and a deadline:
+    a writer that never finishes cannot hang us."""
     import select
+    import stat
 
-    chunks, size, deadline = [], 0, time.monotonic() + _STDIN_TIMEOUT_S
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return b"", "nothing ended it within %gs" % _STDIN_TIMEOUT_S
-        try:
-            ready, _, _ = select.select([0], [], [], min(left, 0.5))
-            if not ready:
+    try:
+        fd = 0 if source == "-" else os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        return b"", exc.strerror or str(exc)
+    chunks, size = [], 0
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return b"", "is a directory"
+        if source != "-" and not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            return b"", "not a regular file or a pipe"
+        deadline = time.monotonic() + _STDIN_TIMEOUT_S
+        while size <= MAX_REPORT:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return b"", "nothing ended it within %gs" % _STDIN_TIMEOUT_S
+            if not stat.S_ISREG(mode) and not select.select([fd], [], [], min(left, 0.5))[0]:
                 continue
-            chunk = os.read(0, 1 << 20)
-        except OSError as exc:
-            return b"", exc.strerror or str(exc)
-        if not chunk:
-            return b"".join(chunks), None
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_REPORT:
-            return b"".join(chunks), None
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                time.sleep(0.01)  # a FIFO opened before its writer: read() says nothing yet
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        return b"", exc.strerror or str(exc)
+    finally:
+        if fd:
+            os.close(fd)
+    if size > MAX_REPORT:
+        return b"", "larger than %d MB: not a smoke.py report" % (MAX_REPORT >> 20)
+    return b"".join(chunks), None
 
 
 def _facts(report: Dict[str, Any], records: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -438,6 +477,7 @@ def _judge(condition, facts: Dict[str, Any], on_no_data: str, redact) -> Dict[st
     if seen is not expect.MISSING and condition.length:
         seen = len(seen) if isinstance(seen, (str, list, dict)) else expect.MISSING
     judged = {"condition": condition.text, "threshold": condition.raw, "op": condition.op}
+    at = ("%s %s" % (condition.op, condition.raw)).strip()
     if (seen is expect.MISSING or seen is None) and condition.op not in ("exists", "!exists"):
         fired = on_no_data == "fire"
         why = " (the report does not have it)"
@@ -449,14 +489,21 @@ def _judge(condition, facts: Dict[str, Any], on_no_data: str, redact) -> Dict[st
         return dict(judged, observed=None, no_data=True, fired=fired,
                     reason=redact("%s: no data%s%s" % (condition.subject, why, " (on_no_data = fire)"
                                                        if fired else "")))
-    fired = expect.unmet(condition, facts, redact=redact) is None
+    from checks import CheckError
+    try:
+        fired = expect.unmet(condition, facts, time.monotonic() + _JUDGE_S, redact) is None
+    except CheckError as exc:  # a pattern that ran past its time: this trigger is not known
+        return dict(judged, observed=None, no_data=True, fired=False, error=str(exc),
+                    reason=redact("%s: could not be judged: %s" % (condition.subject, exc)))
+    if seen is expect.MISSING:  # exists / !exists on what is absent
+        seen = None
     shown = seen if _number(seen) or isinstance(seen, str) else json.dumps(seen)[:80]
     text = cut(str(shown), 80)
     if fired:  # the line an on-call checklist greps for: p95_ms 612 > 500
         reason = "%s is %s" % (condition.subject, text) if condition.op == "==" else "%s %s %s %s" % (
             condition.subject, text, condition.op, condition.raw)
     else:
-        reason = "%s %s (fires at %s %s)" % (condition.subject, text, condition.op, condition.raw)
+        reason = "%s %s (fires at %s)" % (condition.subject, text, at)
     return dict(judged, observed=redact(shown), no_data=False, fired=fired, reason=redact(reason))
 
 
@@ -483,10 +530,17 @@ def _open_log(path: str) -> int:
 
 def _last_rollback(incident_log: str) -> Tuple[Optional[float], str]:
     """When the last rollback that ran its steps started (epoch), and how it ended."""
-    records, _ = state.read_lines(incident_log)
+    import math
+    try:
+        records, _ = state.read_lines(incident_log)
+    except OSError:
+        return None, ""
+    now = time.time()
     for record in reversed(records):
-        if record.get("executed") is True and _number(record.get("epoch")):
-            return float(record["epoch"]), str(record.get("outcome") or "outcome unknown")
+        epoch = record.get("epoch")
+        # a clock that was wrong, or a log from elsewhere, must not block rollbacks for a year
+        if record.get("executed") is True and _number(epoch) and math.isfinite(epoch) and epoch <= now + 300:
+            return float(epoch), str(record.get("outcome") or "outcome unknown")
     return None, ""
 
 
@@ -501,7 +555,7 @@ def _verify(spec: Spec, ctx, ends: float, metrics, record) -> Result:
         attempts += 1
         left = max(0.001, until - time.monotonic()) if spec.verify_timeout else max(0.001, ends - time.monotonic())
         report = ctx.run_sections(spec.verify, ctx._replace(deadline_s=left))
-        if report["status"] == "pass" or time.monotonic() + spec.verify_interval > until:
+        if report["status"] in PASSING or time.monotonic() + spec.verify_interval > until:
             break
         time.sleep(spec.verify_interval)
     took = time.monotonic() - began
@@ -511,7 +565,7 @@ def _verify(spec: Spec, ctx, ends: float, metrics, record) -> Result:
     metrics["verify"] = record["verify"]
     facts = {"summary": report["summary"],
              "failing": [{"name": r["name"], "message": r.get("message")} for r in failing]}
-    if report["status"] == "pass":
+    if report["status"] in PASSING:
         return Result("verify", NAME, "verify", "pass", "verified: %s passed on attempt %d, %s after the steps" % (
             ", ".join(spec.verify), attempts, _span(took)), severity="critical", facts=facts,
             duration_ms=took * 1000, attempts=attempts)

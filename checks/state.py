@@ -24,7 +24,7 @@ from checks import SmokeError
 
 DEFAULT_DIR = os.path.join("data", "smoke", "state")
 DEFAULT_LIMIT = 1000
-MAX_LIMIT = 1000000
+MAX_LIMIT = 100000
 MAX_READ = 64 << 20  # bytes of a history or incident log read: its newest lines
 _LOCK_WAIT_S = 5.0  # for another run's append; a stopped process holding it cannot hang us
 
@@ -71,43 +71,81 @@ def _now() -> str:
     return utc_timestamp()
 
 
-def read_lines(path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
-    """The JSON objects of a JSON-lines file (its newest MAX_READ bytes), and a warning for
-    each line that is not one (a torn last line after a power cut). A missing file is empty."""
+def _tail(path: str) -> Tuple[int, bytes]:
+    """(size, its newest MAX_READ bytes) of a regular file; (0, b"") when it is missing. A FIFO
+    or a device is refused: opening one to read would wait for a writer forever."""
+    import stat
+
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > MAX_READ:
-                fh.seek(size - MAX_READ)
-            data = fh.read(MAX_READ)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return [], []
+        return 0, b""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        size = info.st_size
+        os.lseek(fd, max(0, size - MAX_READ), os.SEEK_SET)
+        chunks, left = [], min(size, MAX_READ)
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return size, b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _strict(line: bytes) -> Optional[Dict[str, Any]]:
+    """The JSON object a line holds, or None: not JSON, not an object, NaN, or nested too deep."""
+    def refuse(constant):
+        raise ValueError(constant)
+    try:
+        record = json.loads(line.decode("utf-8"), parse_constant=refuse)
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def read_lines(path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """The JSON objects of a JSON-lines file (its newest MAX_READ bytes), and what was wrong
+    with the rest, in a line or two (a torn last line after a power cut). A missing file is
+    empty; one that cannot be read is OSError."""
+    size, data = _tail(path)
     lines = data.split(b"\n")
     if size > MAX_READ:
         lines = lines[1:]  # the first is a part of a line
-    records, warnings = [], []
+    records, bad, warnings = [], 0, []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line.decode("utf-8"))
-        except ValueError:
-            record = None
-        if isinstance(record, dict):
+        record = _strict(line)
+        if record is not None:
             records.append(record)
         elif number == len(lines):
             warnings.append("%s: its last line is cut short (a write that did not finish): skipped" % path)
         else:
-            warnings.append("%s: line %d is not a JSON object: skipped" % (path, number))
+            bad += 1
+    if bad:
+        warnings.insert(0, "%s: %d line%s not a JSON object: skipped" % (path, bad, " is" if bad == 1 else "s are"))
     return records, warnings
 
 
 def append_line(path: str, record: Dict[str, Any]) -> None:
     """One JSON line appended in one write() and fsynced: a reader never sees half of it,
     and a power cut a moment later does not lose it. A torn last line is ended first."""
-    data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    import stat
+
+    from checks.model import reportable
+
+    data = (json.dumps(reportable(record), sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+    # O_NONBLOCK: a FIFO with no reader is an error at once, not a wait for one
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         size = os.fstat(fd).st_size
         if size and _last_byte(path, size) != b"\n":
             data = b"\n" + data
@@ -132,35 +170,32 @@ def _last_byte(path: str, size: int) -> bytes:
 def record_run(state_dir: str, report: Dict[str, Any], limit: int = DEFAULT_LIMIT) -> List[str]:
     """Add a report's run to the history (kept to its newest `limit` runs); the problems,
     each one line: a history that cannot be written never changes a verdict. Lines are
-    counted, not parsed: a one-check run from cron pays a read, not a thousand decodes."""
+    counted, not parsed, on an append: a one-check run from cron pays a read, not a thousand
+    decodes. Past the limit the file is rewritten with its newest 90 %, so not every run
+    after that rewrites it."""
     problems: List[str] = []
     try:
+        if os.path.exists(state_dir) and not os.path.isdir(state_dir):
+            raise OSError(errno.ENOTDIR, "not a directory")
         os.makedirs(state_dir, exist_ok=True)
         fd = lock(os.path.join(state_dir, "history.lock"), _LOCK_WAIT_S)
     except (OSError, LockHeld) as exc:
         return ["history: cannot write in %s: %s" % (state_dir, getattr(exc, "strerror", None) or exc)]
     path = os.path.join(state_dir, "history.jsonl")
     try:
-        try:
-            with open(path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                fh.seek(max(0, size - MAX_READ))
-                data = fh.read(MAX_READ)
-        except FileNotFoundError:
-            size, data = 0, b""
-        lines = data.split(b"\n")
-        if size > MAX_READ:
-            lines = lines[1:]  # the first is a part of a line
-        torn = lines.pop() != b""  # what follows the last newline: nothing, unless a write was cut short
+        size, data = _tail(path)
+        torn = bool(data) and not data.endswith(b"\n")  # a write cut short by a power cut
         if torn:
             problems.append("history: %s: its last line is cut short (a write that did not finish): dropped" % path)
-        line = json.dumps(run_line(report), sort_keys=True).encode("utf-8")
-        if torn or len(lines) >= limit or size > MAX_READ:
-            _rewrite(path, lines[max(0, len(lines) - limit + 1):] + [line])
+        if torn or data.count(b"\n") >= limit or size > MAX_READ:
+            lines = data.split(b"\n")[1 if size > MAX_READ else 0:]
+            kept = [line for line in lines[:-1] if _strict(line) is not None]  # strict JSON objects only
+            line = json.dumps(run_line(report), sort_keys=True, allow_nan=False).encode("utf-8")
+            _rewrite(path, kept[max(0, len(kept) - max(0, int(limit * 0.9) - 1)):] + [line])
         else:
             append_line(path, run_line(report))
-    except OSError as exc:
-        problems.append("history: cannot write %s: %s" % (path, exc.strerror or exc))
+    except (OSError, ValueError) as exc:
+        problems.append("history: cannot write %s: %s" % (path, getattr(exc, "strerror", None) or exc))
     except MemoryError:  # the run's own report matters more: it is still printed
         problems.append("history: out of memory: this run was not recorded in %s" % path)
     finally:
@@ -186,6 +221,7 @@ def _rewrite(path: str, lines: List[bytes]) -> None:
             fh.write(b"".join(line + b"\n" for line in lines if line.strip()))
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # as append_line makes it, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -193,7 +229,12 @@ def _rewrite(path: str, lines: List[bytes]) -> None:
 
 
 def history(state_dir: str) -> Tuple[List[Dict[str, Any]], List[str]]:
-    return read_lines(os.path.join(state_dir, "history.jsonl"))
+    """The runs recorded, and warnings; a history that cannot be read is none, and says why."""
+    path = os.path.join(state_dir, "history.jsonl")
+    try:
+        return read_lines(path)
+    except (OSError, MemoryError) as exc:
+        return [], ["history: cannot read %s: %s" % (path, getattr(exc, "strerror", None) or exc)]
 
 
 def consecutive_failures(records: List[Dict[str, Any]], command: Optional[str] = None,

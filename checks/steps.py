@@ -48,6 +48,9 @@ def load(table, where: str, section: str, name: str, known: Set[str], builtins: 
     if not isinstance(table, dict):
         raise ConfigError("%s: expected a table (kind, its fields, expect), got %s" % (where, type(table).__name__))
     table = dict(table)
+    if isinstance(table.get("command"), str) and not table.get("shell"):  # split before it is filled: a
+        from checks.kinds.command import split  # captured value is one argument, whatever spaces it has
+        table["command"] = split(table["command"], where + ".command")
     own = Fields({key: table.pop(key) for key in ("capture", "always", "repeat", "identical", "compare",
                                                   "concurrency", "continue_on_error") if key in table}, where)
     needs, filled_later = set(), []
@@ -74,7 +77,7 @@ def load(table, where: str, section: str, name: str, known: Set[str], builtins: 
                           % own.at("identical"))
     samples = dict({var: _SAMPLE for var in known}, index=0, **builtins)
     try:
-        build_check(fill(table, samples), where, section, kinds=STEP_KINDS)
+        build_check(fill_step(table, samples), where, section, kinds=STEP_KINDS)
     except ConfigError as exc:  # unless the field it names takes a captured value, unknown until run time
         if not any(str(exc).startswith(at + ":") or str(exc).startswith(at + ".") for at in filled_later):
             raise
@@ -122,8 +125,21 @@ def _strings(obj: Any, where: str) -> Iterable[Tuple[str, str]]:
             yield from _strings(value, "%s[%d]" % (where, i))
 
 
+def fill_step(table: Dict[str, Any], variables: Dict[str, Any]) -> Dict[str, Any]:
+    """A step's table filled; in a shell command string each value is shell-quoted, so a
+    captured id or a reason with $(...) in it is data, never a command."""
+    if not (table.get("shell") and isinstance(table.get("command"), str)):
+        return fill(table, variables)
+    import shlex
+    filled = fill({key: value for key, value in table.items() if key != "command"}, variables)
+    filled["command"] = PLACEHOLDER.sub(lambda m: shlex.quote(_text(variables[m.group(1)]))
+                                        if m.group(1) in variables else m.group(), table["command"])
+    return filled
+
+
 def fill(obj: Any, variables: Dict[str, Any]) -> Any:
-    """obj (a table, a list, a string) with every {var} replaced; a string that is only "{var}" becomes the value itself."""
+    """obj (a table, a list, a string) with every {var} replaced; a string that is only "{var}"
+    becomes the value itself."""
     if isinstance(obj, str):
         whole = PLACEHOLDER.fullmatch(obj)
         if whole and whole.group(1) in variables:
@@ -152,7 +168,7 @@ def plan(steps: List[Step], variables: Dict[str, Any], prefix: str = "") -> List
         needs = tuple(earlier)  # a sequence: each step stands on the ones before it
         if not step.always:
             earlier.append(prefix + step.name)
-        table = fill(step.table, dict(variables, index=0))
+        table = fill_step(step.table, dict(variables, index=0))
         options = " ".join(option for option in (
             "always" if step.always else "", "repeat=%d" % step.repeat if step.repeat > 1 else "",
             "identical" if step.identical else "", "concurrency=%d" % step.concurrency if step.concurrency > 1 else "",
@@ -267,7 +283,7 @@ def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str,
              spawned: List[Tuple[str, dict]]) -> Result:
     count = max(step.repeat, step.concurrency)
     try:
-        checks = [build_check(dict(fill(step.table, dict(variables, index=i)), name=name), step.where,
+        checks = [build_check(dict(fill_step(step.table, dict(variables, index=i)), name=name), step.where,
                               step.section, kinds=STEP_KINDS) for i in range(count)]
     except ConfigError as exc:  # a captured value that does not fit the field (a URL that is none)
         return Result(name, step.section, str(step.table.get("kind", "")), "error",

@@ -78,7 +78,7 @@ def test_retries_exhausted_fail_with_the_last_evidence():
 def test_a_warning_check_warns_and_does_not_fail_the_verdict():
     results = run_checks([make("a"), make("w", lambda t, ctx: {"ok": False}, severity="warning")], RunContext())
     assert [r.status for r in results] == ["pass", "warn"]
-    assert verdict(results) == ("pass", ExitCode.PASS)
+    assert verdict(results) == ("warn", ExitCode.PASS)  # a pass, short only of warnings
 
 
 def test_could_not_check_is_error_and_a_probe_bug_is_error_too():
@@ -163,7 +163,7 @@ def r(status, severity="normal"):
     (["error", "error", "skip"], 1.0, ("error", 3)),
     (["skip"], 1.0, ("error", 3)),          # no evaluated results is never a pass
     ([], 1.0, ("error", 3)),
-    (["pass", "skip", "warn"], 1.0, ("pass", 0)),
+    (["pass", "skip", "warn"], 1.0, ("warn", 0)),
 ])
 def test_verdict_and_exit_code(statuses, min_rate, expected):
     status, code = verdict([r(s) for s in statuses], min_rate)
@@ -210,7 +210,8 @@ def test_registries_are_pinned():
     from checks.kinds import KINDS
     from checks.render import RENDERERS
 
-    assert list(KINDS) == ["http", "tcp", "command", "process", "docker", "resources", "prometheus", "file", "log"]
+    assert list(KINDS) == ["http", "tcp", "command", "process", "docker", "resources", "prometheus", "file", "log",
+                           "suite"]
     assert list(RENDERERS) == ["json", "text"]
     assert list(smoke.COMMANDS) == ["health", "deploy", "heartbeat", "perf", "rollback", "all"]
     for kind in KINDS:
@@ -224,7 +225,7 @@ def test_registries_are_pinned():
 def test_a_warning_check_stays_a_warning_whoever_ends_it():
     results = run_checks([make("w", sleeper(5), severity="warning", timeout=10)], RunContext(deadline_s=0.3))
     assert results[0].status == "warn" and results[0].message.startswith("deadline exceeded")
-    assert verdict(results) == ("pass", ExitCode.PASS)
+    assert verdict(results) == ("warn", ExitCode.PASS)
 
 
 def test_secrets_are_masked_before_anything_is_cut_short():

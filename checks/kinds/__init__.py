@@ -27,6 +27,7 @@ KINDS = {
     "prometheus": "checks.kinds.prometheus",
     "file": "checks.kinds.file",
     "log": "checks.kinds.log",
+    "suite": "checks.kinds.suite",
 }
 # Steps (deploy and the subcommands after it) may also start what they test.
 STEP_KINDS = dict(KINDS, spawn="checks.kinds.spawn")

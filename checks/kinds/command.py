@@ -52,14 +52,19 @@ def load(fields) -> Dict[str, Any]:
 
 
 def _split(command: str, fields) -> List[str]:
+    return split(command, fields.at("command"))
+
+
+def split(command: str, where: str) -> List[str]:
+    """A command string as its argv, as a shell would split it; shell syntax in it is refused."""
     try:
         argv = shlex.split(command)
     except ValueError as exc:
-        raise ConfigError("%s: %s" % (fields.at("command"), exc))
+        raise ConfigError("%s: %s" % (where, exc))
     operator = next((word for word in argv if word in _SHELL_OPERATORS), None)
     if operator:  # run without a shell, "echo hi | grep x" prints "hi | grep x" and passes
         raise ConfigError("%s: %r is shell syntax, but the command runs without a shell: set shell = true, "
-                          "or give the argv as a list" % (fields.at("command"), operator))
+                          "or give the argv as a list" % (where, operator))
     return argv
 
 
