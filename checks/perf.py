@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import ConfigError, expect
 from checks.config import Fields
-from checks.model import Outcome, Planned, Result
+from checks.model import Outcome, Planned, Result, cut
 
 NAME = "perf"
 FLAGS = "--url"
@@ -40,9 +40,11 @@ MAX_RUNS = 100000
 _BUCKETS = 16  # histogram rows in text output, at most
 
 
-class Target(collections.namedtuple("Target", "name kind load command runs thresholds timeout")):
+class Target(collections.namedtuple("Target", "name kind load command runs thresholds timeout abort_on_fail",
+                                    defaults=(False,))):
     """One thing to load: an HTTP request (load, a probes.load.Load) or a command (command,
-    runs); its thresholds are conditions on the metrics."""
+    runs); its thresholds are conditions on the metrics. abort_on_fail: the limits are worked
+    out from the load as it is run (after the flags changed it), never kept from before."""
 
     __slots__ = ()
 
@@ -94,10 +96,10 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
         baseline = _baseline(args.baseline, "--baseline") if args.baseline else configured.baseline
         if not (changed or args.threshold or args.baseline or args.save_baseline or args.abort_on_fail):
             return None
-        targets = [t._replace(thresholds=t.thresholds + _conditions(args.threshold, "--threshold", baseline))
-                   for t in targets]
-        if args.abort_on_fail:
-            targets = [t._replace(load=_with_limits(t.load, t.thresholds)) if t.load else t for t in targets]
+        targets = [t._replace(thresholds=t.thresholds + _conditions(args.threshold, "--threshold", baseline),
+                              abort_on_fail=t.abort_on_fail or args.abort_on_fail) for t in targets]
+        if args.save_baseline:
+            _check_baseline_path(args.save_baseline, "--save-baseline")
         return configured._replace(targets=targets, baseline=baseline,
                                    save_baseline=args.save_baseline or configured.save_baseline)
     if not args.url:
@@ -121,7 +123,15 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
     from checks.secrets import collect_fields
     collect_fields(table, args.secrets)  # an Authorization header's value is a secret, as in a config
     baseline = _baseline(args.baseline, "--baseline") if args.baseline else None
+    if args.save_baseline:
+        _check_baseline_path(args.save_baseline, "--save-baseline")
     return Spec([_target(table, "--url", baseline)], baseline, args.save_baseline)
+
+
+def _check_baseline_path(path: str, where: str) -> None:
+    """A baseline that could not be written is refused before the load, not after it (exit 2)."""
+    from checks import sinks
+    sinks.check_output(path, where)
 
 
 def load(section, where: str = NAME) -> Spec:
@@ -140,6 +150,8 @@ def load(section, where: str = NAME) -> Spec:
         names.add(target.name)
         targets.append(target)
     spec = Spec(targets, baseline, fields.path("save_baseline", None))
+    if spec.save_baseline:
+        _check_baseline_path(spec.save_baseline, fields.at("save_baseline"))
     fields.done()
     return spec
 
@@ -164,10 +176,9 @@ def _target(table, where: str, baseline) -> Target:
         return target
     request = http.load_request(fields)
     load = _load(fields, request, timeout)
-    if fields.flag("abort_on_fail", False):
-        load = _with_limits(load, thresholds)
+    abort_on_fail = fields.flag("abort_on_fail", False)
     fields.done()
-    return Target(name, "http", load, None, 0, thresholds, timeout)
+    return Target(name, "http", load, None, 0, thresholds, timeout, abort_on_fail)
 
 
 def _no_load_fields(fields: Fields, keys) -> None:
@@ -202,22 +213,37 @@ def _load(fields: Fields, request, timeout: float):
                       duration, rate, warmup, timeout)
 
 
+def fixed_requests(load) -> Optional[int]:
+    """The requests a load will send when their number is fixed: `requests`, or an open
+    load's schedule; None for a closed load bounded by its duration."""
+    from checks.probes import load as probe
+    return probe.schedule(load)[1] if load.rate is not None else load.requests
+
+
+def _allowed(limit: float, strict: bool) -> int:
+    """Errors `errors < limit` (strict) or `<= limit` allows; 0.29 * 100 is 28.999999999999996,
+    so the product is rounded to 9 decimals before ceil or floor."""
+    limit = round(limit, 9)
+    return math.ceil(limit) - 1 if strict else math.floor(limit)
+
+
 def _with_limits(load, thresholds):
     """The limits past which a threshold can no longer be met, whatever comes after: more
     errors than `errors < N` allows (or `error_rate < X` of a fixed number of requests),
     an answer slower than `max_ms < X`. Percentiles and rates can still recover: no limit."""
     max_errors, max_latency = None, None
+    fixed = fixed_requests(load)
     for condition in thresholds:
         subject = _metric(condition)
         if condition.op not in ("<", "<=") or isinstance(condition.value, bool) or \
-                not isinstance(condition.value, (int, float)):
+                not isinstance(condition.value, (int, float)) or len(condition.path) != 1:
             continue
         value, strict = float(condition.value), condition.op == "<"
         allowed = None
         if subject == "errors":
-            allowed = math.ceil(value) - 1 if strict else math.floor(value)
-        elif subject == "error_rate" and load.requests:
-            allowed = math.ceil(value * load.requests) - 1 if strict else math.floor(value * load.requests)
+            allowed = _allowed(value, strict)
+        elif subject == "error_rate" and fixed:
+            allowed = _allowed(value * fixed, strict)
         elif subject == "max_ms":
             max_latency = value if max_latency is None else min(max_latency, value)
         if allowed is not None:
@@ -261,10 +287,18 @@ def _conditions(texts: List[str], where: str, baseline) -> tuple:
             close = difflib.get_close_matches(subject, known, n=1)
             raise ConfigError("%s: %r is not a perf metric%s (metrics: %s)" % (
                 label, subject, "; did you mean %s?" % close[0] if close else "", ", ".join(known)))
-        numeric = condition.op in ("<", "<=", ">", ">=") and subject != "errors_by_kind"
+        depth = 2 if subject == "errors_by_kind" else 1  # errors_by_kind.timeout; p95_ms.x is no metric
+        named = ".".join(str(part) for part in condition.path[:depth])
+        if len(condition.path) > depth:
+            raise ConfigError("%s: %s is a number: it has no %r" % (label, named, ".".join(
+                str(part) for part in condition.path[depth:])))
+        if isinstance(condition.value, float) and not math.isfinite(condition.value):
+            raise ConfigError("%s: %r is not a finite number: nothing can be compared with it" % (label,
+                                                                                                  condition.value))
+        numeric = condition.op in ("<", "<=", ">", ">=") and len(condition.path) == depth
         if numeric and (isinstance(condition.value, bool) or not isinstance(condition.value, (int, float))):
             raise ConfigError("%s: %s is compared with a number (%s), got %r: write it without a unit, e.g. "
-                              "'p95_ms < 200', 'error_rate < 0.01'" % (label, subject, "milliseconds" if
+                              "'p95_ms < 200', 'error_rate < 0.01'" % (label, named, "milliseconds" if
                                                                        subject.endswith("_ms") else "a plain number",
                                                                        condition.value))
         if subject in RATIOS and baseline is None:
@@ -326,7 +360,7 @@ def notice(spec: Spec) -> List[str]:
         except ValueError:
             pass
         if load.rate:
-            amount = "about %d requests (%g/s for %gs)" % (load.rate * load.duration, load.rate, load.duration)
+            amount = "about %d requests (%g/s for %gs)" % (fixed_requests(load), load.rate, load.duration)
         elif load.requests:
             amount = "%d requests over %d connections" % (load.requests, load.connections)
         else:
@@ -338,7 +372,8 @@ def notice(spec: Spec) -> List[str]:
 def _url(target: Target) -> str:
     load = target.load
     path = load.request.split(b" ", 2)[1].decode("latin-1")
-    return "%s://%s:%d%s" % ("https" if load.tls else "http", load.host, load.port, path)
+    host = "[%s]" % load.host if ":" in load.host else load.host  # an IPv6 address, as a URL writes it
+    return "%s://%s:%d%s" % ("https" if load.tls else "http", host, load.port, path)
 
 
 def run(spec: Spec, ctx) -> Outcome:
@@ -348,10 +383,15 @@ def run(spec: Spec, ctx) -> Outcome:
     results, metrics = [], {"targets": {}}
     chosen = ctx.chosen
     targets = [t for t in spec.targets if chosen is None or t.name in chosen]
+    ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None  # the run's deadline bounds every load
     for target in targets:
         started = time.monotonic()
+        if ends is not None and started >= ends:
+            results.append(Result(target.name, NAME, "perf", "fail", "deadline exceeded (%s): not started" % _flag(ctx),
+                                  target=plan(Spec([target], None, None))[0].target))
+            continue
         try:
-            facts = _measure(target, ctx)
+            facts = _measure(target, ctx, ends)
         except CheckError as exc:  # the load could not start (a name that does not resolve)
             results.append(Result(target.name, NAME, "perf", "error", ctx.redact(str(exc)),
                                   (time.monotonic() - started) * 1000, 1))
@@ -365,8 +405,10 @@ def run(spec: Spec, ctx) -> Outcome:
         if spec.baseline is not None:
             facts.update(_ratios(facts, spec.baseline.get(target.name), target.name, sorted(spec.baseline)))
         status, message = _judge(target, facts, ctx)
-        shown = {key: value for key, value in facts.items() if key != "histogram"}
-        metrics["targets"][target.name] = shown
+        if facts.get("connections_limited"):
+            message += "; " + facts["connections_limited"]
+        metrics["targets"][target.name] = {key: value for key, value in facts.items()
+                                           if key not in ("histogram", "observed")}
         result = Result(target.name, NAME, "perf", status, ctx.redact(message), (time.monotonic() - started) * 1000,
                         1, facts=facts, target=plan(Spec([target], None, None))[0].target,
                         expect=tuple(c.text for c in target.thresholds))
@@ -374,21 +416,38 @@ def run(spec: Spec, ctx) -> Outcome:
         if ctx.on_result:
             ctx.on_result(result)
     if spec.save_baseline:
-        from checks import sinks
-        problem = sinks.write_output(spec.save_baseline, json.dumps(
-            {"schema": "smoke.perf-baseline/1", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "metrics": {"perf": metrics}}, indent=2) + "\n")
-        if problem:
-            results.append(Result("save-baseline", NAME, "perf", "error", problem))
+        results = _save_baseline(spec.save_baseline, metrics, results, ctx)
     return Outcome(results, metrics)
 
 
-def _measure(target: Target, ctx) -> Dict[str, Any]:
+def _flag(ctx) -> str:
+    """What set the run's deadline, as the messages name it (--deadline; rollback's time_budget)."""
+    return getattr(ctx, "deadline_flag", None) or "--deadline"
+
+
+def _save_baseline(path: str, metrics: Dict[str, Any], results: List[Result], ctx) -> List[Result]:
+    """Write the baseline; one that could not be written is said on the results whose numbers
+    it was to keep (a pass becomes an error, as a pass nobody can read is none), not as a
+    check of its own."""
+    from checks import sinks
+
+    problem = sinks.write_output(path, json.dumps(
+        {"schema": "smoke.perf-baseline/1", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+         "metrics": {"perf": metrics}}, indent=2) + "\n")
+    if not problem:
+        return results
+    said = ctx.redact("--save-baseline %s: not written: %s" % (path, problem))
+    return [r._replace(status="error" if r.status == "pass" else r.status, message=r.message + "; " + said)
+            if r.name in metrics["targets"] else r for r in results]
+
+
+def _measure(target: Target, ctx, ends: Optional[float] = None) -> Dict[str, Any]:
     """The metrics of one target's run: counts, rates, latencies, errors by kind."""
     from checks.probes import load as probe
 
+    limited = None
     if target.kind == "command":
-        samples, problem = _run_command(target, ctx)
+        samples, problem = _run_command(target, ctx, ends)
         if problem:  # the command cannot be run at all: no measurement, an error
             facts = summarise(samples)
             facts["error"] = problem
@@ -399,12 +458,26 @@ def _measure(target: Target, ctx) -> Dict[str, Any]:
             def progress(count: int, seconds: float) -> None:
                 ctx.on_progress("perf %s: %.1fs, %d requests, %.0f req/s" % (target.name, seconds, count,
                                                                             count / max(seconds, 1e-9)))
-        samples = probe.run(target.load, progress=progress)
-    return summarise(samples)
+        load = target.load
+        fits, limit = probe.fd_fit(load.connections)
+        if limit:  # as --concurrency is fitted: connections failing with EMFILE would be the tool's doing
+            limited = "%d connection%s, not %d: this process may open only %d files (ulimit -n)" % (
+                fits, "" if fits == 1 else "s", load.connections, limit)
+            load = load._replace(connections=fits)
+        if target.abort_on_fail:  # from the load as it runs now, after the flags changed it
+            load = _with_limits(load, target.thresholds)
+        samples = probe.run(load, progress=progress, ends=ends, redact=ctx.redact)
+    facts = summarise(samples)
+    if limited:
+        facts["connections_limited"] = limited
+    if target.load is not None and samples.aborted:
+        facts["planned"] = fixed_requests(target.load)
+    return facts
 
 
-def _run_command(target: Target, ctx):
-    """A command run `runs` times, one after another, like hyperfine: each run a sample."""
+def _run_command(target: Target, ctx, ends: Optional[float] = None):
+    """A command run `runs` times, one after another, like hyperfine: each run a sample. The
+    run's deadline bounds each run's timeout; a run it cut short is no sample."""
     from checks import CheckError
     from checks.probes import load as probe
     from checks.probes import proc
@@ -414,13 +487,20 @@ def _run_command(target: Target, ctx):
     params = target.command
     for _ in range(target.runs):
         began = time.monotonic()
+        timeout = target.timeout if ends is None else min(target.timeout, ends - began)
+        if timeout <= 0:
+            samples.deadline = True
+            break
         try:
-            done = proc.run(params["command"], target.timeout, ctx.cleanup, params["shell"], params["env"],
+            done = proc.run(params["command"], timeout, ctx.cleanup, params["shell"], params["env"],
                             params["cwd"], 4096)
         except CheckError as exc:
             samples.ended = time.time()
             return samples, str(exc)
         latency = (time.monotonic() - began) * 1000
+        if done.exit_code is None and timeout < target.timeout:
+            samples.deadline = True
+            break
         if done.exit_code == 0:
             samples.latencies.append(latency)
         else:
@@ -460,6 +540,10 @@ def summarise(samples) -> Dict[str, Any]:
         facts["insufficient"] = insufficient
     if samples.aborted:
         facts["aborted"] = samples.aborted
+    if samples.trouble:
+        facts["trouble"] = samples.trouble
+    if samples.deadline:
+        facts["deadline_exceeded"] = True
     if ordered:
         facts["histogram"] = _histogram(ordered)
     return facts
@@ -485,37 +569,64 @@ def _histogram(ordered) -> List[List[float]]:
 
 def _ratios(facts: Dict[str, Any], before: Optional[Dict[str, Any]], name: str = "",
             known=()) -> Dict[str, Any]:
+    """This run's numbers over the baseline's; a baseline number that is not a positive finite
+    one (Infinity, 0, text) gives no ratio, and says why where a threshold needs it."""
     if not isinstance(before, dict):
         return {"baseline_missing": "the baseline has no target %r (it has: %s)" % (name, ", ".join(known) or "none")}
-    out = {}
+    out, unusable = {}, {}
     for ratio in RATIOS:
         metric = ratio.replace("_ratio", "_ms") if ratio != "rps_ratio" else "rps"
         now, then = facts.get(metric), before.get(metric)
-        if isinstance(now, (int, float)) and isinstance(then, (int, float)) and then > 0:
-            out[ratio] = round(now / then, 4)
+        if not isinstance(now, (int, float)) or then is None:
+            continue
+        if isinstance(then, bool) or not isinstance(then, (int, float)) or not math.isfinite(then) or then <= 0:
+            unusable[ratio] = "the baseline's %s is %s, not a positive number" % (metric, cut(repr(then), 40))
+            continue
+        out[ratio] = round(now / then, 4)
+    if unusable:
+        out["baseline_unusable"] = unusable
     return out
 
 
 def _judge(target: Target, facts: Dict[str, Any], ctx):
-    """(status, message): each threshold with what was observed; a percentile from too few
-    samples, or a ratio with no baseline, is an error, not a pass or a fail."""
-    problems, errors = [], []
+    """(status, message): each threshold with what was observed (kept in facts["observed"],
+    for the text report); a percentile from too few samples, or a ratio with no baseline,
+    is an error, not a pass or a fail; so is the tool's own trouble (facts["trouble"])."""
+    problems, errors, observed = [], [], {}
+    view = dict(facts)
+    kinds = [c.path[1] for c in target.thresholds if _metric(c) == "errors_by_kind" and len(c.path) == 2]
+    if kinds:  # a kind that did not happen happened 0 times
+        view["errors_by_kind"] = dict({kind: 0 for kind in kinds}, **facts.get("errors_by_kind", {}))
     for condition in target.thresholds:
         subject = _metric(condition)
-        if subject in facts.get("insufficient", {}):
-            errors.append("%s: %s" % (condition.text, facts["insufficient"][subject]))
+        why = facts.get("insufficient", {}).get(subject)
+        if why is None and subject in RATIOS and subject not in facts:
+            why = facts.get("baseline_unusable", {}).get(subject) or facts.get(
+                "baseline_missing", "no %s in the baseline" % subject.replace("_ratio", ""))
+        if why is not None:
+            errors.append("%s: %s" % (condition.text, why))
+            observed[condition.text] = why
             continue
-        if subject in RATIOS and subject not in facts:
-            errors.append("%s: %s" % (condition.text, facts.get("baseline_missing", "no %s in the baseline"
-                                                                    % subject.replace("_ratio", ""))))
-            continue
-        problems += expect.failures([condition], facts, time.monotonic() + 5, ctx.redact)
+        seen = expect.resolve(view, condition.path)
+        if condition.length and seen is not expect.MISSING:
+            seen = len(seen) if isinstance(seen, (str, list, dict)) else expect.MISSING
+        observed[condition.text] = "missing" if seen is expect.MISSING else seen
+        problems += expect.failures([condition], view, time.monotonic() + 5, ctx.redact)
+    facts["observed"] = observed
     if facts.get("error"):
         return "error", facts["error"]
+    if facts.get("trouble"):  # the tool's own (a worker lost, a descriptor limit): no verdict on the server
+        return "error", facts["trouble"]
+    if facts.get("deadline_exceeded"):  # what the numbers would have been is unknown: they say nothing more
+        return "fail", "deadline exceeded (%s %gs): the load was cut short after %ss" % (
+            _flag(ctx), ctx.deadline_s or 0, facts["duration_s"])
     if not facts["count"]:
         return "error", "no request was sent"
     if facts.get("aborted"):
-        problems.insert(0, "aborted early (abort_on_fail): %s" % facts["aborted"])
+        fixed = facts.get("planned")
+        problems.insert(0, "aborted early (abort_on_fail): %s; error_rate and the rest are of the %d requests "
+                           "sent%s" % (facts["aborted"], facts["count"],
+                                       ", not the %d planned" % fixed if fixed else ""))
     if errors:
         return "error", "; ".join(errors + problems)
     if problems:

@@ -68,10 +68,11 @@ def render_text(report: Dict[str, Any], color: bool = False) -> str:
         if result["status"] in ("skip", "pass") and result["message"]:
             line += "  " + printable(result["message"])
         lines.append(line)
-        if result["kind"] == "perf" and result["facts"].get("count"):  # its own table says the rest
+        if result["kind"] == "perf" and result.get("section") == "perf":  # its own table says the rest
             if result["status"] in ("fail", "warn", "error"):
                 lines.append("      " + printable(result["message"]))
-            lines.extend("      " + printable(line) for line in _load_lines(result))
+            if result["facts"].get("count"):
+                lines.extend("      " + printable(line) for line in _load_lines(result))
         elif result["status"] in ("fail", "warn", "error"):
             lines.extend("      " + printable(evidence) for evidence in _evidence(result))
     for problem in report.get("problems", []):
@@ -100,10 +101,9 @@ def _load_lines(result: Dict[str, Any]) -> List[str]:
         facts["rps"], facts["duration_s"], facts["count"], facts["errors"], facts["error_rate"] * 100))
     if facts.get("errors_by_kind"):
         out.append("errors: " + ", ".join("%s x%d" % item for item in sorted(facts["errors_by_kind"].items())))
+    observed = facts.get("observed") or {}  # perf judged each threshold and kept what it saw: not re-parsed here
     for condition in result.get("expect", []):
-        subject = condition.split()[0]
-        out.append("threshold %s: observed %s" % (condition, facts.get(subject, facts.get("insufficient", {}).get(
-            subject, "none"))))
+        out.append("threshold %s: observed %s" % (condition, observed.get(condition, "none")))
     histogram = facts.get("histogram") or []
     most = max([count for _, count in histogram] + [1])
     for bound, count in histogram:

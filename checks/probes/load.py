@@ -20,7 +20,9 @@ import array
 import collections
 import errno
 import marshal
+import math
 import os
+import re
 import selectors
 import socket
 import time
@@ -29,9 +31,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Dict, List, Optional, Tuple
 
+from checks.model import cut
+
 MAX_CONNECTIONS = 10000
 MAX_HEAD = 64 * 1024  # a response head longer than this is an error ("bad response")
+MAX_KINDS = 64  # error kinds kept apart; past them, "other errors"
+NOT_SENT = "not sent: no connection free when due"
 _RECV = 256 * 1024
+_QUOTE, _QUOTE_WINDOW = 40, 512  # characters of a server's bytes an error quotes; bytes masked before the cut
+_FDS_RESERVED = 16  # stdio, the config, the report, the TLS files: outside the connections' share
+# connect() errors that say this host ran out (descriptors, buffers, local ports): the tool's trouble
+_SPACED_LENGTH = re.compile(rb"\r\ncontent-length[ \t]+:")
+_OURS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL)
 
 
 class Load(collections.namedtuple("Load", "host port tls server_name insecure ca_file request connections "
@@ -46,7 +57,9 @@ class Load(collections.namedtuple("Load", "host port tls server_name insecure ca
 
 class Samples:
     """The outcome of a run: latencies (ms, counted requests that answered 2xx/3xx), every
-    other outcome by kind, and when the counted part began and ended."""
+    other outcome by kind, and when the counted part began and ended. trouble: the tool's own
+    (a descriptor limit, a worker lost), which makes the result an error, never a verdict
+    on the server; deadline: the run's deadline cut the load short."""
 
     def __init__(self):
         self.latencies = array.array("d")
@@ -54,6 +67,8 @@ class Samples:
         self.error_latencies = array.array("d")  # answered, but with an error status
         self.started = self.ended = 0.0
         self.aborted = ""  # why the load stopped early, when it did
+        self.trouble = ""
+        self.deadline = False
         self.ordered = False  # latencies sorted (each worker sorts its own share: no list of all of them)
 
     @property
@@ -79,37 +94,76 @@ class Samples:
         self.started = min(self.started or other.started, other.started or self.started)
         self.ended = max(self.ended, other.ended)
         self.aborted = self.aborted or other.aborted
+        self.trouble = "; ".join(t for t in dict.fromkeys((self.trouble, other.trouble)) if t)
+        self.deadline = self.deadline or other.deadline
 
     def dump(self) -> bytes:
         return marshal.dumps((self.latencies.tobytes(), self.error_latencies.tobytes(), dict(self.errors),
-                              self.started, self.ended, self.aborted, self.ordered))
+                              self.started, self.ended, self.aborted, self.ordered, self.trouble, self.deadline))
 
     @classmethod
     def load(cls, data: bytes) -> "Samples":
         samples = cls()
         (latencies, error_latencies, errors, samples.started, samples.ended, samples.aborted,
-         samples.ordered) = marshal.loads(data)
+         samples.ordered, samples.trouble, samples.deadline) = marshal.loads(data)
         samples.latencies.frombytes(latencies)
         samples.error_latencies.frombytes(error_latencies)
         samples.errors.update(errors)
         return samples
 
 
-def run(load: Load, workers: Optional[int] = None, progress=None) -> Samples:
+def schedule(load: Load) -> Tuple[int, int]:
+    """An open load's (warmup requests, counted requests): those due within each span, counted
+    in integers (request i is due at i / rate), so float drift adds or loses none; `requests`
+    ends it sooner."""
+    counted = math.ceil(round(load.rate * load.duration, 9))
+    if load.requests is not None:
+        counted = min(counted, load.requests)
+    return math.ceil(round(load.rate * load.warmup, 9)), counted
+
+
+def fd_fit(connections: int) -> Tuple[int, Optional[int]]:
+    """The connections that fit in the file-descriptor limit (one socket each, per worker
+    process, besides what is open now and a reserve), and that limit when it binds: past it
+    every connection would fail with EMFILE, the tool's trouble and not the server's."""
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return connections, None
+    if soft == resource.RLIM_INFINITY:
+        return connections, None
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        used = _FDS_RESERVED
+    workers = (os.cpu_count() or 1) if hasattr(os, "fork") else 1
+    per_worker = soft - used - _FDS_RESERVED - 2 * workers  # the selector, the workers' pipes, the report
+    fits = max(1, per_worker) * (workers if per_worker > 0 else 1)
+    return (connections, None) if fits >= connections else (fits, soft)
+
+
+def run(load: Load, workers: Optional[int] = None, progress=None, ends: Optional[float] = None,
+        redact=None) -> Samples:
     """The whole load, spread over worker processes (fork) when there is more than one CPU
     and more than one connection. progress(requests so far, seconds so far), when given,
-    is called in this process about twice a second."""
+    is called in this process about twice a second. ends: the run's deadline
+    (time.monotonic()), past which nothing is sent or waited for. redact: masks secrets in
+    the server's bytes an error quotes, before the excerpt is cut."""
     try:  # once, here: a name that does not resolve is one error, not one per connection
         family, _, _, _, address = socket.getaddrinfo(load.host, load.port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as exc:
         from checks import CheckError
         raise CheckError("cannot resolve %s: %s" % (load.host, getattr(exc, "strerror", None) or exc))
     load = load._replace(host=address[0])
+    planned = sum(schedule(load)) if load.rate is not None else load.requests
+    if planned is not None:  # one request needs one connection, not ten thousand
+        load = load._replace(connections=max(1, min(load.connections, planned)))
     if workers is None:
         workers = min(os.cpu_count() or 1, load.connections)
     if workers <= 1 or not hasattr(os, "fork"):
-        return _Loop(load, 0, 1, _Board(1), progress).run()
-    return _forked(load, workers, progress)
+        return _Loop(load, 0, 1, _Board(1), progress, ends, redact).run()
+    return _forked(load, workers, progress, ends, redact)
 
 
 class _Board:
@@ -130,28 +184,32 @@ class _Board:
         return sum(values[0::3]), max(values[1::3]), sum(values[2::3])
 
 
-def _forked(load: Load, workers: int, progress=None) -> Samples:
-    """Each worker a child process running its share; results back over a pipe each."""
+def _forked(load: Load, workers: int, progress=None, ends=None, redact=None) -> Samples:
+    """Each worker a child process running its share; results back over a pipe each. A
+    worker lost (killed, or unable to start) is trouble of the run: its share is missing."""
+    import select
+    import signal
+
     from checks.probes import proc
 
-    children = []
+    children: Dict[int, int] = {}  # pid: its pipe's read end, while not reaped
+    troubles = []
     board = _Board(workers)
     arm = proc.die_with_parent()  # made here: it must know this process as the parent
     for index in range(workers):
-        read_end, write_end = os.pipe()
-        pid = os.fork()
+        try:
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+        except OSError as exc:  # a process or descriptor limit of this host
+            troubles.append("cannot start load worker %d: %s: its share was not sent" % (index, exc.strerror or exc))
+            break
         if pid == 0:  # the child: run, answer, leave without running the parent's cleanup
             code = 0
             try:
                 if arm:  # smoke.py killed with -9 takes its load with it
                     arm()
                 os.close(read_end)
-                try:
-                    data = _Loop(load, index, workers, board).run().dump()
-                except Exception as exc:  # said in the report, not lost with the worker
-                    broken = Samples()
-                    broken.errors["load worker failed: %s: %s" % (type(exc).__name__, exc)] += 1
-                    data = broken.dump()
+                data = _Loop(load, index, workers, board, None, ends, redact).run().dump()
                 with os.fdopen(write_end, "wb") as out:
                     out.write(data)
             except BaseException:
@@ -159,15 +217,13 @@ def _forked(load: Load, workers: int, progress=None) -> Samples:
             finally:
                 os._exit(code)
         os.close(write_end)
-        children.append((pid, read_end))
+        children[pid] = read_end
     total = Samples()
-    failed = 0
+    answers = {read_end: bytearray() for read_end in children.values()}
+    open_ends = set(answers)
     started = time.monotonic()
     try:
-        answers = {read_end: bytearray() for _, read_end in children}
-        open_ends = set(answers)
         while open_ends:  # each child's answer, read as it comes; progress meanwhile
-            import select
             for read_end in select.select(list(open_ends), [], [], 0.5)[0]:
                 chunk = os.read(read_end, 1 << 20)
                 if chunk:
@@ -177,51 +233,71 @@ def _forked(load: Load, workers: int, progress=None) -> Samples:
                     os.close(read_end)
             if progress:
                 progress(int(board.totals()[2]), time.monotonic() - started)
-        for pid, read_end in children:
-            os.waitpid(pid, 0)
-            if answers[read_end]:
-                total.merge(Samples.load(bytes(answers[read_end])))
-            else:
-                failed += 1
+        for pid, read_end in list(children.items()):
+            status = os.waitpid(pid, 0)[1]
+            del children[pid]
+            try:
+                share = Samples.load(bytes(answers[read_end]))
+            except (EOFError, ValueError, TypeError):  # none, or cut short by its death
+                troubles.append("load worker %s: its samples are lost" % _ended(status))
+                continue
+            total.merge(share)
     finally:
-        import signal
-        for pid, _ in children:  # after an interrupt: no load left running
+        for read_end in open_ends:
+            os.close(read_end)
+        for pid in children:  # not reaped (after an interrupt): no load left running; a reaped pid may be reused
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except OSError:
                 pass
-    if failed:
-        total.errors["load worker died"] += failed
+    if troubles:
+        total.trouble = "; ".join(t for t in dict.fromkeys([total.trouble] + troubles) if t)
     return total
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return "died (signal %d)" % os.WTERMSIG(status)
+    return "exited with code %d" % os.WEXITSTATUS(status) if os.WEXITSTATUS(status) else "exited without an answer"
 
 
 class _Conn:
     __slots__ = ("sock", "state", "due", "sent", "buffer", "need", "chunked", "close_after", "status", "head_done",
-                 "out", "counted", "events")
+                 "out", "counted", "events", "kind")
 
     def __init__(self, sock):
         self.sock, self.state, self.buffer = sock, "connecting", bytearray()
         self.due = self.sent = 0.0
         self.need, self.chunked, self.close_after, self.status, self.head_done = 0, False, False, 0, False
-        self.out, self.counted = b"", True
+        self.out, self.counted, self.kind = b"", True, "refused"
         self.events = selectors.EVENT_WRITE  # what the selector waits for on it (a change is a system call)
 
 
 class _Loop:
-    """One worker's share: connections index, index + workers, ...; requests likewise."""
+    """One worker's share: connections index, index + workers, ...; requests likewise (an
+    open load's request i is this worker's when i % workers == index)."""
 
-    def __init__(self, load: Load, index: int, workers: int, board: _Board, progress=None):
+    def __init__(self, load: Load, index: int, workers: int, board: _Board, progress=None, ends=None,
+                 redact=None):
         self.load, self.index, self.board, self.progress = load, index, board, progress
+        self.ends, self.redact = ends, redact or (lambda text: text)
         self.slowest = 0.0
         self.connections = len(range(index, load.connections, workers))
         self.requests = None if load.requests is None else len(range(index, load.requests, workers))
-        self.rate = None if load.rate is None else load.rate / workers
-        self.offset = index / load.rate if load.rate else 0.0  # workers' schedules interleave
+        self.rate = load.rate
+        if self.rate is not None:  # request i is due at counting_from + i / rate; warmup's are the negative i
+            warm, counted = schedule(load)
+            self.schedule = range(-warm + (index + warm) % workers, counted, workers)
+            self.connections = min(self.connections, len(self.schedule))
+        elif self.requests is not None:
+            self.connections = min(self.connections, self.requests)
+        self.next = 0  # the schedule's next request to send
         self.samples = Samples()
         self.selector = selectors.DefaultSelector()
-        self.sent = 0
+        self.sent = self._warm = self.opening = 0  # opening: connections not yet ready to send
         self.idle: List[_Conn] = []
+        self.family = socket.AF_INET6 if ":" in load.host else socket.AF_INET
         self.tls = _tls_context(load) if load.tls else None
         self.head_request = load.request.startswith(b"HEAD ")
 
@@ -230,15 +306,17 @@ class _Loop:
         start = time.monotonic()
         self.counting_from = start + load.warmup
         self.stops = start + load.warmup + load.duration if load.duration is not None else None
-        self.next_due = start + self.offset
+        self.samples.started = time.time() + load.warmup
         try:
             for _ in range(self.connections if self.rate is None else min(self.connections, 4)):
                 self.connect()
-            self.samples.started = time.time() + load.warmup
             last_expiry = last_progress = start
             select, ready = self.selector.select, self.ready
-            while self.selector.get_map():
+            while not self.samples.trouble:
                 now = time.monotonic()
+                if self.ends is not None and now >= self.ends:  # the run's deadline: nothing more is waited for
+                    self.samples.deadline = True
+                    break
                 if not self.wants_more(now) and not self.busy():
                     break
                 self.dispatch(now)
@@ -252,35 +330,57 @@ class _Loop:
                 if self.progress and now - last_progress >= 0.5:
                     self.progress(self.samples.count, now - start)
                     last_progress = now
+        except Exception as exc:  # a bug of ours: said in the report, with the samples so far
+            self.samples.trouble = "load worker failed: %s: %s" % (type(exc).__name__, exc)
         finally:
             for key in list(self.selector.get_map().values()):
                 key.fileobj.close()
             self.selector.close()
         self.samples.ended = time.time()
-        if self.rate is not None and self.stops is not None and self.next_due < self.stops and \
-                not self.samples.aborted:  # due, never sent: no connection was free (coordinated omission)
-            missed = int((self.stops - self.next_due) * self.rate) + 1
-            self.samples.errors["not sent: no connection free when due"] += missed
+        if self.rate is not None and not (self.samples.aborted or self.samples.trouble or self.samples.deadline):
+            left = self.schedule[self.next:]  # due before the stop, never sent: no connection was free
+            missed = len(left) - len(range(left.start, min(left.stop, 0), left.step))  # warmup's are not counted
+            if missed:
+                self.samples.errors[NOT_SENT] += missed
         self.samples.sort()
         return self.samples
-
-    _warm = 0
 
     def busy(self) -> bool:
         """Any request in flight (one past the stop is still waited for, within its timeout)."""
         return any(key.data.state in ("writing", "reading") for key in self.selector.get_map().values())
 
-    def connect(self) -> _Conn:
-        sock = socket.socket(socket.AF_INET6 if ":" in self.load.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def connect(self) -> None:
+        """A new connection, its connect under way. A socket this host will not give (descriptors,
+        memory, local ports) is trouble of the run: the load stops, the result is an error."""
+        try:
+            sock = socket.socket(self.family, socket.SOCK_STREAM)
+        except OSError as exc:
+            return self.trouble(exc.errno, exc)
         conn = _Conn(sock)
-        code = sock.connect_ex((self.load.host, self.load.port))
-        if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
-            conn.state = "refused"
-        self.selector.register(sock, selectors.EVENT_WRITE, conn)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            code = sock.connect_ex((self.load.host, self.load.port))
+            if code in _OURS:
+                sock.close()
+                return self.trouble(code)
+            if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+                conn.state, conn.kind = "refused", _kind(code)  # said when the selector comes to it: no recursion
+            self.selector.register(sock, selectors.EVENT_WRITE, conn)
+        except OSError as exc:
+            sock.close()
+            return self.trouble(exc.errno, exc)
         conn.due = time.monotonic()
-        return conn
+        self.opening += 1
+
+    def trouble(self, code: Optional[int], exc: Optional[BaseException] = None) -> None:
+        self.samples.trouble = "the load could not open a connection: %s (a limit of this host, not the server)" % (
+            os.strerror(code) if code else exc)
+
+    def count(self, kind: str) -> None:
+        """One error of a kind; past MAX_KINDS kinds (a server sending a new garbage each time) one more."""
+        errors = self.samples.errors
+        errors[kind if kind in errors or len(errors) < MAX_KINDS else "other errors"] += 1
 
     def check_limits(self) -> None:
         """Stop sending once the whole load is past a limit (abort_on_fail)."""
@@ -295,23 +395,40 @@ class _Loop:
                 slowest, load.max_latency_ms)
 
     def wants_more(self, now: float) -> bool:
-        if self.samples.aborted or (self.stops is not None and now >= self.stops):
+        """Whether a request may still be sent: not stopped, and the load not complete."""
+        if self.samples.aborted or self.samples.trouble or (self.stops is not None and now >= self.stops):
             return False
+        if self.rate is not None:
+            return self.next < len(self.schedule)
         return self.requests is None or self.sent < self.requests + self._warm
+
+    def due(self, position: int) -> float:
+        return self.counting_from + self.schedule[position] / self.rate
 
     def dispatch(self, now: float) -> None:
         """Send what is due on idle connections (closed: every idle one; open: the schedule)."""
+        if not self.wants_more(now):
+            return
         if self.rate is None:
             while self.idle and self.wants_more(now):
                 self.send(self.idle.pop(), now, now)
             return
-        while self.next_due <= now and self.wants_more(self.next_due):
-            if not self.idle:
-                if len(self.selector.get_map()) < self.connections:
+        while self.next < len(self.schedule):
+            due = self.due(self.next)
+            if due > now:
+                return
+            if not self.idle:  # due, waiting for a connection: its latency runs from its due time all the same
+                if self.opening < self.waiting(now) and len(self.selector.get_map()) < self.connections:
                     self.connect()  # more connections, up to the limit, for a schedule they cannot keep
-                return  # due, waiting for a connection: its latency runs from next_due all the same
-            self.send(self.idle.pop(), self.next_due, now)
-            self.next_due += 1.0 / self.rate
+                return
+            self.send(self.idle.pop(), due, now)
+            self.next += 1
+
+    def waiting(self, now: float) -> int:
+        """Requests of the schedule due by now and not sent."""
+        left = self.schedule[self.next:]
+        return len(range(left.start, min(left.stop, math.floor((now - self.counting_from) * self.rate) + 1),
+                         left.step))
 
     def send(self, conn: _Conn, due: float, now: float) -> None:
         conn.due, conn.sent = due, now
@@ -326,11 +443,16 @@ class _Loop:
         self.write(conn)
 
     def wait_time(self, now: float) -> float:
+        """How long select may wait: until the next request is due (one due already waits for a
+        connection, that is for a socket event: no busy loop), the stop, or the deadline."""
         wait = 0.05
-        if self.rate is not None:
-            wait = min(wait, max(0.0, self.next_due - now))
-        if self.stops is not None:
-            wait = min(wait, max(0.0, self.stops - now))
+        if self.rate is not None and self.wants_more(now):
+            due = self.due(self.next)
+            if due > now:
+                wait = min(wait, due - now)
+        for limit in (self.stops, self.ends):
+            if limit is not None and limit > now:
+                wait = min(wait, limit - now)
         return wait
 
     def want(self, conn: _Conn, events: int) -> None:
@@ -342,11 +464,14 @@ class _Loop:
         if conn.state == "connecting":
             code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if code:
-                return self.fail(conn, _kind(code), reconnect=True)
+                return self.fail(conn, _kind(code))
             if self.tls:
                 self.selector.unregister(conn.sock)  # the wrapped socket is a new object on the same fd
-                conn.sock = self.tls.wrap_socket(conn.sock, server_hostname=self.load.server_name,
-                                                 do_handshake_on_connect=False)
+                try:
+                    conn.sock = self.tls.wrap_socket(conn.sock, server_hostname=self.load.server_name,
+                                                     do_handshake_on_connect=False)
+                except (OSError, ValueError) as exc:  # reset by the server before the handshake began
+                    return self.fail(conn, _failure(exc))
                 self.selector.register(conn.sock, selectors.EVENT_WRITE, conn)
                 conn.events = selectors.EVENT_WRITE
                 conn.state = "handshake"
@@ -360,9 +485,9 @@ class _Loop:
             return self.read(conn)
         if conn.state == "idle":  # the server closed a kept-alive connection, or sent what nobody asked
             self.drop(conn)
-            self.reconnect()
+            return self.reconnect()
         if conn.state == "refused":
-            self.fail(conn, "refused", reconnect=True)
+            self.fail(conn, conn.kind)
 
     def handshake(self, conn: _Conn) -> None:
         import ssl
@@ -373,10 +498,11 @@ class _Loop:
         except ssl.SSLWantWriteError:
             return self.want(conn, selectors.EVENT_WRITE)
         except (OSError, ValueError) as exc:
-            return self.fail(conn, "tls: %s" % getattr(exc, "reason", None) or type(exc).__name__, reconnect=True)
+            return self.fail(conn, _failure(exc))
         self.become_idle(conn)
 
     def become_idle(self, conn: _Conn) -> None:
+        self.opening -= 1
         conn.state = "idle"
         self.want(conn, selectors.EVENT_READ)
         self.idle.append(conn)
@@ -390,7 +516,7 @@ class _Loop:
             if type(exc).__name__ in ("SSLWantWriteError", "SSLWantReadError"):
                 written = 0
             else:
-                return self.fail(conn, _kind(exc.errno, exc), reconnect=True)
+                return self.fail(conn, _failure(exc))
         conn.out = conn.out[written:]
         if conn.out:
             return self.want(conn, selectors.EVENT_WRITE)
@@ -405,22 +531,30 @@ class _Loop:
         except OSError as exc:
             if type(exc).__name__ in ("SSLWantReadError", "SSLWantWriteError"):
                 return
-            return self.fail(conn, _kind(exc.errno, exc), reconnect=True)
+            return self.fail(conn, _failure(exc))
         if not data:
-            return self.fail(conn, "closed mid-response" if conn.head_done or conn.buffer else "closed",
-                             reconnect=True)
+            return self.fail(conn, "closed mid-response" if conn.head_done or conn.buffer else "closed")
         conn.buffer += data
         try:
             done = self.parse(conn)
         except ValueError as exc:
-            return self.fail(conn, "bad response: %s" % exc, reconnect=True)
+            return self.fail(conn, "bad response: " + self.quoted(exc))
         if done:
             self.finish(conn)
 
+    def quoted(self, exc: ValueError) -> str:
+        """What was wrong, and the server's bytes it names: secrets masked, then cut (model.cut's
+        "…" lets the report mask a secret's start that the cut left), never the other way."""
+        if len(exc.args) < 2:
+            return str(exc.args[0]) if exc.args else "ValueError"
+        text = bytes(exc.args[1][:_QUOTE_WINDOW]).decode("utf-8", "backslashreplace")
+        return '%s "%s"' % (exc.args[0], cut(self.redact(text), _QUOTE))
+
     def parse(self, conn: _Conn) -> bool:
-        """Whether the response in conn.buffer is whole; ValueError for one that is not HTTP."""
+        """Whether the response in conn.buffer is whole; ValueError(what, the bytes) for one that
+        is not HTTP/1.1. Interim answers (100 Continue, 103 Early Hints) are skipped."""
         buffer = conn.buffer
-        if not conn.head_done:
+        while not conn.head_done:
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(buffer) > MAX_HEAD:
@@ -429,28 +563,39 @@ class _Loop:
             head = bytes(buffer[:end + 2]).lower()  # one search per header, not a loop over lines
             line_end = head.find(b"\r\n")
             parts = head[:line_end].split(None, 2)
-            if len(parts) < 2 or not parts[0].startswith(b"http/1.") or not parts[1].isdigit():
-                raise ValueError("bad status line %r" % bytes(buffer[:min(line_end, 40)]))
-            conn.status = status = int(parts[1])
+            if len(parts) < 2 or not parts[0].startswith(b"http/1.") or len(parts[1]) != 3 or \
+                    not parts[1].isdigit() or not b"100" <= parts[1] <= b"599":
+                raise ValueError("bad status line", buffer[:line_end])
+            status = int(parts[1])
+            if status == 101:
+                raise ValueError("101 Switching Protocols, which no request asked for")
+            del buffer[:end + 4]
+            if status < 200:
+                continue  # not the answer yet: the final one follows
+            conn.status = status
             close = parts[0] == b"http/1.0"
             connection = _header(head, b"\r\nconnection:")
             if connection is not None:
                 close = connection == b"close" or (close and connection != b"keep-alive")
             conn.close_after = close
             conn.chunked = b"chunked" in (_header(head, b"\r\ntransfer-encoding:") or b"")
-            del buffer[:end + 4]
             conn.head_done = True
-            if status in (204, 304) or 100 <= status < 200 or self.head_request:
+            if status in (204, 304) or self.head_request:
                 conn.need = 0
                 return True
             if not conn.chunked:
-                length = _header(head, b"\r\ncontent-length:")
-                if length is None:  # to the end of the connection
+                lengths = _values(head, b"\r\ncontent-length:")
+                if not lengths:  # to the end of the connection
+                    if _SPACED_LENGTH.search(head):  # "Content-Length : 2" is no header (RFC 9112 5.1)
+                        raise ValueError("whitespace before the colon of Content-Length")
                     conn.close_after, conn.need = True, -1
                     return False
-                if not length.isdigit():
-                    raise ValueError("bad Content-Length %r" % length[:20])
-                conn.need = int(length)
+                for length in lengths:
+                    if not length.isdigit() or len(length) > 18:
+                        raise ValueError("bad Content-Length", length)
+                if len({int(length) for length in lengths}) > 1:  # which one is the body? (RFC 9112 6.3)
+                    raise ValueError("conflicting Content-Length headers")
+                conn.need = int(lengths[0])
         if conn.chunked:
             return _chunks_done(conn)
         if conn.need < 0:  # a body to the connection's end: nothing to keep
@@ -470,7 +615,7 @@ class _Loop:
                 self.slowest = max(self.slowest, latency)  # max_ms is of the answers that count
                 self.samples.latencies.append(latency)
             else:
-                self.samples.errors[str(conn.status)] += 1
+                self.count(str(conn.status))
                 self.samples.error_latencies.append(latency)
         if conn.close_after:
             self.drop(conn)
@@ -479,25 +624,36 @@ class _Loop:
             conn.state = "idle"
             self.idle.append(conn)
 
-    def fail(self, conn: _Conn, kind: str, reconnect: bool) -> None:
-        if conn.state in ("writing", "reading") and conn.counted:
-            if conn.state == "reading" and conn.need < 0 and conn.head_done and kind.startswith("closed"):
-                return self.finish(conn)  # the body ran to the connection's end: that was the response
-            self.samples.errors[kind] += 1
-        elif conn.state in ("connecting", "refused", "handshake"):
-            self.samples.errors[kind] += 1
-            self.sent += 1  # a connection that fails counts as a request that failed
-            if self.rate is not None:  # it took a due request's place; the schedule opens the next one
-                self.next_due += 1.0 / self.rate
-                self.drop(conn)
-                return
-            time.sleep(0.001)  # a refusing server must not be hammered in a busy loop
+    def fail(self, conn: _Conn, kind: str) -> None:
+        """A request, or a connection, that failed: an error when it counts (not in warmup, nor
+        past the load's end), and the connection replaced (open load: when a request is due)."""
+        state, now = conn.state, time.monotonic()
+        if state == "reading" and conn.need < 0 and conn.head_done and kind.startswith("closed"):
+            return self.finish(conn)  # the body ran to the connection's end: that was the response
         self.drop(conn)
-        if reconnect and self.wants_more(time.monotonic()):
-            self.reconnect()
+        if state in ("writing", "reading"):
+            if conn.counted:
+                self.count(kind)
+            return self.reconnect()
+        self.opening -= 1  # connecting, refused or in its handshake: the request it was for failed
+        if not self.wants_more(now):
+            return
+        if self.rate is not None:  # the request due first, waiting for a connection, failed
+            if self.due(self.next) <= now:
+                if self.schedule[self.next] >= 0:
+                    self.count(kind)
+                self.next += 1
+            return
+        if now >= self.counting_from:
+            self.count(kind)
+        else:
+            self._warm += 1
+        self.sent += 1
+        time.sleep(0.001)  # a refusing server must not be hammered in a busy loop
+        self.reconnect()
 
     def drop(self, conn: _Conn) -> None:
-        if conn in self.idle:
+        if conn.state == "idle" and conn in self.idle:
             self.idle.remove(conn)
         try:
             self.selector.unregister(conn.sock)
@@ -511,17 +667,12 @@ class _Loop:
             self.connect()
 
     def expire(self, now: float) -> None:
-        """Requests past their timeout: a timeout each, and their connection replaced."""
+        """Requests and connections past their timeout: a timeout each (when it counts)."""
         for key in list(self.selector.get_map().values()):
             conn = key.data
             if conn.state in ("writing", "reading", "connecting", "handshake") and \
                     now - max(conn.sent, conn.due) > self.load.timeout:
-                kind = "timeout"
-                if conn.state in ("writing", "reading") and not conn.counted:
-                    self.drop(conn)
-                    self.reconnect()
-                    continue
-                self.fail(conn, kind, reconnect=True)
+                self.fail(conn, "timeout")
 
 
 def _header(head: bytes, name: bytes) -> Optional[bytes]:
@@ -531,6 +682,16 @@ def _header(head: bytes, name: bytes) -> Optional[bytes]:
         return None
     start = at + len(name)
     return head[start:head.find(b"\r\n", start)].strip()
+
+
+def _values(head: bytes, name: bytes) -> List[bytes]:
+    """Every value of a header that may come more than once (two Content-Lengths disagree)."""
+    values, at = [], head.find(name)
+    while at >= 0:
+        start = at + len(name)
+        values.append(head[start:head.find(b"\r\n", start)].strip())
+        at = head.find(name, start)
+    return values
 
 
 def _chunks_done(conn: _Conn) -> bool:
@@ -550,10 +711,9 @@ def _chunks_done(conn: _Conn) -> bool:
                 raise ValueError("a chunk size line over 4096 bytes")
             return False
         size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise ValueError("bad chunk size %r" % size_text[:20])
+        if not size_text or len(size_text) > 16 or size_text.strip(b"0123456789abcdefABCDEF"):
+            raise ValueError("bad chunk size", size_text)  # hex digits only: not "0x2", "-2", "+2" or "1_0"
+        size = int(size_text, 16)
         if size == 0:  # the last chunk: then trailers, if any, and an empty line
             rest = bytes(buffer[end + 2:])
             return rest.startswith(b"\r\n") or b"\r\n\r\n" in rest
@@ -569,6 +729,13 @@ def _kind(code: int, exc: Optional[BaseException] = None) -> str:
     if code == errno.ETIMEDOUT:
         return "timeout"
     return os.strerror(code) if code else type(exc).__name__
+
+
+def _failure(exc: BaseException) -> str:
+    """The kind of a socket's failure: reset, refused, ..., or tls: REASON for one of TLS."""
+    if "SSL" in type(exc).__name__ or isinstance(exc, ValueError):
+        return "tls: %s" % (getattr(exc, "reason", None) or type(exc).__name__)
+    return _kind(getattr(exc, "errno", None), exc)
 
 
 def _tls_context(load: Load):
