@@ -29,6 +29,12 @@ def add_arguments(parser, deadline_help=None) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=list(RENDERERS), default="json", help="report format (default json)")
     out.add_argument("--output", metavar="FILE", help="also write the JSON report here (atomically, for a file)")
+    out.add_argument("--junit", metavar="FILE", help="also write JUnit XML here (for CI readers)")
+    out.add_argument("--prom", metavar="FILE", help="also write the Prometheus text format here (node_exporter's "
+                                                    "textfile collector: a FILE.prom in its directory)")
+    out.add_argument("--tap", metavar="FILE", help="also write TAP version 13 here")
+    out.add_argument("--push", metavar="URL", help="PUT the Prometheus metrics to this Pushgateway, as "
+                                                   "URL/metrics/job/smoke/instance/HOST")
     out.add_argument("--exit-codes", choices=("smoke", "nagios"), default=None,
                      help="smoke (default): 0 pass 1 fail 2 config 3 error; nagios: 0 OK 1 WARNING 2 CRITICAL "
                           "3 UNKNOWN (a config error too); implied by --format nagios")
@@ -191,7 +197,8 @@ def _check_notifications(args, secrets) -> None:
 
     from checks import ConfigError
 
-    wanted = [(flag, url) for flag, url in (("--notify", args.notify), ("--ping", args.ping)) if url is not None]
+    wanted = [(flag, url) for flag, url in (("--notify", args.notify), ("--ping", args.ping), ("--push", args.push))
+              if url is not None]
     if args.notify_github is not None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", args.notify_github):
             raise ConfigError("--notify-github %s: expected OWNER/REPO" % args.notify_github)
@@ -205,7 +212,7 @@ def _check_notifications(args, secrets) -> None:
         from checks.probes import http
         for flag, url in wanted:
             http.check_url(http.ascii_url(url), flag)
-            if flag != "--github-api":
+            if flag in ("--notify", "--ping"):
                 secrets.add(url)
 
 
@@ -265,9 +272,9 @@ def run(args, commands, closed) -> int:
         if args.dry_run:
             _emit("".join(printable(secrets.redact(_planned(step))) + "\n" for step in chosen), "stdout" in closed)
             return 0
-        if args.output is not None:
+        for flag, path in _file_sinks(args):
             from checks import sinks
-            sinks.check_output(args.output)
+            sinks.check_output(path, flag)
         if args.lock is not None and not args.lock.strip():
             raise ConfigError("--lock: give a file name")
     except ConfigError as exc:
@@ -367,11 +374,16 @@ def run(args, commands, closed) -> int:
             problems += [problem] if problem else []
         if problems:  # in the report --output writes, too
             report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
-        if args.output is not None:
+        if args.push:
+            problem = notify.push(args.push, RENDERERS["prometheus"](report), report["host"])
+            problems += [problem] if problem else []
+        for flag, path in _file_sinks(args):  # --output last: its report has what the others could not do
             from checks import sinks
-            problem = sinks.write_output(args.output, RENDERERS["json"](report))
+            if problems:
+                report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
+            problem = sinks.write_output(path, RENDERERS[_FILE_SINKS[flag]](report))
             if problem:
-                problems.append("--output: " + problem)
+                problems.append("%s: %s" % (flag, problem))
                 if report["exit_code"] == 0:  # a pass nobody can read is not a pass; a failure stays 1
                     report.update(status="error", exit_code=int(model.ExitCode.UNKNOWN))
         if signals.signum is not None and "interrupted" not in report:  # it came while the report was delivered
@@ -392,6 +404,14 @@ def run(args, commands, closed) -> int:
         if decided is None and signals.signum is not None:  # it came while the report was printed
             code = 3 if nagios(args) else int(model.ExitCode[model.SIGNAL_NAMES[signals.signum]])
     return code
+
+
+_FILE_SINKS = {"--junit": "junit", "--prom": "prometheus", "--tap": "tap", "--output": "json"}
+
+
+def _file_sinks(args):
+    """[(flag, path)] of the reports to write to files, --output last."""
+    return [(flag, getattr(args, flag[2:])) for flag in _FILE_SINKS if getattr(args, flag[2:]) is not None]
 
 
 def nagios(args) -> bool:

@@ -77,6 +77,15 @@ def webhook(url: str, report: Dict[str, Any], found: List[Tuple[str, str]], as_j
     return problems
 
 
+def push(url: str, text: str, host: str) -> Optional[str]:
+    """The Prometheus text to a Pushgateway, grouped by job and instance (a fleet's hosts
+    each replace their own group, and no other)."""
+    from urllib.parse import quote
+    target = "%s/metrics/job/smoke/instance/%s" % (url.rstrip("/"), quote(host or "unknown", safe=""))
+    answer = request(target, "PUT", {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}, text)
+    return None if 200 <= (answer.get("status") or 0) < 300 else "--push %s: %s" % (target, _why(answer))
+
+
 def ping(url: str, suffix: str, body: str = "") -> Optional[str]:
     """healthchecks.io's convention: URL/start, URL (success), URL/fail."""
     target = url.rstrip("/") + ("/" + suffix if suffix else "")

@@ -141,7 +141,177 @@ def _evidence(result: Dict[str, Any]):
         yield "attempts: %d" % result["attempts"]
 
 
+# XML 1.0 has no way to write these, not even escaped: they are shown as \xNN instead
+_NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
+_NAGIOS = {"pass": "OK", "warn": "WARNING", "fail": "CRITICAL", "error": "UNKNOWN"}
+
+
+def _xml(text: Any, attribute: bool = True) -> str:
+    """Text for XML: escaped, and in an attribute its line breaks kept as references (a
+    parser would turn them into spaces)."""
+    text = re.sub(_NOT_XML, lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 0x100 else
+                  "\\u%04x" % ord(m.group()), str(text))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return text.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;") if attribute else text
+
+
+def render_junit(report: Dict[str, Any], color: bool = False) -> str:
+    """JUnit XML as GitHub's, GitLab's and Jenkins' readers take it: a testsuite per section,
+    a testcase per result; failure, error and skipped with the one-line message, and the
+    evidence as the element's text."""
+    sections: Dict[str, List[Dict[str, Any]]] = {}
+    for result in report["results"]:
+        sections.setdefault(result["section"], []).append(result)
+    stamp = report["started_at"].rstrip("Z")[:19]
+
+    def counts(results):
+        statuses = [r["status"] for r in results]
+        return 'tests="%d" failures="%d" errors="%d" skipped="%d" time="%.3f"' % (
+            len(results), statuses.count("fail"), statuses.count("error"), statuses.count("skip"),
+            sum(r["duration_ms"] for r in results) / 1000.0)
+
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           '<testsuites name="%s" %s>' % (_xml("smoke.py " + report["command"]), counts(report["results"]))]
+    for index, (section, results) in enumerate(sections.items()):
+        out.append('  <testsuite name="%s" %s timestamp="%s" hostname="%s">' % (
+            _xml(section), counts(results), stamp, _xml(report["host"])))
+        for result in results:
+            out.append('    <testcase name="%s" classname="%s" time="%.3f">' % (
+                _xml(result["name"]), _xml("smoke.%s" % section), result["duration_ms"] / 1000.0))
+            tag = {"fail": "failure", "error": "error", "skip": "skipped"}.get(result["status"])
+            if tag == "skipped":
+                out.append('      <skipped message="%s"/>' % _xml(result["message"]))
+            elif tag:
+                out.append('      <%s message="%s" type="%s">%s</%s>' % (
+                    tag, _xml(result["message"]), result["status"], _xml("\n".join(_evidence(result)), False), tag))
+            elif result["status"] == "warn" or result.get("flaky"):
+                out.append("      <system-out>%s</system-out>" % _xml(
+                    "%s: %s" % ("flaky" if result.get("flaky") else "warn", result["message"]), False))
+            out.append("    </testcase>")
+        if index == 0 and report.get("problems"):
+            out.append("    <system-err>%s</system-err>" % _xml("\n".join(report["problems"]), False))
+        out.append("  </testsuite>")
+    out.append("</testsuites>")
+    return "\n".join(out) + "\n"
+
+
+def _label(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render_prometheus(report: Dict[str, Any], color: bool = False) -> str:
+    """The Prometheus text format, for node_exporter's textfile collector or a Pushgateway:
+    gauges per check and per run, perf's percentiles and heartbeat's detection time."""
+    import calendar
+    import time
+
+    command = _label(report["command"])
+    series: Dict[str, List[str]] = {}
+    helps = {
+        "smoke_check_success": "Whether the check passed (1; a warning counts) or not (0).",
+        "smoke_check_duration_seconds": "How long the check took.",
+        "smoke_check_flaky": "Whether the check passed only after a retry.",
+        "smoke_run_success": "Whether the run's verdict was pass (or warn).",
+        "smoke_run_timestamp_seconds": "When the run started, in seconds since the epoch.",
+        "smoke_run_duration_seconds": "How long the run took.",
+        "smoke_perf_latency_seconds": "A latency percentile of a perf target.",
+        "smoke_perf_requests_per_second": "Answers per second of a perf target.",
+        "smoke_perf_error_rate": "The share of a perf target's requests that failed.",
+        "smoke_heartbeat_detection_seconds": "How long after the kill the failure was detected.",
+    }
+
+    def add(name, labels, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        text = ",".join('%s="%s"' % (key, _label(val)) for key, val in labels)
+        series.setdefault(name, []).append("%s{%s} %s" % (name, text, repr(float(value))))
+
+    seen = set()
+    for result in report["results"]:
+        key = (result["section"], result["name"])
+        if key in seen or result["status"] == "skip":  # one series per check; a skipped one says nothing
+            continue
+        seen.add(key)
+        labels = (("command", command), ("section", result["section"]), ("check", result["name"]))
+        add("smoke_check_success", labels, int(result["status"] in ("pass", "warn")))
+        add("smoke_check_duration_seconds", labels, result["duration_ms"] / 1000.0)
+        add("smoke_check_flaky", labels, int(bool(result.get("flaky"))))
+    run = (("command", command),)
+    add("smoke_run_success", run, int(report["status"] in ("pass", "warn")))
+    started = calendar.timegm(time.strptime(report["started_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+    add("smoke_run_timestamp_seconds", run, started + int(report["started_at"][20:23] or 0) / 1000.0)
+    add("smoke_run_duration_seconds", run, report["duration_ms"] / 1000.0)
+    perf = (report.get("metrics") or {}).get("perf") or {}
+    for target, facts in sorted((perf.get("targets") or {}).items()):
+        for quantile in ("50", "90", "95", "99", "999"):
+            if isinstance(facts.get("p%s_ms" % quantile), (int, float)):
+                add("smoke_perf_latency_seconds", run + (("target", target), ("quantile", "0." + quantile)),
+                    facts["p%s_ms" % quantile] / 1000.0)
+        add("smoke_perf_requests_per_second", run + (("target", target),), facts.get("rps"))
+        add("smoke_perf_error_rate", run + (("target", target),), facts.get("error_rate"))
+    heartbeat = (report.get("metrics") or {}).get("heartbeat") or {}
+    add("smoke_heartbeat_detection_seconds", run, heartbeat.get("detection_s"))
+    out = []
+    for name, lines in series.items():
+        out += ["# HELP %s %s" % (name, helps[name]), "# TYPE %s gauge" % name] + lines
+    return "\n".join(out) + "\n"
+
+
+def render_nagios(report: Dict[str, Any], color: bool = False) -> str:
+    """A Nagios plugin's output: one status line with perfdata, then a line per miss
+    (--format nagios also makes the exit code Nagios's)."""
+    def clean(text):  # | starts perfdata; a status line is one line
+        return printable(str(text).replace("|", "/")).replace("\\n", " ")
+
+    results = report["results"]
+    ran = [r for r in results if r["status"] != "skip"]
+    bad = {status: [r for r in ran if r["status"] == status] for status in ("fail", "error", "warn")}
+    state = "UNKNOWN" if report.get("interrupted") else _NAGIOS.get(report["status"], "UNKNOWN")
+    if report.get("interrupted"):
+        summary = "interrupted by %s" % report["interrupted"]
+    elif bad["fail"]:
+        summary = "%d/%d failed: %s" % (len(bad["fail"]), len(ran), ", ".join(r["name"] for r in bad["fail"][:5]))
+    elif bad["error"]:
+        summary = "%d/%d could not be checked: %s" % (len(bad["error"]), len(ran),
+                                                     ", ".join(r["name"] for r in bad["error"][:5]))
+    elif bad["warn"]:
+        summary = "%d/%d warned: %s" % (len(bad["warn"]), len(ran), ", ".join(r["name"] for r in bad["warn"][:5]))
+    else:
+        summary = "%d/%d passed" % (len(ran), len(ran))
+    perfdata = " ".join("'%s'=%.1fms;;;0;" % (re.sub("['=|]", "_", printable(r["name"])), r["duration_ms"])
+                        for r in ran)
+    lines = ["SMOKE %s - %s%s" % (state, clean(summary), " | " + perfdata if perfdata else "")]
+    for result in bad["fail"] + bad["error"] + bad["warn"]:
+        lines.append(clean("%s %s: %s" % (result["status"].upper(), result["name"], result["message"])))
+    lines += [clean("problem: " + problem) for problem in report.get("problems", [])]
+    return "\n".join(lines) + "\n"
+
+
+def render_tap(report: Dict[str, Any], color: bool = False) -> str:
+    """TAP version 13: ok / not ok per result, a skip directive, and a YAML block per miss."""
+    results = report["results"]
+    out = ["TAP version 13", "1..%d" % len(results)]
+    for number, result in enumerate(results, 1):
+        name = printable("%s/%s" % (result["section"], result["name"])).replace("#", "\\#")
+        if result["status"] == "skip":
+            out.append("ok %d - %s # SKIP %s" % (number, name, printable(result["message"]).replace("#", "")))
+            continue
+        ok = result["status"] in ("pass", "warn")
+        out.append("%s %d - %s" % ("ok" if ok else "not ok", number, name))
+        if not ok or result["status"] == "warn":
+            out += ["  ---", "  status: %s" % result["status"],
+                    "  message: %s" % json.dumps(result["message"]), "  severity: %s" % result["severity"],
+                    "  duration_ms: %s" % round(result["duration_ms"], 1), "  ..."]
+    out += ["# problem: %s" % printable(problem) for problem in report.get("problems", [])]
+    out.append("# %s: %s" % (report["status"], json.dumps(report["summary"])))
+    return "\n".join(out) + "\n"
+
+
 RENDERERS: Dict[str, Callable[..., str]] = {
     "json": render_json,
     "text": render_text,
+    "junit": render_junit,
+    "prometheus": render_prometheus,
+    "nagios": render_nagios,
+    "tap": render_tap,
 }

@@ -1,7 +1,6 @@
 """Running unattended: --lock (contention, a stale lock after kill -9), --jitter, --quiet."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
