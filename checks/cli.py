@@ -306,6 +306,10 @@ def run(args, commands, closed) -> int:
     own = _module(commands[args.command][0]) if args.command in sections else None
     # a command that takes --deadline as its own (heartbeat's detection deadline) gets it from from_args
     run_deadline = None if getattr(own, "DEADLINE_HELP", None) else args.deadline
+    if run_deadline is None and args.tag and not getattr(own, "DEADLINE_HELP", None):  # a tier's own deadline
+        tiers = [_module(commands[section][0]).deadline(spec, args.tag) for section, spec in specs.items()
+                 if hasattr(_module(commands[section][0]), "deadline")]
+        run_deadline = min([d for d in tiers if d is not None], default=None)
     min_rate = args.min_pass_rate if args.min_pass_rate is not None else 1.0
     section_rates = {} if args.min_pass_rate is not None else rates
 

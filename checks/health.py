@@ -3,7 +3,10 @@ host resources, Prometheus queries, files and logs, checked concurrently.
 
 Config section:
     {"health": {"defaults": {"timeout": 5, "retries": 1},
+                "tiers": {"daily": {"timeout": 120, "deadline": 1800}},
                 "checks": [{"name": "api", "kind": "http", "url": "...", "expect": ["status == 200"]}]}}
+A tier (a tag) sets the defaults of the checks tagged with it, and with --tag TIER the run's
+deadline (--deadline wins).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from checks import ConfigError, expect
 from checks.config import Fields, bounded
 from checks.kinds import build_check
 from checks.model import MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, SEVERITIES, Check, Outcome, Planned
-from checks.runner import RunContext, run_checks
+from checks.runner import MAX_DEADLINE_S, RunContext, run_checks
 
 NAME = "health"
 FLAGS = "--url, --tcp, --resources"  # the checks that need no config, for "nothing to check"
@@ -61,14 +64,46 @@ def add_arguments(parser) -> None:
     parser.set_defaults(adhoc=None)
 
 
+class Checks(list):
+    """The section's checks, and the deadline of each tier (tag) that has one."""
+
+    deadlines: dict = {}
+
+
 def load(section, where: str = NAME) -> List[Check]:
     fields = Fields(section, where)
     defaults = _defaults(Fields(fields.get("defaults", (dict,), {}), fields.at("defaults")))
+    tiers, deadlines = {}, {}
+    for tag, table in fields.get("tiers", (dict,), {}).items():
+        tier = Fields(table, "%s.%s" % (fields.at("tiers"), tag))
+        deadline = tier.number("deadline", None, 0.001, MAX_DEADLINE_S)
+        if deadline is not None:
+            deadlines[tag] = deadline
+        tiers[tag] = {key: value for key, value in _defaults(tier, tier_fields=True).items()}
     tables = fields.get("checks", (list,))
     fields.done()
-    checks = [build_check(table, "%s.checks[%d]" % (where, i), NAME, defaults) for i, table in enumerate(tables)]
+    checks = Checks(build_check(table, "%s.checks[%d]" % (where, i), NAME, _tiered(defaults, tiers, table))
+                    for i, table in enumerate(tables))
     _unique(checks, lambda i: "%s.checks[%d].name" % (where, i))
+    checks.deadlines = deadlines
     return checks
+
+
+def _tiered(defaults: dict, tiers: dict, table) -> dict:
+    """The defaults a check starts from: the section's, then those of each tier it is tagged with."""
+    tags = list(defaults.get("tags", []))
+    own = table.get("tags") if isinstance(table, dict) else None
+    tags += [own] if isinstance(own, str) else own if isinstance(own, list) else []
+    merged = dict(defaults)
+    for tag in tags:
+        merged.update(tiers.get(tag, {}))
+    return merged
+
+
+def deadline(checks, tags) -> Optional[float]:
+    """The run's deadline when --tag selects tiers that have one (the shortest of them)."""
+    found = [checks.deadlines[tag] for tag in tags if tag in getattr(checks, "deadlines", {})]
+    return min(found) if found else None
 
 
 def _unique(checks: List[Check], where) -> None:
@@ -80,8 +115,14 @@ def _unique(checks: List[Check], where) -> None:
         seen.add(check.name)
 
 
-def _defaults(fields: Fields) -> dict:
-    """Values every check of the section starts from, validated where they are written."""
+def _defaults(fields: Fields, tier_fields: bool = False) -> dict:
+    """Values every check of the section (or of a tier) starts from, validated where they are written."""
+    if tier_fields:  # a tier sets how long its checks may take; what they are is theirs
+        found = {"timeout": fields.number("timeout", None, 0.001, MAX_TIMEOUT_S),
+                 "retries": fields.integer("retries", None, 0, MAX_RETRIES),
+                 "retry_delay": fields.number("retry_delay", None, 0, MAX_RETRY_DELAY_S)}
+        fields.done()
+        return {key: value for key, value in found.items() if value is not None}
     severity = fields.text("severity", None)
     if severity is not None:
         fields.choice("severity", SEVERITIES, severity)
@@ -97,7 +138,8 @@ def from_args(args, configured: Optional[List[Check]] = None) -> Optional[List[C
     """The configured checks and those given by --url, --tcp and --resources; None without such flags."""
     if not args.adhoc:
         return None
-    checks = list(configured or [])
+    checks = Checks(configured or [])
+    checks.deadlines = getattr(configured, "deadlines", {})
     for table in args.adhoc:
         table = dict(table)
         option = table.pop("_option")

@@ -212,7 +212,7 @@ def test_registries_are_pinned():
 
     assert list(KINDS) == ["http", "tcp", "command", "process", "docker", "resources", "prometheus", "file", "log",
                            "suite"]
-    assert list(RENDERERS) == ["json", "text"]
+    assert list(RENDERERS) == ["json", "text", "junit", "prometheus", "nagios", "tap"]
     assert list(smoke.COMMANDS) == ["health", "deploy", "heartbeat", "perf", "rollback", "all"]
     for kind in KINDS:
         from checks.kinds import module
