@@ -522,10 +522,18 @@ def _writable(incident_log: str, rollback_log: Optional[str]) -> Optional[str]:
 
 def _open_log(path: str) -> int:
     """path opened to append (made with its directory when missing); the fd."""
+    import errno
+    import stat
+
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         os.makedirs(directory, exist_ok=True)
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    # O_NONBLOCK: a FIFO would wait for a reader forever; a log is a regular file (or /dev/null, say)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    if stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISSOCK(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "a FIFO, not a file")
+    return fd
 
 
 def _last_rollback(incident_log: str) -> Tuple[Optional[float], str]:

@@ -227,6 +227,8 @@ def run_check(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[f
     while True:
         attempts += 1
         timeout = check.timeout if polls_end is None else polls_end - time.monotonic()
+        if polls_end is not None:  # the last poll comes at the timeout: it still gets time to answer
+            timeout = max(timeout, min(1.0, check.interval, check.timeout))
         if run_ends:
             timeout = min(timeout, run_ends - time.monotonic())
         timeout = max(0.01, timeout)

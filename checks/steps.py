@@ -54,6 +54,10 @@ def load(table, where: str, section: str, name: str, known: Set[str], builtins: 
     own = Fields({key: table.pop(key) for key in ("capture", "always", "repeat", "identical", "compare",
                                                   "concurrency", "continue_on_error") if key in table}, where)
     needs, filled_later = set(), []
+    if table.get("shell") and isinstance(table.get("command"), str) and single_quoted(table["command"]):
+        raise ConfigError("%s.command: {%s} is inside single quotes, where the shell expands nothing: write it "
+                          "in double quotes, \"{%s}\"" % (where, single_quoted(table["command"])[0],
+                                                           single_quoted(table["command"])[0]))
     for at, text in _strings(table, where):
         for var in PLACEHOLDER.findall(text):
             if var not in known:
@@ -126,15 +130,37 @@ def _strings(obj: Any, where: str) -> Iterable[Tuple[str, str]]:
 
 
 def fill_step(table: Dict[str, Any], variables: Dict[str, Any]) -> Dict[str, Any]:
-    """A step's table filled; in a shell command string each value is shell-quoted, so a
-    captured id or a reason with $(...) in it is data, never a command."""
+    """A step's table filled. In a shell command string the shell never sees a value: {var}
+    becomes ${SMOKE_VAR_var}, a variable in the command's environment, and a shell does not
+    parse what a variable expands to, whatever quotes are around it (a reason with $(...)
+    or a quote in it stays text)."""
     if not (table.get("shell") and isinstance(table.get("command"), str)):
         return fill(table, variables)
-    import shlex
     filled = fill({key: value for key, value in table.items() if key != "command"}, variables)
-    filled["command"] = PLACEHOLDER.sub(lambda m: shlex.quote(_text(variables[m.group(1)]))
-                                        if m.group(1) in variables else m.group(), table["command"])
+    used = [var for var in PLACEHOLDER.findall(table["command"]) if var in variables]
+    filled["command"] = PLACEHOLDER.sub(lambda m: "${SMOKE_VAR_%s}" % m.group(1) if m.group(1) in variables
+                                        else m.group(), table["command"])
+    if used:
+        filled["env"] = dict(filled.get("env") or {}, **{"SMOKE_VAR_" + var: _text(variables[var]) for var in used})
     return filled
+
+
+def single_quoted(command: str) -> List[str]:
+    """The placeholders of a shell command that sit inside single quotes, where no variable
+    is expanded: {var} there would be the text ${SMOKE_VAR_var}, not its value."""
+    found, quoted, escaped = [], False, False
+    for index, char in enumerate(command):
+        if escaped:
+            escaped = False
+        elif char == "\\" and not quoted:
+            escaped = True
+        elif char == "'":
+            quoted = not quoted
+        elif char == "{" and quoted:
+            match = PLACEHOLDER.match(command, index)
+            if match:
+                found.append(match.group(1))
+    return found
 
 
 def fill(obj: Any, variables: Dict[str, Any]) -> Any:

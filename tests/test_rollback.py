@@ -523,6 +523,8 @@ def test_values_filled_into_a_shell_command_are_quoted_and_a_string_command_is_s
     path.write_text(json.dumps({"rollback": {"triggers": ["check.api.message contains x"], "verify": ["health"],
                                              "steps": [{"name": "say", "kind": "command", "shell": True,
                                                         "command": "echo {reasons} > %s/said" % tmp_path},
+                                                       {"name": "quoted", "kind": "command", "shell": True,
+                                                        "command": 'echo "{reasons}" > %s/quoted' % tmp_path},
                                                        {"name": "argv", "kind": "command",
                                                         "command": "printf '[%s]' {run_id} {reasons}"}]},
                                 "health": {"checks": [{"name": "t", "kind": "command", "command": ["true"]}]}}))
@@ -531,6 +533,12 @@ def test_values_filled_into_a_shell_command_are_quoted_and_a_string_command_is_s
     assert done.returncode == 0, done.stdout + done.stderr
     assert not list(tmp_path.glob("PWNED*"))
     assert "$(touch" in (tmp_path / "said").read_text()
+    assert (tmp_path / "quoted").read_text().strip() == out["metrics"]["rollback"]["reasons"]  # exactly, as text
+    doc = json.loads(path.read_text())
+    doc["rollback"]["steps"] = [{"name": "q", "kind": "command", "shell": True, "command": "echo '{reasons}'"}]
+    path.write_text(json.dumps(doc))
+    done, _, _ = smoke("rollback", "--config", path, "--from", tmp_path / "r.json", "--validate")
+    assert done.returncode == 2 and "{reasons} is inside single quotes" in done.stderr
     assert results["argv"]["facts"]["stdout"].count("[") == 2  # {reasons} stayed one argument
 
 
@@ -597,3 +605,15 @@ def test_an_empty_verify_is_exit_2(site, tmp_path):
     repo, url = site
     done, _, _ = smoke("rollback", "--config", config(tmp_path, url, repo, verify=[]), "--validate")
     assert done.returncode == 2 and "rollback.verify: give the sections" in done.stderr
+
+
+def test_an_incident_log_that_is_a_fifo_never_hangs_a_rollback(site, tmp_path):
+    repo, url = site
+    os.mkfifo(tmp_path / "fifo")
+    path = config(tmp_path, url, repo, incident_log=str(tmp_path / "fifo"))
+    for flags, code in (([], 1), (["--execute"], 3)):
+        started = time.monotonic()
+        done, report, results = smoke("rollback", "--config", path, *flags, timeout=30)
+        assert done.returncode == code and time.monotonic() - started < 10, done.stdout
+        assert results["incident"]["status"] == "error"
+    assert log(repo)[0] == "v2"

@@ -184,6 +184,9 @@ class _Board:
         return sum(values[0::3]), max(values[1::3]), sum(values[2::3])
 
 
+_WORKER_GRACE_S = 5.0  # after a load's end and its last answer's timeout, for a worker to send its samples
+
+
 def _forked(load: Load, workers: int, progress=None, ends=None, redact=None) -> Samples:
     """Each worker a child process running its share; results back over a pipe each. A
     worker lost (killed, or unable to start) is trouble of the run: its share is missing."""
@@ -222,8 +225,27 @@ def _forked(load: Load, workers: int, progress=None, ends=None, redact=None) -> 
     answers = {read_end: bytearray() for read_end in children.values()}
     open_ends = set(answers)
     started = time.monotonic()
+    # past this, a worker that has not answered never will (stopped, wedged): it is given up
+    given_up = set()
+    give_up = started + load.warmup + load.duration + load.timeout + _WORKER_GRACE_S if load.duration else None
+    if ends is not None:
+        give_up = min(give_up, ends + _WORKER_GRACE_S) if give_up is not None else ends + _WORKER_GRACE_S
     try:
         while open_ends:  # each child's answer, read as it comes; progress meanwhile
+            if give_up is not None and time.monotonic() > give_up:
+                late = [pid for pid, read_end in children.items() if read_end in open_ends]
+                given_up.update(late)
+                for pid in late:
+                    os.kill(pid, signal.SIGKILL)
+                troubles.append("%d load worker%s did not answer within %.1fs of the load's end (stopped or "
+                                "wedged): %s samples are lost" % (len(late), "" if len(late) == 1 else "s",
+                                                                   _WORKER_GRACE_S + load.timeout,
+                                                                   "its" if len(late) == 1 else "their"))
+                for read_end in list(open_ends):
+                    open_ends.discard(read_end)
+                    os.close(read_end)
+                    answers[read_end] = bytearray()
+                break
             for read_end in select.select(list(open_ends), [], [], 0.5)[0]:
                 chunk = os.read(read_end, 1 << 20)
                 if chunk:
@@ -239,7 +261,8 @@ def _forked(load: Load, workers: int, progress=None, ends=None, redact=None) -> 
             try:
                 share = Samples.load(bytes(answers[read_end]))
             except (EOFError, ValueError, TypeError):  # none, or cut short by its death
-                troubles.append("load worker %s: its samples are lost" % _ended(status))
+                if pid not in given_up:  # those are said already
+                    troubles.append("load worker %s: its samples are lost" % _ended(status))
                 continue
             total.merge(share)
     finally:
