@@ -1,17 +1,23 @@
 # make demo | make test | make lint | make bundle. Needs only python3; `make test` installs pinned pytest into .venv when missing.
 PYTHON ?= python3
 PYTEST_VERSION := 8.3.4
+XDIST_VERSION := 3.6.1
 VENV := .venv
 DEMO := .demo
 
 .PHONY: test demo lint bench bundle clean
 
+# pytest-xdist, when it can be had, runs the tests in two processes (a file's tests stay together);
+# without it they run one after another, the same tests.
 test:
 	@if $(PYTHON) -c "import pytest" 2>/dev/null; then py="$(PYTHON)"; \
 	else echo "pytest missing: installing pytest==$(PYTEST_VERSION) into $(VENV)"; \
 	  { [ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV); } && \
-	  $(VENV)/bin/python -m pip install -q "pytest==$(PYTEST_VERSION)" || exit 2; py=$(VENV)/bin/python; fi; \
-	$$py -m pytest -q tests && $(PYTHON) tests/e2e_pythons.py
+	  $(VENV)/bin/python -m pip install -q "pytest==$(PYTEST_VERSION)" || exit 2; py=$(VENV)/bin/python; \
+	  $$py -m pip install -q "pytest-xdist==$(XDIST_VERSION)" || echo "no pytest-xdist: the tests run serially"; fi; \
+	if $$py -c "import xdist" 2>/dev/null && [ "$$(nproc 2>/dev/null || echo 1)" -gt 1 ]; then \
+	  parallel="-n 2 --dist loadfile"; else parallel=""; fi; \
+	$$py -m pytest -q $$parallel tests && $(PYTHON) tests/e2e_pythons.py
 
 demo:
 	@$(PYTHON) fixtures/demo.py --dir $(DEMO)
