@@ -376,3 +376,19 @@ def _number_text(value: float) -> str:
     if isinstance(value, int) and abs(value) >= 10 ** 24:
         return "a %d-digit number" % len(str(abs(value)))
     return "%g" % value
+
+
+def conditions(texts, where: str, flag: str):
+    """[(label, parsed condition)] of a list of conditions from a config field (where), or
+    from the command line (where starts with --: then each is named as given to flag); each
+    error names the one it is about."""
+    from checks import expect
+
+    parsed = []
+    for i, text in enumerate(texts):
+        label = "%s %r" % (flag, text) if where.startswith("--") else "%s[%d]" % (where, i)
+        try:
+            parsed.append((label, expect.parse(text)))
+        except expect.ConditionError as exc:
+            raise ConfigError("%s: %s" % (label, exc))
+    return parsed

@@ -234,7 +234,7 @@ def _with_limits(load, thresholds):
     max_errors, max_latency = None, None
     fixed = fixed_requests(load)
     for condition in thresholds:
-        subject = _metric(condition)
+        subject = metric_of(condition)
         if condition.op not in ("<", "<=") or isinstance(condition.value, bool) or \
                 not isinstance(condition.value, (int, float)) or len(condition.path) != 1:
             continue
@@ -265,7 +265,7 @@ def _with(target: Target, changed: Dict[str, Any], where: str) -> Target:
     return target._replace(load=load, timeout=load.timeout)
 
 
-def _metric(condition) -> str:
+def metric_of(condition) -> str:
     """The metric a threshold is about (p95_ms in 'p95_ms < 200')."""
     return str(condition.path[0]) if condition.path else condition.subject
 
@@ -273,15 +273,12 @@ def _metric(condition) -> str:
 def _conditions(texts: List[str], where: str, baseline) -> tuple:
     """Thresholds as parsed conditions, each on a metric perf gives (a typo is exit 2, not
     a threshold that can never be judged)."""
+    from checks.config import conditions
+
     known = METRICS + RATIOS + ("errors_by_kind",)
     parsed = []
-    for i, text in enumerate(texts):
-        label = "--threshold %r" % text if where.startswith("--") else "%s[%d]" % (where, i)
-        try:
-            condition = expect.parse(text)
-        except expect.ConditionError as exc:
-            raise ConfigError("%s: %s" % (label, exc))
-        subject = _metric(condition)
+    for label, condition in conditions(texts, where, "--threshold"):
+        subject = metric_of(condition)
         if subject not in known:
             import difflib
             close = difflib.get_close_matches(subject, known, n=1)
@@ -594,11 +591,11 @@ def _judge(target: Target, facts: Dict[str, Any], ctx):
     is an error, not a pass or a fail; so is the tool's own trouble (facts["trouble"])."""
     problems, errors, observed = [], [], {}
     view = dict(facts)
-    kinds = [c.path[1] for c in target.thresholds if _metric(c) == "errors_by_kind" and len(c.path) == 2]
+    kinds = [c.path[1] for c in target.thresholds if metric_of(c) == "errors_by_kind" and len(c.path) == 2]
     if kinds:  # a kind that did not happen happened 0 times
         view["errors_by_kind"] = dict({kind: 0 for kind in kinds}, **facts.get("errors_by_kind", {}))
     for condition in target.thresholds:
-        subject = _metric(condition)
+        subject = metric_of(condition)
         why = facts.get("insufficient", {}).get(subject)
         if why is None and subject in RATIOS and subject not in facts:
             why = facts.get("baseline_unusable", {}).get(subject) or facts.get(

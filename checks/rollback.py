@@ -152,15 +152,12 @@ def _conditions(texts, where: str) -> tuple:
 
     from checks import perf
 
+    from checks.config import conditions
+
     known = _ROOTS + perf.METRICS + perf.RATIOS + ("errors_by_kind",)
     parsed = []
-    for i, text in enumerate(texts):
-        label = "--trigger %r" % text if where.startswith("--") else "%s[%d]" % (where, i)
-        try:
-            condition = expect.parse(text)
-        except expect.ConditionError as exc:
-            raise ConfigError("%s: %s" % (label, exc))
-        root = str(condition.path[0]) if condition.path else condition.subject
+    for label, condition in conditions(texts, where, "--trigger"):
+        root = perf.metric_of(condition)
         if root not in known:
             close = difflib.get_close_matches(root, known, n=1)
             raise ConfigError("%s: a report has no %r%s (triggers name: the summary's %s; check.NAME.status; "

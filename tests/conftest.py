@@ -47,6 +47,16 @@ def free_port():
     return port
 
 
+@pytest.fixture(scope="module")
+def listening_port():
+    """A port on 127.0.0.1 that accepts connections (a tcp check passes), for the module."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
 def gone(pid):
     """The process has exited: no such pid, or a zombie (PID 1 here may never reap orphans)."""
     try:

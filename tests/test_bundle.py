@@ -2,7 +2,6 @@
 under -OO and every Python found, never shadowed by a checks/ directory where it runs."""
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -20,13 +19,9 @@ def bundle(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    yield sock.getsockname()[1]
-    sock.close()
+@pytest.fixture
+def port(listening_port):
+    return listening_port
 
 
 def run(argv, tmp_path, **kwargs):

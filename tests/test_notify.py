@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -23,12 +22,8 @@ def receiver():
 
 
 @pytest.fixture
-def port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    yield sock.getsockname()[1]
-    sock.close()
+def port(listening_port):
+    return listening_port
 
 
 def smoke(tmp_path, target, *args, env=None):

@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 SMOKE = str(ROOT / "smoke.py")
 
@@ -88,7 +88,7 @@ def test_node_exporter_serves_the_textfile(mixed):
     if not exporter:
         pytest.skip("prometheus-node-exporter is not installed (apt install prometheus-node-exporter)")
     _, _, files, tmp = mixed
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([exporter, "--web.listen-address=127.0.0.1:%d" % port, "--collector.disable-defaults",
                              "--collector.textfile", "--collector.textfile.directory=%s" % tmp],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -105,7 +105,7 @@ def test_push_reaches_a_real_pushgateway(tmp_path):
     gateway = shutil.which("prometheus-pushgateway")
     if not gateway:
         pytest.skip("prometheus-pushgateway is not installed (apt install prometheus-pushgateway)")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([gateway, "--web.listen-address=127.0.0.1:%d" % port,
                              "--persistence.file=%s" % (tmp_path / "pg.data")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -158,14 +158,6 @@ def test_a_sink_that_cannot_be_written_is_refused_before_the_run(tmp_path):
         done = subprocess.run([sys.executable, SMOKE, "health", "--tcp", "127.0.0.1:1", flag,
                                str(tmp_path / "missing" / "x")], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and flag in done.stderr and "does not exist" in done.stderr
-
-
-def _free_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def _get(url):
