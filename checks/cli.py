@@ -176,13 +176,12 @@ def _state(doc, args, path):
     """(state directory, history limit, escalate_after): the flags, else the config's, else the defaults."""
     from checks import ConfigError, state
     from checks.config import Fields
-    from checks.notify import DEFAULT_ESCALATE_AFTER
 
     try:
         top = Fields(doc, "")
         directory = args.state_dir or top.path("state_dir", None) or state.DEFAULT_DIR
         limit = top.integer("history_limit", state.DEFAULT_LIMIT, 1, state.MAX_LIMIT)
-        escalate = args.escalate_after or top.integer("escalate_after", DEFAULT_ESCALATE_AFTER, 1, 1000000)
+        escalate = args.escalate_after or top.integer("escalate_after", state.DEFAULT_ESCALATE_AFTER, 1, 1000000)
     except ConfigError as exc:
         raise ConfigError("%s: %s" % (path, exc) if path else str(exc))
     if args.state_dir is not None and not args.state_dir.strip():
@@ -288,7 +287,8 @@ def run(args, commands, closed) -> int:
             state.lock(args.lock)  # held until this process ends: the kernel lets it go, even after kill -9
         except OSError as exc:
             raise ConfigError("--lock %s: %s" % (args.lock, exc.strerror or exc))
-    from checks import notify
+    if args.notify or args.notify_github or args.ping or args.push:  # only then: a one-check run stays lean
+        from checks import notify
     early = [notify.ping(args.ping, "start")] if args.ping else []  # the dead man's switch: this run began
 
     wanted = min(args.concurrency or runner.DEFAULT_CONCURRENCY, len(chosen))

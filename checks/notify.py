@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 TIMEOUT_S = 5.0
 RETRIES = 2  # after the first try: a webhook that blinks does not lose the message
 RETRY_DELAY_S = 1.0
-DEFAULT_ESCALATE_AFTER = 3
 LABEL = "smoke-failure"
 GITHUB_API = "https://api.github.com"
 MAX_ISSUES = 100  # open smoke-failure issues read per run: one page

@@ -24,6 +24,7 @@ from checks import SmokeError
 
 DEFAULT_DIR = os.path.join("data", "smoke", "state")
 DEFAULT_LIMIT = 1000
+DEFAULT_ESCALATE_AFTER = 3  # failures of a check in a row before a notification escalates it
 MAX_LIMIT = 100000
 MAX_READ = 64 << 20  # bytes of a history or incident log read: its newest lines
 _LOCK_WAIT_S = 5.0  # for another run's append; a stopped process holding it cannot hang us
