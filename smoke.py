@@ -67,6 +67,8 @@ def _parser(argv):
         def error(self, message):
             from checks.cli import did_you_mean, nagios_argv  # only on this path: --help imports nothing of ours
             hint = did_you_mean(message, options)
+            if nagios_argv(argv):  # Nagios shows stdout's first line
+                print("SMOKE UNKNOWN - usage: %s%s" % (message.replace("|", "/"), hint))
             self.exit(3 if nagios_argv(argv) else 2, "usage: %s [options]  (%s --help lists them)\n%s: error: %s%s\n"
                       % (self.prog, self.prog, self.prog, message, hint))
 
@@ -152,10 +154,13 @@ def main(argv=None):
         return cli.run(args, COMMANDS, closed)
     except SmokeError as exc:
         cli.say("smoke.py: error: %s" % exc)
-        return 3 if cli.nagios(args) else exc.exit_code  # Nagios: a config error is UNKNOWN, not CRITICAL
+        if cli.nagios(args):  # Nagios shows the first line of stdout: UNKNOWN, not "(No output)"
+            print("SMOKE UNKNOWN - %s" % str(exc).split("\n", 1)[0].replace("|", "/"))
+            return 3  # a config error is UNKNOWN, not CRITICAL
+        return exc.exit_code
     except KeyboardInterrupt:  # before any check ran: nothing to report or clean up
         cli.say("smoke.py: interrupted")
-        return int(ExitCode.SIGINT)
+        return 3 if cli.nagios(args) else int(ExitCode.SIGINT)
     except Exception as exc:
         if args.debug:
             raise

@@ -33,6 +33,8 @@ def add_arguments(parser, deadline_help=None) -> None:
     out.add_argument("--prom", metavar="FILE", help="also write the Prometheus text format here (node_exporter's "
                                                     "textfile collector: a FILE.prom in its directory)")
     out.add_argument("--tap", metavar="FILE", help="also write TAP version 13 here")
+    out.add_argument("--instance", metavar="NAME", help="the Pushgateway group's instance (default: this host's "
+                                                        "name; give a stable one where hosts come and go, as pods)")
     out.add_argument("--push", metavar="URL", help="PUT the Prometheus metrics to this Pushgateway, as "
                                                    "URL/metrics/job/smoke/instance/HOST")
     out.add_argument("--exit-codes", choices=("smoke", "nagios"), default=None,
@@ -213,6 +215,8 @@ def _check_notifications(args, secrets) -> None:
             http.check_url(http.ascii_url(url), flag)
             if flag in ("--notify", "--ping"):
                 secrets.add(url)
+                secrets.add(http.ascii_url(url))
+            setattr(args, flag[2:].replace("-", "_"), http.ascii_url(url))  # sent as it was checked
 
 
 def _pass_rates(doc, sections):
@@ -271,22 +275,27 @@ def run(args, commands, closed) -> int:
         if args.dry_run:
             _emit("".join(printable(secrets.redact(_planned(step))) + "\n" for step in chosen), "stdout" in closed)
             return 0
+        given = {}
         for flag, path in _file_sinks(args):
             from checks import sinks
             sinks.check_output(path, flag)
+            if os.path.realpath(path) in given and not path.startswith("/dev/"):
+                raise ConfigError("%s %s: %s writes there too: give each report its own file"
+                                  % (flag, path, given[os.path.realpath(path)]))
+            given[os.path.realpath(path)] = flag
         if args.lock is not None and not args.lock.strip():
             raise ConfigError("--lock: give a file name")
+        if args.lock:
+            from checks import state
+            try:  # before --jitter: a bad path is said now, and a run already going is found at once
+                state.lock(args.lock)  # held until this process ends: the kernel lets it go, even after kill -9
+            except OSError as exc:
+                raise ConfigError("--lock %s: %s" % (args.lock, exc.strerror or exc))
     except ConfigError as exc:
         raise ConfigError(secrets.redact(str(exc)))
     if args.jitter:
         import random
         time.sleep(random.uniform(0, args.jitter))
-    if args.lock:
-        from checks import state
-        try:
-            state.lock(args.lock)  # held until this process ends: the kernel lets it go, even after kill -9
-        except OSError as exc:
-            raise ConfigError("--lock %s: %s" % (args.lock, exc.strerror or exc))
     if args.notify or args.notify_github or args.ping or args.push:  # only then: a one-check run stays lean
         from checks import notify
     early = [notify.ping(args.ping, "start")] if args.ping else []  # the dead man's switch: this run began
@@ -310,6 +319,7 @@ def run(args, commands, closed) -> int:
         tiers = [_module(commands[section][0]).deadline(spec, args.tag) for section, spec in specs.items()
                  if hasattr(_module(commands[section][0]), "deadline")]
         run_deadline = min([d for d in tiers if d is not None], default=None)
+    deadline_flag = "--deadline" if args.deadline is not None or run_deadline is None else "the tier's deadline"
     min_rate = args.min_pass_rate if args.min_pass_rate is not None else 1.0
     section_rates = {} if args.min_pass_rate is not None else rates
 
@@ -329,7 +339,7 @@ def run(args, commands, closed) -> int:
 
     ctx = runner.RunContext(concurrency, run_deadline, progress, secrets.redact, cleanup,
                             on_progress=progress.status if progress else None, state_dir=state_dir,
-                            run_sections=run_sections)
+                            run_sections=run_sections, deadline_flag=deadline_flag)
     started, clock = time.time(), time.monotonic()
     results, metrics = [], {}
     with lifecycle.Signals() as signals:
@@ -358,29 +368,33 @@ def run(args, commands, closed) -> int:
                                     (time.monotonic() - clock) * 1000, min_rate, signals.signum,
                                     section_rates, metrics)
         report = secrets.redact(report)  # names and targets come from the config too
+        chosen_by = {key: getattr(args, key) for key in ("tag", "skip_tag", "only") if getattr(args, key)}
+        if chosen_by:  # which checks this run was: the history keeps an hourly and a daily run apart
+            report["selection"] = chosen_by
         # Decide, then deliver, then print: the printed report and the exit code always agree.
         from checks import state
         prior = state.history(state_dir)[0] if args.notify or args.notify_github else []
         problems += [problem for problem in early if problem]
         problems += state.record_run(state_dir, report, history_limit)  # never changes the verdict
         # what changed since the last run, told where people look; none of it changes the verdict
-        if args.notify:
-            problems += notify.webhook(args.notify, report, notify.events(report, prior, escalate),
-                                       args.notify_format == "json")
-        if args.notify_github:
-            problems += notify.github(args.notify_github, report, prior, args.github_api,
-                                      os.environ["GITHUB_TOKEN"])
-        if args.ping:
-            summary = report["summary"]
-            problem = notify.ping(args.ping, "" if report["exit_code"] == 0 else "fail", "smoke.py %s on %s: %s, "
-                                  "%d of %d passed" % (args.command, report["host"], report["status"],
-                                                       summary["pass"] + summary["warn"], summary["total"]))
-            problems += [problem] if problem else []
-        if problems:  # in the report --output writes, too
-            report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
-        if args.push:
-            problem = notify.push(args.push, RENDERERS["prometheus"](report), report["host"])
-            problems += [problem] if problem else []
+        summary = report["summary"]
+        told = [("--notify", args.notify, lambda: notify.webhook(
+                    args.notify, report, notify.events(report, prior, escalate), args.notify_format == "json")),
+                ("--notify-github", args.notify_github, lambda: notify.github(
+                    args.notify_github, report, prior, args.github_api, os.environ["GITHUB_TOKEN"])),
+                ("--ping", args.ping, lambda: [notify.ping(
+                    args.ping, "" if report["exit_code"] == 0 else "fail", "smoke.py %s on %s: %s, %d of %d passed"
+                    % (args.command, report["host"], report["status"], summary["pass"] + summary["warn"],
+                       summary["total"]))]),
+                ("--push", args.push, lambda: [notify.push(
+                    args.push, RENDERERS["prometheus"](report), args.instance or report["host"],
+                    report.get("selection"))])]
+        for flag, wanted, send in told:
+            if wanted:
+                try:  # a garbled answer from a webhook or GitHub must not cost the report
+                    problems += [problem for problem in send() if problem]
+                except Exception as exc:
+                    problems.append("%s: %s: %s" % (flag, type(exc).__name__, exc))
         for flag, path in _file_sinks(args):  # --output last: its report has what the others could not do
             from checks import sinks
             if problems:
@@ -397,8 +411,8 @@ def run(args, commands, closed) -> int:
             report["exit_code"] = model.exit_code(report, "nagios")
         if problems:
             report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
-            if not (args.quiet and report["exit_code"] == 0):  # --quiet: nothing at all when it passed
-                for problem in report["problems"]:
+            for problem in report["problems"]:  # --quiet: a history's note is not worth a mail; a lost push is
+                if not (args.quiet and report["exit_code"] == 0 and problem.startswith("history:")):
                     say("smoke.py: " + problem)
         code, decided = report["exit_code"], signals.signum
         if not (args.quiet and code == 0):
@@ -425,9 +439,12 @@ def nagios(args) -> bool:
 
 def nagios_argv(argv) -> bool:
     """The same, from the raw arguments, for errors found before they are parsed."""
+    def named(flag):  # argparse takes any unambiguous prefix of a long option
+        return lambda word: len(word) >= 4 and flag.startswith(word)
     pairs = list(zip(argv, argv[1:])) + [tuple(a.split("=", 1)) for a in argv if "=" in a]
-    return ("--exit-codes", "nagios") in pairs or (("--format", "nagios") in pairs
-                                                   and ("--exit-codes", "smoke") not in pairs)
+    exit_codes = [value for key, value in pairs if named("--exit-codes")(key)]
+    return exit_codes[-1:] == ["nagios"] or (not exit_codes and any(
+        named("--format")(key) and value == "nagios" for key, value in pairs))
 
 
 def _planned(step) -> str:

@@ -175,6 +175,12 @@ def exit_code(report: Dict[str, Any], policy: str = "smoke") -> int:
     return NAGIOS_CODES.get(report["status"], 3)
 
 
+def selection_text(selection: Dict[str, Any]) -> str:
+    """A run's selection, --tag hourly --skip-tag slow, as "+hourly -slow" (--only NAME: "=NAME")."""
+    return " ".join(["+" + t for t in selection.get("tag", ())] + ["-" + t for t in selection.get("skip_tag", ())]
+                    + ["=" + n for n in selection.get("only", ())])
+
+
 def utc_timestamp(epoch: Optional[float] = None) -> str:
     epoch = time.time() if epoch is None else epoch
     millis = int(epoch * 1000) % 1000

@@ -34,8 +34,8 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
     escalate_after. The first run of a command that fails counts as a change."""
     from checks import state
 
-    command = report.get("command")
-    mine = [r for r in prior if r.get("command") == command]
+    command, selection = report.get("command"), report.get("selection")
+    mine = [r for r in prior if r.get("command") == command and r.get("selection") == selection]
     from checks.model import PASSING
 
     before = mine[-1].get("status") if mine else "pass"
@@ -76,11 +76,16 @@ def webhook(url: str, report: Dict[str, Any], found: List[Tuple[str, str]], as_j
     return problems
 
 
-def push(url: str, text: str, host: str) -> Optional[str]:
-    """The Prometheus text to a Pushgateway, grouped by job and instance (a fleet's hosts
-    each replace their own group, and no other)."""
+def push(url: str, text: str, instance: str, selection: Optional[Dict[str, Any]] = None) -> Optional[str]:
+    """The Prometheus text to a Pushgateway, grouped by job, instance and the run's selection
+    (a fleet's hosts, and a host's hourly and daily runs, each replace their own group only)."""
+    import base64
     from urllib.parse import quote
-    target = "%s/metrics/job/smoke/instance/%s" % (url.rstrip("/"), quote(host or "unknown", safe=""))
+
+    from checks import model
+    target = "%s/metrics/job/smoke/instance/%s" % (url.rstrip("/"), quote(instance or "unknown", safe=""))
+    if selection:  # any text: the Pushgateway's base64 form of a grouping value
+        target += "/selection@base64/" + base64.urlsafe_b64encode(model.selection_text(selection).encode()).decode()
     answer = request(target, "PUT", {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}, text)
     return None if 200 <= (answer.get("status") or 0) < 300 else "--push %s: %s" % (target, _why(answer))
 

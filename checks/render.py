@@ -143,6 +143,7 @@ def _evidence(result: Dict[str, Any]):
 
 # XML 1.0 has no way to write these, not even escaped: they are shown as \xNN instead
 _NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
+_PERFDATA = 3000  # characters of perfdata on the status line
 _NAGIOS = {"pass": "OK", "warn": "WARNING", "fail": "CRITICAL", "error": "UNKNOWN"}
 
 
@@ -205,7 +206,11 @@ def render_prometheus(report: Dict[str, Any], color: bool = False) -> str:
     import calendar
     import time
 
-    command = _label(report["command"])
+    from checks.model import selection_text
+
+    command = report["command"]
+    # a run chosen by --tag has its own series: an hourly and a daily file side by side do not collide
+    chosen = (("selection", selection_text(report["selection"])),) if report.get("selection") else ()
     series: Dict[str, List[str]] = {}
     helps = {
         "smoke_check_success": "Whether the check passed (1; a warning counts) or not (0).",
@@ -232,11 +237,11 @@ def render_prometheus(report: Dict[str, Any], color: bool = False) -> str:
         if key in seen or result["status"] == "skip":  # one series per check; a skipped one says nothing
             continue
         seen.add(key)
-        labels = (("command", command), ("section", result["section"]), ("check", result["name"]))
+        labels = (("command", command),) + chosen + (("section", result["section"]), ("check", result["name"]))
         add("smoke_check_success", labels, int(result["status"] in ("pass", "warn")))
         add("smoke_check_duration_seconds", labels, result["duration_ms"] / 1000.0)
         add("smoke_check_flaky", labels, int(bool(result.get("flaky"))))
-    run = (("command", command),)
+    run = (("command", command),) + chosen
     add("smoke_run_success", run, int(report["status"] in ("pass", "warn")))
     started = calendar.timegm(time.strptime(report["started_at"][:19], "%Y-%m-%dT%H:%M:%S"))
     add("smoke_run_timestamp_seconds", run, started + int(report["started_at"][20:23] or 0) / 1000.0)
@@ -280,6 +285,8 @@ def render_nagios(report: Dict[str, Any], color: bool = False) -> str:
         summary = "%d/%d passed" % (len(ran), len(ran))
     perfdata = " ".join("'%s'=%.1fms;;;0;" % (re.sub("['=|]", "_", printable(r["name"])), r["duration_ms"])
                         for r in ran)
+    if len(perfdata) > _PERFDATA:  # Nagios and NRPE cut a plugin's output at a few KB, mid-label
+        perfdata = perfdata[:perfdata.rfind(" ", 0, _PERFDATA)]
     lines = ["SMOKE %s - %s%s" % (state, clean(summary), " | " + perfdata if perfdata else "")]
     for result in bad["fail"] + bad["error"] + bad["warn"]:
         lines.append(clean("%s %s: %s" % (result["status"].upper(), result["name"], result["message"])))
@@ -292,7 +299,8 @@ def render_tap(report: Dict[str, Any], color: bool = False) -> str:
     results = report["results"]
     out = ["TAP version 13", "1..%d" % len(results)]
     for number, result in enumerate(results, 1):
-        name = printable("%s/%s" % (result["section"], result["name"])).replace("#", "\\#")
+        # a backslash first, then #: a name cannot end its own escape and start a SKIP or TODO
+        name = printable("%s/%s" % (result["section"], result["name"])).replace("\\", "\\\\").replace("#", "\\#")
         if result["status"] == "skip":
             out.append("ok %d - %s # SKIP %s" % (number, name, printable(result["message"]).replace("#", "")))
             continue

@@ -54,6 +54,10 @@ def lock(path: str, wait_s: float = 0.0) -> int:
                     raise
                 raise LockHeld("%s is held by %s" % (path, holder))
             time.sleep(0.05)
+    held = os.pread(fd, 200, 0)
+    if held and not held.startswith(b"pid "):  # --lock smoke.json: a typo must not wipe a file
+        os.close(fd)
+        raise OSError(errno.EEXIST, "exists and is not a lock file (it holds other data): give another path")
     os.ftruncate(fd, 0)
     os.pwrite(fd, ("pid %d since %s\n" % (os.getpid(), _now())).encode(), 0)
     return fd
@@ -210,7 +214,8 @@ def run_line(report: Dict[str, Any]) -> Dict[str, Any]:
     return {"time": report.get("started_at"), "command": report.get("command"), "status": report.get("status"),
             "exit_code": report.get("exit_code"), "duration_ms": report.get("duration_ms"),
             "failing": [r["name"] for r in results if r.get("status") in ("fail", "error")],
-            "passing": [r["name"] for r in results if r.get("status") in ("pass", "warn")]}
+            "passing": [r["name"] for r in results if r.get("status") in ("pass", "warn")],
+            "selection": report.get("selection")}
 
 
 def _rewrite(path: str, lines: List[bytes]) -> None:

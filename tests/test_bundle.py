@@ -87,3 +87,23 @@ def test_a_traceback_shows_the_embedded_file_and_line(bundle, tmp_path):
     done = run([sys.executable, "-c", code], tmp_path)
     assert 'File "%s/checks/model.py", line' % bundle in done.stderr
     assert "return text if len(text) <= limit" in done.stderr, done.stderr
+
+
+def test_pasted_it_never_imports_the_current_directorys_files(bundle, tmp_path):
+    (tmp_path / "argparse.py").write_text("print('PWNED')\n")
+    with open(bundle) as script:
+        done = run([sys.executable, "-", "--version"], tmp_path, stdin=script)
+    assert done.returncode == 0 and "PWNED" not in done.stdout and "smoke.py" in done.stdout
+
+
+def test_a_cache_entry_that_is_not_code_is_compiled_again(bundle, listening_port, tmp_path):
+    import marshal
+    argv = [sys.executable, str(bundle), "health", "--tcp", "127.0.0.1:%d" % listening_port, "--state-dir",
+            str(tmp_path)]
+    env = {"PYTHONDONTWRITEBYTECODE": ""}
+    assert run(argv, tmp_path, env=env).returncode == 0
+    cache = tmp_path / "cache" / "smoke.py"
+    assert oct(cache.stat().st_mode & 0o777) == "0o700"
+    for f in (cache / sys.implementation.cache_tag).iterdir():
+        f.write_bytes(marshal.dumps(42))
+    assert run(argv, tmp_path, env=env).returncode == 0

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -94,3 +95,25 @@ def test_bad_notification_flags_are_exit_2(tmp_path):
                                                                                   "--escalate-after")):
         done, _ = smoke(tmp_path, "127.0.0.1:1", *flags)
         assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_garbled_github_answer_is_a_problem_and_the_report_is_kept(receiver, tmp_path):
+    server, url = receiver
+    host = socket.gethostname()
+    server.issues[1] = {"title": "smoke: db fails on %s (health)" % host, "state": "open", "labels": ["smoke-failure"],
+                        "body": "", "comments": []}
+    import fixtures.receiver as fake
+    original = fake.Handler.github
+
+    def garbled(self, body):  # the issue's number as text, as a broken proxy might send it
+        if self.command == "GET":
+            return self.answer(200, [{"title": server.issues[1]["title"], "number": "1"}])
+        return original(self, body)
+    fake.Handler.github = garbled
+    try:
+        done, report = smoke(tmp_path, "127.0.0.1:1", "--notify-github", "acme/shop", "--github-api", url,
+                             "--format", "json", env={"GITHUB_TOKEN": "ghp_x1234567"})
+    finally:
+        fake.Handler.github = original
+    assert done.returncode == 1 and report["status"] == "fail"
+    assert report["problems"][0].startswith("--notify-github:")

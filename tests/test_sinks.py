@@ -62,10 +62,10 @@ def test_junit_has_a_testcase_per_result_with_failures_errors_and_skips(mixed):
 def test_the_prometheus_file_matches_the_report_and_promtool_accepts_it(mixed):
     done, report, files, _ = mixed
     text = files["--prom"].read_text()
-    assert 'smoke_check_success{command="health",section="health",check="up"} 1.0' in text
+    assert 'smoke_check_success{command="health",selection="-daily",section="health",check="up"} 1.0' in text
     assert 'check="down \\"quoted\\"\\nline"} 0.0' in text  # labels escaped
     assert 'check="slow"} 1.0' in text and 'check="later"' not in text  # a warning passes; a skip says nothing
-    assert "smoke_run_success{command=\"health\"} 0.0" in text
+    assert 'smoke_run_success{command="health",selection="-daily"} 0.0' in text  # a tier's series are its own
     stamp = float(re.search(r"smoke_run_timestamp_seconds\{[^}]*\} (\S+)", text).group(1))
     assert abs(stamp - time.time()) < 120
     if not shutil.which("promtool"):
@@ -94,7 +94,7 @@ def test_node_exporter_serves_the_textfile(mixed):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         text = _get("http://127.0.0.1:%d/metrics" % port)
-        assert 'smoke_check_success{check="up",command="health",section="health"} 1' in text
+        assert 'smoke_check_success{check="up",command="health",section="health",selection="-daily"} 1' in text
         assert "node_textfile_scrape_error 0" in text
     finally:
         proc.terminate()
@@ -170,3 +170,19 @@ def _get(url):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_tap_names_cannot_forge_a_directive_and_suite_names_stay_unique(tmp_path):
+    (tmp_path / "smoke.json").write_text(json.dumps({"health": {"checks": [
+        {"name": "evil\\# SKIP hidden", "kind": "tcp", "address": "127.0.0.1:1"}]}}))
+    done = subprocess.run([sys.executable, SMOKE, "health", "--config", str(tmp_path / "smoke.json"), "--format",
+                           "tap", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    line = [each for each in done.stdout.splitlines() if each.startswith("not ok")][0]
+    assert line == "not ok 1 - health/evil\\\\\\# SKIP hidden"  # each backslash and # escaped: no directive
+    junit = '<testsuite><testcase name="dup" classname="c"/><testcase name="dup" classname="c"><failure/></testcase>' \
+            '</testsuite>'
+    (tmp_path / "smoke.json").write_text(json.dumps({"health": {"checks": [
+        {"name": "s", "kind": "suite", "command": ["sh", "-c", "printf '%s' \"$1\" > \"$0\"", "{junit}", junit]}]}}))
+    done = subprocess.run([sys.executable, SMOKE, "health", "--config", str(tmp_path / "smoke.json"), "--format",
+                           "prometheus", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert 'check="s/c.dup"} 1.0' in done.stdout and 'check="s/c.dup (2)"} 0.0' in done.stdout

@@ -99,10 +99,20 @@ def test_a_tier_sets_its_checks_defaults_and_with_tag_the_runs_deadline(tmp_path
     started = time.monotonic()
     done = smoke("health", "--config", path, "--tag", "daily", "--state-dir", tmp_path)
     assert done.returncode == 1 and time.monotonic() - started < 4
-    assert "deadline exceeded (--deadline 1s)" in json.loads(done.stdout)["results"][0]["message"]
+    assert "deadline exceeded (the tier's deadline 1s)" in json.loads(done.stdout)["results"][0]["message"]
     done = smoke("health", "--config", path, "--tag", "daily", "--deadline", "3", "--state-dir", tmp_path)
     assert "deadline exceeded (--deadline 3s)" in json.loads(done.stdout)["results"][0]["message"]  # the flag wins
     path.write_text(json.dumps({"health": {"tiers": {"daily": {"timeout": 60, "severity": "warning"}},
                                            "checks": []}}))
     done = smoke("health", "--config", path, "--validate")
     assert done.returncode == 2 and "health.tiers.daily" in done.stderr
+
+
+def test_a_lock_never_wipes_a_file_that_is_not_a_lock(tmp_path):
+    victim = tmp_path / "smoke.json"
+    victim.write_text('{"health": {}}')
+    done = smoke("health", "--tcp", "127.0.0.1:1", "--lock", victim, "--state-dir", tmp_path)
+    assert done.returncode == 2 and "is not a lock file" in done.stderr
+    assert victim.read_text() == '{"health": {}}'
+    done = smoke("health", "--tcp", "127.0.0.1:1", "--output", tmp_path / "r", "--junit", tmp_path / "r")
+    assert done.returncode == 2 and "writes there too" in done.stderr

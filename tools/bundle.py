@@ -54,7 +54,9 @@ class _Bundled(object):
         if cached:
             try:
                 with open(cached, "rb") as fh:
-                    return marshal.loads(fh.read())
+                    code = marshal.loads(fh.read())
+                if type(code) is type(self._code.__code__):  # a code object, not whatever the file held
+                    return code
             except (OSError, ValueError, EOFError, TypeError):
                 pass
         code = compile(source, origin, "exec", dont_inherit=True)
@@ -74,10 +76,15 @@ class _Bundled(object):
             import binascii
             try:
                 base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-                directory = os.path.join(base, "smoke.py", sys.implementation.cache_tag)
-                os.makedirs(directory, mode=0o700, exist_ok=True)
-                info = os.stat(directory)
-                if info.st_uid == os.getuid() and not info.st_mode & 0o022:  # nobody else can plant code
+                ours = os.path.join(base, "smoke.py")
+                directory = os.path.join(ours, sys.implementation.cache_tag)
+                os.makedirs(base, exist_ok=True)
+                for path in (ours, directory):  # each made 0700, and each must be ours alone
+                    if not os.path.isdir(path):
+                        os.mkdir(path, 0o700)
+                infos = [os.lstat(path) for path in (ours, directory)]
+                if all(i.st_uid == os.getuid() and not i.st_mode & 0o022 and not os.path.islink(p)
+                       for i, p in zip(infos, (ours, directory))):  # nobody else can plant code, or swap it
                     self.cache = os.path.join(directory, "%08x-%d" % (
                         binascii.crc32(self.where.encode("utf-8", "replace")), sys.flags.optimize))
             except (OSError, KeyError, AttributeError, TypeError):
@@ -86,6 +93,8 @@ class _Bundled(object):
 
 
 _where = globals().get("__file__") or "<stdin>"
+if _where == "<stdin>" and sys.path[:1] == [""]:  # pasted: the current directory's files are not our modules
+    del sys.path[0]
 sys.meta_path.insert(0, _Bundled(_SOURCES, _where if _where.startswith("<") else os.path.abspath(_where)))
 del _where
 # ---- end of the import hook ----

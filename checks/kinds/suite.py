@@ -96,7 +96,7 @@ def read_junit(path: str) -> List[Dict[str, Any]]:
             if child.tag in ("failure", "error", "skipped"):
                 status = {"failure": "fail", "error": "error", "skipped": "skip"}[child.tag]
                 detail = (child.text or "").strip()
-                message = (child.get("message") or detail.split("\n", 1)[0] or child.tag).strip()
+                message = (child.get("message") or detail or child.tag).strip().split("\n", 1)[0]
                 break
         try:
             seconds = max(0.0, float(case.get("time") or 0))
@@ -115,10 +115,13 @@ def fold(check, result, facts: Dict[str, Any]) -> list:
     cases = facts.get("testcases")
     if not cases or result.status == "error":
         return [result]
-    folded = []
+    folded, seen = [], {}
     for case in cases:
         name = "%s/%s" % (check.name, "%s.%s" % (case["classname"], case["name"]) if case["classname"]
                           else case["name"])
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:  # a name picks a result (and a series): two alike would hide one
+            name = "%s (%d)" % (name, seen[name])
         evidence = {key: case[key] for key in ("classname", "file", "detail") if case.get(key)}
         folded.append(Result(name, check.section, NAME, case["status"], case["message"], case["seconds"] * 1000,
                              1, check.tags, check.severity, evidence, target=check.target))
