@@ -7,8 +7,8 @@ DEMO := .demo
 
 .PHONY: test demo lint bench bundle clean
 
-# pytest-xdist, when it can be had, runs the tests in two processes (a file's tests stay together);
-# without it they run one after another, the same tests.
+# pytest-xdist, when it can be had, runs the tests in two processes (a file's tests stay together),
+# then the few marked serial (they count processes machine-wide) alone; without it, all in one go.
 test:
 	@if $(PYTHON) -c "import pytest" 2>/dev/null; then py="$(PYTHON)"; \
 	else echo "pytest missing: installing pytest==$(PYTEST_VERSION) into $(VENV)"; \
@@ -16,8 +16,8 @@ test:
 	  $(VENV)/bin/python -m pip install -q "pytest==$(PYTEST_VERSION)" || exit 2; py=$(VENV)/bin/python; \
 	  $$py -m pip install -q "pytest-xdist==$(XDIST_VERSION)" || echo "no pytest-xdist: the tests run serially"; fi; \
 	if $$py -c "import xdist" 2>/dev/null && [ "$$(nproc 2>/dev/null || echo 1)" -gt 1 ]; then \
-	  parallel="-n 2 --dist loadfile"; else parallel=""; fi; \
-	$$py -m pytest -q $$parallel tests && $(PYTHON) tests/e2e_pythons.py
+	  $$py -m pytest -q -n 2 --dist loadfile -m "not serial" tests && $$py -m pytest -q -m serial tests; \
+	else $$py -m pytest -q tests; fi && $(PYTHON) tests/e2e_pythons.py
 
 demo:
 	@$(PYTHON) fixtures/demo.py --dir $(DEMO)

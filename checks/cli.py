@@ -368,7 +368,7 @@ def run(args, commands, closed) -> int:
                                     (time.monotonic() - clock) * 1000, min_rate, signals.signum,
                                     section_rates, metrics)
         report = secrets.redact(report)  # names and targets come from the config too
-        chosen_by = {key: getattr(args, key) for key in ("tag", "skip_tag", "only") if getattr(args, key)}
+        chosen_by = {key: sorted(set(getattr(args, key))) for key in ("tag", "skip_tag", "only") if getattr(args, key)}
         if chosen_by:  # which checks this run was: the history keeps an hourly and a daily run apart
             report["selection"] = chosen_by
         # Decide, then deliver, then print: the printed report and the exit code always agree.

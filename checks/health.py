@@ -183,5 +183,14 @@ def run(checks: List[Check], ctx: RunContext) -> Outcome:
     from checks.kinds import suite
     facts: List[dict] = [{} for _ in chosen]
     results = run_checks(chosen, ctx, facts)
-    return Outcome([one for check, result, found in zip(chosen, results, facts)
-                    for one in (suite.fold(check, result, found) if check.kind == "suite" else [result])])
+    folded = [one for check, result, found in zip(chosen, results, facts)
+              for one in (suite.fold(check, result, found) if check.kind == "suite" else [result])]
+    taken = set()
+    for index, result in enumerate(folded):  # a testcase named like a check (or another) gets a number
+        name, number = result.name, 1
+        while name in taken:
+            number += 1
+            name = "%s (%d)" % (result.name, number)
+        taken.add(name)
+        folded[index] = result._replace(name=name)
+    return Outcome(folded)

@@ -105,7 +105,9 @@ def github(repo: str, report: Dict[str, Any], prior: List[Dict[str, Any]], api: 
     answer = request(base + "/issues?state=open&per_page=%d&labels=%s" % (MAX_ISSUES, LABEL), "GET", headers)
     if answer.get("status") != 200 or not isinstance(answer.get("json"), list):
         return ["--notify-github: cannot list the open issues of %s: %s" % (repo, _why(answer))]
-    open_issues = {issue.get("title"): issue.get("number") for issue in answer["json"] if isinstance(issue, dict)}
+    open_issues = {issue["title"]: issue["number"] for issue in answer["json"]  # what is not an issue is passed over
+                   if isinstance(issue, dict) and isinstance(issue.get("title"), str)
+                   and type(issue.get("number")) is int and issue["number"] > 0}
     problems, host, command = [], report.get("host"), report.get("command")
     for result in report.get("results", ()):
         title = "smoke: %s fails on %s (%s)" % (result.get("name"), host, command)

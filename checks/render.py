@@ -283,13 +283,13 @@ def render_nagios(report: Dict[str, Any], color: bool = False) -> str:
         summary = "%d/%d warned: %s" % (len(bad["warn"]), len(ran), ", ".join(r["name"] for r in bad["warn"][:5]))
     else:
         summary = "%d/%d passed" % (len(ran), len(ran))
-    perfdata = " ".join("'%s'=%.1fms;;;0;" % (re.sub("['=|]", "_", printable(r["name"])), r["duration_ms"])
+    perfdata = " ".join("'%s'=%.1fms;;;0;" % (re.sub("['=|]", "_", cut(printable(r["name"]), 60)), r["duration_ms"])
                         for r in ran)
     if len(perfdata) > _PERFDATA:  # Nagios and NRPE cut a plugin's output at a few KB, mid-label
         perfdata = perfdata[:perfdata.rfind(" ", 0, _PERFDATA)]
-    lines = ["SMOKE %s - %s%s" % (state, clean(summary), " | " + perfdata if perfdata else "")]
+    lines = ["SMOKE %s - %s%s" % (state, cut(clean(summary), 500), " | " + perfdata if perfdata else "")]
     for result in bad["fail"] + bad["error"] + bad["warn"]:
-        lines.append(clean("%s %s: %s" % (result["status"].upper(), result["name"], result["message"])))
+        lines.append(cut(clean("%s %s: %s" % (result["status"].upper(), result["name"], result["message"])), 1000))
     lines += [clean("problem: " + problem) for problem in report.get("problems", [])]
     return "\n".join(lines) + "\n"
 

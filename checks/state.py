@@ -54,8 +54,9 @@ def lock(path: str, wait_s: float = 0.0) -> int:
                     raise
                 raise LockHeld("%s is held by %s" % (path, holder))
             time.sleep(0.05)
-    held = os.pread(fd, 200, 0)
-    if held and not held.startswith(b"pid "):  # --lock smoke.json: a typo must not wipe a file
+    import re
+    held = os.pread(fd, 201, 0)
+    if held and not re.fullmatch(rb"pid \d+ since \S+\n", held):  # --lock smoke.json: a typo must not wipe a file
         os.close(fd)
         raise OSError(errno.EEXIST, "exists and is not a lock file (it holds other data): give another path")
     os.ftruncate(fd, 0)

@@ -15,6 +15,11 @@ from checks import runner  # noqa: E402
 from fixtures.service import serve_in_thread  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "serial: counts processes machine-wide, so it runs alone (make test runs "
+                                       "these after the others when the rest run in parallel)")
+
+
 @pytest.fixture(scope="session")
 def service():
     """Base URL of the fixture service (http), shared by the whole session."""

@@ -106,6 +106,7 @@ def test_a_long_pattern_without_repetition_is_bounded_too(tmp_path, service):
     assert took < 5
 
 
+@pytest.mark.serial  # another test's smoke.py, running meanwhile, has helpers of its own
 def test_smoke_pys_own_helpers_are_not_counted_or_left_behind(service, tmp_path):
     log = tmp_path / "quick.log"
     log.write_text("bbb\n" * 10)

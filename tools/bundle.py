@@ -79,6 +79,9 @@ class _Bundled(object):
                 ours = os.path.join(base, "smoke.py")
                 directory = os.path.join(ours, sys.implementation.cache_tag)
                 os.makedirs(base, exist_ok=True)
+                top = os.stat(base)  # others may not rename ours away: not writable by them, or sticky as /tmp
+                if top.st_uid not in (0, os.getuid()) or (top.st_mode & 0o022 and not top.st_mode & 0o1000):
+                    raise OSError("a cache directory others can change")
                 for path in (ours, directory):  # each made 0700, and each must be ours alone
                     if not os.path.isdir(path):
                         os.mkdir(path, 0o700)

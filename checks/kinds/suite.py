@@ -115,13 +115,10 @@ def fold(check, result, facts: Dict[str, Any]) -> list:
     cases = facts.get("testcases")
     if not cases or result.status == "error":
         return [result]
-    folded, seen = [], {}
+    folded = []  # names made unique by the section's run (health.run): a name picks a result and a series
     for case in cases:
         name = "%s/%s" % (check.name, "%s.%s" % (case["classname"], case["name"]) if case["classname"]
                           else case["name"])
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:  # a name picks a result (and a series): two alike would hide one
-            name = "%s (%d)" % (name, seen[name])
         evidence = {key: case[key] for key in ("classname", "file", "detail") if case.get(key)}
         folded.append(Result(name, check.section, NAME, case["status"], case["message"], case["seconds"] * 1000,
                              1, check.tags, check.severity, evidence, target=check.target))
