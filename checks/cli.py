@@ -285,6 +285,8 @@ def run(args, commands, closed) -> int:
             given[os.path.realpath(path)] = flag
         if args.lock is not None and not args.lock.strip():
             raise ConfigError("--lock: give a file name")
+        if args.instance is not None and not args.instance.strip():
+            raise ConfigError("--instance: give a name")
         if args.lock:
             from checks import state
             try:  # before --jitter: a bad path is said now, and a run already going is found at once
@@ -411,8 +413,9 @@ def run(args, commands, closed) -> int:
             report["exit_code"] = model.exit_code(report, "nagios")
         if problems:
             report["problems"] = [model.reportable(secrets.redact(problem)) for problem in problems]
-            for problem in report["problems"]:  # --quiet: a history's note is not worth a mail; a lost push is
-                if not (args.quiet and report["exit_code"] == 0 and problem.startswith("history:")):
+            for problem in report["problems"]:  # --quiet: a line the history skipped is not worth a mail; a
+                quiet = problem.startswith("history:") and ("cut short" in problem or "not a JSON" in problem)
+                if not (args.quiet and report["exit_code"] == 0 and quiet):  # lost push or history is
                     say("smoke.py: " + problem)
         code, decided = report["exit_code"], signals.signum
         if not (args.quiet and code == 0):

@@ -185,8 +185,10 @@ def run(checks: List[Check], ctx: RunContext) -> Outcome:
     results = run_checks(chosen, ctx, facts)
     folded = [one for check, result, found in zip(chosen, results, facts)
               for one in (suite.fold(check, result, found) if check.kind == "suite" else [result])]
-    taken = set()
+    taken = {result.name for result in folded if result.kind != "suite"}  # a configured name never changes
     for index, result in enumerate(folded):  # a testcase named like a check (or another) gets a number
+        if result.kind != "suite":
+            continue
         name, number = result.name, 1
         while name in taken:
             number += 1

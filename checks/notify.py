@@ -83,7 +83,9 @@ def push(url: str, text: str, instance: str, selection: Optional[Dict[str, Any]]
     from urllib.parse import quote
 
     from checks import model
-    target = "%s/metrics/job/smoke/instance/%s" % (url.rstrip("/"), quote(instance or "unknown", safe=""))
+    safe = quote(instance, safe="") == instance  # else the Pushgateway's base64 form: a / would split it
+    target = "%s/metrics/job/smoke/instance%s/%s" % (url.rstrip("/"), "" if safe else "@base64", instance if safe
+                                                     else base64.urlsafe_b64encode(instance.encode()).decode())
     if selection:  # any text: the Pushgateway's base64 form of a grouping value
         target += "/selection@base64/" + base64.urlsafe_b64encode(model.selection_text(selection).encode()).decode()
     answer = request(target, "PUT", {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}, text)
@@ -107,6 +109,7 @@ def github(repo: str, report: Dict[str, Any], prior: List[Dict[str, Any]], api: 
         return ["--notify-github: cannot list the open issues of %s: %s" % (repo, _why(answer))]
     open_issues = {issue["title"]: issue["number"] for issue in answer["json"]  # what is not an issue is passed over
                    if isinstance(issue, dict) and isinstance(issue.get("title"), str)
+                   and "pull_request" not in issue  # GitHub lists pull requests as issues too
                    and type(issue.get("number")) is int and issue["number"] > 0}
     problems, host, command = [], report.get("host"), report.get("command")
     for result in report.get("results", ()):

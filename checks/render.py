@@ -144,6 +144,7 @@ def _evidence(result: Dict[str, Any]):
 # XML 1.0 has no way to write these, not even escaped: they are shown as \xNN instead
 _NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
 _PERFDATA = 3000  # characters of perfdata on the status line
+_NAGIOS_OUTPUT = 8000  # characters of the whole output
 _NAGIOS = {"pass": "OK", "warn": "WARNING", "fail": "CRITICAL", "error": "UNKNOWN"}
 
 
@@ -290,8 +291,11 @@ def render_nagios(report: Dict[str, Any], color: bool = False) -> str:
     lines = ["SMOKE %s - %s%s" % (state, cut(clean(summary), 500), " | " + perfdata if perfdata else "")]
     for result in bad["fail"] + bad["error"] + bad["warn"]:
         lines.append(cut(clean("%s %s: %s" % (result["status"].upper(), result["name"], result["message"])), 1000))
-    lines += [clean("problem: " + problem) for problem in report.get("problems", [])]
-    return "\n".join(lines) + "\n"
+    lines += [cut(clean("problem: " + problem), 1000) for problem in report.get("problems", [])]
+    text = "\n".join(lines)
+    if len(text) > _NAGIOS_OUTPUT:  # what Nagios and NRPE keep of a plugin's output
+        text = text[:text.rfind("\n", 0, _NAGIOS_OUTPUT)] + "\n... (more in the JSON report)"
+    return text + "\n"
 
 
 def render_tap(report: Dict[str, Any], color: bool = False) -> str:

@@ -106,8 +106,9 @@ def test_a_garbled_github_answer_is_a_problem_and_the_report_is_kept(receiver, t
     original = fake.Handler.github
 
     def garbled(self, body):  # the issue's number as text, as a broken proxy might send it
-        if self.command == "GET":
-            return self.answer(200, [{"title": server.issues[1]["title"], "number": "1"}])
+        if self.command == "GET":  # and a pull request with the title: GitHub lists those as issues too
+            return self.answer(200, [{"title": server.issues[1]["title"], "number": "1"},
+                                     {"title": server.issues[1]["title"], "number": 1, "pull_request": {}}])
         return original(self, body)
     fake.Handler.github = garbled
     try:

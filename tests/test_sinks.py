@@ -182,7 +182,9 @@ def test_tap_names_cannot_forge_a_directive_and_suite_names_stay_unique(tmp_path
     junit = '<testsuite><testcase name="dup" classname="c"/><testcase name="dup" classname="c"><failure/></testcase>' \
             '</testsuite>'
     (tmp_path / "smoke.json").write_text(json.dumps({"health": {"checks": [
-        {"name": "s", "kind": "suite", "command": ["sh", "-c", "printf '%s' \"$1\" > \"$0\"", "{junit}", junit]}]}}))
+        {"name": "s", "kind": "suite", "command": ["sh", "-c", "printf '%s' \"$1\" > \"$0\"", "{junit}", junit]},
+        {"name": "s/c.dup", "kind": "command", "command": ["false"]}]}}))
     done = subprocess.run([sys.executable, SMOKE, "health", "--config", str(tmp_path / "smoke.json"), "--format",
                            "prometheus", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert 'check="s/c.dup"} 1.0' in done.stdout and 'check="s/c.dup (2)"} 0.0' in done.stdout
+    assert 'check="s/c.dup"} 0.0' in done.stdout  # the configured check keeps its name, whatever comes first
+    assert 'check="s/c.dup (2)"} 1.0' in done.stdout and 'check="s/c.dup (3)"} 0.0' in done.stdout

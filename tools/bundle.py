@@ -79,9 +79,14 @@ class _Bundled(object):
                 ours = os.path.join(base, "smoke.py")
                 directory = os.path.join(ours, sys.implementation.cache_tag)
                 os.makedirs(base, exist_ok=True)
-                top = os.stat(base)  # others may not rename ours away: not writable by them, or sticky as /tmp
-                if top.st_uid not in (0, os.getuid()) or (top.st_mode & 0o022 and not top.st_mode & 0o1000):
-                    raise OSError("a cache directory others can change")
+                above = os.path.realpath(base)
+                while True:  # no one else may rename any of it away: each ours or root's, shut or sticky as /tmp
+                    info = os.stat(above)
+                    if info.st_uid not in (0, os.getuid()) or (info.st_mode & 0o022 and not info.st_mode & 0o1000):
+                        raise OSError("a cache directory others can change")
+                    if os.path.dirname(above) == above:
+                        break
+                    above = os.path.dirname(above)
                 for path in (ours, directory):  # each made 0700, and each must be ours alone
                     if not os.path.isdir(path):
                         os.mkdir(path, 0o700)
