@@ -512,7 +512,7 @@ def _writable(incident_log: str, rollback_log: Optional[str]) -> Optional[str]:
         if path is None:
             continue
         try:
-            _open_log(path)
+            os.close(_open_log(path))
         except OSError as exc:
             return "cannot record the incident in %s: %s" % (path, exc.strerror or exc)
     return None

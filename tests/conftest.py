@@ -2,6 +2,7 @@
 
 import os
 import socket
+import time
 import sys
 from pathlib import Path
 
@@ -60,6 +61,17 @@ def listening_port():
     sock.listen(64)
     yield sock.getsockname()[1]
     sock.close()
+
+
+def wait_for_port(port: int, seconds: float = 10) -> None:
+    """Until something on 127.0.0.1:port accepts a connection (a server just started), or seconds pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
 
 
 def gone(pid):

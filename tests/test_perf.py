@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, read_terminal
+from conftest import ROOT, read_terminal, wait_for_port
 from checks import perf
 from checks.probes import load
 from fixtures.service import serve_in_thread
@@ -144,13 +144,7 @@ def test_nginx_from_debian_as_a_real_target(tmp_path):
     nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(tmp_path / "nginx.conf"),
                               "-p", str(tmp_path)], stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_port(port)
         done, _, results = smoke("--url", "http://127.0.0.1:%d/" % port, "--duration", 1, "--threshold",
                                  "error_rate == 0", "--threshold", "rps > 100")
         assert done.returncode == 0, results

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, wait_for_port
 from fixtures.service import serve_in_thread
 
 SMOKE = str(ROOT / "smoke.py")
@@ -445,13 +445,7 @@ def test_a_real_nginx_rolled_back_by_git_revert_and_reload(tmp_path):
     subprocess.run(GIT + ["-C", str(repo), "commit", "-q", "-am", "bad: health answers 503"], check=True)
     server = subprocess.Popen([nginx, "-c", str(repo / "nginx.conf"), "-p", str(tmp_path)], stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_port(port)
         path = tmp_path / "smoke.json"
         path.write_text(json.dumps({
             "health": {"checks": [{"name": "nginx", "kind": "http", "url": "http://127.0.0.1:%d/health" % port,
