@@ -31,7 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List, Optional, Tuple
 
-from checks import CheckError, ConfigError, steps
+from checks import CheckError, ConfigError, procfs, steps
 from checks.config import Fields
 from checks.lifecycle import Interrupted
 from checks.model import Outcome, Planned, Result, cut
@@ -242,24 +242,10 @@ def _attach(fields: Fields) -> Optional[Tuple[int, str, Optional[int]]]:
         source = "pid %d" % pid
     else:
         return None
-    if pid in _ancestors():
+    if pid in procfs.ancestors():
         raise ConfigError("%s: pid %d is smoke.py itself or one of the processes that started it"
                           % (fields.at("pidfile" if pidfile else "pid"), pid))
-    return pid, source, _start_time(pid)  # known from now: a pid reused later is not the one meant
-
-
-def _ancestors() -> List[int]:
-    """smoke.py and every process above it, to pid 1."""
-    from checks import lifecycle
-
-    found, pid = [os.getpid()], os.getppid()
-    while pid > 1 and pid not in found:
-        found.append(pid)
-        fields = lifecycle.stat(pid)
-        if not fields:
-            break
-        pid = int(fields[1])
-    return found + [1]
+    return pid, source, procfs.start_time(pid)  # known from now: a pid reused later is not the one meant
 
 
 def _processes(fields: Fields, builtins: Dict[str, Any]) -> Tuple[List[Process], List[Process], bool]:
@@ -684,7 +670,7 @@ class _Run:
 
         spec = self.spec
         interrupted: Optional[Interrupted] = None
-        self.before = {pid for pid, _ in lifecycle.children()}  # not this run's, whatever is left of them
+        self.before = {pid for pid, _ in procfs.children()}  # not this run's, whatever is left of them
         for _, follow in self.follows:
             follow.lines()  # each log's end, now: what it held before this run does not count
         try:
@@ -765,10 +751,8 @@ class _Run:
         self.grace()
 
     def attach(self):
-        from checks.probes import proc
-
         pid, source, _ = self.spec.attach
-        if not proc.alive(pid):
+        if not procfs.alive(pid):
             raise _Stop("attach", "%s is not running: nothing to kill" % source)
         victim = _Attached(pid, self.spec.attach[2])
         if not victim.same():  # its pid now names another process (reused since smoke.py started)
@@ -1014,31 +998,18 @@ class _Attached:
     and its start time, so that a pid reused by another process is never signalled."""
 
     def __init__(self, pid: int, started: Optional[int]):
-        self.pid, self.started, self.command = pid, started, _cmdline(pid)
+        try:
+            self.command = " ".join(procfs.argv(pid, 4096))
+        except OSError:
+            self.command = ""
+        self.pid, self.started = pid, started
 
     def same(self) -> bool:
         """Still running, and still the process we attached to."""
-        from checks.probes import proc
-        return proc.alive(self.pid) and _start_time(self.pid) == self.started
+        return procfs.alive(self.pid) and procfs.start_time(self.pid) == self.started
 
     def signal_all(self, signum: int) -> None:
         os.kill(self.pid, signum)  # the pid alone: its group is the system's, not ours
-
-
-def _start_time(pid: int) -> Optional[int]:
-    """When the process started, in clock ticks since boot (/proc/PID/stat field 22)."""
-    from checks import lifecycle
-
-    fields = lifecycle.stat(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as fh:
-            return fh.read(4096).replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
 
 
 def _not_ready(spawned, process: Process, offset: int, ends: float) -> Optional[str]:

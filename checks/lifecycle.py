@@ -17,6 +17,8 @@ import functools
 import os
 import threading
 
+from checks import procfs
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Callable, Dict, List, Optional, Set, Tuple
@@ -210,32 +212,17 @@ def is_internal(ppid: int, argv) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def prctl() -> Optional[Callable[..., int]]:
-    """Linux's prctl(2), or None elsewhere."""
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (ImportError, OSError, AttributeError):
-        return None
-
-
-@functools.lru_cache(maxsize=None)
 def adopt_orphans() -> bool:
     """Become a child subreaper (Linux): what our children leave behind becomes our child."""
-    call = prctl()
+    call = procfs.prctl()
     return bool(call) and call(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def strays(before) -> List[Tuple[int, List[str]]]:
     """Our children that were not there `before` (a set of pids) and are not our helpers:
     what a process left behind when it escaped its group (setsid) and was re-parented to us."""
-    from checks.probes import proc
-    return [(pid, argv) for pid, argv in children()
-            if pid not in before and not is_internal(os.getpid(), argv) and proc.alive(pid)]
+    return [(pid, argv) for pid, argv in procfs.children()
+            if pid not in before and not is_internal(os.getpid(), argv) and procfs.alive(pid)]
 
 
 def kill_orphans() -> None:
@@ -244,7 +231,7 @@ def kill_orphans() -> None:
     if not adopt_orphans.cache_info().currsize:
         return
     for _ in range(5):
-        orphans = [pid for pid, argv in children() if not is_internal(os.getpid(), argv)]
+        orphans = [pid for pid, argv in procfs.children() if not is_internal(os.getpid(), argv)]
         if not orphans:
             return
         for pid in orphans:
@@ -263,40 +250,3 @@ def kill_child(pid: int) -> None:
         os.waitpid(pid, 0)
     except (OSError, ChildProcessError):
         pass
-
-
-def stat(pid: int) -> Optional[List[bytes]]:
-    """/proc/PID/stat after the command's name: [state, ppid, pgrp, session, ...]; None
-    when it cannot be read (gone, or not Linux)."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def processes():
-    """(pid, its stat fields) of every process /proc shows."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return
-    for entry in entries:
-        if entry.isdigit():
-            fields = stat(int(entry))
-            if fields is not None:
-                yield int(entry), fields
-
-
-def children():
-    """(pid, argv) of our children, read from /proc."""
-    me = str(os.getpid()).encode()
-    for pid, fields in processes():
-        if fields[1] != me:
-            continue
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as fh:
-                argv = [a.decode("utf-8", "surrogateescape") for a in fh.read().split(b"\0") if a]
-        except OSError:
-            continue
-        yield pid, argv

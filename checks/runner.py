@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import json
 import math
-import os
 import threading
 import time
 
@@ -63,10 +62,8 @@ def fd_limited(concurrency: int) -> Tuple[int, Optional[int]]:
         return concurrency, None
     if soft == resource.RLIM_INFINITY:
         return concurrency, None
-    try:
-        used = len(os.listdir("/proc/self/fd"))
-    except OSError:
-        used = _FDS_RESERVED
+    from checks import procfs
+    used = procfs.open_fds() or _FDS_RESERVED
     fits = max(1, (soft - used - _FDS_RESERVED) // FDS_PER_CHECK)
     return (concurrency, None) if fits >= concurrency else (fits, soft)
 

@@ -295,11 +295,11 @@ def _skip(step: Step, name: str, message: str) -> Result:
 
 def _exited(spawned: List[Tuple[str, dict]]) -> Optional[str]:
     """Why waiting for a server we started is pointless: it has exited (its log's end said)."""
+    from checks import procfs
     from checks.kinds import spawn
-    from checks.probes import proc
 
     for name, facts in spawned:
-        if not proc.alive(facts["pid"]):
+        if not procfs.alive(facts["pid"]):
             return "the process that step %s started (pid %d) has exited; its log ends: %s" % (
                 name, facts["pid"], spawn.tail(facts["log"]))
     return None

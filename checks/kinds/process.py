@@ -13,7 +13,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List
 
-from checks import CheckError, ConfigError, lifecycle, regex
+from checks import CheckError, ConfigError, lifecycle, procfs, regex
 from checks.probes import proc
 
 NAME = "process"
@@ -52,14 +52,6 @@ def _by_pidfile(path: str) -> Dict[str, Any]:
     return facts
 
 
-def _parent(pid: int) -> int:
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as fh:
-            return int(fh.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def _matching(name, pattern, deadline: float) -> List[int]:
     if not os.path.isdir("/proc"):
         raise CheckError("process lookup by name needs /proc (Linux); use a pidfile")
@@ -68,16 +60,12 @@ def _matching(name, pattern, deadline: float) -> List[int]:
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
-            with open("/proc/%s/cmdline" % entry, "rb") as fh:
-                argv = fh.read(65536).split(b"\0")
-            with open("/proc/%s/comm" % entry, "rb") as fh:
-                comm = fh.read().strip().decode("utf-8", errors="replace")
+            argv, comm = procfs.argv(int(entry)), procfs.comm(int(entry))
         except (FileNotFoundError, ProcessLookupError, PermissionError):  # exited while we looked, or hidden
             continue
         except OSError as exc:  # out of file descriptors: a smaller count would be a lie
             raise CheckError("cannot read /proc/%s: %s" % (entry, exc.strerror or exc))
-        argv = [a.decode("utf-8", errors="surrogateescape") for a in argv if a]
-        if argv and proc.alive(int(entry)) and not lifecycle.is_internal(_parent(int(entry)), argv):
+        if argv and procfs.alive(int(entry)) and not lifecycle.is_internal(procfs.parent(int(entry)), argv):
             found.append((int(entry), [a.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                                        for a in argv], comm))
     if pattern is not None:

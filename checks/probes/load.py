@@ -133,10 +133,8 @@ def fd_fit(connections: int) -> Tuple[int, Optional[int]]:
         return connections, None
     if soft == resource.RLIM_INFINITY:
         return connections, None
-    try:
-        used = len(os.listdir("/proc/self/fd"))
-    except OSError:
-        used = _FDS_RESERVED
+    from checks import procfs
+    used = procfs.open_fds() or _FDS_RESERVED
     workers = (os.cpu_count() or 1) if hasattr(os, "fork") else 1
     per_worker = soft - used - _FDS_RESERVED - 2 * workers  # the selector, the workers' pipes, the report
     fits = max(1, per_worker) * (workers if per_worker > 0 else 1)

@@ -21,7 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Callable, Dict, List, Optional, Tuple, Union
 
-from checks import CheckError, lifecycle
+from checks import CheckError, lifecycle, procfs
 
 _PR_SET_PDEATHSIG = 1
 PID_MAX = 4194304  # Linux PID_MAX_LIMIT
@@ -164,28 +164,11 @@ def _start(argv, shell, env, cwd, stdout, stderr, death_signal=True):
 
 def signal_session(sid: int, signum: int) -> None:
     """Signal every process of a session (read from /proc), whatever group each is in."""
-    session = str(sid).encode()
-    for pid, fields in lifecycle.processes():
-        if len(fields) > 3 and fields[3] == session:
-            try:
-                os.kill(pid, signum)
-            except OSError:
-                pass
-
-
-def alive(pid: int) -> bool:
-    """Running, not a zombie that has exited and only waits for its parent."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as fh:  # bytes: a process name need not be UTF-8
-            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return True
+    for pid in procfs.in_session(sid):
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
 
 
 def read_small(path: str, size: int, what: str = "") -> bytes:
@@ -223,7 +206,7 @@ def read_pidfile(path: str) -> Tuple[Optional[int], Optional[str]]:
     # pid 0 would make kill() signal our own process group; beyond PID_MAX_LIMIT, kill() overflows.
     if not text.isdigit() or not 0 < int(text) <= PID_MAX:
         return None, "%s holds %r, not a pid" % (path, cut(text, 20))
-    if not alive(int(text)):
+    if not procfs.alive(int(text)):
         return None, "%s names pid %s, which is not running" % (path, text)
     return int(text), None
 
@@ -235,7 +218,7 @@ def die_with_parent() -> Optional[Callable[[], None]]:
     Its own process group escapes our Ctrl-C and cleanup kills it on every other path;
     this covers the one path where no code of ours runs. None where prctl is missing.
     """
-    prctl = lifecycle.prctl()
+    prctl = procfs.prctl()
     if prctl is None:
         return None
     parent = os.getpid()
