@@ -536,8 +536,8 @@ def _emit(text: str, closed: bool = False, stop=lambda: False) -> None:
             sys.stdout.write(text)
             sys.stdout.flush()
         else:
-            from checks import sinks
-            sinks.write_all(fd, data, _STDOUT_TIMEOUT_S, stop)
+            from checks import fsio
+            fsio.write_all(fd, data, _STDOUT_TIMEOUT_S, stop)
     except BrokenPipeError:
         # The reader went away (smoke.py all | head): end quietly, as CPython's docs advise.
         park_stdout()

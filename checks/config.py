@@ -16,7 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List, Optional, Tuple
 
-from checks import ConfigError
+from checks import ConfigError, fsio
 from checks.secrets import Secrets, collect_fields, secret_field, secret_name
 
 DEFAULT_FILES = ("smoke.toml", "smoke.json")
@@ -25,7 +25,6 @@ DEFAULT_FILES = ("smoke.toml", "smoke.json")
 _ENV_REF = r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{(?=\w)"
 MAX_DEPTH = 64  # tables and lists within each other; deeper is a mistake (or an attack), not a config
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
-CONFIG_READ_TIMEOUT_S = 10.0  # for a config read from a pipe
 _REQUIRED = object()
 
 
@@ -44,16 +43,17 @@ def find(explicit: Optional[str], environ=os.environ) -> Optional[str]:
     return found[0] if found else None
 
 
-def load(path: str, secrets: Secrets, environ=os.environ) -> Dict[str, Any]:
-    """Read a config file into a dict with ${ENV} interpolated; secrets are collected.
+def load(path: str, secrets: Secrets, environ=os.environ, read_timeout: float = fsio.READ_TIMEOUT_S) -> Dict[str, Any]:
+    """Read a config file into a dict with ${ENV} interpolated; secrets are collected. A
+    config from a FIFO or a pipe (--config <(...)) must be written within read_timeout.
 
     A top-level `secrets` list names environment variables whose values are secret
     whatever their names; it is read before anything is interpolated.
     """
     try:
-        data = _read_bounded(path)
+        data = fsio.read_bounded(path, MAX_CONFIG_BYTES, read_timeout)
     except OSError as exc:
-        raise ConfigError("%s: cannot read config: %s" % (path, exc.strerror or exc))
+        raise ConfigError("%s: cannot read config: %s" % (path, fsio.why(exc)))
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError("%s: config is over %d MiB" % (path, MAX_CONFIG_BYTES >> 20))
     try:
@@ -73,38 +73,6 @@ def load(path: str, secrets: Secrets, environ=os.environ) -> Dict[str, Any]:
             raise ConfigError("secrets[%d]: no ${%s} in the config uses %s" % (i, name, name))
     collect_fields(doc, secrets)
     return doc
-
-
-def _read_bounded(path: str) -> bytes:
-    """The file's bytes; a pipe or FIFO (--config <(...), /dev/stdin) within a deadline, so a
-    FIFO nobody writes to cannot hang the run."""
-    import select
-    import stat
-    import time
-
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.set_blocking(fd, True)
-            with os.fdopen(os.dup(fd), "rb") as fh:
-                return fh.read(MAX_CONFIG_BYTES + 1)
-        poller, chunks, size = select.poll(), [], 0
-        poller.register(fd, select.POLLIN)
-        deadline = time.monotonic() + CONFIG_READ_TIMEOUT_S
-        while size <= MAX_CONFIG_BYTES:
-            if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
-                raise OSError("nothing more came within %gs" % CONFIG_READ_TIMEOUT_S)
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _check_values(doc: Any) -> None:

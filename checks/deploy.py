@@ -200,12 +200,17 @@ def _fetch_targets(source: str, where: str):
             raise ConfigError("%s: cannot fetch the targets from %s: %s" % (
                 where, source, answer.get("error") or "status %s" % answer.get("status")))
         return answer["json"]
+    from checks import fsio
+    from checks.config import MAX_CONFIG_BYTES
     try:
-        with open(source, encoding="utf-8") as fh:
-            return json.load(fh)
+        data = fsio.read_bounded(source, MAX_CONFIG_BYTES)
     except OSError as exc:
-        raise ConfigError("%s: cannot read %s: %s" % (where, source, exc.strerror or exc))
-    except ValueError as exc:
+        raise ConfigError("%s: cannot read %s: %s" % (where, source, fsio.why(exc)))
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError("%s: %s is over %d MiB" % (where, source, MAX_CONFIG_BYTES >> 20))
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError("%s: %s is not valid JSON: %s" % (where, source, exc))
 
 
@@ -316,13 +321,13 @@ def _credentials_dir(target: Target, ctx) -> str:
     and by the run's cleanup if we are interrupted first."""
     import tempfile
 
+    from checks import fsio
+
     private = tempfile.mkdtemp(prefix="smoke-credentials-")
     if ctx.cleanup is not None:
         ctx.cleanup.add(lambda: shutil.rmtree(private, ignore_errors=True), "credentials directory " + private)
     for file_name, content in target.credentials.items():
-        fd = os.open(os.path.join(private, file_name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
+        fsio.create(os.path.join(private, file_name), content.encode("utf-8"), 0o600)
     return private
 
 

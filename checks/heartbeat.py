@@ -31,7 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List, Optional, Tuple
 
-from checks import CheckError, ConfigError, procfs, steps
+from checks import CheckError, ConfigError, fsio, procfs, steps
 from checks.config import Fields
 from checks.lifecycle import Interrupted
 from checks.model import Outcome, Planned, Result, cut
@@ -785,11 +785,10 @@ class _Run:
                 os.makedirs(process.dir, exist_ok=True)
                 for path, text in process.files:
                     os.makedirs(os.path.dirname(path), exist_ok=True)
-                    with open(path, "w", encoding="utf-8") as fh:
-                        fh.write(text)
+                    fsio.replace(path, text.encode("utf-8"), 0o644)
                 if process.worker_id is not None:
-                    with open(os.path.join(self.spec.run_dir, "logs", process.name + ".id"), "w") as fh:
-                        fh.write(process.worker_id + "\n")
+                    fsio.replace(os.path.join(self.spec.run_dir, "logs", process.name + ".id"),
+                                 (process.worker_id + "\n").encode(), 0o644)
             except OSError as exc:
                 raise _Stop(step, "%s: cannot write %s: %s" % (process.name, exc.filename, exc.strerror or exc),
                             "error")

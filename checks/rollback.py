@@ -383,47 +383,19 @@ def _keep(report: Dict[str, Any], path: str, state_dir: str) -> List[str]:
     return ["cannot keep the report: " + problem] if problem else []
 
 
-def _read_report(source: str) -> Tuple[bytes, Optional[str]]:
+def _read_report(source: str, timeout: float = _STDIN_TIMEOUT_S) -> Tuple[bytes, Optional[str]]:
     """A report's bytes from a file, a FIFO or stdin (-), within a size cap and a deadline:
-    a writer that never finishes cannot hang us."""
-    import select
-    import stat
-
+    a writer that never finishes cannot hang us. (bytes, None) or (b"", why not)."""
+    from checks import fsio
     try:
-        fd = 0 if source == "-" else os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        data = fsio.read_bounded(0 if source == "-" else source, MAX_REPORT, timeout)
+    except IsADirectoryError:
+        return b"", "is a directory"
     except OSError as exc:
-        return b"", exc.strerror or str(exc)
-    chunks, size = [], 0
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            return b"", "is a directory"
-        if source != "-" and not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
-            return b"", "not a regular file or a pipe"
-        deadline = time.monotonic() + _STDIN_TIMEOUT_S
-        while size <= MAX_REPORT:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return b"", "nothing ended it within %gs" % _STDIN_TIMEOUT_S
-            if not stat.S_ISREG(mode) and not select.select([fd], [], [], min(left, 0.5))[0]:
-                continue
-            try:
-                chunk = os.read(fd, 1 << 20)
-            except BlockingIOError:
-                time.sleep(0.01)  # a FIFO opened before its writer: read() says nothing yet
-                continue
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        return b"", exc.strerror or str(exc)
-    finally:
-        if fd:
-            os.close(fd)
-    if size > MAX_REPORT:
+        return b"", fsio.why(exc)
+    if len(data) > MAX_REPORT:
         return b"", "larger than %d MB: not a smoke.py report" % (MAX_REPORT >> 20)
-    return b"".join(chunks), None
+    return data, None
 
 
 def _facts(report: Dict[str, Any], records: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -508,30 +480,15 @@ def _judge(condition, facts: Dict[str, Any], on_no_data: str, redact) -> Dict[st
 def _writable(incident_log: str, rollback_log: Optional[str]) -> Optional[str]:
     """Why the incident could not be recorded (checked before anything is done), or None.
     Their directories are made, as a log's are on a fresh host."""
+    from checks import fsio
     for path in (incident_log, rollback_log):
         if path is None:
             continue
         try:
-            os.close(_open_log(path))
+            os.close(fsio.open_append(path, make_dirs=True))
         except OSError as exc:
-            return "cannot record the incident in %s: %s" % (path, exc.strerror or exc)
+            return "cannot record the incident in %s: %s" % (path, fsio.why(exc))
     return None
-
-
-def _open_log(path: str) -> int:
-    """path opened to append (made with its directory when missing); the fd."""
-    import errno
-    import stat
-
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory, exist_ok=True)
-    # O_NONBLOCK: a FIFO would wait for a reader forever; a log is a regular file (or /dev/null, say)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
-    if stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISSOCK(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "a FIFO, not a file")
-    return fd
 
 
 def _last_rollback(incident_log: str) -> Tuple[Optional[float], str]:
@@ -597,6 +554,7 @@ def _step_records(done: List[Result]) -> List[Dict[str, Any]]:
 
 def _recorded(spec: Spec, record: Dict[str, Any], outcome: str, clock: float, started: float, ctx) -> List[Result]:
     """Append the incident line and the human line, each fsynced; a result saying where, or why not."""
+    from checks import fsio
     from checks.render import printable  # a newline in an observed value must not forge a second line
 
     took = time.monotonic() - clock
@@ -605,8 +563,7 @@ def _recorded(spec: Spec, record: Dict[str, Any], outcome: str, clock: float, st
     record = ctx.redact(record)
     problems, logs = [], [record["incident_log"]] + ([spec.rollback_log] if spec.rollback_log else [])
     try:
-        os.close(_open_log(record["incident_log"]))
-        state.append_line(record["incident_log"], record)
+        state.append_line(record["incident_log"], record, make_dirs=True)
     except OSError as exc:
         problems.append("cannot record the incident in %s: %s" % (record["incident_log"], exc.strerror or exc))
     if spec.rollback_log:
@@ -615,12 +572,7 @@ def _recorded(spec: Spec, record: Dict[str, Any], outcome: str, clock: float, st
         line = "ROLLBACK%s: %s - Reason: %s - %s" % (" (%s)" % ", ".join(marks) if marks else "", time.strftime(
             "%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), record["reasons"], outcome)
         try:
-            fd = _open_log(spec.rollback_log)
-            try:
-                state.write_all(fd, (printable(line) + "\n").encode("utf-8", "replace"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsio.append(spec.rollback_log, (printable(line) + "\n").encode("utf-8", "replace"), make_dirs=True)
         except OSError as exc:
             problems.append("cannot write rollback_log %s: %s" % (spec.rollback_log, exc.strerror or exc))
     if problems:

@@ -14,15 +14,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Optional
 
-from checks import ConfigError
-
-WRITE_TIMEOUT_S = 10.0  # how long a FIFO's reader may take to drain the report
+from checks import ConfigError, fsio
+from checks.fsio import WRITE_TIMEOUT_S
 
 
 def check_output(path: str, flag: str = "--output") -> None:
@@ -62,39 +60,16 @@ def write_output(path: str, text: str) -> Optional[str]:
     try:
         fd = _our_descriptor(path)
         if fd is not None:  # /dev/stdout into `>> app.log`: append there, never rename over app.log
-            write_all(fd, data, WRITE_TIMEOUT_S)
+            fsio.write_all(fd, data, WRITE_TIMEOUT_S)
             return None
         mode = os.stat(path).st_mode if os.path.exists(path) else None
         if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
             _write_through(path, data)
         else:
-            _replace(os.path.realpath(path), data, stat.S_IMODE(mode) if mode is not None else 0o644)
+            fsio.replace(os.path.realpath(path), data, stat.S_IMODE(mode) if mode is not None else 0o644)
     except OSError as exc:
-        return "cannot write %s: %s" % (path, exc.strerror or exc)
+        return "cannot write %s: %s" % (path, fsio.why(exc))
     return None
-
-
-def write_all(fd: int, data: bytes, timeout: float, stop=lambda: False) -> None:
-    """All of data to fd within timeout, whether fd blocks or not (a parent may have set
-    O_NONBLOCK on our stdout: a plain write then stops at the pipe's 64 KiB); given up
-    at once when stop() says so (a signal came)."""
-    import select
-
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    deadline = time.monotonic() + timeout
-    view = memoryview(data)
-    while view:
-        if stop():
-            raise OSError("interrupted")
-        if time.monotonic() >= deadline:
-            raise OSError("the reader took more than %gs" % timeout)
-        if not poller.poll(min(0.2, max(0.0, deadline - time.monotonic())) * 1000):
-            continue
-        try:
-            view = view[os.write(fd, view[:65536]):]
-        except BlockingIOError:
-            continue
 
 
 def _our_descriptor(path: str) -> Optional[int]:
@@ -120,22 +95,6 @@ def _our_descriptor(path: str) -> Optional[int]:
     return None
 
 
-def _replace(path: str, data: bytes, mode: int) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=".smoke-", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _write_through(path: str, data: bytes) -> None:
     """Non-blocking, with a deadline: a FIFO whose reader does not come within the deadline,
     or stops reading, cannot hang us."""
@@ -155,6 +114,6 @@ def _write_through(path: str, data: bytes) -> None:
                               if fifo else "no such device here")
             time.sleep(0.05)
     try:
-        write_all(fd, data, WRITE_TIMEOUT_S)
+        fsio.write_all(fd, data, WRITE_TIMEOUT_S)
     finally:
         os.close(fd)

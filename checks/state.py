@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List, Optional, Tuple
 
-from checks import SmokeError
+from checks import SmokeError, fsio
 
 DEFAULT_DIR = os.path.join("data", "smoke", "state")
 DEFAULT_LIMIT = 1000
@@ -78,30 +78,11 @@ def _now() -> str:
 
 
 def _tail(path: str) -> Tuple[int, bytes]:
-    """(size, its newest MAX_READ bytes) of a regular file; (0, b"") when it is missing. A FIFO
-    or a device is refused: opening one to read would wait for a writer forever."""
-    import stat
-
+    """(size, its newest MAX_READ bytes); (0, b"") when there is no such file yet."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return fsio.read_tail(path, MAX_READ)
     except FileNotFoundError:
         return 0, b""
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        size = info.st_size
-        os.lseek(fd, max(0, size - MAX_READ), os.SEEK_SET)
-        chunks, left = [], min(size, MAX_READ)
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return size, b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _strict(line: bytes) -> Optional[Dict[str, Any]]:
@@ -139,38 +120,12 @@ def read_lines(path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
     return records, warnings
 
 
-def append_line(path: str, record: Dict[str, Any]) -> None:
-    """One JSON line appended in one write() and fsynced: a reader never sees half of it,
-    and a power cut a moment later does not lose it. A torn last line is ended first."""
-    import stat
-
+def append_line(path: str, record: Dict[str, Any], make_dirs: bool = False) -> None:
+    """One JSON line appended (fsio.append: one write, fsynced, a torn last line ended first)."""
     from checks.model import reportable
 
     data = (json.dumps(reportable(record), sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
-    # O_NONBLOCK: a FIFO with no reader is an error at once, not a wait for one
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        size = os.fstat(fd).st_size
-        if size and _last_byte(path, size) != b"\n":
-            data = b"\n" + data
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _last_byte(path: str, size: int) -> bytes:
-    with open(path, "rb") as fh:
-        fh.seek(size - 1)
-        return fh.read(1)
+    fsio.append(path, data, make_dirs=make_dirs, line=True)
 
 
 def record_run(state_dir: str, report: Dict[str, Any], limit: int = DEFAULT_LIMIT) -> List[str]:
@@ -220,19 +175,7 @@ def run_line(report: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _rewrite(path: str, lines: List[bytes]) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=".history-", suffix=".tmp", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(b"".join(line + b"\n" for line in lines if line.strip()))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # as append_line makes it, not mkstemp's 0600
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    fsio.replace(path, b"".join(line + b"\n" for line in lines if line.strip()), 0o644)
 
 
 def history(state_dir: str) -> Tuple[List[Dict[str, Any]], List[str]]:

@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict
 
-from checks import CheckError
+from checks import CheckError, fsio
 from checks.kinds.log import shown_path
 
 NAME = "file"
@@ -57,10 +57,9 @@ def probe(params, timeout: float, ctx) -> Dict[str, Any]:
 def read_json(path: str, max_bytes: int) -> Dict[str, Any]:
     """{"json": ...} or {"json_error": ...}; an unreadable file is a CheckError."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+        data = fsio.read_head(path, max_bytes + 1)
     except OSError as exc:
-        raise CheckError("cannot read %s: %s" % (shown_path(path), exc.strerror))
+        raise CheckError("cannot read %s: %s" % (shown_path(path), fsio.why(exc)))
     if len(data) > max_bytes:
         return {"json_error": "%s is over max_bytes (%d bytes)" % (path, max_bytes)}
     try:

@@ -46,10 +46,9 @@ def probe(params, timeout: float, ctx) -> Dict[str, Any]:
 
 def tail(path: str) -> str:
     """The end of a log, on one line."""
+    from checks import fsio
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - 300))
-            return fh.read().decode("utf-8", "replace").strip().replace("\n", " | ")[-300:]
+        _, data = fsio.read_tail(path, 300)
     except OSError as exc:
-        return "(no log: %s)" % (exc.strerror or exc)
+        return "(no log: %s)" % fsio.why(exc)
+    return data.decode("utf-8", "replace").strip().replace("\n", " | ")[-300:]

@@ -21,7 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Callable, Dict, List, Optional, Tuple, Union
 
-from checks import CheckError, lifecycle, procfs
+from checks import CheckError, fsio, lifecycle, procfs
 
 _PR_SET_PDEATHSIG = 1
 PID_MAX = 4194304  # Linux PID_MAX_LIMIT
@@ -134,11 +134,13 @@ def spawn(argv: Union[str, List[str]], log_path: str, cleanup, shell: bool = Fal
     """Start a process that outlives this call, stdout and stderr appended to log_path;
     it is stopped by the run's cleanup unless stop() comes first."""
     try:
-        log = open(log_path, "ab")
+        log = fsio.open_append(log_path)
     except OSError as exc:
-        raise CheckError("cannot open the log %s: %s" % (log_path, exc.strerror or exc))
-    with log:  # no parent-death signal: Linux sends it when the starting *thread* ends; the reaper covers us
+        raise CheckError("cannot open the log %s: %s" % (log_path, fsio.why(exc)))
+    try:  # no parent-death signal: Linux sends it when the starting *thread* ends; the reaper covers us
         proc = _start(argv, shell, env, cwd, log, subprocess.STDOUT, death_signal=False)
+    finally:
+        os.close(log)
     spawned = Spawned(proc, argv, log_path, cleanup, 0)
     spawned._token = cleanup.add(spawned.stop, "process group %d of %s" % (proc.pid, describe(argv)))
     return spawned
@@ -174,26 +176,10 @@ def signal_session(sid: int, signum: int) -> None:
 def read_small(path: str, size: int, what: str = "") -> bytes:
     """The first `size` bytes of a regular file; CheckError "cannot read WHAT PATH: why" when
     it is not one (a FIFO would block the run, /dev/zero is endless)."""
-    import errno
-    import stat
-    why = None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        return fsio.read_head(path, size)
     except OSError as exc:
-        raise CheckError("cannot read %s%s: %s" % (what, path, exc.strerror or exc))
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            why = os.strerror(errno.EISDIR)
-        elif not stat.S_ISREG(mode):
-            why = "not a regular file"
-        else:
-            return os.read(fd, size)
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-    finally:
-        os.close(fd)
-    raise CheckError("cannot read %s%s: %s" % (what, path, why))
+        raise CheckError("cannot read %s%s: %s" % (what, path, fsio.why(exc)))
 
 
 def read_pidfile(path: str) -> Tuple[Optional[int], Optional[str]]:
