@@ -68,12 +68,6 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
     configured one with --keep-on-failure applied; None when no flag says anything."""
     if not args.predict_url:
         return configured._replace(keep_on_failure=True) if configured and args.keep_on_failure else None
-    from checks import expect
-    for text in args.expect:  # each flag's own error, not the table's it becomes
-        try:
-            expect.parse(text)
-        except expect.ConditionError as exc:
-            raise ConfigError("--expect %r: %s" % (text, exc))
     if args.identical and args.repeat < 2 and not (args.concurrency or 0) > 1:
         raise ConfigError("--identical compares answers: give --repeat N (2 or more) too")
     table = {"kind": "http", "url": args.predict_url, "method": "POST", "timeout": args.timeout,

@@ -212,6 +212,15 @@ def _int_or_none(text: Any) -> Optional[int]:
         return None
 
 
+def observed(cond: Condition, facts: Any) -> Any:
+    """What a condition is about, as the facts have it: its path resolved, len() taken;
+    MISSING when the facts do not have it."""
+    seen = resolve(facts, cond.path)
+    if seen is not MISSING and cond.length:
+        seen = len(seen) if isinstance(seen, (str, list, dict)) else MISSING
+    return seen
+
+
 def unmet(cond: Condition, facts: dict, deadline: Optional[float] = None,
           redact: Callable[[Any], Any] = _same) -> Optional[str]:
     """None when the condition holds, else a one-line explanation.
@@ -220,11 +229,9 @@ def unmet(cond: Condition, facts: dict, deadline: Optional[float] = None,
     Secrets.redact) masks the quoted value before it is cut short, so an excerpt never
     ends inside a secret; a value found under a secret-named key is never quoted.
     """
-    seen = resolve(facts, cond.path)
+    seen = observed(cond, facts)
     if any(isinstance(part, str) and secret_field(part) for part in cond.path):
         redact = _masked
-    if seen is not MISSING and cond.length:
-        seen = len(seen) if isinstance(seen, (str, list, dict)) else MISSING
     if seen is MISSING:
         if cond.op == "!exists":
             return None

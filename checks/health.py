@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import List, Optional
 
-from checks import ConfigError, expect
+from checks import ConfigError
 from checks.config import Fields, bounded
 from checks.kinds import build_check
 from checks.model import MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, SEVERITIES, Check, Outcome, Planned
@@ -143,11 +143,6 @@ def from_args(args, configured: Optional[List[Check]] = None) -> Optional[List[C
     for table in args.adhoc:
         table = dict(table)
         option = table.pop("_option")
-        for text in table.get("expect", []):
-            try:
-                expect.parse(text)
-            except expect.ConditionError as exc:
-                raise ConfigError("--expect %r: %s" % (text, exc))
         if args.timeout is not None:
             table["timeout"] = args.timeout
         if args.retries is not None:

@@ -43,10 +43,12 @@ _GRACE_S = 2.0  # beyond a check's budget before the runner gives up on its prob
 
 
 class Check(collections.namedtuple("Check", "name section kind probe expect target timeout retries retry_delay "
-                                            "severity tags until interval",
-                                    defaults=("", DEFAULT_TIMEOUT, 0, 1.0, "normal", (), (), 1.0))):
+                                            "severity tags until interval on_no_data",
+                                    defaults=("", DEFAULT_TIMEOUT, 0, 1.0, "normal", (), (), 1.0, "expect"))):
     """A named probe ((timeout_s, run context) -> facts) and its conditions, with its timeout,
-    retries and tags; with `until` conditions, polled every `interval` within the timeout."""
+    retries and tags; with `until` conditions, polled every `interval` within the timeout.
+    on_no_data: what facts that say no_data (an empty answer) are, when not "expect" (judged
+    by the conditions): "fail", "error" or "pass", whatever the conditions say."""
 
     __slots__ = ()
 

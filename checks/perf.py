@@ -604,9 +604,7 @@ def _judge(target: Target, facts: Dict[str, Any], ctx):
             errors.append("%s: %s" % (condition.text, why))
             observed[condition.text] = why
             continue
-        seen = expect.resolve(view, condition.path)
-        if condition.length and seen is not expect.MISSING:
-            seen = len(seen) if isinstance(seen, (str, list, dict)) else expect.MISSING
+        seen = expect.observed(condition, view)
         observed[condition.text] = "missing" if seen is expect.MISSING else seen
         problems += expect.failures([condition], view, time.monotonic() + 5, ctx.redact)
     facts["observed"] = observed

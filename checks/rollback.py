@@ -443,9 +443,7 @@ def _number(value: Any) -> bool:
 
 def _judge(condition, facts: Dict[str, Any], on_no_data: str, redact) -> Dict[str, Any]:
     """One trigger: whether it fired, what was observed against what, or that there was no data."""
-    seen = expect.resolve(facts, condition.path)
-    if seen is not expect.MISSING and condition.length:
-        seen = len(seen) if isinstance(seen, (str, list, dict)) else expect.MISSING
+    seen = expect.observed(condition, facts)
     judged = {"condition": condition.text, "threshold": condition.raw, "op": condition.op}
     at = ("%s %s" % (condition.op, condition.raw)).strip()
     if (seen is expect.MISSING or seen is None) and condition.op not in ("exists", "!exists"):

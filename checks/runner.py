@@ -233,7 +233,7 @@ def run_check(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[f
         try:
             facts = check.probe(timeout, ctx)
             waiting = judge(check.until, facts, ends, ctx.redact) if check.until else []
-            problems = waiting or judge(check.expect, facts, ends, ctx.redact)
+            problems = waiting or judge(check.expect, facts, ends, ctx.redact, check.on_no_data)
         except CheckError as exc:
             return _result(check, "error", ctx.redact(str(exc)), started, attempts)
         except MemoryError:
@@ -258,8 +258,9 @@ def run_check(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[f
                     problems[0] = "gave up: %s; %s" % (ctx.redact(hopeless), problems[0])
         shown = ctx.redact(reportable(facts))
         if not problems:
-            return _result(check, "pass", shown.get("expectations_skipped", ""), started, attempts, shown,
-                           flaky=attempts > 1 and polls_end is None)
+            said = "%s (on_no_data = pass)" % shown["no_data"] if facts.get("no_data") and check.on_no_data == "pass" \
+                else ""
+            return _result(check, "pass", said, started, attempts, shown, flaky=attempts > 1 and polls_end is None)
         out_of_time = run_ends and time.monotonic() + check.retry_delay >= run_ends
         if polls_end is None and attempts <= check.retries and not out_of_time:
             stopped = stop.wait(check.retry_delay) if stop else time.sleep(check.retry_delay)
@@ -291,14 +292,17 @@ def _still_waiting(check: Check, facts: Dict[str, Any], ends: float, ctx: RunCon
 
 
 def judge(conditions, facts: Dict[str, Any], deadline: Optional[float] = None,
-          redact: Callable[[Any], Any] = lambda value: value) -> List[str]:
+          redact: Callable[[Any], Any] = lambda value: value, on_no_data: str = "expect") -> List[str]:
     """The unmet expectations; a probe's `error` fails the check unless a condition is about it.
 
-    A probe may set `expectations_skipped` (with the reason) when the config told it
-    how to judge a case itself, as prometheus's on_no_data = "pass" does.
+    Facts that say no_data (an empty answer) are judged by on_no_data when it is not
+    "expect": "fail" and "pass" whatever the conditions say, "error" (CheckError) when the
+    config says an empty answer means we could not check.
     """
-    if facts.get("expectations_skipped"):
-        return []
+    if facts.get("no_data") and on_no_data != "expect":
+        if on_no_data == "error":
+            raise CheckError(str(facts["no_data"]))
+        return [str(facts["no_data"])] if on_no_data == "fail" else []
     if facts.get("error") and not any(c.path[0] == "error" for c in conditions):
         return [str(facts["error"])]
     return expect.failures(list(conditions), facts, deadline, redact)

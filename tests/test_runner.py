@@ -127,10 +127,14 @@ def test_an_error_fact_fails_unless_a_condition_is_about_it():
     assert judge([expect.parse("error contains refused")], facts) == []
 
 
-def test_expectations_skipped_passes_with_its_reason():
-    result = run_check(make(probe=lambda t, ctx: {"count": 0, "expectations_skipped": "no data (on_no_data = pass)"},
-                          expect_=("value > 1",)))
+def test_no_data_is_judged_by_the_checks_on_no_data_where_expectations_are():
+    empty = lambda t, ctx: {"count": 0, "no_data": "no data"}  # noqa: E731
+    result = run_check(make(probe=empty, expect_=("value > 1",), on_no_data="pass"))
     assert (result.status, result.message) == ("pass", "no data (on_no_data = pass)")
+    assert judge([expect.parse("count == 0")], empty(1, None), on_no_data="fail") == ["no data"]
+    assert judge([expect.parse("count == 0")], empty(1, None)) == []  # "expect": the conditions judge it
+    result = run_check(make(probe=empty, on_no_data="error"))
+    assert (result.status, result.message) == ("error", "no data")
 
 
 def test_selection_by_tag_skip_tag_and_name():

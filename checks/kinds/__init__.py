@@ -14,7 +14,7 @@ import functools
 import sys
 
 from checks import ConfigError, expect
-from checks.config import Fields
+from checks.config import Fields, conditions
 from checks.model import DEFAULT_TIMEOUT, MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, SEVERITIES, Check
 
 KINDS = {
@@ -31,6 +31,9 @@ KINDS = {
 }
 # Steps (deploy and the subcommands after it) may also start what they test.
 STEP_KINDS = dict(KINDS, spawn="checks.kinds.spawn")
+# Kinds whose facts can say no_data (an empty answer), and so take on_no_data: what that is.
+NO_DATA_KINDS = ("prometheus",)
+NO_DATA = ("expect", "fail", "error", "pass")
 
 
 def module(kind: str):
@@ -59,6 +62,7 @@ def build_check(table, where: str, section: str, defaults=None, kinds=KINDS):
         "severity": fields.choice("severity", SEVERITIES, defaults.get("severity", "normal")),
         "tags": tuple(dict.fromkeys(list(defaults.get("tags", [])) + fields.strings("tags", []))),
         "until": tuple(until), "interval": fields.number("interval", 1.0, 0.01, MAX_RETRY_DELAY_S),
+        "on_no_data": fields.choice("on_no_data", NO_DATA, "expect") if kind in NO_DATA_KINDS else "expect",
     }
     name = fields.text("name", None)
     fields.text("description", None)
@@ -72,10 +76,4 @@ def build_check(table, where: str, section: str, defaults=None, kinds=KINDS):
 
 
 def _conditions(fields: Fields, key: str) -> list:
-    conditions = []
-    for i, text in enumerate(fields.strings(key, [])):
-        try:
-            conditions.append(expect.parse(text))
-        except expect.ConditionError as exc:
-            raise ConfigError("%s[%d]: %s" % (fields.at(key), i, exc))
-    return conditions
+    return [condition for _, condition in conditions(fields.strings(key, []), fields.at(key), "--" + key)]

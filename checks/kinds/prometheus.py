@@ -4,7 +4,8 @@ Facts: count (series or 1 for a scalar), value (first sample, a number), values,
 series [{"metric": {...}, "value": n}], and no_data (why, when the result is empty).
 An empty result is judged by the expectations by default (on_no_data = "expect"):
 a "nothing is down" check (up == 0, count == 0) passes on it, count > 0 fails.
-on_no_data = "fail", "error" or "pass" decides it whatever the expectations say.
+on_no_data = "fail", "error" or "pass" decides it whatever the expectations say (the
+check's on_no_data, judged where expectations are: runner.judge).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from checks.model import cut
 
 NAME = "prometheus"
 DEFAULT_EXPECT = ("count > 0",)
-NO_DATA = ("expect", "fail", "error", "pass")
 
 
 def load(fields) -> Dict[str, Any]:
@@ -35,7 +35,6 @@ def load(fields) -> Dict[str, Any]:
         raise ConfigError("%s: give the Prometheus base URL (%s), not an API path"
                           % (fields.at("url"), url.split("/api/v1", 1)[0]))
     return {"url": url, "query": fields.text("query"), "headers": http.request_headers(fields),
-            "on_no_data": fields.choice("on_no_data", NO_DATA, "expect"),
             "insecure": fields.flag("insecure", False), "ca_file": fields.path("ca_file", None)}
 
 
@@ -60,15 +59,8 @@ def probe(params, timeout: float, ctx) -> Dict[str, Any]:
         return {"error": "prometheus answered something that is not a query result: %s"
                 % cut(json.dumps(doc.get("data")), 200)}
     facts["latency_ms"] = answer["latency_ms"]
-    if facts["count"] == 0:
-        reason = "no data: %s returned an empty result" % params["query"]
-        facts["no_data"] = reason
-        if params["on_no_data"] == "error":
-            raise CheckError(reason)
-        if params["on_no_data"] == "pass":
-            facts["expectations_skipped"] = reason + " (on_no_data = pass)"
-        elif params["on_no_data"] == "fail":
-            facts["error"] = reason
+    if facts["count"] == 0:  # judged by the check's on_no_data (runner.judge), not here
+        facts["no_data"] = "no data: %s returned an empty result" % params["query"]
     return facts
 
 
