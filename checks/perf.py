@@ -25,11 +25,10 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 from checks import ConfigError, expect
 from checks.config import Fields
 from checks.model import Outcome, Planned, Result, cut
+from checks.probes.samples import PERCENTILES, summarise
 
 NAME = "perf"
 FLAGS = "--url"
-PERCENTILES = (("p50_ms", 50, 1), ("p90_ms", 90, 10), ("p95_ms", 95, 20), ("p99_ms", 99, 100),
-               ("p999_ms", 99.9, 1000))  # name, percentile, the fewest samples it can be told from
 METRICS = ("count", "ok", "errors", "error_rate", "rps", "n", "min_ms", "mean_ms", "max_ms", "duration_s") + tuple(
     name for name, _, _ in PERCENTILES)
 RATIOS = ("p50_ratio", "p95_ratio", "p99_ratio", "rps_ratio")
@@ -37,7 +36,6 @@ DEFAULT_THRESHOLDS = ("error_rate < 0.01",)  # with none given: a target that an
 MAX_REQUESTS = 100000000
 MAX_DURATION_S = 24 * 3600.0
 MAX_RUNS = 100000
-_BUCKETS = 16  # histogram rows in text output, at most
 
 
 class Target(collections.namedtuple("Target", "name kind load command runs thresholds timeout abort_on_fail",
@@ -450,11 +448,8 @@ def _measure(target: Target, ctx, ends: Optional[float] = None) -> Dict[str, Any
             facts["error"] = problem
             return facts
     else:
-        progress = None
-        if ctx.on_progress:
-            def progress(count: int, seconds: float) -> None:
-                ctx.on_progress("perf %s: %.1fs, %d requests, %.0f req/s" % (target.name, seconds, count,
-                                                                            count / max(seconds, 1e-9)))
+        progress = (lambda count, seconds: ctx.on_progress("perf %s: %.1fs, %d requests, %.0f req/s" % (
+            target.name, seconds, count, count / max(seconds, 1e-9)))) if ctx.on_progress else None
         load = target.load
         fits, limit = probe.fd_fit(load.connections)
         if limit:  # as --concurrency is fitted: connections failing with EMFILE would be the tool's doing
@@ -476,10 +471,10 @@ def _run_command(target: Target, ctx, ends: Optional[float] = None):
     """A command run `runs` times, one after another, like hyperfine: each run a sample. The
     run's deadline bounds each run's timeout; a run it cut short is no sample."""
     from checks import CheckError
-    from checks.probes import load as probe
     from checks.probes import proc
+    from checks.probes.samples import Samples
 
-    samples = probe.Samples()
+    samples = Samples()
     samples.started = time.time()
     params = target.command
     for _ in range(target.runs):
@@ -504,64 +499,6 @@ def _run_command(target: Target, ctx, ends: Optional[float] = None):
             samples.errors["timeout" if done.exit_code is None else "exit %d" % done.exit_code] += 1
     samples.ended = time.time()
     return samples, None
-
-
-def percentile(ordered, p: float) -> float:
-    """Nearest rank: the smallest sample with at least p% of all samples at or below it."""
-    rank = max(1, math.ceil(round(p * len(ordered) / 100.0, 9)))  # 99.9% of 1000 is 999, not 999.0000000000001
-    return ordered[rank - 1]
-
-
-def summarise(samples) -> Dict[str, Any]:
-    ordered = samples.latencies if samples.ordered else sorted(samples.latencies)
-    errors = sum(samples.errors.values())
-    count = len(ordered) + errors
-    duration = max(0.0, samples.ended - samples.started)
-    facts: Dict[str, Any] = {"count": count, "ok": len(ordered), "errors": errors,
-                             "error_rate": round(errors / count, 6) if count else 1.0,
-                             "errors_by_kind": dict(samples.errors),
-                             # answers per second: a refused connection is no throughput
-                             "rps": round((len(ordered) + len(samples.error_latencies)) / duration, 1)
-                             if duration > 0.001 else 0.0,
-                             "duration_s": round(duration, 3), "n": len(ordered)}
-    insufficient = {}
-    if ordered:
-        facts.update(min_ms=round(ordered[0], 3), mean_ms=round(sum(ordered) / len(ordered), 3),
-                     max_ms=round(ordered[-1], 3))
-    for name, p, needed in PERCENTILES:
-        if len(ordered) >= needed:
-            facts[name] = round(percentile(ordered, p), 3)
-        else:
-            insufficient[name] = "insufficient samples: %d of the %d %s needs" % (len(ordered), needed, name)
-    if insufficient:
-        facts["insufficient"] = insufficient
-    if samples.aborted:
-        facts["aborted"] = samples.aborted
-    if samples.trouble:
-        facts["trouble"] = samples.trouble
-    if samples.deadline:
-        facts["deadline_exceeded"] = True
-    if ordered:
-        facts["histogram"] = _histogram(ordered)
-    return facts
-
-
-def _histogram(ordered) -> List[List[float]]:
-    """[[upper bound in ms, count], ...] over log-scaled buckets from the fastest to the slowest."""
-    low, high = max(ordered[0], 0.001), max(ordered[-1], 0.001)
-    if high <= low * 1.0001:
-        return [[round(high, 3), len(ordered)]]
-    rows = min(_BUCKETS, max(2, int(math.sqrt(len(ordered)))))  # a handful of samples gets a handful of rows
-    step = (math.log(high) - math.log(low)) / rows
-    bounds = [math.exp(math.log(low) + step * (i + 1)) for i in range(rows)]
-    counts = [0] * rows
-    import bisect
-    previous = 0
-    for i, bound in enumerate(bounds):
-        index = bisect.bisect_right(ordered, bound) if i < rows - 1 else len(ordered)
-        counts[i] = index - previous
-        previous = index
-    return [[round(bound, 3), count] for bound, count in zip(bounds, counts)]
 
 
 def _ratios(facts: Dict[str, Any], before: Optional[Dict[str, Any]], name: str = "",

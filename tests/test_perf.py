@@ -1,6 +1,5 @@
 """perf against real servers on 127.0.0.1: the fixture's /latency knobs, a refusing port, nginx."""
 
-import array
 import json
 import os
 import shutil
@@ -38,20 +37,6 @@ def smoke(*args, config=None, tmp_path=None):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     report = json.loads(done.stdout) if done.stdout.startswith("{") else None
     return done, report, {r["name"]: r for r in (report or {}).get("results", [])}
-
-
-def test_percentiles_are_nearest_rank_over_every_sample():
-    ordered = list(range(1, 101))
-    assert [perf.percentile(ordered, p) for p in (50, 90, 95, 99, 100)] == [50, 90, 95, 99, 100]
-    assert perf.percentile([7.0], 99) == 7.0 and perf.percentile([1, 2, 3, 4], 50) == 2
-    samples = load.Samples()
-    samples.latencies = array.array("d", [float(i) for i in range(1, 1001)])
-    samples.errors["500"] = 10
-    samples.started, samples.ended = 0.0, 2.0
-    facts = perf.summarise(samples)
-    assert (facts["p50_ms"], facts["p999_ms"], facts["count"], facts["rps"]) == (500, 999, 1010, 500.0)  # answers/s
-    assert facts["error_rate"] == round(10 / 1010, 6) and "insufficient" not in facts
-    assert sum(count for _, count in facts["histogram"]) == 1000
 
 
 def test_a_fixed_delay_gives_p50_near_it(server):
@@ -237,18 +222,6 @@ def test_progress_on_a_terminal_while_the_load_runs(server):
     assert b"perf url: " in seen and b" requests, " in seen and b" req/s" in seen, seen
 
 
-def test_sorted_shares_merge_into_one_sorted_array():
-    import random
-    values = [random.random() for _ in range(5000)]
-    total = load.Samples()
-    for share in (values[:2000], values[2000:4500], values[4500:]):
-        part = load.Samples()
-        part.latencies = array.array("d", share)
-        part.sort()
-        total.merge(load.Samples.load(part.dump()))
-    assert total.ordered and list(total.latencies) == sorted(values)
-
-
 def test_a_kill_9_of_smoke_py_takes_its_load_workers_with_it(server):
     marker = "/latency?kill9=%d" % os.getpid()
     proc = subprocess.Popen([sys.executable, SMOKE, "perf", "--url", server + marker, "--duration", "30",
@@ -382,9 +355,9 @@ def test_a_descriptor_limit_fits_the_connections_and_emfile_is_an_error():
         assert "1 connection, not 1000: this process may open only 20 files (ulimit -n)" in result["message"]
         # EMFILE in the middle of a load (past what was fitted) is the tool's trouble: an error, never a fail
         script = ("import json, sys; sys.path.insert(0, %r)\n"
-                  "from checks import perf; from checks.probes import load\n"
+                  "from checks import perf; from checks.probes import load, samples\n"
                   "spec = perf.load({'targets': [{'name': 'a', 'url': %r, 'connections': 200, 'duration': 0.5}]})\n"
-                  "facts = perf.summarise(load.run(spec.targets[0].load, workers=1))\n"
+                  "facts = samples.summarise(load.run(spec.targets[0].load, workers=1))\n"
                   "print(json.dumps([facts.get('trouble'), facts['errors']]))\n" % (str(ROOT), _url(srv)))
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                               preexec_fn=low(40))

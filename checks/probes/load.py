@@ -19,7 +19,6 @@ from __future__ import annotations
 import array
 import collections
 import errno
-import marshal
 import math
 import os
 import re
@@ -32,6 +31,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Dict, List, Optional, Tuple
 
 from checks.model import cut
+from checks.probes.samples import Samples
 
 MAX_CONNECTIONS = 10000
 MAX_HEAD = 64 * 1024  # a response head longer than this is an error ("bad response")
@@ -53,63 +53,6 @@ class Load(collections.namedtuple("Load", "host port tls server_name insecure ca
     early once more than max_errors have failed or one answer took over max_latency_ms."""
 
     __slots__ = ()
-
-
-class Samples:
-    """The outcome of a run: latencies (ms, counted requests that answered 2xx/3xx), every
-    other outcome by kind, and when the counted part began and ended. trouble: the tool's own
-    (a descriptor limit, a worker lost), which makes the result an error, never a verdict
-    on the server; deadline: the run's deadline cut the load short."""
-
-    def __init__(self):
-        self.latencies = array.array("d")
-        self.errors: Dict[str, int] = collections.Counter()
-        self.error_latencies = array.array("d")  # answered, but with an error status
-        self.started = self.ended = 0.0
-        self.aborted = ""  # why the load stopped early, when it did
-        self.trouble = ""
-        self.deadline = False
-        self.ordered = False  # latencies sorted (each worker sorts its own share: no list of all of them)
-
-    @property
-    def count(self) -> int:
-        return len(self.latencies) + sum(self.errors.values())
-
-    def sort(self) -> None:
-        self.latencies = array.array("d", sorted(self.latencies))
-        self.ordered = True
-
-    def merge(self, other: "Samples") -> None:
-        """Add another's samples; two sorted shares stay sorted, merged without a list of floats."""
-        if self.ordered and other.ordered or not self.latencies and other.ordered:
-            import heapq
-            merged = array.array("d")
-            merged.extend(heapq.merge(self.latencies, other.latencies))
-            self.latencies, self.ordered = merged, True
-        else:
-            self.latencies.extend(other.latencies)
-            self.ordered = False
-        self.error_latencies.extend(other.error_latencies)
-        self.errors.update(other.errors)
-        self.started = min(self.started or other.started, other.started or self.started)
-        self.ended = max(self.ended, other.ended)
-        self.aborted = self.aborted or other.aborted
-        self.trouble = "; ".join(t for t in dict.fromkeys((self.trouble, other.trouble)) if t)
-        self.deadline = self.deadline or other.deadline
-
-    def dump(self) -> bytes:
-        return marshal.dumps((self.latencies.tobytes(), self.error_latencies.tobytes(), dict(self.errors),
-                              self.started, self.ended, self.aborted, self.ordered, self.trouble, self.deadline))
-
-    @classmethod
-    def load(cls, data: bytes) -> "Samples":
-        samples = cls()
-        (latencies, error_latencies, errors, samples.started, samples.ended, samples.aborted,
-         samples.ordered, samples.trouble, samples.deadline) = marshal.loads(data)
-        samples.latencies.frombytes(latencies)
-        samples.error_latencies.frombytes(error_latencies)
-        samples.errors.update(errors)
-        return samples
 
 
 def schedule(load: Load) -> Tuple[int, int]:
