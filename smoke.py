@@ -65,7 +65,7 @@ def _parser(argv):
         """One usage line, the error and a did-you-mean: argparse's usage block alone runs to 7 lines."""
 
         def error(self, message):
-            from checks.cli import did_you_mean, nagios_argv  # only on this path: --help imports nothing of ours
+            from checks.cli.options import did_you_mean, nagios_argv  # only here: --help imports nothing of ours
             hint = did_you_mean(message, options)
             if nagios_argv(argv):  # Nagios shows stdout's first line
                 print("SMOKE UNKNOWN - usage: %s%s" % (message.replace("|", "/"), hint))
@@ -74,7 +74,7 @@ def _parser(argv):
 
         def exit(self, status=0, message=None):
             if message:
-                from checks.cli import say  # only on this path: --help imports nothing of ours
+                from checks.cli.terminal import say  # only on this path: --help imports nothing of ours
                 say(message.rstrip("\n"))
             sys.exit(status)
 
@@ -96,11 +96,11 @@ def _parser(argv):
             continue
         sub = commands.add_parser(name, help=text, description=text, epilog=EXAMPLES, formatter_class=formatter)
         if name == chosen:  # only the chosen command pays for its imports
-            from checks import cli
-            module = __import__(module_name, fromlist=["_"]) if module_name else None
-            cli.add_arguments(sub, getattr(module, "DEADLINE_HELP", None))
-            if module:
-                module.add_arguments(sub)
+            from checks import command
+            from checks.cli.options import add_arguments
+            face = command.of(module_name)
+            add_arguments(sub, face.DEADLINE_HELP)
+            face.add_arguments(sub)
             options += [option for action in sub._actions for option in action.option_strings]
     return parser
 
@@ -144,7 +144,7 @@ def main(argv=None):
     try:
         args = _parser(argv).parse_args(argv)
     except BrokenPipeError:  # smoke.py --help | head -1
-        from checks.cli import park_stdout
+        from checks.cli.terminal import park_stdout
         park_stdout()
         return 0
     from checks import SmokeError, cli

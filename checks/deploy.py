@@ -24,11 +24,11 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Dict, List, Optional
 
 from checks import ConfigError, steps
+from checks.command import Command
 from checks.config import Fields
 from checks.model import Outcome, Planned
 
 NAME = "deploy"
-FLAGS = "--predict-url"
 PHASES = ("deploy", "ready", "predict", "predict_async", "logs", "cleanup")
 MAX_TARGETS = 1000
 
@@ -63,7 +63,7 @@ def add_arguments(parser) -> None:
                         help="after a failure, skip cleanup and leave what was deployed for inspection")
 
 
-def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
+def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec]:
     """A predict-only lifecycle from --predict-url (--concurrency N sends N at once), or the
     configured one with --keep-on-failure applied; None when no flag says anything."""
     if not args.predict_url:
@@ -86,7 +86,7 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
     if args.concurrency is not None:
         table["concurrency"] = args.concurrency
     from checks.secrets import collect_fields
-    collect_fields(table, args.secrets)  # an Authorization header's value is a secret, as in a config
+    collect_fields(table, secrets)  # an Authorization header's value is a secret, as in a config
     section = {"predict": table}
     if configured is not None:
         raise ConfigError("--predict-url: give either a deploy section or --predict-url, not both")
@@ -283,8 +283,8 @@ def _run_concurrently(spec: Spec, targets: List[Target], ctx, outcomes: Dict[str
             cancel.set()
             interrupted = interrupted or exc
     if interrupted:
-        interrupted.results = [r for target in targets if target.name in outcomes for r in outcomes[target.name][0]]
-        raise interrupted
+        raise interrupted.carrying([r for target in targets if target.name in outcomes
+                                    for r in outcomes[target.name][0]]) from None
 
 
 def _run_target(spec: Spec, target: Target, ctx, ends: Optional[float]):
@@ -332,3 +332,19 @@ def _with_env(step, name: str, private: str):
     env = dict(step.table.get("env") or {})
     env.setdefault(name, private)
     return step._replace(table=dict(step.table, env=env))
+
+
+class Deploy(Command):
+    NAME = NAME
+    FLAGS = "--predict-url"
+    add_arguments = staticmethod(add_arguments)
+    from_args = staticmethod(from_args)
+    load = staticmethod(load)
+    plan = staticmethod(plan)
+    run = staticmethod(run)
+
+    def flags_describe(self, args) -> bool:
+        return bool(args.predict_url)
+
+
+COMMAND = Deploy()

@@ -124,7 +124,12 @@ def open_append(path: str, make_dirs: bool = False) -> int:
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             os.makedirs(directory, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    except OSError as exc:  # ENXIO: a FIFO with no reader
+        if exc.errno == errno.ENXIO and stat.S_ISFIFO(os.stat(path).st_mode):
+            raise _refuse(errno.EINVAL, "a FIFO, not a file")
+        raise
     mode = os.fstat(fd).st_mode
     if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
         os.close(fd)

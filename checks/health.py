@@ -16,13 +16,13 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import List, Optional
 
 from checks import ConfigError
+from checks.command import Command
 from checks.config import Fields, bounded
 from checks.kinds import build_check
 from checks.model import MAX_RETRIES, MAX_RETRY_DELAY_S, MAX_TIMEOUT_S, SEVERITIES, Check, Outcome, Planned
 from checks.runner import MAX_DEADLINE_S, RunContext, run_checks
 
 NAME = "health"
-FLAGS = "--url, --tcp, --resources"  # the checks that need no config, for "nothing to check"
 
 
 def add_arguments(parser) -> None:
@@ -134,7 +134,7 @@ def _defaults(fields: Fields, tier_fields: bool = False) -> dict:
     return {key: value for key, value in found.items() if value is not None}
 
 
-def from_args(args, configured: Optional[List[Check]] = None) -> Optional[List[Check]]:
+def from_args(args, secrets, configured: Optional[List[Check]] = None) -> Optional[List[Check]]:
     """The configured checks and those given by --url, --tcp and --resources; None without such flags."""
     if not args.adhoc:
         return None
@@ -191,3 +191,20 @@ def run(checks: List[Check], ctx: RunContext) -> Outcome:
         taken.add(name)
         folded[index] = result._replace(name=name)
     return Outcome(folded)
+
+
+class Health(Command):
+    NAME = NAME
+    FLAGS = "--url, --tcp, --resources"
+    add_arguments = staticmethod(add_arguments)
+    from_args = staticmethod(from_args)
+    load = staticmethod(load)
+    plan = staticmethod(plan)
+    run = staticmethod(run)
+    deadline = staticmethod(deadline)
+
+    def flags_describe(self, args) -> bool:
+        return bool(args.adhoc)
+
+
+COMMAND = Health()

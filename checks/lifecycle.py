@@ -78,11 +78,17 @@ class _Reaper:
 
 
 class Interrupted(BaseException):
-    """Raised in the main thread by SIGHUP/SIGINT/SIGTERM; carries the partial results once known."""
+    """Raised in the main thread by SIGHUP/SIGINT/SIGTERM; on its way out, each level raises it
+    again carrying what was done (carrying()): the partial results and metrics."""
 
-    def __init__(self, signum: int, results: Optional[List[Result]] = None):
+    def __init__(self, signum: int, results: Optional[List[Result]] = None,
+                 metrics: Optional[Dict[str, Any]] = None):
         super().__init__(signum)
-        self.signum, self.results = signum, results or []
+        self.signum, self.results, self.metrics = signum, list(results or ()), dict(metrics or {})
+
+    def carrying(self, results: List[Result], metrics: Optional[Dict[str, Any]] = None) -> "Interrupted":
+        """The same interruption, with these results (and metrics: {section: numbers})."""
+        return Interrupted(self.signum, results, self.metrics if metrics is None else metrics)
 
 
 class Cleanup:

@@ -206,7 +206,13 @@ def build_report(command: str, results: List[Result], host: str, started_at: flo
         "min_pass_rate": {section: (section_rates or {}).get(section, min_pass_rate)
                           for section in dict.fromkeys(r.section for r in results)},
     }
-    if interrupted is not None:  # what ran may have passed; the run as a whole was not judged
-        name = SIGNAL_NAMES[interrupted]
-        report.update(status="error", interrupted=name, exit_code=int(ExitCode[name]))
+    if interrupted is not None:
+        interrupt(report, interrupted)
     return reportable(report)
+
+
+def interrupt(report: Dict[str, Any], signum: int) -> None:
+    """Mark a report interrupted by a signal: what ran may have passed; the run as a whole was
+    not judged, and exits with the signal's code."""
+    name = SIGNAL_NAMES[signum]
+    report.update(status="error", interrupted=name, exit_code=int(ExitCode[name]))

@@ -35,10 +35,10 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
     from checks import state
 
     command, selection = report.get("command"), report.get("selection")
-    mine = [r for r in prior if r.get("command") == command and r.get("selection") == selection]
+    this_selection = [r for r in prior if r.get("command") == command and r.get("selection") == selection]
     from checks.model import PASSING
 
-    before = mine[-1].get("status") if mine else "pass"
+    before = this_selection[-1].get("status") if this_selection else "pass"
     now = report.get("status")
     failing = [r for r in report.get("results", ()) if r.get("status") in ("fail", "error")]
     found = []
@@ -49,7 +49,7 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
     elif now in PASSING and before not in PASSING:
         found.append(("recovered", "all %d passed again" % summary.get("total", 0)))
     for result in failing:
-        streak = 1 + state.consecutive_failures(mine, check=result["name"])
+        streak = 1 + state.consecutive_failures(this_selection, check=result["name"])
         if streak == escalate_after:
             found.append(("escalated", "%s has failed %d runs in a row: %s" % (result["name"], streak,
                                                                               result.get("message", ""))))

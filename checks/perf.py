@@ -23,12 +23,12 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Dict, List, Optional
 
 from checks import ConfigError, expect
+from checks.command import Command
 from checks.config import Fields
 from checks.model import Outcome, Planned, Result, cut
 from checks.probes.samples import PERCENTILES, summarise
 
 NAME = "perf"
-FLAGS = "--url"
 METRICS = ("count", "ok", "errors", "error_rate", "rps", "n", "min_ms", "mean_ms", "max_ms", "duration_s") + tuple(
     name for name, _, _ in PERCENTILES)
 RATIOS = ("p50_ratio", "p95_ratio", "p99_ratio", "rps_ratio")
@@ -82,7 +82,7 @@ def add_arguments(parser) -> None:
     load.add_argument("--save-baseline", metavar="FILE", help="write this run's numbers, for a later --baseline")
 
 
-def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
+def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec]:
     """A one-target spec from --url, or the configured one with the load flags applied;
     None when no flag says anything."""
     changed = {key: getattr(args, key) for key in ("connections", "duration", "requests", "rate", "warmup",
@@ -90,7 +90,7 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
     if configured is not None:
         if args.url:
             raise ConfigError("--url describes one target, and the config's perf section others: use one or the other")
-        targets = [_with(target, changed, "--" + NAME) for target in configured.targets]
+        targets = [_with_load(target, changed, "--" + NAME) for target in configured.targets]
         baseline = _baseline(args.baseline, "--baseline") if args.baseline else configured.baseline
         if not (changed or args.threshold or args.baseline or args.save_baseline or args.abort_on_fail):
             return None
@@ -119,7 +119,7 @@ def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
     if args.abort_on_fail:
         table["abort_on_fail"] = True
     from checks.secrets import collect_fields
-    collect_fields(table, args.secrets)  # an Authorization header's value is a secret, as in a config
+    collect_fields(table, secrets)  # an Authorization header's value is a secret, as in a config
     baseline = _baseline(args.baseline, "--baseline") if args.baseline else None
     if args.save_baseline:
         _check_baseline_path(args.save_baseline, "--save-baseline")
@@ -249,7 +249,7 @@ def _with_limits(load, thresholds):
     return load._replace(max_errors=max_errors, max_latency_ms=max_latency)
 
 
-def _with(target: Target, changed: Dict[str, Any], where: str) -> Target:
+def _with_load(target: Target, changed: Dict[str, Any], where: str) -> Target:
     """A configured target with the load flags applied (HTTP targets only)."""
     if not changed or target.load is None:
         return target
@@ -393,10 +393,8 @@ def run(spec: Spec, ctx) -> Outcome:
             continue
         except Interrupted as exc:  # the targets done are kept; the rest say they were not run
             done = {r.name for r in results}
-            exc.results = results + [Result(t.name, NAME, "perf", "skip", "interrupted") for t in targets
-                                     if t.name not in done]
-            exc.metrics = {NAME: metrics}
-            raise
+            raise exc.carrying(results + [Result(t.name, NAME, "perf", "skip", "interrupted") for t in targets
+                                          if t.name not in done], {NAME: metrics}) from None
         if spec.baseline is not None:
             facts.update(_ratios(facts, spec.baseline.get(target.name), target.name, sorted(spec.baseline)))
         status, message = _judge(target, facts, ctx)
@@ -563,11 +561,28 @@ def _judge(target: Target, facts: Dict[str, Any], ctx):
         return "error", "; ".join(errors + problems)
     if problems:
         return "fail", "; ".join(problems)
-    return "pass", _said(facts)
+    return "pass", _summary_line(facts)
 
 
-def _said(facts: Dict[str, Any]) -> str:
+def _summary_line(facts: Dict[str, Any]) -> str:
     parts = ["%s %s ms" % (name[:-3], facts[name]) for name in ("p50_ms", "p95_ms", "p99_ms") if name in facts]
     parts.append("%s req/s" % facts["rps"])
     parts.append("%.2f%% errors" % (facts["error_rate"] * 100))
     return ", ".join(parts)
+
+
+class Perf(Command):
+    NAME = NAME
+    FLAGS = "--url"
+    add_arguments = staticmethod(add_arguments)
+    from_args = staticmethod(from_args)
+    load = staticmethod(load)
+    plan = staticmethod(plan)
+    run = staticmethod(run)
+    notice = staticmethod(notice)
+
+    def flags_describe(self, args) -> bool:
+        return bool(args.url)
+
+
+COMMAND = Perf()

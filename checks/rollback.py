@@ -24,14 +24,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List, Optional, Tuple
 
-from checks import ConfigError, expect, lifecycle, state, steps
+from checks import ConfigError, expect, incident, lifecycle, state, steps
+from checks.command import Command
 from checks.config import Fields
 from checks.model import PASSING, Outcome, Planned, Result, cut, utc_timestamp
 
 NAME = "rollback"
-FLAGS = "--from FILE --trigger COND"
-ACTION = True  # `all` runs the checks a config describes; a rollback acts, and runs only when asked by name
-FLAGS_ADD_TO_CONFIG = True  # --trigger adds to the section's triggers: a config found is still read
 RESERVED = ("report", "triggers", "lock", "cooldown", "verify", "time_budget", "incident")  # its own results
 MAX_REPORT = 64 << 20
 _STDIN_TIMEOUT_S = 60.0  # for a report piped in: a writer that never finishes cannot hang us
@@ -66,7 +64,7 @@ def add_arguments(parser) -> None:
     act.add_argument("--force", action="store_true", help="roll back even within the cooldown of the last one")
 
 
-def from_args(args, configured: Optional[Spec] = None) -> Optional[Spec]:
+def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec]:
     """The configured spec with the flags applied, or a steps-less one from --trigger (which
     can only say whether a rollback is needed); None when no flag says anything."""
     if args.from_report is not None and args.run:
@@ -231,6 +229,13 @@ def run(spec: Spec, ctx) -> Outcome:
             os.close(held)
 
 
+class _Verdict(collections.namedtuple("_Verdict", "judged fired reasons said metrics")):
+    """The triggers judged on a report: each one's account, those that fired, why (reasons),
+    what could not be judged (said), and the run's metrics so far."""
+
+    __slots__ = ()
+
+
 def _run(spec: Spec, ctx, state_dir: str) -> Outcome:
     started, clock = time.time(), time.monotonic()
     ends, label = clock + spec.time_budget, "time_budget"
@@ -241,77 +246,110 @@ def _run(spec: Spec, ctx, state_dir: str) -> Outcome:
     if problem:
         return Outcome([Result("report", NAME, "report", "error", ctx.redact(problem), severity="critical",
                                target=spec.source or ", ".join(spec.run))], {})
+    verdict = _triggered(spec, report, os.path.abspath(report_path), state_dir, ctx)
+    settled = _nothing_to_do(spec, report, verdict)
+    if settled is not None:
+        return settled
+    record = {"time": utc_timestamp(started), "epoch": round(started, 3), "host": socket.gethostname(),
+              "run_id": _run_id(), "dry_run": not spec.execute, "forced": spec.force, "reasons": verdict.reasons,
+              "triggers": verdict.judged, "report": verdict.metrics["report"], "steps": [], "verify": None,
+              "time_budget_s": spec.time_budget,
+              "incident_log": os.path.abspath(spec.incident_log or os.path.join(state_dir, "incidents.jsonl"))}
+    if not spec.execute:
+        would = ", ".join(step.name for step in spec.steps) or "no steps (none are configured)"
+        message = "rollback needed: %s%s; dry run: --execute would run %s%s" % (
+            verdict.reasons, verdict.said, would, ", then verify %s" % ", ".join(spec.verify) if spec.steps else "")
+        results = [_trigger_result("fail", message, verdict.judged, spec)]
+        return Outcome(results + _recorded(spec, record, "dry run", clock, ctx), verdict.metrics)
+    blocked = _blocked(spec, record, verdict, started, clock, ctx)
+    if blocked is not None:
+        return blocked
+    return _act(spec, record, verdict, ctx, ends, clock)
+
+
+def _triggered(spec: Spec, report: Dict[str, Any], report_path: str, state_dir: str, ctx) -> _Verdict:
+    """Each trigger judged on the report and the run history."""
     records, warnings = state.history(state_dir)
     facts = _facts(report, records)
     judged = [_judge(condition, facts, spec.on_no_data, ctx.redact) for condition in spec.triggers]
-    report_path = os.path.abspath(report_path)
     fired = [one for one in judged if one["fired"]]
     reasons = "; ".join(one["reason"] for one in fired)
     metrics: Dict[str, Any] = {"needed": bool(fired), "dry_run": not spec.execute, "reasons": reasons,
                                "triggers": judged, "report": report_path}
     if warnings:
         metrics["warnings"] = warnings
+    said = "".join("; " + one["reason"] for one in judged if one["no_data"] and not one["fired"])
+    return _Verdict(judged, fired, reasons, said, metrics)
+
+
+def _nothing_to_do(spec: Spec, report: Dict[str, Any], verdict: _Verdict) -> Optional[Outcome]:
+    """The outcome when no rollback is to be done: no trigger fired (or none could be judged),
+    or the report itself could not check (nothing is known to be broken); else None."""
+    judged, fired = verdict.judged, verdict.fired
     no_data = [one for one in judged if one["no_data"] and not one["fired"]]
-    said = "".join("; " + one["reason"] for one in no_data)
     if not fired and (len(no_data) == len(judged) or any(one.get("error") for one in judged)):
-        return Outcome([_trigger_result("error", "no trigger could be judged: " + said[2:] if len(no_data) == len(
-            judged) else "no trigger fired, but not every one could be judged" + said, judged, spec)], metrics)
+        return Outcome([_trigger_result("error", "no trigger could be judged: " + verdict.said[2:] if len(
+            no_data) == len(judged) else "no trigger fired, but not every one could be judged" + verdict.said,
+            judged, spec)], verdict.metrics)
     if fired and report.get("status") == "error":  # smoke.py could not check: nothing is known to be broken
         return Outcome([_trigger_result("error", "fired: %s; but the report's verdict is error (it could not check "
                                         "everything, so nothing is known to be broken): not rolling back on it"
-                                        % reasons, judged, spec)], metrics)
+                                        % verdict.reasons, judged, spec)], verdict.metrics)
     if not fired:
         return Outcome([_trigger_result("pass", "no trigger fired: %s%s" % (
-            "; ".join(one["reason"] for one in judged if not one["no_data"]), said), judged, spec)], metrics)
-    incident_log = os.path.abspath(spec.incident_log or os.path.join(state_dir, "incidents.jsonl"))
-    record = {"time": utc_timestamp(started), "epoch": round(started, 3), "host": socket.gethostname(),
-              "run_id": _run_id(), "dry_run": not spec.execute, "forced": spec.force, "reasons": reasons,
-              "triggers": judged, "report": report_path, "steps": [], "verify": None,
-              "time_budget_s": spec.time_budget, "incident_log": incident_log}
-    if not spec.execute:
-        would = ", ".join(step.name for step in spec.steps) or "no steps (none are configured)"
-        message = "rollback needed: %s%s; dry run: --execute would run %s%s" % (
-            reasons, said, would, ", then verify %s" % ", ".join(spec.verify) if spec.steps else "")
-        results = [_trigger_result("fail", message, judged, spec)]
-        return Outcome(results + _recorded(spec, record, "dry run", clock, started, ctx), metrics)
-    writable = _writable(incident_log, spec.rollback_log)
-    if writable:  # never act without a record of it
-        return Outcome([_trigger_result("warn", "fired: " + reasons, judged, spec),
-                        Result("incident", NAME, "incident", "error", "not rolled back: " + writable,
-                               severity="critical", target=incident_log)], metrics)
-    last, last_outcome = _last_rollback(incident_log)
+            "; ".join(one["reason"] for one in judged if not one["no_data"]), verdict.said), judged, spec)],
+            verdict.metrics)
+    return None
+
+
+def _blocked(spec: Spec, record: Dict[str, Any], verdict: _Verdict, started: float, clock: float,
+             ctx) -> Optional[Outcome]:
+    """Why a rollback that fired must not act now, as its outcome; else None, once the line
+    saying it started is written (never act without a record of it)."""
+    incident_log, fired = record["incident_log"], "fired: " + verdict.reasons
+    problem = incident.writable(incident_log, spec.rollback_log)
+    if problem:
+        return Outcome([_trigger_result("warn", fired, verdict.judged, spec),
+                        Result("incident", NAME, "incident", "error", "not rolled back: " + problem,
+                               severity="critical", target=incident_log)], verdict.metrics)
+    last, last_outcome = incident.last_rollback(incident_log)
     if last is not None and started - last < spec.cooldown and not spec.force:
         message = "not rolled back: the last rollback (%s) was %s ago, within the cooldown of %s (until %s); " \
-                  "--force overrides" % (last_outcome, _span(started - last), _span(spec.cooldown),
+                  "--force overrides" % (last_outcome, incident.span(started - last), incident.span(spec.cooldown),
                                          utc_timestamp(last + spec.cooldown))
-        results = [_trigger_result("warn", "fired: " + reasons + said, judged, spec),
+        results = [_trigger_result("warn", fired + verdict.said, verdict.judged, spec),
                    Result("cooldown", NAME, "cooldown", "fail", message, severity="critical", target=incident_log)]
-        return Outcome(results + _recorded(spec, record, "blocked by cooldown", clock, started, ctx), metrics)
+        return Outcome(results + _recorded(spec, record, "blocked by cooldown", clock, ctx), verdict.metrics)
     try:  # a line before acting: a disk that fills up meanwhile cannot leave a rollback unrecorded
-        state.append_line(incident_log, ctx.redact(dict(record, outcome="started", executed=True)))
+        incident.started(record, ctx.redact)
     except (OSError, ValueError) as exc:
-        return Outcome([_trigger_result("warn", "fired: " + reasons, judged, spec),
+        from checks import fsio
+        return Outcome([_trigger_result("warn", fired, verdict.judged, spec),
                         Result("incident", NAME, "incident", "error", "not rolled back: cannot record the incident "
-                               "in %s: %s" % (incident_log, getattr(exc, "strerror", None) or exc),
-                               severity="critical", target=incident_log)], metrics)
-    results = [_trigger_result("warn", "fired: " + reasons + said, judged, spec)]
-    variables = {"run_id": record["run_id"], "reasons": reasons, "report": report_path}
+                               "in %s: %s" % (incident_log, fsio.why(exc)), severity="critical",
+                               target=incident_log)], verdict.metrics)
+    return None
+
+
+def _act(spec: Spec, record: Dict[str, Any], verdict: _Verdict, ctx, ends: float, clock: float) -> Outcome:
+    """Run the steps, then verify; the outcome recorded whatever ends it, a signal included."""
+    metrics = verdict.metrics
+    results = [_trigger_result("warn", "fired: " + verdict.reasons + verdict.said, verdict.judged, spec)]
+    variables = {"run_id": record["run_id"], "reasons": verdict.reasons, "report": record["report"]}
     try:
         try:
             done, _ = steps.run(spec.steps, ctx, variables, ends=ends)
         except lifecycle.Interrupted as exc:
-            record["steps"] = _step_records(exc.results)
-            exc.results = results + exc.results
-            raise
+            record["steps"] = incident.steps(exc.results)
+            raise exc.carrying(results + exc.results) from None
         results += done
-        record["steps"] = _step_records(done)
+        record["steps"] = incident.steps(done)
         broken = next((r for r in done if r.status not in ("pass", "warn")), None)
         if broken is None:
             try:
                 verified = _verify(spec, ctx, ends, metrics, record)
             except lifecycle.Interrupted as exc:
-                exc.results = results + exc.results
-                raise
+                raise exc.carrying(results + exc.results) from None
             outcome = "rolled back and verified" if verified.status == "pass" else "rolled back, verification failed"
             results.append(verified)
         else:
@@ -320,16 +358,16 @@ def _run(spec: Spec, ctx, state_dir: str) -> Outcome:
                                   severity="critical"))
             outcome = "step %s %s" % (broken.name, "did not run" if broken.status == "skip" else "failed")
     except lifecycle.Interrupted as exc:  # the record is written before the signal is obeyed
-        recorded, _ = lifecycle.shielded(lambda: _recorded(spec, record, "interrupted", clock, started, ctx))
-        exc.results = exc.results + recorded
-        exc.metrics = {NAME: dict(metrics, executed=True, outcome="interrupted")}
-        raise
+        recorded, _ = lifecycle.shielded(lambda: _recorded(spec, record, "interrupted", clock, ctx))
+        raise exc.carrying(exc.results + recorded, {NAME: dict(metrics, executed=True, outcome="interrupted")}) \
+            from None
     took = time.monotonic() - clock
     if took > spec.time_budget:
         results.append(Result("time_budget", NAME, "time_budget", "fail", "the rollback took %s, over its "
-                              "time_budget of %s" % (_span(took), _span(spec.time_budget)), severity="critical"))
+                              "time_budget of %s" % (incident.span(took), incident.span(spec.time_budget)),
+                              severity="critical"))
     metrics.update(executed=True, outcome=outcome, duration_s=round(took, 3))
-    return Outcome(results + _recorded(spec, record, outcome, clock, started, ctx), metrics)
+    return Outcome(results + _recorded(spec, record, outcome, clock, ctx), metrics)
 
 
 def _trigger_result(status: str, message: str, judged, spec: Spec) -> Result:
@@ -342,12 +380,12 @@ def _source(spec: Spec, ctx, state_dir: str) -> Tuple[Optional[Dict[str, Any]], 
     if spec.run:
         report = ctx.run_sections(spec.run, ctx)
         path = os.path.join(state_dir, "last-report.json")
-        for problem in _keep(report, path, state_dir):
+        for problem in _keep_copy(report, path, state_dir):
             return report, "", problem
         state.record_run(state_dir, report)  # the run judged is a run: the history's consecutive failures count it
         return report, path, None
     where = "stdin" if spec.source == "-" else spec.source
-    data, problem = _read_report(spec.source)
+    data, problem = _read_report(spec.source, min(_STDIN_TIMEOUT_S, ctx.deadline_s or _STDIN_TIMEOUT_S))
     if problem:
         return None, "", "cannot read the report from %s: %s" % (where, problem)
     if not data.strip():
@@ -367,12 +405,12 @@ def _source(spec: Spec, ctx, state_dir: str) -> Tuple[Optional[Dict[str, Any]], 
     if spec.source != "-":
         return report, spec.source, None
     path = os.path.join(state_dir, "last-report.json")
-    for problem in _keep(report, path, state_dir):
+    for problem in _keep_copy(report, path, state_dir):
         return None, "", problem
     return report, path, None
 
 
-def _keep(report: Dict[str, Any], path: str, state_dir: str) -> List[str]:
+def _keep_copy(report: Dict[str, Any], path: str, state_dir: str) -> List[str]:
     """Write the judged report (masked) where {report} points the steps; the problem, if any."""
     from checks import sinks
     try:
@@ -475,36 +513,6 @@ def _judge(condition, facts: Dict[str, Any], on_no_data: str, redact) -> Dict[st
     return dict(judged, observed=redact(shown), no_data=False, fired=fired, reason=redact(reason))
 
 
-def _writable(incident_log: str, rollback_log: Optional[str]) -> Optional[str]:
-    """Why the incident could not be recorded (checked before anything is done), or None.
-    Their directories are made, as a log's are on a fresh host."""
-    from checks import fsio
-    for path in (incident_log, rollback_log):
-        if path is None:
-            continue
-        try:
-            os.close(fsio.open_append(path, make_dirs=True))
-        except OSError as exc:
-            return "cannot record the incident in %s: %s" % (path, fsio.why(exc))
-    return None
-
-
-def _last_rollback(incident_log: str) -> Tuple[Optional[float], str]:
-    """When the last rollback that ran its steps started (epoch), and how it ended."""
-    import math
-    try:
-        records, _ = state.read_lines(incident_log)
-    except OSError:
-        return None, ""
-    now = time.time()
-    for record in reversed(records):
-        epoch = record.get("epoch")
-        # a clock that was wrong, or a log from elsewhere, must not block rollbacks for a year
-        if record.get("executed") is True and _number(epoch) and math.isfinite(epoch) and epoch <= now + 300:
-            return float(epoch), str(record.get("outcome") or "outcome unknown")
-    return None, ""
-
-
 def _verify(spec: Spec, ctx, ends: float, metrics, record) -> Result:
     """Re-run the verify sections after `settle`, until they pass or verify_timeout (or the
     time budget) runs out."""
@@ -528,51 +536,21 @@ def _verify(spec: Spec, ctx, ends: float, metrics, record) -> Result:
              "failing": [{"name": r["name"], "message": r.get("message")} for r in failing]}
     if report["status"] in PASSING:
         return Result("verify", NAME, "verify", "pass", "verified: %s passed on attempt %d, %s after the steps" % (
-            ", ".join(spec.verify), attempts, _span(took)), severity="critical", facts=facts,
+            ", ".join(spec.verify), attempts, incident.span(took)), severity="critical", facts=facts,
             duration_ms=took * 1000, attempts=attempts)
     first = failing[0] if failing else None
     why = "%s: %s" % (first["name"], first.get("message")) if first else "verdict %s" % report["status"]
     return Result("verify", NAME, "verify", "fail", "verification failed: %s still %s after %d attempt%s in %s "
                   "(%d of %d failing; %s)" % (", ".join(spec.verify), report["status"], attempts,
-                                             "" if attempts == 1 else "s", _span(took), len(failing),
+                                             "" if attempts == 1 else "s", incident.span(took), len(failing),
                                              report["summary"].get("total", 0), cut(why, 300)),
                   severity="critical", facts=facts, duration_ms=took * 1000, attempts=attempts)
 
 
-def _step_records(done: List[Result]) -> List[Dict[str, Any]]:
-    out = []
-    for result in done:
-        facts = result.facts or {}
-        output = "\n".join(str(facts[key]) for key in ("stdout", "stderr") if facts.get(key))
-        out.append({"name": result.name, "status": result.status, "exit_code": facts.get("exit_code"),
-                    "http_status": facts.get("status"), "duration_ms": round(result.duration_ms, 1),
-                    "message": result.message, "output": cut(output, 1000)})
-    return out
-
-
-def _recorded(spec: Spec, record: Dict[str, Any], outcome: str, clock: float, started: float, ctx) -> List[Result]:
-    """Append the incident line and the human line, each fsynced; a result saying where, or why not."""
-    from checks import fsio
-    from checks.render import printable  # a newline in an observed value must not forge a second line
-
-    took = time.monotonic() - clock
-    record.update(outcome=outcome, duration_s=round(took, 3), over_budget=took > spec.time_budget,
-                  executed=bool(record["steps"]))
-    record = ctx.redact(record)
-    problems, logs = [], [record["incident_log"]] + ([spec.rollback_log] if spec.rollback_log else [])
-    try:
-        state.append_line(record["incident_log"], record, make_dirs=True)
-    except OSError as exc:
-        problems.append("cannot record the incident in %s: %s" % (record["incident_log"], exc.strerror or exc))
-    if spec.rollback_log:
-        marks = [] if record["executed"] else [outcome]
-        marks += ["forced"] if spec.force and record["executed"] else []
-        line = "ROLLBACK%s: %s - Reason: %s - %s" % (" (%s)" % ", ".join(marks) if marks else "", time.strftime(
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), record["reasons"], outcome)
-        try:
-            fsio.append(spec.rollback_log, (printable(line) + "\n").encode("utf-8", "replace"), make_dirs=True)
-        except OSError as exc:
-            problems.append("cannot write rollback_log %s: %s" % (spec.rollback_log, exc.strerror or exc))
+def _recorded(spec: Spec, record: Dict[str, Any], outcome: str, clock: float, ctx) -> List[Result]:
+    """The incident recorded with its outcome; a result saying where, or why not."""
+    problems, logs = incident.record(record, outcome, time.monotonic() - clock, spec.time_budget, spec.rollback_log,
+                                     spec.force, ctx.redact)
     if problems:
         return [Result("incident", NAME, "incident", "error", "; ".join(problems), severity="critical",
                        target=record["incident_log"])]
@@ -580,9 +558,17 @@ def _recorded(spec: Spec, record: Dict[str, Any], outcome: str, clock: float, st
                    target=record["incident_log"])]
 
 
-def _span(seconds: float) -> str:
-    if seconds < 120:
-        return "%.1fs" % seconds
-    if seconds < 7200:
-        return "%dm%02ds" % (seconds // 60, seconds % 60)
-    return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)
+class Rollback(Command):
+    NAME = NAME
+    FLAGS = "--from FILE --trigger COND"
+    ACTION = True  # `all` runs the checks a config describes; a rollback acts, and runs only when asked by name
+    add_arguments = staticmethod(add_arguments)
+    from_args = staticmethod(from_args)  # --trigger adds to the section's triggers: a config found is still read
+    load = staticmethod(load)
+    plan = staticmethod(plan)
+    run = staticmethod(run)
+    uses = staticmethod(uses)
+    check_names = staticmethod(check_names)
+
+
+COMMAND = Rollback()

@@ -6,7 +6,8 @@ never sees half a report. A symlink is followed and its target replaced, the lin
 kept. A FIFO or a character device (/dev/null, a terminal) is written through, never
 replaced; so is one of our own descriptors (/dev/stdout, /dev/fd/3), whatever it is
 open on. Anything else (a directory, a block device, a socket) is refused before the
-run starts.
+run starts. A report is written in two steps (stage, then write), so that what can fail
+fails before the report is final: the run's exit code then says so.
 """
 
 from __future__ import annotations
@@ -54,19 +55,61 @@ def check_output(path: str, flag: str = "--output") -> None:
         raise ConfigError("%s %s: is %s; give a regular file, a FIFO or a character device" % (flag, path, kind))
 
 
+class Staged:
+    """A report's file, opened and its space taken (stage()); write() puts the report there. What
+    can go wrong with a path (no directory, no permission, a full disk, a FIFO nobody reads, a
+    device that takes nothing) goes wrong in stage(), before the report is final."""
+
+    def __init__(self, fd: Optional[int] = None, close: bool = False, replacement=None):
+        self._fd, self._close, self._replacement = fd, close, replacement
+
+    def write(self, data: bytes, stop=None, timeout: float = WRITE_TIMEOUT_S) -> None:
+        """data to the file; a reader (a FIFO's) that does not take it within timeout is an OSError."""
+        if self._replacement is not None:
+            self._replacement.commit(data)
+            return
+        try:
+            fsio.write_all(self._fd, data, timeout, stop)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._replacement is not None:
+            self._replacement.abort()
+        elif self._close and self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def stage(path: str, size: int, stop=None, timeout: float = WRITE_TIMEOUT_S) -> Staged:
+    """Open path as its type demands, for a report of about size bytes (OSError when it cannot
+    take one): our own descriptor (/dev/stdout into `>> app.log`) is appended to, never renamed
+    over; a FIFO or a character device is written through (a FIFO's reader must come within
+    timeout); anything else is replaced atomically, its mode kept, through a link to its target."""
+    fd = _our_descriptor(path)
+    if fd is not None:
+        return Staged(fd)
+    mode = os.stat(path).st_mode if os.path.exists(path) else None
+    if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        fd = _open_through(path, stop, timeout)
+        try:
+            os.write(fd, b"")  # a device that takes nothing (/dev/full) says so now
+        except BlockingIOError:
+            pass
+        except OSError:
+            os.close(fd)
+            raise
+        return Staged(fd, close=True)
+    replacement = fsio.Replacement(os.path.realpath(path), stat.S_IMODE(mode) if mode is not None else 0o644)
+    replacement.reserve(size)
+    return Staged(replacement=replacement)
+
+
 def write_output(path: str, text: str) -> Optional[str]:
     """Write text to path as its type demands; the problem in one line, or None."""
     data = text.encode("utf-8", "replace")  # reportable() has cleaned the text: this cannot lose a report
     try:
-        fd = _our_descriptor(path)
-        if fd is not None:  # /dev/stdout into `>> app.log`: append there, never rename over app.log
-            fsio.write_all(fd, data, WRITE_TIMEOUT_S)
-            return None
-        mode = os.stat(path).st_mode if os.path.exists(path) else None
-        if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
-            _write_through(path, data)
-        else:
-            fsio.replace(os.path.realpath(path), data, stat.S_IMODE(mode) if mode is not None else 0o644)
+        stage(path, len(data)).write(data)
     except OSError as exc:
         return "cannot write %s: %s" % (path, fsio.why(exc))
     return None
@@ -95,25 +138,22 @@ def _our_descriptor(path: str) -> Optional[int]:
     return None
 
 
-def _write_through(path: str, data: bytes) -> None:
-    """Non-blocking, with a deadline: a FIFO whose reader does not come within the deadline,
-    or stops reading, cannot hang us."""
+def _open_through(path: str, stop=None, timeout: float = WRITE_TIMEOUT_S) -> int:
+    """A FIFO or a device opened to write, without blocking and within timeout: a FIFO whose
+    reader does not come within it cannot hang us; given up at once when stop() says so."""
     import time
 
-    deadline = time.monotonic() + WRITE_TIMEOUT_S
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
-            break
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError as exc:
             if exc.errno != errno.ENXIO:
                 raise
+            if stop is not None and stop():
+                raise OSError(errno.EINTR, "interrupted")
             fifo = stat.S_ISFIFO(os.stat(path).st_mode)
-            if not fifo or time.monotonic() >= deadline:  # a FIFO nobody reads, or a terminal not there
-                raise OSError(exc.errno, "no process opened the FIFO to read within %gs" % WRITE_TIMEOUT_S
+            if not fifo or time.monotonic() >= deadline:
+                raise OSError(exc.errno, "no process opened the FIFO to read within %gs" % timeout
                               if fifo else "no such device here")
             time.sleep(0.05)
-    try:
-        fsio.write_all(fd, data, WRITE_TIMEOUT_S)
-    finally:
-        os.close(fd)

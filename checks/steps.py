@@ -51,7 +51,7 @@ def load(table, where: str, section: str, name: str, known: Set[str], builtins: 
     if isinstance(table.get("command"), str) and not table.get("shell"):  # split before it is filled: a
         from checks.kinds.command import split  # captured value is one argument, whatever spaces it has
         table["command"] = split(table["command"], where + ".command")
-    own = Fields({key: table.pop(key) for key in ("capture", "always", "repeat", "identical", "compare",
+    extras = Fields({key: table.pop(key) for key in ("capture", "always", "repeat", "identical", "compare",
                                                   "concurrency", "continue_on_error") if key in table}, where)
     needs, filled_later = set(), []
     if table.get("shell") and isinstance(table.get("command"), str) and single_quoted(table["command"]):
@@ -66,19 +66,19 @@ def load(table, where: str, section: str, name: str, known: Set[str], builtins: 
             needs.add(var)
             if var not in builtins:
                 filled_later.append(at)
-    captures = _captures(own, where)
-    step = Step(name, section, where, table, captures, own.flag("always", False),
-                own.integer("repeat", 1, 1, MAX_REPEAT), own.flag("identical", False), own.text("compare", None),
-                own.integer("concurrency", 1, 1, MAX_REPEAT), frozenset(needs), own.flag("continue_on_error", False))
-    own.done()
+    captures = _captures(extras, where)
+    step = Step(name, section, where, table, captures, extras.flag("always", False),
+                extras.integer("repeat", 1, 1, MAX_REPEAT), extras.flag("identical", False), extras.text("compare", None),
+                extras.integer("concurrency", 1, 1, MAX_REPEAT), frozenset(needs), extras.flag("continue_on_error", False))
+    extras.done()
     if step.compare is not None:
         try:
             expect.parse(step.compare + " exists")
         except expect.ConditionError as exc:
-            raise ConfigError("%s: %s" % (own.at("compare"), exc))
+            raise ConfigError("%s: %s" % (extras.at("compare"), exc))
     if step.identical and step.repeat < 2 and step.concurrency < 2:
         raise ConfigError("%s: identical = true compares answers: give repeat (or concurrency) of 2 or more"
-                          % own.at("identical"))
+                          % extras.at("identical"))
     samples = dict({var: _SAMPLE for var in known}, index=0, **builtins)
     try:
         build_check(fill_step(table, samples), where, section, kinds=STEP_KINDS)
@@ -256,13 +256,13 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
             continue
         left = None if ends is None or step.always else max(0.001, ends - time.monotonic())
         # cleanup after a cancel must still run: it gets no cancel of its own
-        own = ctx._replace(deadline_s=left, cancel=None if step.always else ctx.cancel)
+        step_ctx = ctx._replace(deadline_s=left, cancel=None if step.always else ctx.cancel)
         try:
             if step.always or needed_by_cleanup & set(step.captures):
-                result, late = lifecycle.shielded(lambda: _run_one(step, name, own, variables, spawned))
+                result, late = lifecycle.shielded(lambda: _run_one(step, name, step_ctx, variables, spawned))
                 interrupted = interrupted or late
             else:
-                result = _run_one(step, name, own, variables, spawned)
+                result = _run_one(step, name, step_ctx, variables, spawned)
         except Interrupted as exc:
             interrupted = exc
             result = exc.results[0] if exc.results else _skip(step, name, "interrupted")
@@ -278,8 +278,7 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         if result.status not in ("pass", "warn") and not failed and not step.always:
             failed = name
     if interrupted:
-        interrupted.results = results
-        raise interrupted
+        raise interrupted.carrying(results) from None
     return results, variables
 
 

@@ -1,0 +1,32 @@
+"""The command line's run half: everything after the arguments are parsed, in three stages.
+
+    prepare (gather)   flags + config -> what to run, checked; --validate and --dry-run stop here
+    execute (session)  the sections in order, under the run's signals and cleanup
+    deliver (deliver)  the report finalised once, then history, notifications, files, stdout
+
+smoke.py keeps what --help needs (the command table, the parser); this package is imported
+only to run, so its code is compiled once and cached, while smoke.py, a script, is compiled
+again on every start. Unlike the rest of checks/, it prints (terminal): the report on
+stdout, humans' lines on stderr.
+"""
+
+from checks.cli.options import nagios
+from checks.cli.terminal import park_stdout, say
+
+__all__ = ["run", "nagios", "park_stdout", "say"]
+
+
+def run(args, commands, closed) -> int:
+    """Run the parsed command; its exit code. commands is smoke.COMMANDS ({name: (module,
+    help)}): the sections, in the order `all` runs them, are its entries with a module. closed
+    names the standard streams that were closed at start (smoke._open_stdio)."""
+    from checks import lifecycle
+    from checks.cli import deliver, gather, session
+
+    prepared = gather.prepare(args, commands, closed)
+    if prepared is None:  # --validate, --dry-run: said, nothing run
+        return 0
+    start_problems = deliver.start(prepared)
+    with lifecycle.Signals() as signals:
+        executed = session.execute(prepared, signals)
+        return deliver.deliver(prepared, executed, start_problems, signals, closed)

@@ -1,0 +1,187 @@
+"""Deliver a run: the report built and finalised once, then written everywhere from that one
+report, in this order: the run history, notifications, the files, stdout.
+
+Finalised once: the verdict, the problems known by then (a file that cannot be written is
+found before, by staging it), a signal that came during the run and the exit policy give
+one exit code, and nothing rendered after that changes it. Only a signal during delivery
+itself ends it early: what is still to be written says so, and the process exits with the
+signal's code. History and notifications never change a verdict; their problems are said.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
+    from typing import Any, Dict, List, Optional, Tuple
+
+from checks import model
+from checks.cli.gather import FILE_SINKS
+from checks.cli.options import nagios
+from checks.cli.terminal import emit, is_terminal, say
+from checks.render import RENDERERS
+
+
+def start(prepared) -> List[str]:
+    """Before the run: --ping's start (the dead man's switch: this run began); its problems."""
+    if not prepared.delivery.ping:
+        return []
+    from checks import notify
+    problem = notify.ping(prepared.delivery.ping, "start")
+    return [problem] if problem else []
+
+
+def deliver(prepared, executed, start_problems: List[str], signals, closed) -> int:
+    """Build, finalise, record, notify, write and print the report; the process's exit code."""
+    from checks import fsio
+
+    args, redact = prepared.args, prepared.secrets.redact
+    report = _report(prepared, executed)
+    timeout = _io_timeout(prepared, executed)
+    staged, problems = _stage(prepared.sinks, report, lambda: signals.signum is not None, timeout)
+    finalise(report, [redact(problem) for problem in start_problems + problems], signals.signum, nagios(args))
+
+    def late() -> bool:  # a signal the report does not say yet: it came during delivery, and ends it
+        return signals.signum is not None and "interrupted" not in report
+
+    prior = _history(prepared)
+    _add(report, redact, _record(prepared, report) + _notify(prepared, report, prior))
+    for (flag, path), sink in staged:  # --output last: its report has what the others could not do
+        _interrupt_if(late(), report, signals.signum, args)
+        try:
+            sink.write(RENDERERS[FILE_SINKS[flag]](report).encode("utf-8", "replace"), late, timeout)
+        except OSError as exc:
+            _add(report, redact, ["%s: cannot write %s: %s" % (flag, path, fsio.why(exc))])
+    _interrupt_if(late(), report, signals.signum, args)
+    _say_problems(report, args.quiet)
+    if not (args.quiet and report["exit_code"] == 0):
+        color = args.format == "text" and is_terminal(sys.stdout) and not os.environ.get("NO_COLOR")
+        emit(RENDERERS[args.format](report, color=color), "stdout" in closed, stop=late)
+    if late():  # it came while the report was printed
+        return 3 if nagios(args) else int(model.ExitCode[model.SIGNAL_NAMES[signals.signum]])
+    return report["exit_code"]
+
+
+def _report(prepared, executed) -> Dict[str, Any]:
+    """The report as judged, masked (names and targets come from the config too), with the
+    selection it was (the history keeps an hourly and a daily run apart)."""
+    args = prepared.args
+    report = model.build_report(args.command, executed.results, socket.gethostname(), executed.started,
+                                executed.duration_ms, prepared.min_rate, None, prepared.section_rates,
+                                executed.metrics)
+    report = prepared.secrets.redact(report)
+    chosen_by = {key: sorted(set(getattr(args, key))) for key in ("tag", "skip_tag", "only") if getattr(args, key)}
+    if chosen_by:
+        report["selection"] = chosen_by
+    return report
+
+
+def finalise(report: Dict[str, Any], problems: List[str], signum: Optional[int], nagios_policy: bool) -> None:
+    """The report's last word, said once: its problems (masked), a report file that could not be
+    staged (a pass nobody can read is none: error; a failure stays one), a signal that came
+    (interrupted), and the exit policy."""
+    _add(report, lambda text: text, problems)
+    if report["exit_code"] == 0 and any(problem.split(":", 1)[0] in FILE_SINKS for problem in problems):
+        report.update(status="error", exit_code=int(model.ExitCode.UNKNOWN))
+    if signum is not None:
+        model.interrupt(report, signum)
+    if nagios_policy:
+        report["exit_code"] = model.exit_code(report, "nagios")
+
+
+def _add(report: Dict[str, Any], redact, problems: List[str]) -> None:
+    """Problems, masked and made reportable, onto the report's `problems`."""
+    found = [model.reportable(redact(problem)) for problem in problems if problem]
+    if found:
+        report["problems"] = report.get("problems", []) + found
+
+
+def _interrupt_if(late: bool, report: Dict[str, Any], signum: Optional[int], args) -> None:
+    """A signal during delivery: what is still to be written says the run was interrupted."""
+    if late and report.get("interrupted") is None:
+        model.interrupt(report, signum)
+        if nagios(args):
+            report["exit_code"] = model.exit_code(report, "nagios")
+
+
+def _io_timeout(prepared, executed) -> float:
+    """How long a report's reader (a FIFO's) may take: what is left of the run's deadline, at
+    least a second, and never more than sinks.WRITE_TIMEOUT_S."""
+    from checks.sinks import WRITE_TIMEOUT_S
+
+    if not prepared.deadline:
+        return WRITE_TIMEOUT_S
+    return max(1.0, min(WRITE_TIMEOUT_S, prepared.deadline - executed.duration_ms / 1000))
+
+
+def _stage(sinks: List[Tuple[str, str]], report: Dict[str, Any], stop, timeout: float) -> Tuple[list, List[str]]:
+    """([((flag, path), staged file)], problems): each file opened and its space taken for the
+    report as it stands (what it renders to now, and room for the problems to come)."""
+    from checks import fsio
+    from checks import sinks as files
+
+    staged, problems = [], []
+    for flag, path in sinks:
+        size = len(RENDERERS[FILE_SINKS[flag]](report).encode("utf-8", "replace")) + 65536
+        try:
+            staged.append(((flag, path), files.stage(path, size, stop, timeout)))
+        except OSError as exc:
+            problems.append("%s: cannot write %s: %s" % (flag, path, fsio.why(exc)))
+    return staged, problems
+
+
+def _history(prepared) -> List[Dict[str, Any]]:
+    """The runs before this one, for the notifications that say what changed."""
+    if not (prepared.delivery.notify or prepared.delivery.github):
+        return []
+    from checks import state
+    return state.history(prepared.state_dir)[0]
+
+
+def _record(prepared, report: Dict[str, Any]) -> List[str]:
+    """This run in the history; its problems (a history that cannot be written changes no verdict)."""
+    from checks import state
+    return state.record_run(prepared.state_dir, report, prepared.history_limit)
+
+
+def _notify(prepared, report: Dict[str, Any], prior: List[Dict[str, Any]]) -> List[str]:
+    """What changed since the last run, channels where people look; none of it changes the verdict,
+    and a garbled answer from a webhook or GitHub must not cost the report."""
+    delivery = prepared.delivery
+    if not delivery.wanted():
+        return []
+    from checks import notify
+
+    summary = report["summary"]
+    channels = [("--notify", delivery.notify, lambda: notify.webhook(
+                delivery.notify, report, notify.events(report, prior, prepared.escalate),
+                delivery.notify_format == "json")),
+            ("--notify-github", delivery.github, lambda: notify.github(
+                delivery.github, report, prior, delivery.github_api, delivery.token)),
+            ("--ping", delivery.ping, lambda: [notify.ping(
+                delivery.ping, "" if report["status"] in model.PASSING else "fail", "smoke.py %s on %s: %s, %d of %d passed"
+                % (report["command"], report["host"], report["status"], summary["pass"] + summary["warn"],
+                   summary["total"]))]),
+            ("--push", delivery.push, lambda: [notify.push(
+                delivery.push, RENDERERS["prometheus"](report), delivery.instance or report["host"],
+                report.get("selection"))])]
+    problems = []
+    for flag, wanted, send in channels:
+        if wanted:
+            try:
+                problems += [problem for problem in send() if problem]
+            except Exception as exc:
+                problems.append("%s: %s: %s" % (flag, type(exc).__name__, exc))
+    return problems
+
+
+def _say_problems(report: Dict[str, Any], quiet: bool) -> None:
+    """Each problem on stderr; under --quiet after a pass, a history line skipped (torn, not
+    JSON) is not worth a mail, but a lost push or history is."""
+    for problem in report.get("problems", ()):
+        skipped_line = problem.startswith("history:") and ("cut short" in problem or "not a JSON" in problem)
+        if not (quiet and report["exit_code"] == 0 and skipped_line):
+            say("smoke.py: " + problem)
