@@ -113,98 +113,117 @@ def run_checks(checks: List[Check], ctx: RunContext,
     A pool, not a thread per check: starting a thread waits for it to be scheduled,
     which under load costs more than a fast check.
     """
-    pending = iter(range(len(checks)))  # shared by the workers: next() on it is atomic
-    finished: List[Tuple[int, Result]] = []  # done, not yet taken by the main thread
-    began: Dict[int, float] = {}  # running checks -> when they started
-    abandoned = set()
-    lock, stop = threading.Lock(), threading.Event()
-    ready = threading.Condition(lock)
-    run_ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
-    results: Dict[int, Result] = {}
-    budgets = [check.budget() for check in checks]
+    return _Pool(checks, ctx, facts_out).run()
 
-    def work() -> None:
-        while not stop.is_set():
-            index = next(pending, None)
+
+class _Pool:
+    """Workers take the next check; the main thread collects results and gives up on a check
+    past its budget (its worker is replaced) or on all of them at the run's deadline."""
+
+    def __init__(self, checks: List[Check], ctx: RunContext, facts_out: Optional[List[Dict[str, Any]]]):
+        self.checks, self.ctx, self.facts_out = checks, ctx, facts_out
+        self.pending = iter(range(len(checks)))  # shared by the workers: next() on it is atomic
+        self.finished: List[Tuple[int, Result]] = []  # done, not yet taken by the main thread
+        self.began: Dict[int, float] = {}  # running checks -> when they started
+        self.abandoned: set = set()
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.ready = threading.Condition(self.lock)
+        self.run_ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
+        self.results: Dict[int, Result] = {}
+        self.budgets = [check.budget() for check in checks]
+
+    def run(self) -> List[Result]:
+        try:
+            for _ in range(min(max(1, self.ctx.concurrency), len(self.checks))):
+                self.spawn()
+            while len(self.results) < len(self.checks):
+                if self.collect():
+                    continue
+                if self.ctx.cancel is not None and self.ctx.cancel.is_set():  # a signal, in a thread it cannot reach
+                    self.end_all(lambda index, running: _result(self.checks[index], "skip", "interrupted"))
+                    break
+                if self.run_ends and time.monotonic() >= self.run_ends:  # woken with nothing done: the deadline
+                    self.end_all(lambda index, running: _result(
+                        self.checks[index], "fail", "deadline exceeded (%s %gs)" % (
+                            self.ctx.deadline_flag, self.ctx.deadline_s), running.get(index), int(index in running)))
+                    break
+                self.give_up_overdue()  # or a budget
+        except Interrupted as exc:
+            self.stop.set()
+            with self.lock:  # finished just before the signal: keep them
+                for index, result in self.finished:
+                    self.results.setdefault(index, result)
+            for index in range(len(self.checks)):
+                if index not in self.results:
+                    self.results[index] = _result(self.checks[index], "skip", "interrupted by %s"
+                                                  % SIGNAL_NAMES[exc.signum])
+            raise exc.carrying([self.results[i] for i in sorted(self.results)]) from None
+        finally:
+            self.stop.set()
+        return [self.results[i] for i in sorted(self.results)]
+
+    def work(self) -> None:
+        while not self.stop.is_set():
+            index = next(self.pending, None)
             if index is None:
                 return
-            with lock:
-                began[index] = time.monotonic()
+            with self.lock:
+                self.began[index] = time.monotonic()
             try:
-                result = run_check(checks[index], ctx, run_ends, stop, facts_out[index] if facts_out else None)
+                result = run_check(self.checks[index], self.ctx, self.run_ends, self.stop,
+                                   self.facts_out[index] if self.facts_out else None)
             except Exception as exc:  # a bug of ours past the probe (masking, say): this check's error, not a stall
-                result = _result(checks[index], "error", "internal error: %s: %s" % (type(exc).__name__, exc))
-            with ready:  # here, not when the main thread gets to it: `began` stays as small as the pool
-                began.pop(index, None)
-                replaced = index in abandoned  # a new worker has this slot now
-                finished.append((index, result))
-                ready.notify()
+                result = _result(self.checks[index], "error", "internal error: %s: %s" % (type(exc).__name__, exc))
+            with self.ready:  # here, not when the main thread gets to it: `began` stays as small as the pool
+                self.began.pop(index, None)
+                replaced = index in self.abandoned  # a new worker has this slot now
+                self.finished.append((index, result))
+                self.ready.notify()
             if replaced:
                 return
 
-    def spawn() -> None:
-        threading.Thread(target=work, name="smoke-worker", daemon=True).start()
+    def spawn(self) -> None:
+        threading.Thread(target=self.work, name="smoke-worker", daemon=True).start()
 
-    def finish(index: int, result: Result) -> None:
-        results[index] = result
-        if ctx.on_result:
-            ctx.on_result(result)
+    def finish(self, index: int, result: Result) -> None:
+        self.results[index] = result
+        if self.ctx.on_result:
+            self.ctx.on_result(result)
 
-    try:
-        for _ in range(min(max(1, ctx.concurrency), len(checks))):
-            spawn()
-        while len(results) < len(checks):
-            with ready:
-                if not finished:
-                    wake = min([t + budgets[i] for i, t in began.items()]
-                               + [run_ends or math.inf, time.monotonic() + 1.0])
-                    ready.wait(max(0.0, wake - time.monotonic()))
-                batch, finished[:] = finished[:], []
-            for index, result in batch:
-                if index not in results:  # else it was already given up on
-                    finish(index, result)
-            if batch:
-                continue
-            if ctx.cancel is not None and ctx.cancel.is_set():  # as a signal would, in a thread it cannot reach
-                stop.set()
-                for index in range(len(checks)):
-                    if index not in results:
-                        finish(index, _result(checks[index], "skip", "interrupted"))
-                break
-            now = time.monotonic()  # woken with nothing done: a budget or the deadline has passed
-            if run_ends and now >= run_ends:
-                stop.set()
-                with lock:
-                    running = dict(began)
-                for index in range(len(checks)):
-                    if index not in results:
-                        finish(index, _result(checks[index], "fail", "deadline exceeded (%s %gs)"
-                                              % (ctx.deadline_flag, ctx.deadline_s), running.get(index),
-                                              int(index in running)))
-                break
-            with lock:
-                overdue = {i: t for i, t in began.items() if now >= t + budgets[i]}
-                for index in overdue:
-                    del began[index]
-                    abandoned.add(index)
-            for index, started in overdue.items():
-                finish(index, _result(checks[index], "fail", "timed out: the probe did not return within "
-                                      "%.1fs" % budgets[index], started, 1))
-                spawn()
-    except Interrupted as exc:
-        stop.set()
-        with lock:  # finished just before the signal: keep them
-            for index, result in finished:
-                results.setdefault(index, result)
-        for index in range(len(checks)):
-            if index not in results:
-                results[index] = _result(checks[index], "skip", "interrupted by %s"
-                                         % SIGNAL_NAMES[exc.signum])
-        exc.results = [results[i] for i in sorted(results)]
-        raise
-    finally:
-        stop.set()
-    return [results[i] for i in sorted(results)]
+    def collect(self) -> bool:
+        """Wait for results (at most until a budget or the deadline passes); whether any came."""
+        with self.ready:
+            if not self.finished:
+                wake = min([t + self.budgets[i] for i, t in self.began.items()]
+                           + [self.run_ends or math.inf, time.monotonic() + 1.0])
+                self.ready.wait(max(0.0, wake - time.monotonic()))
+            batch, self.finished[:] = self.finished[:], []
+        for index, result in batch:
+            if index not in self.results:  # else it was already given up on
+                self.finish(index, result)
+        return bool(batch)
+
+    def end_all(self, result_of) -> None:
+        """Stop the workers; every check without a result gets result_of(index, {running: began})."""
+        self.stop.set()
+        with self.lock:
+            running = dict(self.began)
+        for index in range(len(self.checks)):
+            if index not in self.results:
+                self.finish(index, result_of(index, running))
+
+    def give_up_overdue(self) -> None:
+        """A check past its budget is a fail; its worker is left to its probe, and replaced."""
+        now = time.monotonic()
+        with self.lock:
+            overdue = {i: t for i, t in self.began.items() if now >= t + self.budgets[i]}
+            for index in overdue:
+                del self.began[index]
+                self.abandoned.add(index)
+        for index, started in overdue.items():
+            self.finish(index, _result(self.checks[index], "fail", "timed out: the probe did not return within "
+                                       "%.1fs" % self.budgets[index], started, 1))
+            self.spawn()
 
 
 def run_check(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[float] = None,

@@ -134,34 +134,8 @@ def _forked(load: Load, workers: int, progress=None, ends=None, redact=None) -> 
     import select
     import signal
 
-    from checks.probes import proc
-
-    children: Dict[int, int] = {}  # pid: its pipe's read end, while not reaped
-    troubles = []
     board = _Board(workers)
-    arm = proc.die_with_parent()  # made here: it must know this process as the parent
-    for index in range(workers):
-        try:
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-        except OSError as exc:  # a process or descriptor limit of this host
-            troubles.append("cannot start load worker %d: %s: its share was not sent" % (index, exc.strerror or exc))
-            break
-        if pid == 0:  # the child: run, answer, leave without running the parent's cleanup
-            code = 0
-            try:
-                if arm:  # smoke.py killed with -9 takes its load with it
-                    arm()
-                os.close(read_end)
-                data = _Loop(load, index, workers, board, None, ends, redact).run().dump()
-                with os.fdopen(write_end, "wb") as out:
-                    out.write(data)
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(write_end)
-        children[pid] = read_end
+    children, troubles = _start_workers(load, workers, board, ends, redact)
     total = Samples()
     answers = {read_end: bytearray() for read_end in children.values()}
     open_ends = set(answers)
@@ -218,6 +192,39 @@ def _forked(load: Load, workers: int, progress=None, ends=None, redact=None) -> 
     if troubles:
         total.trouble = "; ".join(t for t in dict.fromkeys([total.trouble] + troubles) if t)
     return total
+
+
+def _start_workers(load: Load, workers: int, board: _Board, ends, redact) -> Tuple[Dict[int, int], List[str]]:
+    """({pid: its pipe's read end}, troubles): the worker processes, each running its share and
+    answering with its samples; one that cannot start (a process or descriptor limit) is trouble."""
+    from checks.probes import proc
+
+    children: Dict[int, int] = {}
+    troubles = []
+    arm = proc.die_with_parent()  # made here: it must know this process as the parent
+    for index in range(workers):
+        try:
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+        except OSError as exc:  # a process or descriptor limit of this host
+            troubles.append("cannot start load worker %d: %s: its share was not sent" % (index, exc.strerror or exc))
+            break
+        if pid == 0:  # the child: run, answer, leave without running the parent's cleanup
+            code = 0
+            try:
+                if arm:  # smoke.py killed with -9 takes its load with it
+                    arm()
+                os.close(read_end)
+                data = _Loop(load, index, workers, board, None, ends, redact).run().dump()
+                with os.fdopen(write_end, "wb") as out:
+                    out.write(data)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        children[pid] = read_end
+    return children, troubles
 
 
 def _ended(status: int) -> str:
