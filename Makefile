@@ -1,4 +1,5 @@
-# make demo | make test | make lint | make bundle. Needs only python3; `make test` installs pinned pytest into .venv when missing.
+# make demo | make test | make lint | make bundle. Needs only python3; `make test` installs pinned pytest and
+# pytest-xdist into .venv when they are missing.
 PYTHON ?= python3
 PYTEST_VERSION := 8.3.4
 XDIST_VERSION := 3.6.1
@@ -7,14 +8,19 @@ DEMO := .demo
 
 .PHONY: test demo lint bench bundle clean
 
-# pytest-xdist, when it can be had, runs the tests in two processes (a file's tests stay together),
-# then the few marked serial (they count processes machine-wide) alone; without it, all in one go.
+# The tests run in two processes with pytest-xdist (a file's tests stay together), then the few
+# marked serial (they count processes machine-wide) alone. A Python that has pytest but not
+# xdist gets a .venv that sees its packages, with pinned pytest and xdist; where they cannot be
+# installed (no network), whatever pytest there is runs them one after another.
 test:
-	@if $(PYTHON) -c "import pytest" 2>/dev/null; then py="$(PYTHON)"; \
-	else echo "pytest missing: installing pytest==$(PYTEST_VERSION) into $(VENV)"; \
-	  { [ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV); } && \
-	  $(VENV)/bin/python -m pip install -q "pytest==$(PYTEST_VERSION)" || exit 2; py=$(VENV)/bin/python; \
-	  $$py -m pip install -q "pytest-xdist==$(XDIST_VERSION)" || echo "no pytest-xdist: the tests run serially"; fi; \
+	@py="$(PYTHON)"; \
+	if ! $$py -c "import pytest, xdist" 2>/dev/null; then \
+	  if { [ -x $(VENV)/bin/python ] || $(PYTHON) -m venv --system-site-packages $(VENV); } && \
+	     $(VENV)/bin/python -m pip install -q --disable-pip-version-check \
+	       "pytest==$(PYTEST_VERSION)" "pytest-xdist==$(XDIST_VERSION)"; then py=$(VENV)/bin/python; \
+	  else echo "make test: could not install pytest-xdist into $(VENV): the tests run serially"; \
+	    $$py -c "import pytest" 2>/dev/null || { echo "make test: no pytest, and none could be installed"; exit 2; }; fi; \
+	fi; \
 	if $$py -c "import xdist" 2>/dev/null && [ "$$(nproc 2>/dev/null || echo 1)" -gt 1 ]; then \
 	  $$py -m pytest -q -n 2 --dist loadfile -m "not serial" tests && $$py -m pytest -q -m serial tests; \
 	else $$py -m pytest -q tests; fi && $(PYTHON) tests/e2e_pythons.py
@@ -23,7 +29,7 @@ demo:
 	@$(PYTHON) fixtures/demo.py --dir $(DEMO)
 
 lint:
-	$(PYTHON) -m py_compile smoke.py checks/*.py checks/kinds/*.py checks/probes/*.py fixtures/*.py bench/*.py tools/*.py tests/*.py
+	$(PYTHON) -m py_compile smoke.py checks/*.py checks/*/*.py fixtures/*.py bench/*.py tools/*.py tests/*.py
 
 bench:
 	$(PYTHON) bench/run.py

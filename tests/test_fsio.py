@@ -1,0 +1,117 @@
+"""fsio: the one way smoke.py touches files; every wait has a deadline its caller sets."""
+
+import os
+import stat
+import threading
+import time
+
+import pytest
+
+from checks import fsio, sinks
+
+
+def test_a_replacement_is_whole_or_absent_and_keeps_its_mode(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text("old")
+    fsio.replace(str(path), b"new", 0o640)
+    assert path.read_text() == "new" and stat.S_IMODE(path.stat().st_mode) == 0o640
+    staged = fsio.Replacement(str(path), 0o600)
+    staged.reserve(1 << 20)
+    assert path.read_text() == "new"  # nothing is seen until the commit
+    staged.commit(b"newer")
+    assert path.read_text() == "newer" and os.listdir(tmp_path) == ["report.json"]
+    staged = fsio.Replacement(str(path))
+    staged.abort()
+    assert os.listdir(tmp_path) == ["report.json"]
+
+
+def test_a_full_device_is_found_when_staged_not_when_written(tmp_path):
+    with pytest.raises(OSError) as caught:
+        sinks.stage("/dev/full", 100)
+    assert "No space left" in fsio.why(caught.value)
+
+
+def test_an_append_ends_a_torn_line_first_and_refuses_a_fifo(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"torn')
+    fsio.append(str(path), b'{"b": 2}\n', line=True)
+    assert path.read_bytes() == b'{"a": 1}\n{"torn\n{"b": 2}\n'
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    started = time.monotonic()
+    with pytest.raises(OSError) as caught:
+        fsio.append(str(fifo), b"x\n")
+    assert "a FIFO, not a file" in fsio.why(caught.value) and time.monotonic() - started < 1
+
+
+def test_a_new_private_file_is_never_one_already_there(tmp_path):
+    fsio.create(str(tmp_path / "key"), b"secret", 0o600)
+    assert stat.S_IMODE((tmp_path / "key").stat().st_mode) == 0o600
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    for name in ("key", "link"):
+        with pytest.raises(FileExistsError):
+            fsio.create(str(tmp_path / name), b"x")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_reads_are_bounded_in_size_and_refuse_what_is_not_a_file(tmp_path):
+    path = tmp_path / "big"
+    path.write_bytes(b"x" * 1000)
+    assert fsio.read_head(str(path), 10) == b"x" * 10
+    assert fsio.read_tail(str(path), 10) == (1000, b"x" * 10)
+    assert len(fsio.read_bounded(str(path), 100)) == 101  # one more than the cap: "too big" can be told
+    for reader in (lambda p: fsio.read_head(p, 10), lambda p: fsio.read_tail(p, 10)):
+        with pytest.raises(OSError) as caught:
+            reader("/dev/zero")
+        assert fsio.why(caught.value) == "not a regular file"
+        with pytest.raises(IsADirectoryError):
+            reader(str(tmp_path))
+
+
+def test_a_fifo_nobody_writes_to_is_given_up_at_the_callers_deadline(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    writer_done = threading.Event()
+
+    def writer():  # opens, writes a little, never closes within the deadline
+        fd = os.open(str(fifo), os.O_WRONLY)
+        os.write(fd, b"partial")
+        writer_done.wait(5)
+        os.close(fd)
+
+    threading.Thread(target=writer, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(OSError) as caught:
+        fsio.read_bounded(str(fifo), 1000, timeout=0.3)
+    writer_done.set()
+    assert "within 0.3s" in fsio.why(caught.value) and 0.3 <= time.monotonic() - started < 2
+
+
+def test_a_fifo_without_a_reader_is_given_up_at_the_callers_deadline(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    started = time.monotonic()
+    with pytest.raises(OSError) as caught:
+        sinks.stage(str(fifo), 100, timeout=0.3)
+    assert fsio.why(caught.value) == "no process opened the FIFO to read within 0.3s"
+    assert 0.3 <= time.monotonic() - started < 2
+    assert sinks.WRITE_TIMEOUT_S == fsio.WRITE_TIMEOUT_S == 10.0  # the default, when the run has no deadline
+
+
+def test_a_reader_that_stops_reading_is_given_up_and_a_signal_stops_the_write_at_once(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    holder = os.open(str(fifo), os.O_RDONLY | os.O_NONBLOCK)  # a reader that never reads
+    try:
+        staged = sinks.stage(str(fifo), 100, timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(OSError) as caught:
+            staged.write(b"x" * (1 << 20), timeout=0.3)
+        assert "took more than 0.3s" in fsio.why(caught.value) and time.monotonic() - started < 2
+        staged = sinks.stage(str(fifo), 100)
+        started = time.monotonic()
+        with pytest.raises(OSError) as caught:
+            staged.write(b"x" * (1 << 20), stop=lambda: time.monotonic() - started > 0.2)
+        assert fsio.why(caught.value) == "interrupted" and time.monotonic() - started < 2
+    finally:
+        os.close(holder)
