@@ -1,7 +1,10 @@
-"""Shared test fixtures: the real fixture service on 127.0.0.1, and a one-call check runner."""
+"""Shared test fixtures: the real fixture service on 127.0.0.1, a one-call check runner, and running
+smoke.py itself as a user would (smoke(), a config file, its report, timed)."""
 
+import json
 import os
 import socket
+import subprocess
 import time
 import sys
 from pathlib import Path
@@ -14,6 +17,8 @@ sys.path.insert(0, str(ROOT))
 from checks.kinds import build_check  # noqa: E402
 from checks import runner  # noqa: E402
 from fixtures.service import serve_in_thread  # noqa: E402
+
+SMOKE = str(ROOT / "smoke.py")
 
 
 def pytest_configure(config):
@@ -100,3 +105,41 @@ def read_terminal(master: int) -> bytes:
         seen += chunk
     os.close(master)
     return seen
+
+
+# --- running smoke.py as a user would --------------------------------------------------------
+# test_cli.py's run(), test_state.py's smoke_report() and the smoke() of test_deploy.py, test_perf.py,
+# test_notify.py and test_rollback.py are their files' own, with other signatures. Where `smoke` or
+# `config` already names a module, these are imported as smoke_run (test_cli.py) or config_file
+# (test_config.py).
+
+def smoke(*args, env=None, timeout=60, **kw):
+    """Run smoke.py in ROOT with args (and env added to ours); the finished process, text output."""
+    return subprocess.run([sys.executable, SMOKE] + list(args), capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **(env or {})), cwd=str(ROOT), **kw)
+
+
+def config(tmp_path, checks, **top):
+    """Write tmp_path/smoke.json: a health section of these checks, and top-level fields; its path."""
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps(dict(top, health={"checks": checks})))
+    return str(path)
+
+
+def report_of(done):
+    return json.loads(done.stdout)
+
+
+def strict_json(text):
+    """Parse as a strict reader would: no NaN or Infinity, valid UTF-8 all through."""
+    def refuse(constant):
+        raise AssertionError("%s is not JSON" % constant)
+    text.encode("utf-8")
+    return json.loads(text, parse_constant=refuse)
+
+
+def timed_run(*args, **kw):
+    """smoke() and how long it took, in seconds."""
+    started = time.monotonic()
+    done = smoke(*args, **kw)
+    return done, time.monotonic() - started

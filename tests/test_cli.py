@@ -1,5 +1,6 @@
 """The CLI as users meet it: in-process main([...]) for speed, subprocesses for real exit codes,
-streams and signals, against the fixture service on 127.0.0.1."""
+streams (closed, full, non-blocking) and signals, against the fixture service on 127.0.0.1;
+running unattended (--jitter, --quiet)."""
 
 import json
 import os
@@ -13,7 +14,8 @@ import time
 import pytest
 
 import smoke
-from conftest import ROOT, read_terminal
+from conftest import ROOT, config, read_terminal, strict_json
+from conftest import smoke as smoke_run  # here `smoke` is the smoke.py module, for main()
 
 SMOKE = str(ROOT / "smoke.py")
 
@@ -413,7 +415,7 @@ def test_a_secret_in_a_check_name_is_masked_on_the_terminal_too(tmp_path):
     assert progress.startswith("\r[1/1] FAIL  c-*** (") and "hunter2-value" not in progress + out
 
 
-# --- what a new user hit (issue 5) ---------------------------------------------------------
+# --- what a new user hit first -------------------------------------------------------------
 
 def test_progress_on_a_terminal_is_one_line_cleared_before_the_report(service):
     master, slave = pty.openpty()
@@ -583,3 +585,99 @@ def test_an_old_python_is_told_what_is_needed(version):
         pytest.skip("no python%s here" % version)
     done = subprocess.run([found[-1], SMOKE, "--version"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and done.stderr.startswith("smoke.py needs Python 3.8 or newer; this is %s" % version)
+
+
+# --- closed, full and non-blocking streams; bytes that are not UTF-8 -----------------------
+
+@pytest.mark.parametrize("path, code", [("/health", 0), ("/fault/500", 1)])
+def test_closed_and_full_streams_keep_the_verdicts_exit_code(service, path, code):
+    url = service + path
+    for redirect in ("2>&-", ">&-", ">&- 2>&-", ">/dev/full", "2>/dev/full", "<&-"):
+        done = subprocess.run("%s %s health --url %s %s" % (sys.executable, SMOKE, url, redirect), shell=True,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == code, (redirect, done.stderr)
+        assert "Traceback" not in done.stderr and "internal error" not in done.stderr, redirect
+    done = subprocess.run("%s %s health --url %s >&-" % (sys.executable, SMOKE, url), shell=True,
+                          capture_output=True, text=True, timeout=60)
+    assert "stdout is closed: the report was not printed" in done.stderr
+
+
+def test_help_into_a_closed_pipe_ends_quietly():
+    done = subprocess.run("%s %s health --help | head -1" % (sys.executable, SMOKE), shell=True,
+                          capture_output=True, text=True, timeout=30)
+    assert done.stdout.startswith("usage: smoke.py health") and done.stderr == ""
+
+
+def test_help_works_without_docstrings():
+    for args in (["--help"], ["health", "--help"]):
+        done = subprocess.run([sys.executable, "-OO", SMOKE] + args, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and "usage: smoke.py" in done.stdout
+
+
+def test_a_non_blocking_stdout_still_gets_the_whole_report(service, tmp_path):
+    """Some CI runners and Node parents set O_NONBLOCK on the pipe: a plain write stops at 64 KiB."""
+    path = config(tmp_path, [{"name": "c%d" % i, "kind": "http", "url": service + "/echo"} for i in range(300)])
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", path], stdout=writer)
+    os.close(writer)
+    chunks = []
+    while True:
+        time.sleep(0.001)
+        chunk = os.read(reader, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(reader)
+    assert proc.wait(60) == 0
+    assert len(strict_json(b"".join(chunks).decode())["results"]) == 300
+
+
+def test_a_name_from_non_utf8_environment_bytes_still_prints(tmp_path):
+    path = config(tmp_path, [{"name": "api ${SITE}", "kind": "tcp", "address": "127.0.0.1:1"}])
+    env = dict(os.environ)
+    env_bytes = {k.encode(): v.encode() for k, v in env.items()}
+    env_bytes[b"SITE"] = b"caf\xe9"
+    for args in ([b"--dry-run"], []):
+        done = subprocess.run([sys.executable.encode(), SMOKE.encode(), b"health", b"--config", path.encode()] + args,
+                              capture_output=True, env=env_bytes, timeout=60)
+        assert b"api caf" in done.stdout and done.stderr == b"", (args, done.stderr)
+
+
+# --- running unattended: --jitter, --quiet -------------------------------------------------
+
+def listening():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+def test_jitter_waits_at_most_its_bound_and_is_bounded_itself(tmp_path):
+    sock = listening()
+    try:
+        started = time.monotonic()
+        done = smoke_run("health", "--tcp", "127.0.0.1:%d" % sock.getsockname()[1], "--jitter", "0.5", "--state-dir",
+                         tmp_path)
+        assert done.returncode == 0 and time.monotonic() - started < 5
+    finally:
+        sock.close()
+    for bad in ("-1", "3601", "nan"):
+        done = smoke_run("health", "--tcp", "127.0.0.1:1", "--jitter", bad)
+        assert done.returncode == 2 and "--jitter" in done.stderr
+
+
+def test_quiet_says_nothing_at_all_when_it_passed_and_everything_when_not(tmp_path):
+    sock = listening()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "history.jsonl").write_text('{"command": "hea')  # a problem worth a line, were it not a pass
+    try:
+        done = smoke_run("health", "--tcp", "127.0.0.1:%d" % sock.getsockname()[1], "--quiet", "--state-dir", state,
+                         "--output", tmp_path / "r.json")
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+        assert "cut short" in json.loads((tmp_path / "r.json").read_text())["problems"][0]
+    finally:
+        sock.close()
+    done = smoke_run("health", "--tcp", "127.0.0.1:1", "--quiet", "--state-dir", state)
+    assert done.returncode == 1 and json.loads(done.stdout)["status"] == "fail"

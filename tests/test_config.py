@@ -1,13 +1,17 @@
-"""Config: find, load (JSON/TOML), ${ENV} interpolation, secrets, Fields. Real files in tmp_path."""
+"""checks/config.py: find, load (JSON/TOML), ${ENV} interpolation, secret-named fields, Fields. Real
+files in tmp_path; bad configs are also given to a real smoke.py: exit 2, the field named."""
 
+import os
 import sys
 
 import pytest
 
 from checks import ConfigError, SmokeError
-from checks import config, secrets
+from checks import config
 from checks.config import Fields, find, interpolate, load
 from checks.secrets import Secrets
+from conftest import config as config_file  # here `config` is the checks.config module
+from conftest import smoke, timed_run
 
 TOMLLIB = sys.version_info >= (3, 11)
 
@@ -202,37 +206,6 @@ def test_load_collects_secret_named_fields_at_any_depth(tmp_path):
     assert secrets.values == {"tok-0001", "Bearer abcdef", "hunter22", "ak-123456", "robot-1", "one-secret"}
 
 
-def test_redact_masks_secrets_inside_longer_strings():
-    secrets = Secrets(["hunter22"])
-    assert secrets.redact("login failed for password hunter22!") == "login failed for password ***!"
-    assert secrets.redact("hunter22hunter22") == "******"
-
-
-def test_redact_masks_the_longest_secret_first():
-    assert Secrets(["abcd", "abcdefgh"]).redact("x abcdefgh y abcd") == "x *** y ***"
-
-
-def test_redact_walks_nested_dicts_and_lists_without_changing_the_original():
-    secrets = Secrets(["s3cr3t-v"])
-    original = {"a": ["x s3cr3t-v", {"b": "s3cr3t-v"}, 5, None], "t": ("s3cr3t-v",), "n": 1.5}
-    assert secrets.redact(original) == {"a": ["x ***", {"b": "***"}, 5, None], "t": ["***"], "n": 1.5}
-    assert original["a"][0] == "x s3cr3t-v"
-
-
-def test_redact_masks_values_of_secret_named_keys():
-    data = {"Authorization": "Basic dXNlcg==", "X-Api-Key": "k1", "password": "", "my_token": 123,
-            "Cookie": "a=b", "user": "bob", "nested": {"client_secret": ["x"]}}
-    assert Secrets().redact(data) == {"Authorization": "***", "X-Api-Key": "***", "password": "",
-                                      "my_token": "***", "Cookie": "***", "user": "bob",
-                                      "nested": {"client_secret": "***"}}
-
-
-def test_short_values_are_not_secrets():
-    secrets = Secrets(["abc", "", "80", None, 12345, "abcd"])
-    assert secrets.values == {"abcd"}
-    assert secrets.redact("abc 8080 abcd") == "abc 8080 ***"
-
-
 # --- Fields -----------------------------------------------------------------------------
 
 WHERE = "health.checks[0]"
@@ -348,15 +321,6 @@ def test_fields_from_a_loaded_file_report_paths(tmp_path):
     assert Fields(doc["health"]["checks"][0], "health.checks[0]").number("timeout") == 2.5
 
 
-@pytest.mark.parametrize("name, secret", [
-    ("bearer_token", True), ("X-Api-Key", True), ("db_password", True), ("Authorization", True),
-    ("client_secret", True), ("aws_secret_key", True), ("set-cookie", True), ("credentials", True),
-    ("max_tokens", False), ("cookie_count", False), ("tokenizer", False), ("keys", False), ("status", False),
-])
-def test_secret_field_names_match_at_word_boundaries(name, secret):
-    assert secrets.secret_field(name) is secret
-
-
 def test_json_wins_over_toml_where_toml_cannot_be_read(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "smoke.toml").write_text("")
@@ -369,3 +333,105 @@ def test_json_wins_over_toml_where_toml_cannot_be_read(tmp_path, monkeypatch):
 def test_infinite_numbers_are_rejected(value):
     with pytest.raises(ConfigError, match=r"health.checks\[0\].timeout: must be at least 0.001"):
         Fields({"timeout": value}, "health.checks[0]").number("timeout", 10, minimum=0.001)
+
+
+# --- bad config given to smoke.py: exit 2, the field named ------------------------------
+
+@pytest.mark.parametrize("table, message", [
+    ({"kind": "tcp", "address": "127.0.0.1:1", "retry_delay": 1e308},
+     "health.checks[0].retry_delay: must be between 0 and 3600, got 1e+308"),
+    ({"kind": "tcp", "address": "127.0.0.1:1", "timeout": 1e308},
+     "health.checks[0].timeout: must be between 0.001 and 86400, got 1e+308"),
+    ({"kind": "tcp", "address": "127.0.0.1:1", "retries": 2.7}, "health.checks[0].retries: expected a whole number, got 2.7"),
+    ({"kind": "tcp", "address": "127.0.0.1:1", "retries": 10 ** 30},
+     "health.checks[0].retries: must be between 0 and 100, got a 31-digit number"),
+    ({"kind": "http", "url": "http://exa mple.com/"}, "health.checks[0].url: a URL cannot contain spaces"),
+    ({"kind": "http", "url": "http://exa_mple..com/"}, "is not a valid host name or address"),
+    ({"kind": "http", "url": "http://127.0.0.1:0/"}, "health.checks[0].url: bad port"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "method": ""}, "health.checks[0].method: expected an HTTP method"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "method": "GET /x"}, "health.checks[0].method: expected an HTTP method"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "headers": {"Bad Name": "x"}}, "is not a valid header name"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "max_body": 10 ** 12}, "health.checks[0].max_body: must be between"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "expect": ["json.items[%s] == 1" % ("9" * 5000)]},
+     'health.checks[0].expect[0]: expected [number] or ["key"] at column 11'),
+    ({"kind": "log", "path": "/x", "pattern": "E", "lines": 10 ** 9, "expect": ["count == 0"]},
+     "health.checks[0].lines: must be between 1 and 1e+06"),
+    ({"kind": "log", "path": "/x", "pattern": "a{99999999999999999999}", "expect": ["count == 0"]},
+     "health.checks[0].pattern: bad regular expression"),
+    ({"kind": "process", "pattern": "(" * 3000 + ")" * 3000}, "health.checks[0].pattern: bad regular expression"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "expect": ["body matches a{99999999999999999999}"]},
+     "health.checks[0].expect[0]: bad regular expression at column 14"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "expect": ["status in " + "[" * 100000 + "]" * 100000]},
+     "health.checks[0].expect[0]: the value is nested too deeply"),
+])
+def test_bad_numbers_urls_and_methods_are_exit_2_naming_the_field(tmp_path, table, message):
+    path = config_file(tmp_path, [dict(table, name="c")])
+    for args in (["--validate"], []):
+        done = smoke("health", "--config", path, *args)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and path in done.stderr and done.stdout == ""
+
+
+def test_deep_nesting_in_a_config_is_exit_2(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"health": {"checks": [{"name": "c", "kind": "http", "url": "http://h/", "json": %s%s}]}}'
+                    % ("[" * 5000, "]" * 5000))
+    done = smoke("health", "--config", str(path))
+    assert done.returncode == 2 and "nested deeper than 64 levels" in done.stderr and "Traceback" not in done.stderr
+    if sys.version_info >= (3, 11):
+        toml = tmp_path / "deep.toml"
+        toml.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+        done = smoke("health", "--config", str(toml))
+        assert done.returncode == 2 and "nested deeper than 64 levels" in done.stderr
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"kind": "file", "path": "a\u0000b"}, "health.checks[0].path: holds a NUL character"),
+    ({"kind": "log", "path": "", "pattern": "x", "expect": ["count == 0"]}, "health.checks[0].path: is empty"),
+    ({"kind": "process", "pidfile": "/run/x\u0000"}, "health.checks[0].pidfile: holds a NUL"),
+    ({"kind": "resources", "paths": ["/", "a\u0000"]}, "health.checks[0].paths[1]: holds a NUL"),
+    ({"kind": "command", "command": ["echo", "a\u0000"]}, "health.checks[0].command[1]: holds a NUL"),
+    ({"kind": "command", "command": ["true"], "cwd": "a\u0000"}, "health.checks[0].cwd: holds a NUL"),
+    ({"kind": "command", "command": ["true"], "env": {"A=B": "x"}}, "health.checks[0].env.A=B: an environment"),
+    ({"kind": "command", "command": ["echo", "\ud800"]}, "health.checks[0].command[1]: holds a lone surrogate"),
+    ({"kind": "tcp", "address": "127.0.0.1:1", "send": "\ud800"}, "health.checks[0].send: holds a lone surrogate"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "body": "\ud800"}, "health.checks[0].body: holds a lone surrogate"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "headers": {"X-Note": "\u20ac"}}, "must be Latin-1 text"),
+    ({"kind": "http", "url": "http://127.0.0.1/", "ca_file": "a\u0000"}, "health.checks[0].ca_file: holds a NUL"),
+    ({"kind": "tcp", "address": "a\u0000b:80"}, "is not a valid host name or address"),
+    ({"kind": "tcp", "address": "bad host:80"}, "is not a valid host name or address"),
+    ({"kind": "tcp", "address": "[::1:80"}, "is not a valid host name or address"),
+    ({"kind": "tcp", "address": "::1:80"}, "is not a valid host name or address"),
+])
+def test_values_no_program_can_take_are_exit_2_naming_the_field(tmp_path, table, message):
+    path = config_file(tmp_path, [dict(table, name="c")])
+    for args in (["--validate"], []):
+        done = smoke("health", "--config", path, *args)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "internal error" not in done.stderr
+
+
+def test_a_toml_date_is_a_config_error_and_a_silent_fifo_no_hang(tmp_path):
+    if sys.version_info >= (3, 11):
+        toml = tmp_path / "dates.toml"
+        toml.write_text('[[health.checks]]\nname = "c"\nkind = "http"\nurl = "http://h/"\njson = {when = 1979-05-27}\n')
+        done = smoke("health", "--config", str(toml), "--validate")
+        assert done.returncode == 2 and "health.checks[0].json.when: a TOML date or time" in done.stderr
+        toml.write_text('[[health.checks]]\nname = "c"\nkind = "tcp"\naddress = "h:1"\n_checked = 2026-11-23\n'
+                        'timeout = "1_0"\n')
+        done = smoke("health", "--config", str(toml), "--validate")  # a comment may hold a date; 1_0 is no number
+        assert done.returncode == 2 and 'health.checks[0].timeout: expected a number, got a string "1_0"' in done.stderr
+    fifo = tmp_path / "config.json"
+    os.mkfifo(str(fifo))
+    done, took = timed_run("health", "--config", str(fifo), "--deadline", "1", timeout=60)
+    assert done.returncode == 2 and took < 5 and "cannot read config" in done.stderr  # --deadline bounds the wait
+
+
+@pytest.mark.parametrize("table", [{"kind": "http", "url": "http://[::1/"},
+                                   {"kind": "prometheus", "url": "http://127.0.0.1:9090", "query": "up", "ca_file": ""},
+                                   {"kind": "prometheus", "url": "http://127.0.0.1:9090", "query": "up",
+                                    "ca_file": "a\u0000b"}])
+def test_malformed_urls_and_paths_are_config_errors_for_every_kind(tmp_path, table):
+    path = config_file(tmp_path, [dict(table, name="c")])
+    done = smoke("health", "--config", path, "--validate")
+    assert done.returncode == 2 and "internal error" not in done.stderr, done.stderr

@@ -1,4 +1,5 @@
-"""The http check kind against real servers on 127.0.0.1: facts, requests, auth, redirects, TLS, faults, config.
+"""The http check kind against real servers on 127.0.0.1: facts, requests, auth, redirects, TLS, faults, config,
+and what servers send back malformed.
 
 Most cases use the shared fixture service. A few need answers it does not give (303 and
 307 redirects, a redirect to another origin, a body cut short, a body with no length that
@@ -10,6 +11,7 @@ import json
 import resource
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -20,7 +22,7 @@ import pytest
 
 from checks import ConfigError
 from checks.kinds import build_check
-from conftest import free_port, run_check
+from conftest import SMOKE, config, free_port, run_check, smoke
 from fixtures.service import BASIC_PASSWORD, BASIC_USER, BEARER_TOKEN, CERT_FILE
 
 SLACK_S = 1.5  # real clocks on a busy machine: generous, but far below any failure mode's natural length
@@ -533,3 +535,68 @@ def test_a_client_keeps_its_connection_alive_and_survives_an_idle_close():
         client.close()
         server.shutdown()
         server.server_close()
+
+
+# --- what servers send back: bad status lines, odd bytes; URLs; no ssl module -----------------
+
+def test_a_garbage_status_line_gives_an_escaped_reason(service):
+    done = smoke("health", "--format", "text", "--url", service + "/hostile/garbage")
+    assert "bad status line: 'GARBAGE\\x1b[31m and more garbage that runs …'" in done.stdout, done.stdout
+    assert "\x1b" not in done.stdout
+
+
+def test_non_ascii_urls_are_sent_encoded(service):
+    result = run_check(kind="http", url=service + "/caf\u00e9?q=\u00fc", expect=["status == 404"])
+    assert result.status == "pass", result.message  # the fixture's 404 says which path it was asked for
+    assert result.facts["json"]["path"] == "/caf%C3%A9?q=%C3%BC"
+
+
+def test_what_a_server_sends_back_malformed_is_a_fail_not_our_error(service, tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers = {"/bad-location": (302, {"Location": "http://[::1"}, b""),
+               "/prom-list/api/v1/query": (200, {}, b'{"status": "success", "data": [1, 2]}'),
+               "/prom-scalar/api/v1/query": (200, {}, b'{"status": "success", "data": {"resultType": "scalar", "result": [1]}}'),
+               "/version": (200, {}, json.dumps({"version": "1." + "9" * 5000 + ".1"}).encode())}
+
+    class Odd(BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, headers, body = answers[self.path.split("?")[0]]
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Odd)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = "http://127.0.0.1:%d" % server.server_address[1]
+    try:
+        assert run_check(kind="http", url=base + "/bad-location").status == "fail"
+        for prefix in ("/prom-list", "/prom-scalar"):
+            result = run_check(kind="prometheus", url=base + prefix, query="up")
+            assert result.status == "fail" and "not a query result" in result.message, result.message
+        result = run_check(kind="http", url=base + "/version", expect=["json.version >= 1.0"])
+        assert result.status in ("pass", "fail") and "internal error" not in result.message
+    finally:
+        server.shutdown()
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    result = run_check(kind="file", path=str(deep), expect=["json exists"])
+    assert result.status == "fail" and "nested too deeply" in result.facts["json_error"]
+
+
+def test_https_on_a_python_without_ssl_is_a_config_error(tmp_path):
+    """A real import failure: the interpreter is told that ssl does not exist."""
+    path = config(tmp_path, [{"name": "c", "kind": "http", "url": "https://127.0.0.1:1/"}])
+    code = ("import runpy, sys; sys.modules['ssl'] = None; sys.argv = ['smoke.py'] + sys.argv[1:]; "
+            "runpy.run_path(%r, run_name='__main__')" % SMOKE)
+    for args in (["--validate"], []):
+        done = subprocess.run([sys.executable, "-c", code, "health", "--config", path] + args,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2 and "https needs Python's ssl module" in done.stderr, done.stderr

@@ -209,6 +209,14 @@ def test_command_version_fact():
     assert result.message == 'version: expected >= 99.1, got "%s"' % platform.python_version()
 
 
+def test_a_command_printing_only_digits_does_not_stall_the_version_fact():
+    started = time.monotonic()
+    result = run_check(kind="command", command=[sys.executable, "-c", "print('1' * 3000000)"],
+                       max_output=4 * 1024 * 1024, timeout=10)
+    assert time.monotonic() - started < 5 and result.status == "pass"
+    assert "version" not in result.facts
+
+
 def test_command_string_without_shell_is_split_like_a_shell_would():
     command = "%s -c 'import sys; print(sys.argv[1:])' 'a b' c" % shlex.quote(PY)
     result = run_check(kind="command", command=command)

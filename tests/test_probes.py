@@ -1,5 +1,7 @@
-"""probes.proc: spawned processes are owned from the moment they exist, and stopped."""
+"""probes.proc: spawned processes are owned from the moment they exist, and stopped; a command's
+output kept under a real memory limit (RLIMIT_AS) is an error, never a traceback."""
 
+import resource
 import sys
 import time
 
@@ -8,7 +10,7 @@ import pytest
 from checks import CheckError
 from checks.lifecycle import Cleanup
 from checks.probes import proc
-from conftest import gone
+from conftest import config, gone, report_of, smoke
 
 
 def test_a_spawned_process_logs_to_its_file_and_is_stopped_by_the_runs_cleanup(tmp_path):
@@ -45,3 +47,16 @@ def test_run_and_spawn_name_a_missing_program(tmp_path):
 def test_run_times_out_and_kills_the_group():
     done = proc.run("sleep 30 & echo started; wait", 0.3, shell=True)
     assert done.exit_code is None and done.stdout.strip() == "started" and done.seconds < 2
+
+
+def test_out_of_memory_keeping_output_is_an_error_without_a_traceback(tmp_path):
+    path = config(tmp_path, [{"name": "big", "kind": "command", "command": ["head", "-c", "60000000", "/dev/zero"],
+                              "max_output": 64 * 1024 * 1024, "timeout": 30}])
+    limit = 300 * 1024 * 1024
+    done = smoke("health", "--config", path,
+                 preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert "Traceback" not in done.stderr
+    result = report_of(done)["results"][0]
+    assert result["status"] in ("pass", "error"), result  # enough memory here, or an error: never a fail
+    if result["status"] == "error":
+        assert "out of memory" in result["message"] and done.returncode == 3

@@ -386,42 +386,6 @@ def test_all_runs_the_checks_and_leaves_the_rollback_alone(site, tmp_path):
     assert done.returncode == 1 and set(results) == {"release"} and log(repo)[0] == "v2"
 
 
-def test_the_history_is_bounded_survives_a_torn_line_and_concurrent_runs(tmp_path):
-    state = tmp_path / "s"
-    state.mkdir()
-    (state / "history.jsonl").write_text('{"command": "health", "status": "pass"}\n{"command": "hea')
-    path = tmp_path / "smoke.json"
-    path.write_text(json.dumps({"history_limit": 5, "health": {"checks": [{"name": "t", "kind": "command",
-                                                                           "command": ["true"]}]}}))
-    done, report, _ = smoke("health", "--config", path, "--state-dir", state)
-    assert done.returncode == 0 and "last line is cut short" in done.stderr and "history" in report["problems"][0]
-    lines = [json.loads(line) for line in (state / "history.jsonl").read_text().splitlines()]
-    assert [line["command"] for line in lines] == ["health", "health"]
-    procs = [subprocess.Popen([sys.executable, SMOKE, "health", "--config", str(path), "--state-dir", str(state)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(8)]
-    for proc in procs:
-        assert proc.wait(60) == 0 and not proc.stderr.read()
-        proc.stderr.close()
-    lines = [json.loads(line) for line in (state / "history.jsonl").read_text().splitlines()]
-    assert 4 <= len(lines) <= 5 and all(line["status"] == "pass" for line in lines)  # trimmed to 90 %: 4, then 5
-
-
-def test_a_history_that_cannot_be_written_never_changes_the_verdict(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    done, report, _ = smoke("health", "--tcp", "127.0.0.1:%d" % _listening(), "--state-dir", blocker / "state")
-    assert done.returncode == 0 and report["status"] == "pass"
-    assert "history: cannot write in" in done.stderr and "history" in report["problems"][0]
-
-
-def _listening():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    _listening.keep = sock  # open until the test process ends
-    return sock.getsockname()[1]
-
-
 @pytest.mark.skipif(not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"),
                     reason="nginx is not installed (apt install nginx)")
 def test_a_real_nginx_rolled_back_by_git_revert_and_reload(tmp_path):

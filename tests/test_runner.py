@@ -1,21 +1,22 @@
-"""The runner, verdict and registries: concurrency, budgets, retries, deadline, selection, cleanup.
+"""checks/runner.py, and the registries: concurrency, budgets, retries, deadline, selection, judging.
 
 Probes here are plain functions with real sleeps and real threads: the runner's
-contract is with the probe interface (timeout in, facts out), not with any I/O.
+contract is with the probe interface (timeout in, facts out), not with any I/O. The
+last few run a real smoke.py against the fixture service under real rlimits (the fd
+limit, memory), and judge real facts that hold a secret.
 """
 
 import json
+import resource
 import threading
 import time
 
-import pytest
-
 from checks import CheckError, expect
 from checks.secrets import Secrets
-from checks.model import ExitCode, Result, summarize, verdict
-from checks.lifecycle import Cleanup
+from checks.model import ExitCode, verdict
 from checks.model import Check
 from checks.runner import RunContext, excerpt, judge, run_check, run_checks, select
+from conftest import config, report_of, smoke
 
 
 def make(name="c", probe=None, expect_=("ok == true",), **kw):
@@ -149,59 +150,6 @@ def test_selection_by_tag_skip_tag_and_name():
     assert [c.name for c in chosen] == ["b", "c"]
 
 
-def r(status, severity="normal"):
-    return Result("n", "health", "http", status, severity=severity)
-
-
-@pytest.mark.parametrize("statuses, min_rate, expected", [
-    (["pass", "pass"], 1.0, ("pass", 0)),
-    (["pass", "fail"], 1.0, ("fail", 1)),
-    (["pass", "fail"], 0.5, ("pass", 0)),
-    (["pass", "pass", "pass", "fail"], 0.8, ("fail", 1)),
-    (["pass", "error"], 1.0, ("error", 3)),  # nothing failed: we could not check one (issue 5, rule 5)
-    (["pass", "error", "fail"], 1.0, ("fail", 1)),
-    (["pass", "pass", "error"], 0.5, ("pass", 0)),
-    (["error", "error"], 0.0, ("error", 3)),  # only errors is never a pass, whatever the rate
-    (["pass", "pass", "fail", "error"], 0.5, ("pass", 0)),
-    (["pass", "pass", "fail", "error"], 0.6, ("error", 3)),  # the failure alone is within the rate
-    (["error", "error", "skip"], 1.0, ("error", 3)),
-    (["skip"], 1.0, ("error", 3)),          # no evaluated results is never a pass
-    ([], 1.0, ("error", 3)),
-    (["pass", "skip", "warn"], 1.0, ("warn", 0)),
-])
-def test_verdict_and_exit_code(statuses, min_rate, expected):
-    status, code = verdict([r(s) for s in statuses], min_rate)
-    assert (status, int(code)) == expected
-
-
-def test_a_critical_check_must_pass_whatever_the_rate():
-    results = [r("pass")] * 99 + [r("fail", "critical")]
-    assert verdict(results, min_pass_rate=0.5) == ("fail", ExitCode.FAIL)
-    # A critical check we could not evaluate misses the verdict too, but says nothing is broken.
-    results = [r("pass"), r("pass"), r("fail"), r("error", "critical")]
-    assert verdict(results, min_pass_rate=0.5) == ("error", ExitCode.UNKNOWN)
-
-
-def test_summary_counts_and_pass_rate():
-    summary = summarize([r("pass"), r("fail"), r("warn"), r("skip"), r("error")])
-    assert summary == {"total": 5, "pass": 1, "warn": 1, "fail": 1, "error": 1, "skip": 1, "pass_rate": 0.5}
-
-
-def test_cleanup_runs_newest_first_and_past_failures():
-    cleanup, order = Cleanup(), []
-    cleanup.add(lambda: order.append("first"), "one")
-    token = cleanup.add(lambda: order.append("removed"), "two")
-    cleanup.add(lambda: 1 / 0, "model m-1")
-    cleanup.add(lambda: order.append("last"), "four")
-    cleanup.remove(token)
-    left = cleanup.run_all()
-    assert order == ["last", "first"]
-    assert left == [("model m-1", "division by zero")]
-    assert cleanup.run_all(close=True) == []  # each action runs once
-    cleanup.add(lambda: order.append("late"), "five")  # closed: undone at once
-    assert order == ["last", "first", "late"]
-
-
 def test_report_facts_are_excerpts():
     facts = excerpt({"body": "x" * 10000, "json": {"k": list(range(2000))}, "status": 200})
     assert facts["status"] == 200
@@ -239,3 +187,56 @@ def test_secrets_are_masked_before_anything_is_cut_short():
                      RunContext(redact=lambda v: Secrets([secret]).redact(v)))
     shown = json.dumps(result.to_dict())
     assert "TOPSEC" not in shown and "***" in result.message
+
+
+# --- through smoke.py: the verdict on the real facts; fd and memory limits -------------------
+
+TOKEN = "t0k3n/with+plus=and\"quote"
+
+
+def test_a_condition_that_held_on_a_secret_is_not_listed_as_failing(service, tmp_path):
+    path = config(tmp_path, [{"name": "echo", "kind": "http", "url": service + "/echo", "bearer_token": TOKEN,
+                              "expect": ["json.headers.authorization contains Bearer", "status == 201"]}])
+    done = smoke("health", "--config", path)
+    result = report_of(done)["results"][0]
+    assert result["message"] == "status: expected == 201, got 200"
+    assert result["facts"]["json"]["headers"]["authorization"] == "***"
+
+
+def with_fd_limit(limit):
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
+def test_a_low_fd_limit_fits_the_concurrency_and_all_checks_pass(service, tmp_path):
+    http = config(tmp_path, [{"name": "h%d" % i, "kind": "http", "url": service + "/health"} for i in range(240)])
+    done = smoke("health", "--config", http, "--concurrency", "128", preexec_fn=with_fd_limit(64))
+    assert done.returncode == 0, (report_of(done)["summary"], done.stderr)
+    assert "this process may open only 64 files" in done.stderr
+    commands = tmp_path / "commands.json"
+    commands.write_text(json.dumps({"health": {"checks": [
+        {"name": "c%d" % i, "kind": "command", "command": ["sh", "-c", "echo hi"], "expect": ["stdout matches h+i"]}
+        for i in range(40)]}}))
+    done = smoke("health", "--config", str(commands), preexec_fn=with_fd_limit(64))
+    assert done.returncode == 0, report_of(done)["summary"]
+
+
+def test_running_out_of_file_descriptors_is_exit_3_never_1(tmp_path):
+    commands = tmp_path / "commands.json"
+    commands.write_text(json.dumps({"health": {"checks": [
+        {"name": "c%d" % i, "kind": "command", "command": ["true"]} for i in range(20)]}}))
+    done = smoke("health", "--config", str(commands), preexec_fn=with_fd_limit(9))
+    report = report_of(done)
+    assert report["summary"]["error"] > 0 and report["summary"]["fail"] == 0
+    assert done.returncode == 3 and report["status"] == "error"
+    assert "Too many open files" in json.dumps(report)
+
+
+def test_out_of_memory_reading_a_body_is_an_error_not_a_fail(service, tmp_path):
+    path = config(tmp_path, [{"name": "big", "kind": "http", "url": service + "/fault/huge",
+                              "max_body": 1024 * 1024 * 1024, "timeout": 30}])
+    limit = 400 * 1024 * 1024
+    done = smoke("health", "--config", path,
+                 preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    result = report_of(done)["results"][0]
+    assert result["status"] == "error" and "out of memory in the http probe" in result["message"], result
+    assert done.returncode == 3 and "Traceback" not in done.stderr

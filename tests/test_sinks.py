@@ -1,10 +1,13 @@
-"""Every report sink parsed back and compared with the JSON report, and read by its real
-reader where Debian has one: promtool, node_exporter's textfile collector, the Pushgateway."""
+"""checks/sinks.py: every report file sink parsed back and compared with the JSON report, and read by
+its real reader where Debian has one: promtool, node_exporter's textfile collector, the Pushgateway.
+--output is written as what its path is: real FIFOs, symlinks, devices, sockets and descriptors."""
 
 import json
+import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -13,7 +16,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, report_of, smoke, strict_json, timed_run
 
 SMOKE = str(ROOT / "smoke.py")
 
@@ -127,32 +130,6 @@ def test_push_reaches_a_real_pushgateway(tmp_path):
     assert done.returncode == 1 and "--push" in json.loads(done.stdout)["problems"][0]  # said, verdict unchanged
 
 
-def test_nagios_status_line_perfdata_and_exit_codes(tmp_path):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    up = "127.0.0.1:%d" % sock.getsockname()[1]
-    cases = [(["--tcp", up], 0, "SMOKE OK - 1/1 passed | 'tcp %s'=" % up),
-             (["--tcp", "127.0.0.1:1", "--name", "a2a"], 2, "SMOKE CRITICAL - 1/1 failed: a2a | 'a2a'="),
-             (["--config", str(tmp_path / "missing.json")], 3, ""),
-             (["--bogus-flag"], 3, "")]
-    (tmp_path / "w.json").write_text(json.dumps({"health": {"checks": [
-        {"name": "ok", "kind": "tcp", "address": up},
-        {"name": "slow", "kind": "tcp", "address": "127.0.0.1:1", "severity": "warning"}]}}))
-    cases.append((["--config", str(tmp_path / "w.json")], 1, "SMOKE WARNING - 1/2 warned: slow"))
-    try:
-        for flags, code, first in cases:
-            done = subprocess.run([sys.executable, SMOKE, "health", "--format", "nagios", "--state-dir",
-                                   str(tmp_path)] + flags, capture_output=True, text=True, timeout=60)
-            assert done.returncode == code, (flags, done.stdout, done.stderr)
-            assert done.stdout.startswith(first), (flags, done.stdout)
-        done = subprocess.run([sys.executable, SMOKE, "health", "--tcp", "127.0.0.1:1", "--exit-codes", "nagios",
-                               "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 2 and json.loads(done.stdout)["exit_code"] == 2  # the report says the same code
-    finally:
-        sock.close()
-
-
 def test_a_sink_that_cannot_be_written_is_refused_before_the_run(tmp_path):
     for flag in ("--junit", "--prom", "--tap"):
         done = subprocess.run([sys.executable, SMOKE, "health", "--tcp", "127.0.0.1:1", flag,
@@ -172,19 +149,112 @@ def _get(url):
             time.sleep(0.1)
 
 
-def test_tap_names_cannot_forge_a_directive_and_suite_names_stay_unique(tmp_path):
-    (tmp_path / "smoke.json").write_text(json.dumps({"health": {"checks": [
-        {"name": "evil\\# SKIP hidden", "kind": "tcp", "address": "127.0.0.1:1"}]}}))
-    done = subprocess.run([sys.executable, SMOKE, "health", "--config", str(tmp_path / "smoke.json"), "--format",
-                           "tap", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
-    line = [each for each in done.stdout.splitlines() if each.startswith("not ok")][0]
-    assert line == "not ok 1 - health/evil\\\\\\# SKIP hidden"  # each backslash and # escaped: no directive
-    junit = '<testsuite><testcase name="dup" classname="c"/><testcase name="dup" classname="c"><failure/></testcase>' \
-            '</testsuite>'
-    (tmp_path / "smoke.json").write_text(json.dumps({"health": {"checks": [
-        {"name": "s", "kind": "suite", "command": ["sh", "-c", "printf '%s' \"$1\" > \"$0\"", "{junit}", junit]},
-        {"name": "s/c.dup", "kind": "command", "command": ["false"]}]}}))
-    done = subprocess.run([sys.executable, SMOKE, "health", "--config", str(tmp_path / "smoke.json"), "--format",
-                           "prometheus", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert 'check="s/c.dup"} 0.0' in done.stdout  # the configured check keeps its name, whatever comes first
-    assert 'check="s/c.dup (2)"} 1.0' in done.stdout and 'check="s/c.dup (3)"} 0.0' in done.stdout
+# --- --output: written as what the path is ---------------------------------------------------
+
+def test_output_to_dev_null_writes_through_and_leaves_the_device(service):
+    before = os.stat("/dev/null")
+    done = smoke("health", "--url", service + "/health", "--output", "/dev/null")
+    after = os.stat("/dev/null")
+    assert done.returncode == 0 and stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+
+
+def test_output_to_a_fifo_writes_through_and_a_fifo_without_reader_is_reported(service, tmp_path):
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(str(fifo))
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    time.sleep(0.2)
+    done = smoke("health", "--url", service + "/health", "--output", str(fifo), "--quiet")
+    assert done.returncode == 0 and json.loads(reader.communicate(timeout=10)[0])["status"] == "pass"
+    assert stat.S_ISFIFO(os.stat(str(fifo)).st_mode)
+    late = subprocess.Popen(["sh", "-c", 'sleep 1; exec cat "$0"', str(fifo)], stdout=subprocess.PIPE)
+    done = smoke("health", "--url", service + "/health", "--output", str(fifo), "--quiet")  # the reader comes late
+    assert done.returncode == 0 and json.loads(late.communicate(timeout=10)[0])["status"] == "pass"
+    done, took = timed_run("health", "--url", service + "/health", "--output", str(fifo), "--deadline", "1")
+    assert 1 <= took < 5 and done.returncode == 3 and report_of(done)["exit_code"] == 3  # the reader waited for
+    assert report_of(done)["problems"] == ["--output: cannot write %s: no process opened the FIFO to read "
+                                           "within 1s" % fifo]  # what --deadline left, at least a second
+
+
+def test_output_through_a_symlink_replaces_the_target_and_keeps_the_link(service, tmp_path):
+    target = tmp_path / "target.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    done = smoke("health", "--url", service + "/health", "--output", str(link), "--quiet")
+    assert done.returncode == 0 and link.is_symlink()
+    assert json.loads(target.read_text())["status"] == "pass" and stat.S_IMODE(target.stat().st_mode) == 0o640
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "new.json")
+    assert smoke("health", "--url", service + "/health", "--output", str(dangling), "--quiet").returncode == 0
+    assert dangling.is_symlink() and json.loads((tmp_path / "new.json").read_text())["status"] == "pass"
+
+
+def test_output_to_anything_else_is_refused_before_the_run(service, tmp_path):
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "sock"))
+    cases = [(str(tmp_path), "is a directory"), (str(tmp_path / "sock"), "is a socket")]
+    block = next((os.path.join("/dev", d) for d in sorted(os.listdir("/dev"))
+                  if stat.S_ISBLK(os.stat(os.path.join("/dev", d)).st_mode)), None)
+    if block:
+        cases.append((block, "is a block device"))
+    for path, reason in cases:
+        done = smoke("health", "--url", service + "/health", "--output", path)
+        assert done.returncode == 2 and done.stdout == "" and reason in done.stderr, (path, done.stderr)
+    if block:
+        assert stat.S_ISBLK(os.stat(block).st_mode)
+    listener.close()
+
+
+def test_output_to_dev_stdout_appends_where_stdout_goes_and_replaces_nothing(service, tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("earlier lines\n")
+    with open(str(log), "a") as out:
+        done = subprocess.run([sys.executable, SMOKE, "health", "--url", service + "/health", "--output", "/dev/stdout"],
+                              stdout=out, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = log.read_text()
+    assert text.startswith("earlier lines\n") and text.count('"schema": "smoke.report/1"') == 2
+
+
+def test_an_output_path_that_is_not_utf8_keeps_the_printed_report(service, tmp_path):
+    fifo = os.path.join(str(tmp_path).encode(), b"f\xff.fifo")
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable.encode(), SMOKE.encode(), b"health", b"--url",
+                           (service + "/health").encode(), b"--output", fifo, b"--deadline", b"1"],
+                          capture_output=True, timeout=60)
+    report = strict_json(done.stdout.decode("utf-8"))
+    assert done.returncode == 3 == report["exit_code"] and "no process opened the FIFO" in report["problems"][0]
+
+
+@pytest.mark.parametrize("name", ["/proc/thread-self/fd/1", "/dev/fd/../fd/1", "/proc//self/fd/1",
+                                  "/proc/self/fd/./1"])
+def test_every_spelling_of_our_stdout_is_appended_to(service, tmp_path, name):
+    log = tmp_path / "app.log"
+    log.write_text("line1\n")
+    inode = log.stat().st_ino
+    with open(str(log), "a") as out:
+        done = subprocess.run([sys.executable, SMOKE, "health", "--url", service + "/health", "--output", name,
+                               "--quiet"], stdout=out, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 0 and log.stat().st_ino == inode and log.read_text().startswith("line1\n")
+
+
+def test_descriptors_we_cannot_write_or_do_not_own_are_refused_before_the_run(service):
+    for name, reason in (("/dev/stdin", "not open for writing"), ("/dev/fd/9", "not open for writing"),
+                         ("/proc/1/fd/1", "a descriptor of another process")):
+        with open(os.devnull, "rb") as read_only:  # subprocess.DEVNULL would open it read-write
+            done = smoke("health", "--url", service + "/health", "--output", name, stdin=read_only)
+        assert done.returncode == 2 and reason in done.stderr and done.stdout == "", (name, done.stderr)
+
+
+def test_an_empty_output_name_is_an_error(service):
+    done = smoke("health", "--url", service + "/health", "--output", "")
+    assert done.returncode == 2 and "--output: give a file name" in done.stderr
+
+
+def test_a_failed_write_and_the_printed_report_agree_on_the_exit_code(service):
+    for path, code in (("/health", 3), ("/fault/500", 1)):
+        done = smoke("health", "--url", service + path, "--output", "/dev/full")
+        assert done.returncode == code == report_of(done)["exit_code"]
+        assert report_of(done)["status"] == ("error" if code == 3 else "fail")
+        assert "No space left on device" in done.stderr

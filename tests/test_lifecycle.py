@@ -1,0 +1,138 @@
+"""checks/lifecycle.py: signals, cleanup and the reaper. Real smoke.py processes are sent SIGHUP, SIGTERM
+and SIGKILL while real commands (and their setsid and setpgid children) run, found again in /proc;
+Cleanup in-process.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from checks.lifecycle import Cleanup
+from conftest import SMOKE, config, smoke
+
+
+# --- Cleanup ---------------------------------------------------------------------------------
+
+def test_cleanup_runs_newest_first_and_past_failures():
+    cleanup, order = Cleanup(), []
+    cleanup.add(lambda: order.append("first"), "one")
+    token = cleanup.add(lambda: order.append("removed"), "two")
+    cleanup.add(lambda: 1 / 0, "model m-1")
+    cleanup.add(lambda: order.append("last"), "four")
+    cleanup.remove(token)
+    left = cleanup.run_all()
+    assert order == ["last", "first"]
+    assert left == [("model m-1", "division by zero")]
+    assert cleanup.run_all(close=True) == []  # each action runs once
+    cleanup.add(lambda: order.append("late"), "five")  # closed: undone at once
+    assert order == ["last", "first", "late"]
+
+
+# --- signals: a report, cleanup and the signal's exit code -----------------------------------
+
+SLEEPERS = ["sh", "-c", "sleep 300 & sleep 300"]
+
+
+def sleepers_of(marker):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/environ" % entry, "rb") as fh:
+                    if marker.encode() in fh.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def start_sleepers(tmp_path, marker, output=None, command=SLEEPERS):
+    path = config(tmp_path, [{"name": "sleepy", "kind": "command", "command": command, "timeout": 120,
+                              "env": {"SMOKE_TEST_MARKER": marker}}])
+    argv = [sys.executable, SMOKE, "health", "--config", path] + (["--output", output] if output else [])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if len(sleepers_of(marker)) >= 3:
+            break
+        time.sleep(0.05)
+    assert len(sleepers_of(marker)) >= 3
+    return proc
+
+
+def test_sighup_reports_cleans_up_and_exits_129(tmp_path):
+    marker = "hup-%d" % os.getpid()
+    proc = start_sleepers(tmp_path, marker, str(tmp_path / "r.json"))
+    proc.send_signal(signal.SIGHUP)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 129
+    for report in (json.loads(out), json.loads((tmp_path / "r.json").read_text())):
+        assert report["interrupted"] == "SIGHUP" and report["exit_code"] == 129
+        assert report["status"] == "error"  # the run was not judged as a whole: never "pass"
+    time.sleep(0.3)
+    assert sleepers_of(marker) == []
+
+
+def test_a_signal_while_the_report_is_printed_ends_the_run_with_its_code(service, tmp_path):
+    path = config(tmp_path, [{"name": "c%d" % i, "kind": "http", "url": service + "/echo"} for i in range(300)])
+    reader, writer = os.pipe()  # nobody reads it: the report cannot be printed
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", path], stdout=writer,
+                            stderr=subprocess.PIPE)
+    os.close(writer)
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(10) == 143
+    finally:
+        os.close(reader)
+
+
+def test_a_signal_while_the_report_is_delivered_still_ends_the_run_with_its_code(service, tmp_path):
+    fifo = tmp_path / "slow.fifo"
+    os.mkfifo(str(fifo))
+    holder = os.open(str(fifo), os.O_RDONLY | os.O_NONBLOCK)  # a reader that never reads
+    path = config(tmp_path, [{"name": "c%d" % i, "kind": "http", "url": service + "/echo"} for i in range(100)])
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", path, "--output", str(fifo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # the checks are done; the report waits for the FIFO's reader
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        os.close(holder)
+    assert proc.returncode == 143 and json.loads(out)["interrupted"] == "SIGTERM"
+
+
+# --- the reaper: no child outlives the run ---------------------------------------------------
+
+def test_a_child_that_leaves_its_group_is_killed_when_the_run_ends(tmp_path):
+    marker = "setsid-%d" % os.getpid()
+    path = config(tmp_path, [{"name": "daemon", "kind": "command", "shell": True,
+                              "command": "setsid sleep 301 & echo started", "env": {"SMOKE_TEST_MARKER": marker}}])
+    done = smoke("health", "--config", path)
+    assert done.returncode == 0
+    deadline = time.monotonic() + 5
+    while sleepers_of(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sleepers_of(marker) == []
+
+
+# A sleeper in a process group of its own (setpgid, as a shell's job control does), and one in ours.
+REGROUPED = [sys.executable, "-c", "import os, subprocess, time; subprocess.Popen(['sleep', '300'], "
+             "preexec_fn=lambda: os.setpgid(0, 0)); subprocess.Popen(['sleep', '300']); time.sleep(300)"]
+
+
+@pytest.mark.parametrize("command", [SLEEPERS, REGROUPED], ids=["own-group", "regrouped"])
+def test_a_kill_9_of_smoke_py_orphans_nothing(tmp_path, command):
+    marker = "kill9-%d" % os.getpid()
+    proc = start_sleepers(tmp_path, marker, command=command)
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 5
+    while sleepers_of(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sleepers_of(marker) == []

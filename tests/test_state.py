@@ -1,0 +1,102 @@
+"""checks/state.py: the lock and the run history, through real smoke.py runs: two at once, one killed
+with kill -9, torn, unwritable and shared history files in tmp_path.
+"""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from conftest import SMOKE, smoke
+
+
+# --- the lock --------------------------------------------------------------------------------
+
+def wait_for_lock(path, proc):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (path.exists() and path.read_text()):
+        assert proc.poll() is None
+        time.sleep(0.05)
+
+
+def test_a_second_run_with_the_same_lock_exits_3_naming_the_holder(service, tmp_path):
+    lock = tmp_path / "smoke.lock"
+    first = subprocess.Popen([sys.executable, SMOKE, "health", "--url", service + "/fault/hang", "--timeout", "30",
+                              "--lock", str(lock), "--state-dir", str(tmp_path)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        wait_for_lock(lock, first)
+        started = time.monotonic()
+        done = smoke("health", "--url", service + "/health", "--lock", lock, "--state-dir", tmp_path)
+        assert done.returncode == 3 and time.monotonic() - started < 5  # at once: it does not wait
+        assert "is held by pid %d since" % first.pid in done.stderr and done.stderr.count("\n") == 1
+    finally:
+        first.send_signal(signal.SIGKILL)  # a lock left by kill -9 ...
+        first.wait(10)
+    done = smoke("health", "--url", service + "/health", "--lock", lock, "--state-dir", tmp_path)
+    assert done.returncode == 0, done.stderr  # ... never blocks the next run
+
+
+def test_a_lock_that_cannot_be_made_is_exit_2(tmp_path):
+    for path, said in ((tmp_path / "missing" / "x.lock", "No such file or directory"), (tmp_path, "Is a directory"),
+                       ("", "give a file name")):
+        done = smoke("health", "--tcp", "127.0.0.1:1", "--lock", path, "--state-dir", tmp_path)
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+
+
+def test_a_lock_never_wipes_a_file_that_is_not_a_lock(tmp_path):
+    victim = tmp_path / "smoke.json"
+    victim.write_text('{"health": {}}')
+    done = smoke("health", "--tcp", "127.0.0.1:1", "--lock", victim, "--state-dir", tmp_path)
+    assert done.returncode == 2 and "is not a lock file" in done.stderr
+    assert victim.read_text() == '{"health": {}}'
+    done = smoke("health", "--tcp", "127.0.0.1:1", "--output", tmp_path / "r", "--junit", tmp_path / "r")
+    assert done.returncode == 2 and "writes there too" in done.stderr
+
+
+# --- the history -----------------------------------------------------------------------------
+
+def smoke_report(*args, cwd=None, stdin=None, timeout=120):
+    """Run smoke.py; the process, its JSON report (or None) and the report's results by name."""
+    done = subprocess.run([sys.executable, SMOKE] + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, input=stdin)
+    report = json.loads(done.stdout) if done.stdout.startswith("{") else None
+    return done, report, {r["name"]: r for r in (report or {}).get("results", [])}
+
+
+def test_the_history_is_bounded_survives_a_torn_line_and_concurrent_runs(tmp_path):
+    state = tmp_path / "s"
+    state.mkdir()
+    (state / "history.jsonl").write_text('{"command": "health", "status": "pass"}\n{"command": "hea')
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({"history_limit": 5, "health": {"checks": [{"name": "t", "kind": "command",
+                                                                           "command": ["true"]}]}}))
+    done, report, _ = smoke_report("health", "--config", path, "--state-dir", state)
+    assert done.returncode == 0 and "last line is cut short" in done.stderr and "history" in report["problems"][0]
+    lines = [json.loads(line) for line in (state / "history.jsonl").read_text().splitlines()]
+    assert [line["command"] for line in lines] == ["health", "health"]
+    procs = [subprocess.Popen([sys.executable, SMOKE, "health", "--config", str(path), "--state-dir", str(state)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(8)]
+    for proc in procs:
+        assert proc.wait(60) == 0 and not proc.stderr.read()
+        proc.stderr.close()
+    lines = [json.loads(line) for line in (state / "history.jsonl").read_text().splitlines()]
+    assert 4 <= len(lines) <= 5 and all(line["status"] == "pass" for line in lines)  # trimmed to 90 %: 4, then 5
+
+
+def test_a_history_that_cannot_be_written_never_changes_the_verdict(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done, report, _ = smoke_report("health", "--tcp", "127.0.0.1:%d" % _listening(), "--state-dir", blocker / "state")
+    assert done.returncode == 0 and report["status"] == "pass"
+    assert "history: cannot write in" in done.stderr and "history" in report["problems"][0]
+
+
+def _listening():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    _listening.keep = sock  # open until the test process ends
+    return sock.getsockname()[1]
