@@ -107,3 +107,21 @@ def test_a_cache_entry_that_is_not_code_is_compiled_again(bundle, listening_port
     for f in (cache / sys.implementation.cache_tag).iterdir():
         f.write_bytes(marshal.dumps(42))
     assert run(argv, tmp_path, env=env).returncode == 0
+
+
+def test_a_module_planted_beside_the_single_file_never_runs(bundle, tmp_path, port):
+    import shutil
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    copy = shared / "smoke.py"
+    shutil.copy(str(bundle), str(copy))
+    for name in ("argparse", "os", "json", "socket", "threading", "checks"):  # what it imports first and most
+        (shared / (name + ".py")).write_text("open(%r, 'a').write('%s ran\\n')\n" % (str(tmp_path / "ran"), name))
+    oldest = find_python("3.8") or sys.executable
+    for argv in ([sys.executable, str(copy)], [oldest, "-S", str(copy)], [oldest, "-I", str(copy)]):
+        done = run(argv + ["health", "--tcp", "127.0.0.1:%d" % port, "--state-dir", str(tmp_path / "s")], shared)
+        assert done.returncode == 0, (argv, done.stderr)
+    done = run([sys.executable, "-", "health", "--tcp", "127.0.0.1:%d" % port, "--state-dir", str(tmp_path / "s")],
+               shared, input=copy.read_text())  # pasted: the current directory is beside it
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "ran").exists(), (tmp_path / "ran").read_text()
