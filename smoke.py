@@ -43,7 +43,7 @@ EXAMPLES = """examples:
   python3 smoke.py heartbeat --pidfile /run/redis/redis-server.pid --log /var/log/redis/sentinel.log \\
       --failure-pattern '\\+sdown master (?P<worker>\\S+)' --expect-worker mymaster --deadline 5
   python3 smoke.py rollback --config smoke.json --run health --execute
-  python3 smoke.py all --config smoke.json --output /var/tmp/smoke.json --quiet
+  python3 smoke.py all --config smoke.json --output smoke-report.json --quiet
 
 config: --config FILE, else $SMOKE_CONFIG, else ./smoke.toml or ./smoke.json
 exit codes: 0 pass, 1 fail, 2 usage/config error, 3 could not evaluate, 129/130/143 interrupted

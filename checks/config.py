@@ -20,9 +20,6 @@ from checks import ConfigError, fsio
 from checks.secrets import Secrets, collect_fields, secret_field, secret_name
 
 DEFAULT_FILES = ("smoke.toml", "smoke.json")
-# $${ (a literal), ${NAME} or ${NAME:-default}, and a ${ that starts a name but never
-# closes (${API_TOKEN: an error, not text to send); compiled on the first "$"
-_ENV_REF = r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{(?=\w)"
 MAX_DEPTH = 64  # tables and lists within each other; deeper is a mistake (or an attack), not a config
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 _REQUIRED = object()
@@ -60,7 +57,7 @@ def load(path: str, secrets: Secrets, environ=os.environ, read_timeout: float = 
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError("%s: config is not UTF-8 (byte %d)" % (path, exc.start))
-    doc = _parse_toml(path, text) if path.endswith(".toml") else _parse_json(path, text)
+    doc = _parse_toml(path, text) if path.endswith(".toml") else parse_json(text, path)
     if not isinstance(doc, dict):
         raise ConfigError("%s: the top level must be an object of sections, e.g. {\"health\": {...}}" % path)
     _check_values(doc)
@@ -99,14 +96,54 @@ def _check_values(doc: Any) -> None:
                 raise ConfigError("%s: a TOML date or time is not supported here; write it as a string" % at)
 
 
-def _parse_json(path: str, text: str) -> Any:
+class _Twice(dict):
+    """A JSON object that had a key twice (the second would silently win): found after parsing,
+    so that the error can name where it is."""
+
+    key = ""
+
+
+def _object(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: set = set()
+    twice = _Twice(obj)
+    twice.key = next(key for key, _ in pairs if key in seen or seen.add(key))
+    return twice
+
+
+def parse_json(text: str, where: str) -> Any:
+    """JSON as a config may hold it: a key given twice at any level, nesting past what anyone
+    writes, or broken JSON is a ConfigError naming where (where: the file, or the flag, as
+    --json, whose one line gets the column after the message)."""
     try:
-        return json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_object)
     except RecursionError:
-        raise ConfigError("%s: invalid JSON: nested deeper than %d levels" % (path, MAX_DEPTH))
+        raise ConfigError("%s: invalid JSON: nested deeper than %d levels" % (where, MAX_DEPTH))
     except ValueError as exc:
-        line, col = getattr(exc, "lineno", 0), getattr(exc, "colno", 0)
-        raise ConfigError("%s:%d:%d: invalid JSON: %s" % (path, line, col, getattr(exc, "msg", exc)))
+        line, col, why = getattr(exc, "lineno", 0), getattr(exc, "colno", 0), getattr(exc, "msg", exc)
+        if where.startswith("--"):
+            raise ConfigError("%s: not valid JSON: %s (column %d)" % (where, why, col))
+        raise ConfigError("%s: invalid JSON: %s" % ("%s:%d:%d" % (where, line, col) if line else where, why))
+    stack = [(doc, "")]
+    while stack:  # without recursion: any depth json gave back can be walked
+        obj, at = stack.pop()
+        if isinstance(obj, _Twice):
+            raise ConfigError("%s: %s: %r is given twice (the second would silently replace the first)"
+                              % (where, at or "the top level", obj.key))
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+        stack += [(value, "%s[%d]" % (at, key) if isinstance(key, int) else _join(at, key)) for key, value in items
+                  if isinstance(value, (dict, list))]
+    return doc
+
+
+def same_name(name: str) -> str:
+    """A name as uniqueness sees it: two that are the same text after Unicode NFC are one name."""
+    if name.isascii():
+        return name
+    import unicodedata
+    return unicodedata.normalize("NFC", name)
 
 
 def _parse_toml(path: str, text: str) -> Any:
@@ -147,18 +184,13 @@ def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secr
     if not isinstance(obj, str) or "$" not in obj:
         return obj
 
-    def substitute(match):
-        if match.group(0) == "$${":
-            return "${"
-        name, default = match.group(1), match.group(2)
+    def value(name: str, default: Optional[str]) -> str:
         field = where or "config"
-        if name is None:
-            raise ConfigError("%s: a '${' is not closed: write ${NAME} or ${NAME:-default} (or $${ for a literal ${)"
-                              % field)
         if used is not None:
             used.add(name)
+            used.update(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", default or ""))  # named there, even unused
         if default is not None and not environ.get(name):  # unset or empty, as in the shell
-            return default
+            return _expand(default, value, field)  # ${A:-${B}}: the default is expanded, as a shell does
         if name not in environ:
             raise ConfigError("%s: environment variable %s is not set (give a default: ${%s:-value})"
                               % (field, name, name))
@@ -169,7 +201,67 @@ def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secr
             secrets.add(environ[name])
         return environ[name]
 
-    return re.sub(_ENV_REF, substitute, obj)
+    return _expand(obj, value, where or "config")
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _expand(text: str, value, field: str) -> str:
+    """text with $${ as a literal ${, and each ${NAME} or ${NAME:-default} as value(NAME, default
+    or None) gives it; a default may hold ${...} itself. A ${ that starts a name but is never
+    closed (${API_TOKEN) is an error, not text to send."""
+    out, i = [], 0
+    while True:
+        j = text.find("$", i)
+        if j < 0:
+            return "".join(out) + text[i:]
+        out.append(text[i:j])
+        if text.startswith("$${", j):
+            out.append("${")
+            i = j + 3
+            continue
+        name = _NAME.match(text, j + 2) if text.startswith("${", j) else None
+        if name is None:  # a lone $, or ${ before what is no name: text
+            if text.startswith("${", j) and text[j + 2:j + 3].isalnum():
+                raise _not_closed(field)
+            out.append("$")
+            i = j + 1
+            continue
+        after = name.end()
+        if text.startswith("}", after):
+            out.append(value(name.group(), None))
+            i = after + 1
+        elif text.startswith(":-", after):
+            end = _closing(text, after + 2)
+            if end < 0:
+                raise _not_closed(field)
+            out.append(value(name.group(), text[after + 2:end]))
+            i = end + 1
+        else:
+            raise _not_closed(field)
+
+
+def _closing(text: str, start: int) -> int:
+    """Where the } that closes a ${NAME:-... whose default starts at start is, or -1."""
+    depth, i = 1, start
+    while i < len(text):
+        if text.startswith("$${", i):
+            i += 3
+            continue
+        if text.startswith("${", i):
+            depth, i = depth + 1, i + 2
+            continue
+        if text[i] == "}":
+            depth -= 1
+            if not depth:
+                return i
+        i += 1
+    return -1
+
+
+def _not_closed(field: str) -> ConfigError:
+    return ConfigError("%s: a '${' is not closed: write ${NAME} or ${NAME:-default} (or $${ for a literal ${)" % field)
 
 
 def _join(where: str, key: str) -> str:

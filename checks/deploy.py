@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import ConfigError, steps
 from checks.command import Command
-from checks.config import Fields
+from checks.config import Fields, same_name
 from checks.model import Outcome, Planned
 
 NAME = "deploy"
@@ -77,10 +77,8 @@ def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec
     if headers:
         table["headers"] = headers
     if args.json is not None:
-        try:
-            table["json"] = json.loads(args.json)
-        except ValueError as exc:
-            raise ConfigError("--json: not valid JSON: %s" % exc)
+        from checks.config import parse_json
+        table["json"] = parse_json(args.json, "--json")
     if args.repeat > 1 or args.identical:
         table.update(repeat=args.repeat, identical=args.identical)
     if args.concurrency is not None:
@@ -168,9 +166,9 @@ def _targets(fields: Fields):
         if not name or "/" in name:
             raise ConfigError("%s: a target's name is not empty and has no / (results are named NAME/PHASE)"
                               % target.at("name"))
-        if name in names:
+        if same_name(name) in names:
             raise ConfigError("%s: %r is used twice; names must be unique" % (target.at("name"), name))
-        names.add(name)
+        names.add(same_name(name))
         variables = target.get("vars", (dict,), {})
         credentials = target.get("credentials", (dict,), {})
         if credentials and from_file:  # a file's text is neither interpolated nor registered as secret
@@ -202,10 +200,11 @@ def _fetch_targets(source: str, where: str):
         raise ConfigError("%s: cannot read %s: %s" % (where, source, fsio.why(exc)))
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError("%s: %s is over %d MiB" % (where, source, MAX_CONFIG_BYTES >> 20))
+    from checks.config import parse_json
     try:
-        return json.loads(data.decode("utf-8-sig"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError("%s: %s is not valid JSON: %s" % (where, source, exc))
+        return parse_json(data.decode("utf-8-sig"), "%s: %s" % (where, source))
+    except UnicodeDecodeError as exc:
+        raise ConfigError("%s: %s is not UTF-8 (byte %d)" % (where, source, exc.start))
 
 
 def _run_id() -> str:
@@ -247,17 +246,20 @@ def run(spec: Spec, ctx) -> Outcome:
 def _run_concurrently(spec: Spec, targets: List[Target], ctx, outcomes: Dict[str, Any],
                       ends: Optional[float]) -> None:
     """Targets in threads; a signal in the main thread cancels them, and each still cleans up.
+    As many at once as spec.concurrency, this process's descriptors (ulimit -n) and the threads
+    this host gives allow; with no thread at all, one after another here.
 
     The main thread waits on an Event, not Thread.join: a signal that interrupts join()
     can leave it believing a thread that is still cleaning up has ended (CPython 3.11).
     """
+    from checks import CheckError, lifecycle, runner
     from checks.lifecycle import Interrupted
 
     cancel = threading.Event()
     ctx = ctx._replace(cancel=cancel)
     pending = list(targets)
     lock, all_done = threading.Lock(), threading.Event()
-    running = [min(spec.concurrency, len(targets))]
+    running = [0]
 
     def work():
         try:
@@ -273,8 +275,18 @@ def _run_concurrently(spec: Spec, targets: List[Target], ctx, outcomes: Dict[str
                 if not running[0]:
                     all_done.set()
 
-    for _ in range(running[0]):
-        threading.Thread(target=work, daemon=True).start()
+    for _ in range(runner.fd_limited(min(spec.concurrency, len(targets)))[0]):
+        with lock:
+            running[0] += 1
+        try:
+            lifecycle.start_thread(work, "smoke-target")
+        except CheckError:
+            with lock:
+                running[0] -= 1
+            break
+    if not running[0]:
+        running[0] = 1
+        work()
     interrupted = None
     while not all_done.is_set():
         try:
@@ -303,7 +315,9 @@ def _run_target(spec: Spec, target: Target, ctx, ends: Optional[float]):
         results, variables = steps.run(target_steps, ctx, variables, prefix, spec.keep_on_failure, ends)
     finally:
         if private:
+            from checks import lifecycle
             shutil.rmtree(private, ignore_errors=True)
+            lifecycle.release_dir(private)
     metrics = {"phases_ms": {r.name[len(prefix):]: round(r.duration_ms, 1) for r in results if r.status != "skip"},
                "status": "pass" if all(r.status in ("pass", "warn", "skip") for r in results) else "fail",
                "total_ms": round((time.monotonic() - started) * 1000, 1)}
@@ -317,9 +331,17 @@ def _credentials_dir(target: Target, ctx) -> str:
 
     from checks import fsio
 
+    from checks import lifecycle
+
     private = tempfile.mkdtemp(prefix="smoke-credentials-")
+    lifecycle.own_dir(private)  # removed even after kill -9 of smoke.py
+
+    def remove() -> None:
+        shutil.rmtree(private, ignore_errors=True)
+        lifecycle.release_dir(private)
+
     if ctx.cleanup is not None:
-        ctx.cleanup.add(lambda: shutil.rmtree(private, ignore_errors=True), "credentials directory " + private)
+        ctx.cleanup.add(remove, "credentials directory " + private)
     for file_name, content in target.credentials.items():
         fsio.create(os.path.join(private, file_name), content.encode("utf-8"), 0o600)
     return private

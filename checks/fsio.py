@@ -61,20 +61,130 @@ def write_all(fd: int, data: bytes, timeout: Optional[float] = None,
             continue
 
 
+class Refused(PermissionError):
+    """A path smoke.py must not write through: another user could steer the write (a link of
+    theirs, their file in a directory others can write, a directory that is not ours)."""
+
+
+def _others_can_write(info: os.stat_result) -> bool:
+    """Whether a user other than us and root can write in a directory: world-writable, or
+    writable by a group that is neither ours nor root's."""
+    return bool(info.st_mode & 0o002) or (bool(info.st_mode & 0o020) and info.st_gid not in (os.getegid(), 0))
+
+
+def _ours_or_roots(info: os.stat_result) -> bool:
+    return info.st_uid in (os.geteuid(), 0)
+
+
+def _open_dir(name: str, dir_fd: Optional[int]) -> int:
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def _link_refused(path: str, info: os.stat_result) -> Refused:
+    return Refused(errno.EPERM, "%s is a link of user %d, not ours or root's: smoke.py does not write through "
+                                "another user's links" % (path, info.st_uid))
+
+
+def locate(path: str, make: bool = False, mode: int = 0o700, follow: bool = True) -> Tuple[int, str]:
+    """(an fd of the directory that holds path's last part, that part's name), found through
+    links that are ours or root's only: another user's link (planted in /tmp, say) could send
+    a write anywhere. A last part that is a trusted link is followed too (unless not follow),
+    so the file behind it is the one written. Directories are opened one by one (never by name again): a directory
+    renamed or swapped for a link meanwhile cannot redirect what follows. With make, missing
+    directories are made with mode. The caller closes the fd."""
+    parts = [part for part in os.path.abspath(path).split("/") if part]
+    fd, links, walked = _open_dir("/", None), 0, "/"
+    try:
+        while parts:
+            name = parts.pop(0)
+            if name in (".", ""):
+                continue
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                if not parts or not make:
+                    if parts:
+                        raise
+                    return fd, name
+                os.mkdir(name, mode, dir_fd=fd)
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            here = os.path.join(walked, name)
+            if stat.S_ISLNK(info.st_mode) and (parts or follow):
+                if not _ours_or_roots(info):
+                    raise _link_refused(here, info)
+                links += 1
+                if links > 40:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+                target = os.readlink(name, dir_fd=fd)
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd, walked = _open_dir("/", None), "/"
+                parts = [part for part in target.split("/") if part] + parts
+                continue
+            if not parts:
+                return fd, name
+            opened = _open_dir(name, fd)  # ".." too: the parent of where the walk is, links followed
+            os.close(fd)
+            fd, walked = opened, os.path.normpath(here)
+        return fd, "."
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def refuse_unsafe(fd: int, name: str, where: str, replacing: bool) -> None:
+    """The rules for writing name in the directory fd: not in a directory others can change
+    entries of (writable by them and not sticky, as /tmp is); not a file of another user's in a
+    directory others can write (their /tmp file, which they control)."""
+    directory = os.fstat(fd)
+    shared = _others_can_write(directory)
+    if shared and not directory.st_mode & stat.S_ISVTX:
+        raise Refused(errno.EPERM, "%s is in a directory any user may change (writable by others, not sticky): "
+                                   "give a path in a directory of your own" % where)
+    try:
+        info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if shared and info.st_uid != os.geteuid():
+        raise Refused(errno.EPERM, "%s belongs to user %d, in a directory others can write: smoke.py %s only its "
+                                   "own files there" % (where, info.st_uid, "replaces" if replacing else "appends to"))
+
+
+def check_writable(path: str) -> None:
+    """Refused (or another OSError) now, before a run, when path could not be written by the rules."""
+    fd, name = locate(path)
+    try:
+        refuse_unsafe(fd, name, path, True)
+    finally:
+        os.close(fd)
+
+
 class Replacement:
     """A new version of path, written to a temp file beside it and renamed over it only when
     whole and on disk: a reader never sees half of it, a crash leaves the old one.
 
     Made in two steps for a report that must be final before it is written: the temp file
     and its space first (reserve: a full disk or a read-only directory is found then),
-    the bytes later (commit).
+    the bytes later (commit). The rules of locate() and refuse_unsafe() hold: the rename
+    replaces the name itself, never a link's target a stranger chose.
     """
 
     def __init__(self, path: str, mode: int = 0o644):
-        import tempfile
-
-        self.path, self.mode = path, mode
-        self.fd, self.tmp = tempfile.mkstemp(prefix=".smoke-", suffix=".tmp", dir=os.path.dirname(path) or ".")
+        self.mode, self.dir_fd, self.name = mode, *locate(path)
+        self.fd = -1
+        try:
+            refuse_unsafe(self.dir_fd, self.name, path, True)
+            for _ in range(100):
+                self.tmp = ".smoke-%s.tmp" % os.urandom(6).hex()
+                try:
+                    self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                      0o600, dir_fd=self.dir_fd)
+                    break
+                except FileExistsError:
+                    continue
+        except BaseException:
+            os.close(self.dir_fd)
+            raise
 
     def reserve(self, size: int) -> None:
         """Take size bytes of disk now (ENOSPC here, not at commit)."""
@@ -97,19 +207,26 @@ class Replacement:
             os.fchmod(self.fd, self.mode)
             os.close(self.fd)
             self.fd = -1
-            os.replace(self.tmp, self.path)
+            os.rename(self.tmp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+            self.tmp = None
         except BaseException:
             self.abort()
             raise
+        os.close(self.dir_fd)
+        self.dir_fd = -1
 
     def abort(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        try:
-            os.unlink(self.tmp)
-        except OSError:
-            pass
+        if self.dir_fd >= 0:
+            if self.tmp:
+                try:
+                    os.unlink(self.tmp, dir_fd=self.dir_fd)
+                except OSError:
+                    pass
+            os.close(self.dir_fd)
+            self.dir_fd = -1
 
 
 def replace(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -117,24 +234,65 @@ def replace(path: str, data: bytes, mode: int = 0o644) -> None:
     Replacement(path, mode).commit(data)
 
 
-def open_append(path: str, make_dirs: bool = False) -> int:
-    """path opened to append (created 0644; its directory too with make_dirs); the fd. A FIFO
-    or a socket is refused at once, not waited on: a log is a file (or /dev/null)."""
-    if make_dirs:
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(directory):
-            os.makedirs(directory, exist_ok=True)
+def private_dir(path: str, make: bool = True) -> None:
+    """path is a directory of ours alone (made 0700 with its missing parents when make): owned
+    by us and not writable by others. Refused when another user owns it or can write in it:
+    they could plant what a run reads (a history, a lock) or swap what it writes."""
+    fd, name = locate(path, make=make)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
-    except OSError as exc:  # ENXIO: a FIFO with no reader
-        if exc.errno == errno.ENXIO and stat.S_ISFIFO(os.stat(path).st_mode):
-            raise _refuse(errno.EINVAL, "a FIFO, not a file")
-        raise
-    mode = os.fstat(fd).st_mode
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        try:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            if not make:
+                raise
+            os.mkdir(name, 0o700, dir_fd=fd)
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.ENOTDIR, "not a directory")
+        if info.st_uid != os.geteuid():
+            raise Refused(errno.EPERM, "%s belongs to user %d: a run's directory must be its own user's"
+                          % (path, info.st_uid))
+        if _others_can_write(info):
+            raise Refused(errno.EPERM, "%s can be written by other users (mode %04o): a run's directory must be its "
+                                       "own user's alone (chmod go-w)" % (path, stat.S_IMODE(info.st_mode)))
+    finally:
         os.close(fd)
+
+
+def open_lock(path: str) -> int:
+    """path opened to read and write for an flock (created 0644). Another user's file in a
+    directory others can write is refused: whoever owns a lock file can hold it, and stop
+    every run (a --lock in /tmp)."""
+    fd, name = locate(path)
+    try:
+        refuse_unsafe(fd, name, path, False)
+        return os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def open_append(path: str, make_dirs: bool = False) -> int:
+    """path opened to append (and read: a torn last line is looked for), created 0644 (its
+    directory too with make_dirs); the fd. A FIFO
+    or a socket is refused at once, not waited on: a log is a file (or /dev/null). The rules
+    of locate() and refuse_unsafe() hold."""
+    fd, name = locate(path, make=make_dirs, mode=0o755)
+    try:
+        refuse_unsafe(fd, name, path, False)
+        try:
+            out = os.open(name, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW,
+                          0o644, dir_fd=fd)
+        except OSError as exc:  # ENXIO: a FIFO with no reader
+            if exc.errno == errno.ENXIO and stat.S_ISFIFO(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise _refuse(errno.EINVAL, "a FIFO, not a file")
+            raise
+    finally:
+        os.close(fd)
+    mode = os.fstat(out).st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        os.close(out)
         raise _refuse(errno.EINVAL, "a FIFO, not a file")
-    return fd
+    return out
 
 
 def append(path: str, data: bytes, make_dirs: bool = False, line: bool = False) -> None:
@@ -145,7 +303,7 @@ def append(path: str, data: bytes, make_dirs: bool = False, line: bool = False) 
     try:
         if line:
             size = os.fstat(fd).st_size
-            if size and _byte_at(path, size - 1) != b"\n":
+            if size and os.pread(fd, 1, size - 1) not in (b"\n", b""):  # b"": a device, /dev/null
                 data = b"\n" + data
         write_all(fd, data)
         os.fsync(fd)
@@ -153,17 +311,13 @@ def append(path: str, data: bytes, make_dirs: bool = False, line: bool = False) 
         os.close(fd)
 
 
-def _byte_at(path: str, offset: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        return os.pread(fd, 1, offset)
-    finally:
-        os.close(fd)
-
-
 def create(path: str, data: bytes, mode: int = 0o600) -> None:
     """A new file of ours with data (O_EXCL: never one that is already there, nor a link)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    dir_fd, name = locate(path, follow=False)
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
     try:
         write_all(fd, data)
     finally:

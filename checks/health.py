@@ -108,11 +108,13 @@ def deadline(checks, tags) -> Optional[float]:
 
 def _unique(checks: List[Check], where) -> None:
     """Names pick checks (--only) and label results: two alike would be ambiguous."""
+    from checks.config import same_name
+
     seen = set()
     for i, check in enumerate(checks):
-        if check.name in seen:
+        if same_name(check.name) in seen:
             raise ConfigError("%s: %r is used twice; names must be unique" % (where(i), check.name))
-        seen.add(check.name)
+        seen.add(same_name(check.name))
 
 
 def _defaults(fields: Fields, tier_fields: bool = False) -> dict:

@@ -8,7 +8,8 @@ its own session that reads the list of our live process groups and, when its std
 reaches end of file (the kernel closes our end of the pipe as we die), kills them.
 Linux's parent-death signal would reach only each group's first process, not what
 that process started. A process that leaves its session (setsid) is re-parented to
-us, a child subreaper, and killed when the run ends.
+us, a child subreaper, and killed when the run ends; after kill -9, the reaper finds it by
+the run's mark in its environment.
 """
 
 from __future__ import annotations
@@ -30,38 +31,78 @@ try:  # the C module: signal.py builds three enums on import, 2 ms of a one-chec
 except ImportError:
     import signal
 
-# Keeps only the last list it was sent; at EOF, kills each group in it, then every process
-# still in one of their sessions (each group leads its own session): one that moved to a
-# group of its own (setpgid, a shell's job control) is found by its session in /proc.
-_REAPER = ('last=; while IFS= read -r line; do last=$line; done; [ -n "$last" ] || exit 0; '
-           'kill -s KILL -- $last 2>/dev/null; '
-           'for f in /proc/[0-9]*/stat; do read -r s < "$f" 2>/dev/null || continue; set -- ${s##*) }; '
-           'case " $last " in *" -$4 "*) p=${f#/proc/}; kill -s KILL "${p%/stat}" 2>/dev/null;; esac; done')
+# The run's state, sent whole each time it changes, as lines ending with a line ".": "g PGID" (a
+# process group of ours), "c PID START" (a process we stopped: continued), "d PATH" (a directory
+# of ours: removed) and "m MARK" (every process carrying SMOKE_PY_RUN=MARK in its environment is
+# ours, even one that left its group and session). At end of file, smoke.py is gone (even by
+# kill -9): the reaper acts on the last state. Each group's session is scanned in /proc too: a
+# process that moved to a group of its own (setpgid, job control) is found by its session.
+MARK_VARIABLE = "SMOKE_PY_RUN"
+_REAPER = r"""
+state=; next=
+while IFS= read -r line; do
+  if [ "$line" = . ]; then state=$next; next=; else next="$next$line
+"; fi
+done
+[ -n "$state" ] || exit 0
+items() { set -f; IFS='
+'; for item in $state; do case $item in "$1 "*) printf '%s
+' "${item#$1 }";; esac; done; set +f; IFS=' '; }
+for item in $(items c | tr ' ' '_'); do
+  pid=${item%_*}; start=${item#*_}; s=
+  read -r s 2>/dev/null < "/proc/$pid/stat" || continue
+  set -- ${s##*) }
+  [ "${20}" = "$start" ] && kill -s CONT "$pid" 2>/dev/null
+done
+groups=$(items g | sed 's/^/-/' | tr '
+' ' ')
+if [ -n "$groups" ]; then
+  kill -s KILL -- $groups 2>/dev/null
+  for f in /proc/[0-9]*/stat; do
+    read -r s 2>/dev/null < "$f" || continue; set -- ${s##*) }
+    case " $groups" in *" -$4 "*) p=${f#/proc/}; kill -s KILL "${p%/stat}" 2>/dev/null;; esac
+  done
+fi
+mark=$(items m)
+if [ -n "$mark" ]; then
+  for f in $(grep -lsF "@VARIABLE@=$mark" /proc/[0-9]*/environ); do p=${f#/proc/}; kill -s KILL "${p%/environ}" 2>/dev/null; done
+fi
+items d | while IFS= read -r dir; do rm -rf -- "$dir"; done
+""".replace("@VARIABLE@", MARK_VARIABLE)
 _PR_SET_CHILD_SUBREAPER = 36
 _INTERNAL: Set[Tuple[str, ...]] = set()  # the command lines of our own helpers: never "a process" of the system
 
 
 class _Reaper:
+    """What this run must undo if it dies before it can: told to a shell that outlives it."""
+
     def __init__(self):
         self._lock = threading.Lock()
         self._groups: Set[int] = set()
+        self._stopped: Dict[int, int] = {}
+        self._dirs: Set[str] = set()
         self._proc = None
         self._failed = False
+        self.mark = os.urandom(8).hex()
 
-    def own(self, pgid: int) -> None:
+    def change(self, kind: str, item: Any, add: bool) -> None:
         with self._lock:
-            self._groups.add(pgid)
-            self._tell()
-
-    def release(self, pgid: int) -> None:
-        with self._lock:
-            self._groups.discard(pgid)
+            store = {"g": self._groups, "c": self._stopped, "d": self._dirs}[kind]
+            if not add:
+                store.discard(item) if isinstance(store, set) else store.pop(item, None)
+            elif isinstance(store, set):
+                store.add(item)
+            else:
+                store[item[0]] = item[1]
             self._tell()
 
     def _tell(self) -> None:
-        """Send the whole list: the reaper keeps no state but the last line."""
+        """Send the whole state: the reaper keeps only the last one."""
         if self._failed:
             return
+        lines = ["m " + self.mark] + ["g %d" % g for g in sorted(self._groups)]
+        lines += ["c %d %d" % item for item in sorted(self._stopped.items())]
+        lines += ["d " + path for path in sorted(self._dirs) if "\n" not in path]
         try:
             if self._proc is None:
                 import subprocess
@@ -69,9 +110,9 @@ class _Reaper:
                 argv = ["/bin/sh", "-c", _REAPER]
                 internal_command(argv)
                 self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"},
                                               start_new_session=True)  # Ctrl-C and hang-ups are ours, not its
-            self._proc.stdin.write((" ".join("-%d" % g for g in sorted(self._groups)) + "\n").encode())
+            self._proc.stdin.write(("\n".join(lines) + "\n.\n").encode("utf-8", "surrogateescape"))
             self._proc.stdin.flush()
         except OSError:  # no /bin/sh, or it died: the groups' own parent-death signals remain
             self._failed = True
@@ -165,6 +206,17 @@ class Signals:
         self.armed = False
 
 
+def start_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """A daemon thread, started; CheckError naming the limit when this host will not give one."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    try:
+        thread.start()
+    except RuntimeError as exc:  # "can't start new thread": the thread limit (ulimit -u), or memory
+        from checks import CheckError
+        raise CheckError("%s (this user's process and thread limit, ulimit -u, or memory)" % exc)
+    return thread
+
+
 def shielded(work) -> Tuple[Any, Optional[Interrupted]]:
     """work() in a thread of its own, which no signal interrupts: a cleanup runs to its end.
     A signal meanwhile is kept and returned, for the caller to raise once it is done; an
@@ -180,7 +232,11 @@ def shielded(work) -> Tuple[Any, Optional[Interrupted]]:
         finally:
             done.set()
 
-    threading.Thread(target=target, name="smoke-shielded", daemon=True).start()
+    from checks import CheckError
+    try:
+        start_thread(target, "smoke-shielded")
+    except CheckError:  # no thread to be had: done here, unshielded, rather than not at all
+        target()
     late = None
     while not done.is_set():
         try:
@@ -198,12 +254,37 @@ _REAPER_PROCESS = _Reaper()
 
 def own_group(pgid: int) -> None:
     """A process group of ours: killed if smoke.py dies before release_group()."""
-    _REAPER_PROCESS.own(pgid)
+    _REAPER_PROCESS.change("g", pgid, True)
 
 
 def release_group(pgid: int) -> None:
     """The group is gone (we killed it): its id may be reused, so the reaper must forget it."""
-    _REAPER_PROCESS.release(pgid)
+    _REAPER_PROCESS.change("g", pgid, False)
+
+
+def own_stopped(pid: int, start_time: int) -> None:
+    """A process not ours that we stopped (SIGSTOP): continued if smoke.py dies first. Its start
+    time says it is still that process, not another that got its pid."""
+    _REAPER_PROCESS.change("c", (pid, start_time), True)
+
+
+def release_stopped(pid: int) -> None:
+    _REAPER_PROCESS.change("c", pid, False)
+
+
+def own_dir(path: str) -> None:
+    """A directory of the run's (credentials): removed if smoke.py dies before release_dir()."""
+    _REAPER_PROCESS.change("d", os.path.abspath(path), True)
+
+
+def release_dir(path: str) -> None:
+    _REAPER_PROCESS.change("d", os.path.abspath(path), False)
+
+
+def run_mark() -> Dict[str, str]:
+    """The environment entry every process of the run carries: the reaper finds by it those
+    that left their group and session (setsid), after kill -9 of smoke.py too."""
+    return {MARK_VARIABLE: _REAPER_PROCESS.mark}
 
 
 def internal_command(argv) -> None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import ConfigError, expect
 from checks.command import Command
-from checks.config import Fields
+from checks.config import Fields, same_name
 from checks.model import Outcome, Planned, Result, cut
 from checks.probes.samples import PERCENTILES, summarise
 
@@ -107,10 +107,8 @@ def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec
     if args.method:
         table["method"] = args.method
     if args.json is not None:
-        try:
-            table["json"] = json.loads(args.json)
-        except ValueError as exc:
-            raise ConfigError("--json: not JSON: %s" % exc)
+        from checks.config import parse_json
+        table["json"] = parse_json(args.json, "--json")
     if args.header:
         from checks.probes.http import header_flags
         table["headers"] = header_flags(args.header)
@@ -142,10 +140,10 @@ def load(section, where: str = NAME) -> Spec:
     targets, names = [], set()
     for i, table in enumerate(tables):
         target = _target(table, "%s[%d]" % (fields.at("targets"), i), baseline)
-        if target.name in names:
+        if same_name(target.name) in names:
             raise ConfigError("%s[%d].name: %r is taken: every target needs its own" % (fields.at("targets"), i,
                                                                                          target.name))
-        names.add(target.name)
+        names.add(same_name(target.name))
         targets.append(target)
     spec = Spec(targets, baseline, fields.path("save_baseline", None))
     if spec.save_baseline:
@@ -305,18 +303,19 @@ def _conditions(texts: List[str], where: str, baseline) -> tuple:
 
 def _baseline(path: str, where: str) -> Dict[str, Dict[str, Any]]:
     """{target: its metrics} from an earlier report or saved baseline."""
-    from checks.probes import proc
     from checks import CheckError
+    from checks.config import parse_json
+    from checks.probes import proc
 
     try:
         data = proc.read_small(path, 64 * 1024 * 1024)
-        doc = json.loads(data.decode("utf-8"))
+        doc = parse_json(data.decode("utf-8"), "%s: %s" % (where, path))  # keys twice: which would it be?
         targets = doc["metrics"]["perf"]["targets"]
         if not isinstance(targets, dict):
             raise TypeError
     except CheckError as exc:
         raise ConfigError("%s: %s" % (where, exc))
-    except (ValueError, UnicodeDecodeError):
+    except UnicodeDecodeError:
         raise ConfigError("%s: %s is not JSON" % (where, path))
     except (KeyError, TypeError):
         raise ConfigError("%s: %s has no metrics.perf.targets: give a report of `smoke.py perf` or a file "
@@ -382,7 +381,7 @@ def run(spec: Spec, ctx) -> Outcome:
     for target in targets:
         started = time.monotonic()
         if ends is not None and started >= ends:
-            results.append(Result(target.name, NAME, "perf", "fail", "deadline exceeded (%s): not started" % _flag(ctx),
+            results.append(Result(target.name, NAME, "perf", "fail", "deadline exceeded (%s): not started" % ctx.deadline_flag,
                                   target=plan(Spec([target], None, None))[0].target))
             continue
         try:
@@ -411,11 +410,6 @@ def run(spec: Spec, ctx) -> Outcome:
     if spec.save_baseline:
         results = _save_baseline(spec.save_baseline, metrics, results, ctx)
     return Outcome(results, metrics)
-
-
-def _flag(ctx) -> str:
-    """What set the run's deadline, as the messages name it (--deadline; rollback's time_budget)."""
-    return getattr(ctx, "deadline_flag", None) or "--deadline"
 
 
 def _save_baseline(path: str, metrics: Dict[str, Any], results: List[Result], ctx) -> List[Result]:
@@ -548,8 +542,9 @@ def _judge(target: Target, facts: Dict[str, Any], ctx):
     if facts.get("trouble"):  # the tool's own (a worker lost, a descriptor limit): no verdict on the server
         return "error", facts["trouble"]
     if facts.get("deadline_exceeded"):  # what the numbers would have been is unknown: they say nothing more
-        return "fail", "deadline exceeded (%s %gs): the load was cut short after %ss" % (
-            _flag(ctx), ctx.deadline_s or 0, facts["duration_s"])
+        from checks.runner import deadline_said
+        return "fail", "deadline exceeded (%s): the load was cut short after %ss" % (deadline_said(ctx),
+                                                                                    facts["duration_s"])
     if not facts["count"]:
         return "error", "no request was sent"
     if facts.get("aborted"):

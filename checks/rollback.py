@@ -24,9 +24,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List, Optional, Tuple
 
-from checks import ConfigError, expect, incident, lifecycle, state, steps
+from checks import ConfigError, expect, fsio, incident, lifecycle, state, steps
 from checks.command import Command
-from checks.config import Fields
+from checks.config import Fields, same_name
 from checks.model import PASSING, Outcome, Planned, Result, cut, utc_timestamp
 
 NAME = "rollback"
@@ -128,10 +128,10 @@ def load(section, where: str = NAME) -> Spec:
     for i, table in enumerate(tables):
         at = "%s[%d]" % (fields.at("steps"), i)
         name = str(table.get("name") or "step %d" % (i + 1)) if isinstance(table, dict) else ""
-        if name in names or name in RESERVED:
+        if same_name(name) in names or name in RESERVED:
             raise ConfigError("%s.name: %r is %s: every step needs a name of its own" % (
-                at, name, "taken" if name in names else "one of rollback's own results"))
-        names.add(name)
+                at, name, "taken" if same_name(name) in names else "one of rollback's own results"))
+        names.add(same_name(name))
         table = {key: value for key, value in table.items() if key != "name"} if isinstance(table, dict) else table
         loaded.append(steps.load(table, at, NAME, name, known, builtins))
     return Spec(triggers, on_no_data, None, run, loaded, verify, settle, verify_timeout, verify_interval,
@@ -214,14 +214,14 @@ def run(spec: Spec, ctx) -> Outcome:
         path = spec.lock or os.path.join(state_dir, "rollback.lock")
         try:
             if not spec.lock:
-                os.makedirs(state_dir, exist_ok=True)
+                fsio.private_dir(state_dir)
             held = state.lock(path)
         except state.LockHeld as exc:
             return Outcome([Result("lock", NAME, "lock", "error", "another rollback is running: %s" % exc,
                                    severity="critical", target=path)], {})
         except OSError as exc:
             return Outcome([Result("lock", NAME, "lock", "error", "cannot take the lock %s: %s" % (
-                path, exc.strerror or exc), severity="critical", target=path)], {})
+                path, fsio.why(exc)), severity="critical", target=path)], {})
     try:
         return _run(spec, ctx, state_dir)
     finally:
@@ -238,10 +238,11 @@ class _Verdict(collections.namedtuple("_Verdict", "judged fired reasons said met
 
 def _run(spec: Spec, ctx, state_dir: str) -> Outcome:
     started, clock = time.time(), time.monotonic()
-    ends, label = clock + spec.time_budget, "time_budget"
+    ends = clock + spec.time_budget
     if ctx.deadline_s and ctx.deadline_s < spec.time_budget:
-        ends, label = clock + ctx.deadline_s, ctx.deadline_flag
-    ctx = ctx._replace(deadline_flag=label)
+        ends = clock + ctx.deadline_s
+    else:  # the time budget is what ends it
+        ctx = ctx._replace(deadline_flag="time_budget", deadline_said="time_budget %gs" % spec.time_budget)
     report, report_path, problem = _source(spec, ctx, state_dir)
     if problem:
         return Outcome([Result("report", NAME, "report", "error", ctx.redact(problem), severity="critical",
@@ -414,9 +415,9 @@ def _keep_copy(report: Dict[str, Any], path: str, state_dir: str) -> List[str]:
     """Write the judged report (masked) where {report} points the steps; the problem, if any."""
     from checks import sinks
     try:
-        os.makedirs(state_dir, exist_ok=True)
+        fsio.private_dir(state_dir)
     except OSError as exc:
-        return ["cannot keep the report in %s: %s" % (state_dir, exc.strerror or exc)]
+        return ["cannot keep the report in %s: %s" % (state_dir, fsio.why(exc))]
     problem = sinks.write_output(path, json.dumps(report, indent=2) + "\n")
     return ["cannot keep the report: " + problem] if problem else []
 

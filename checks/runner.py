@@ -30,9 +30,10 @@ _FDS_RESERVED = 16      # stdio, the config, --output's temp file, the watchdog:
 
 
 class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on_result redact cleanup chosen cancel "
-                                                      "give_up on_progress state_dir run_sections deadline_flag",
+                                                      "give_up on_progress state_dir run_sections deadline_flag "
+                                                      "deadline_said",
                                         defaults=(DEFAULT_CONCURRENCY, None, None, lambda value: value, None,
-                                                  None, None, None, None, None, None, "--deadline"))):
+                                                  None, None, None, None, None, None, "--deadline", None))):
     """How to run: checks at once, the run's deadline, a callback per result,
     secrets.Secrets.redact (applied before anything is cut short), the run's
     lifecycle.Cleanup, where a probe registers what it creates (None: undone by the probe
@@ -42,9 +43,15 @@ class RunContext(collections.namedtuple("RunContext", "concurrency deadline_s on
     on_progress(text): how a long check is coming along, for a terminal (None: nobody looks);
     state_dir: where runs keep their history and locks; run_sections(names, ctx): the report
     of other sections of the config, run now (rollback's --run and verify); deadline_flag:
-    what set deadline_s, as a message names it (rollback's time_budget)."""
+    what set deadline_s, as a message names it (rollback's time_budget); deadline_said: the
+    same with the value it was given (deadline_s is what is left of it)."""
 
     __slots__ = ()
+
+
+def deadline_said(ctx: RunContext) -> str:
+    """The run's deadline as a message names it: --deadline 120s (as given, not what is left)."""
+    return ctx.deadline_said or "%s %gs" % (ctx.deadline_flag, ctx.deadline_s or 0)
 
 
 def fd_limited(concurrency: int) -> Tuple[int, Optional[int]]:
@@ -105,15 +112,17 @@ def _with_what_they_need(chosen: list, skipped: list) -> None:
             chosen.append(item[0])
 
 
-def run_checks(checks: List[Check], ctx: RunContext,
-               facts_out: Optional[List[Dict[str, Any]]] = None) -> List[Result]:
+def run_checks(checks: List[Check], ctx: RunContext, facts_out: Optional[List[Dict[str, Any]]] = None,
+               exact: bool = False) -> List[Result]:
     """Run checks on a pool of workers; results come back in the order the checks were given.
-    facts_out, when given, has one dict per check for its real facts (run_check's).
+    facts_out, when given, has one dict per check for its real facts (run_check's). A pool this
+    host cannot give every worker runs with those it could start; with exact (a concurrency
+    probe, where "at once" is the point), that is an error of every check.
 
     A pool, not a thread per check: starting a thread waits for it to be scheduled,
     which under load costs more than a fast check.
     """
-    return _Pool(checks, ctx, facts_out).run()
+    return _Pool(checks, ctx, facts_out).run(exact)
 
 
 class _Pool:
@@ -131,21 +140,31 @@ class _Pool:
         self.run_ends = time.monotonic() + ctx.deadline_s if ctx.deadline_s else None
         self.results: Dict[int, Result] = {}
         self.budgets = [check.budget() for check in checks]
+        self.workers, self.no_thread = 0, ""  # live workers; why the last one could not be started
 
-    def run(self) -> List[Result]:
+    def run(self, exact: bool = False) -> List[Result]:
         try:
-            for _ in range(min(max(1, self.ctx.concurrency), len(self.checks))):
-                self.spawn()
+            wanted = min(max(1, self.ctx.concurrency), len(self.checks))
+            started = sum(self.spawn() for _ in range(wanted))
+            if not started or (exact and started < wanted):
+                self.end_all(lambda index, running: _result(self.checks[index], "error", "%d of %d at once: cannot "
+                                                            "start a thread: %s" % (started, wanted, self.no_thread)))
             while len(self.results) < len(self.checks):
                 if self.collect():
                     continue
+                with self.lock:
+                    stranded = not self.workers and not self.began
+                if stranded:  # the workers gone (a replacement could not be started) with checks left
+                    self.end_all(lambda index, running: _result(self.checks[index], "error", "not run: cannot "
+                                                                "start a thread: %s" % self.no_thread))
+                    break
                 if self.ctx.cancel is not None and self.ctx.cancel.is_set():  # a signal, in a thread it cannot reach
                     self.end_all(lambda index, running: _result(self.checks[index], "skip", "interrupted"))
                     break
                 if self.run_ends and time.monotonic() >= self.run_ends:  # woken with nothing done: the deadline
                     self.end_all(lambda index, running: _result(
-                        self.checks[index], "fail", "deadline exceeded (%s %gs)" % (
-                            self.ctx.deadline_flag, self.ctx.deadline_s), running.get(index), int(index in running)))
+                        self.checks[index], "fail", "deadline exceeded (%s)" % deadline_said(self.ctx),
+                        running.get(index), int(index in running)))
                     break
                 self.give_up_overdue()  # or a budget
         except Interrupted as exc:
@@ -163,6 +182,13 @@ class _Pool:
         return [self.results[i] for i in sorted(self.results)]
 
     def work(self) -> None:
+        try:
+            self.take()
+        finally:
+            with self.lock:
+                self.workers -= 1
+
+    def take(self) -> None:
         while not self.stop.is_set():
             index = next(self.pending, None)
             if index is None:
@@ -182,8 +208,20 @@ class _Pool:
             if replaced:
                 return
 
-    def spawn(self) -> None:
-        threading.Thread(target=self.work, name="smoke-worker", daemon=True).start()
+    def spawn(self) -> bool:
+        """A worker more; False when this host gives no thread (a limit: ulimit -u, memory)."""
+        from checks import lifecycle
+
+        with self.lock:
+            self.workers += 1
+        try:
+            lifecycle.start_thread(self.work, "smoke-worker")
+            return True
+        except CheckError as exc:
+            with self.lock:
+                self.workers -= 1
+            self.no_thread = str(exc)
+            return False
 
     def finish(self, index: int, result: Result) -> None:
         self.results[index] = result

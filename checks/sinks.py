@@ -45,9 +45,17 @@ def check_output(path: str, flag: str = "--output") -> None:
         if not os.path.isdir(os.path.dirname(target)):
             shown = path if target == os.path.abspath(path) else "%s (a link to %s)" % (path, target)
             raise ConfigError("%s %s: the directory does not exist" % (flag, shown))
-        return
+        mode = None
     except OSError as exc:
-        raise ConfigError("%s %s: %s" % (flag, path, exc.strerror or exc))
+        raise ConfigError("%s %s: %s" % (flag, path, fsio.why(exc)))
+    try:  # another user's link, or their file in /tmp: they would choose what the report replaces
+        fsio.check_writable(path)
+    except fsio.Refused as exc:
+        raise ConfigError("%s: %s" % (flag, fsio.why(exc)))
+    except OSError as exc:
+        raise ConfigError("%s %s: %s" % (flag, path, fsio.why(exc)))
+    if mode is None:
+        return
     if stat.S_ISDIR(mode):
         raise ConfigError("%s %s: is a directory" % (flag, path))
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
@@ -85,22 +93,32 @@ def stage(path: str, size: int, stop=None, timeout: float = WRITE_TIMEOUT_S) -> 
     """Open path as its type demands, for a report of about size bytes (OSError when it cannot
     take one): our own descriptor (/dev/stdout into `>> app.log`) is appended to, never renamed
     over; a FIFO or a character device is written through (a FIFO's reader must come within
-    timeout); anything else is replaced atomically, its mode kept, through a link to its target."""
+    timeout); anything else is replaced atomically, its mode kept, through a link to its target.
+    The rules of fsio hold: no other user's link is followed, and none of their files in a
+    directory others can write is written (fsio.Refused)."""
     fd = _our_descriptor(path)
     if fd is not None:
         return Staged(fd)
-    mode = os.stat(path).st_mode if os.path.exists(path) else None
-    if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
-        fd = _open_through(path, stop, timeout)
+    dir_fd, name = fsio.locate(path)
+    try:
         try:
-            os.write(fd, b"")  # a device that takes nothing (/dev/full) says so now
-        except BlockingIOError:
-            pass
-        except OSError:
-            os.close(fd)
-            raise
-        return Staged(fd, close=True)
-    replacement = fsio.Replacement(os.path.realpath(path), stat.S_IMODE(mode) if mode is not None else 0o644)
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            info = None
+        if info is not None and (stat.S_ISFIFO(info.st_mode) or stat.S_ISCHR(info.st_mode)):
+            fsio.refuse_unsafe(dir_fd, name, path, replacing=False)
+            fd = _open_through(dir_fd, name, stop, timeout)
+            try:
+                os.write(fd, b"")  # a device that takes nothing (/dev/full) says so now
+            except BlockingIOError:
+                pass
+            except OSError:
+                os.close(fd)
+                raise
+            return Staged(fd, close=True)
+    finally:
+        os.close(dir_fd)
+    replacement = fsio.Replacement(path, stat.S_IMODE(info.st_mode) if info is not None else 0o644)
     replacement.reserve(size)
     return Staged(replacement=replacement)
 
@@ -138,7 +156,7 @@ def _our_descriptor(path: str) -> Optional[int]:
     return None
 
 
-def _open_through(path: str, stop=None, timeout: float = WRITE_TIMEOUT_S) -> int:
+def _open_through(dir_fd: int, name: str, stop=None, timeout: float = WRITE_TIMEOUT_S) -> int:
     """A FIFO or a device opened to write, without blocking and within timeout: a FIFO whose
     reader does not come within it cannot hang us; given up at once when stop() says so."""
     import time
@@ -146,14 +164,15 @@ def _open_through(path: str, stop=None, timeout: float = WRITE_TIMEOUT_S) -> int
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            return os.open(name, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW,
+                           dir_fd=dir_fd)
         except OSError as exc:
             if exc.errno != errno.ENXIO:
                 raise
             if stop is not None and stop():
                 raise OSError(errno.EINTR, "interrupted")
-            fifo = stat.S_ISFIFO(os.stat(path).st_mode)
-            if not fifo or time.monotonic() >= deadline:
+            fifo = stat.S_ISFIFO(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+            if not fifo or time.monotonic() >= deadline:  # a FIFO nobody reads, or a terminal not there
                 raise OSError(exc.errno, "no process opened the FIFO to read within %gs" % timeout
                               if fifo else "no such device here")
             time.sleep(0.05)

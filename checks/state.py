@@ -40,7 +40,7 @@ def lock(path: str, wait_s: float = 0.0) -> int:
     for longer than wait_s (0: do not wait)."""
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    fd = fsio.open_lock(path)
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -136,12 +136,10 @@ def record_run(state_dir: str, report: Dict[str, Any], limit: int = DEFAULT_LIMI
     after that rewrites it."""
     problems: List[str] = []
     try:
-        if os.path.exists(state_dir) and not os.path.isdir(state_dir):
-            raise OSError(errno.ENOTDIR, "not a directory")
-        os.makedirs(state_dir, exist_ok=True)
+        fsio.private_dir(state_dir)  # ours alone: nobody else plants a history, a lock or a link there
         fd = lock(os.path.join(state_dir, "history.lock"), _LOCK_WAIT_S)
     except (OSError, LockHeld) as exc:
-        return ["history: cannot write in %s: %s" % (state_dir, getattr(exc, "strerror", None) or exc)]
+        return ["history: cannot write in %s: %s" % (state_dir, fsio.why(exc))]
     path = os.path.join(state_dir, "history.jsonl")
     try:
         size, data = _tail(path)
@@ -156,7 +154,7 @@ def record_run(state_dir: str, report: Dict[str, Any], limit: int = DEFAULT_LIMI
         else:
             append_line(path, run_line(report))
     except (OSError, ValueError) as exc:
-        problems.append("history: cannot write %s: %s" % (path, getattr(exc, "strerror", None) or exc))
+        problems.append("history: cannot write %s: %s" % (path, fsio.why(exc)))
     except MemoryError:  # the run's own report matters more: it is still printed
         problems.append("history: out of memory: this run was not recorded in %s" % path)
     finally:
@@ -179,12 +177,19 @@ def _rewrite(path: str, lines: List[bytes]) -> None:
 
 
 def history(state_dir: str) -> Tuple[List[Dict[str, Any]], List[str]]:
-    """The runs recorded, and warnings; a history that cannot be read is none, and says why."""
+    """The runs recorded, and warnings; a history that cannot be read is none, and says why. One
+    in a directory that is not ours alone is not read: another user could have written it."""
     path = os.path.join(state_dir, "history.jsonl")
+    try:
+        fsio.private_dir(state_dir, make=False)
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        return [], ["history: not read from %s: %s" % (state_dir, fsio.why(exc))]
     try:
         return read_lines(path)
     except (OSError, MemoryError) as exc:
-        return [], ["history: cannot read %s: %s" % (path, getattr(exc, "strerror", None) or exc)]
+        return [], ["history: cannot read %s: %s" % (path, fsio.why(exc))]
 
 
 def consecutive_failures(records: List[Dict[str, Any]], command: Optional[str] = None,

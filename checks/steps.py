@@ -313,9 +313,17 @@ def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str,
     except ConfigError as exc:  # a captured value that does not fit the field (a URL that is none)
         return Result(name, step.section, str(step.table.get("kind", "")), "error",
                       ctx.redact("with the captured values filled in: %s" % exc))
+    if step.concurrency > 1:  # "at once" is what the step proves: fewer at once would prove nothing
+        fits, limit = runner.fd_limited(step.concurrency)
+        if limit:
+            return Result(name, step.section, str(step.table.get("kind", "")), "error",
+                          "concurrency %d needs about %d open files; this process may open only %d (ulimit -n): "
+                          "raise the limit, or lower concurrency" % (step.concurrency,
+                                                                     step.concurrency * runner.FDS_PER_CHECK, limit))
     facts = [{} for _ in checks]
     started = time.monotonic()
-    results = runner.run_checks(checks, ctx._replace(concurrency=step.concurrency, on_result=None), facts)
+    results = runner.run_checks(checks, ctx._replace(concurrency=step.concurrency, on_result=None), facts,
+                                exact=step.concurrency > 1)
     wall_ms = (time.monotonic() - started) * 1000
     result = results[0] if count == 1 else _combined(step, name, results, facts, wall_ms, ctx)
     if result.status == "pass" and step.table.get("kind") == "spawn":

@@ -143,3 +143,25 @@ def timed_run(*args, **kw):
     started = time.monotonic()
     done = smoke(*args, **kw)
     return done, time.monotonic() - started
+
+
+# Another local user, for the rules that keep a root run from being steered: files and links of
+# nobody's, in a directory every user may write (sticky, as /tmp).
+NOBODY = 65534
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: files and links of another user (nobody) "
+                                                      "are made with chown")
+
+
+def shared_dir(tmp_path):
+    """A directory every user may write, sticky, as /tmp and /var/tmp are."""
+    shared = tmp_path / "shared"
+    shared.mkdir(exist_ok=True)
+    shared.chmod(0o1777)
+    return shared
+
+
+def planted_link(where, target):
+    """A symbolic link of nobody's."""
+    where.symlink_to(target)
+    os.lchown(str(where), NOBODY, NOBODY)
+    return where

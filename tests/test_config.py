@@ -435,3 +435,67 @@ def test_malformed_urls_and_paths_are_config_errors_for_every_kind(tmp_path, tab
     path = config_file(tmp_path, [dict(table, name="c")])
     done = smoke("health", "--config", path, "--validate")
     assert done.returncode == 2 and "internal error" not in done.stderr, done.stderr
+
+
+# --- config is unambiguous ---------------------------------------------------------------------
+
+def test_a_key_given_twice_at_any_level_is_exit_2_naming_where(tmp_path):
+    import json
+    cases = [('{"health": {"checks": []}, "health": {"checks": []}}', "the top level: 'health' is given twice"),
+             ('{"health": {"checks": [{"name": "a", "kind": "tcp", "address": "h:1", "timeout": 1, "timeout": 2}]}}',
+              "health.checks[0]: 'timeout' is given twice")]
+    for text, said in cases:
+        path = tmp_path / "smoke.json"
+        path.write_text(text)
+        done = smoke("health", "--config", path, "--validate")
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+    targets = tmp_path / "targets.json"
+    targets.write_text('[{"name": "us", "name": "eu"}]')
+    path.write_text(json.dumps({"deploy": {"targets": str(targets), "predict": {"kind": "http", "url": "http://h/"}}}))
+    done = smoke("deploy", "--config", path, "--validate")
+    assert done.returncode == 2 and "[0]: 'name' is given twice" in done.stderr and str(targets) in done.stderr
+    done = smoke("deploy", "--predict-url", "http://127.0.0.1:1/", "--json", '{"seed": 1, "seed": 2}', "--validate")
+    assert done.returncode == 2 and "--json: the top level: 'seed' is given twice" in done.stderr
+
+
+def test_a_default_may_hold_a_variable_as_a_shell_expands_it():
+    doc = {"url": "${A:-${B:-http://localhost}}/health", "name": "${A:-$${B}}", "x": "${A:-{}}"}
+    secrets = Secrets()
+    assert interpolate(doc, "", secrets, environ={}) == \
+        {"url": "http://localhost/health", "name": "${B}", "x": "{}"}
+    assert interpolate(doc, "", secrets, environ={"B": "http://b"})["url"] == "http://b/health"
+    assert interpolate(doc, "", secrets, environ={"A": "http://a"})["url"] == "http://a/health"
+    for text in ("${A:-${B}", "${A", "${A:-x"):
+        with pytest.raises(ConfigError) as caught:
+            interpolate({"f": text}, "", secrets, environ={})
+        assert "f: a '${' is not closed" in str(caught.value)
+
+
+def test_a_secret_named_only_in_a_default_is_still_used(tmp_path):
+    path = tmp_path / "smoke.json"
+    path.write_text('{"secrets": ["TOKEN"], "health": {"checks": [{"name": "a", "kind": "http", '
+                    '"url": "http://127.0.0.1:1/", "headers": {"X": "${OTHER:-${TOKEN}}"}}]}}')
+    done = smoke("health", "--config", path, "--validate", env=dict(os.environ, OTHER="set", TOKEN="t0k3n-value"))
+    assert done.returncode == 0, done.stderr
+
+
+def test_any_file_nested_too_deep_is_exit_2_naming_it_never_a_recursion_error(tmp_path):
+    import json
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    path = tmp_path / "smoke.json"
+    for section in ({"deploy": {"targets": str(deep), "predict": {"kind": "http", "url": "http://h/"}}},
+                    {"perf": {"baseline": str(deep), "targets": [{"name": "a", "url": "http://h/"}]}}):
+        path.write_text(json.dumps(section))
+        done = smoke(list(section)[0], "--config", path, "--validate")
+        assert done.returncode == 2 and str(deep) in done.stderr and "nested deeper" in done.stderr, done.stderr
+        assert "RecursionError" not in done.stderr and "internal error" not in done.stderr
+
+
+def test_names_alike_after_unicode_normalisation_are_duplicates(tmp_path):
+    import json
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({"health": {"checks": [
+        {"name": "caf\u00e9", "kind": "tcp", "address": "h:1"}, {"name": "cafe\u0301", "kind": "tcp", "address": "h:2"}]}}))
+    done = smoke("health", "--config", path, "--validate")
+    assert done.returncode == 2 and "health.checks[1].name" in done.stderr and "used twice" in done.stderr

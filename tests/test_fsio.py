@@ -8,6 +8,7 @@ import time
 import pytest
 
 from checks import fsio, sinks
+from conftest import NOBODY, as_root, planted_link, shared_dir
 
 
 def test_a_replacement_is_whole_or_absent_and_keeps_its_mode(tmp_path):
@@ -115,3 +116,93 @@ def test_a_reader_that_stops_reading_is_given_up_and_a_signal_stops_the_write_at
         assert fsio.why(caught.value) == "interrupted" and time.monotonic() - started < 2
     finally:
         os.close(holder)
+
+
+# --- the rules: another local user cannot steer a write ------------------------------------
+
+@as_root
+@pytest.mark.parametrize("write", [
+    lambda p: fsio.replace(p, b"x"), lambda p: fsio.append(p, b"x"), lambda p: os.close(fsio.open_lock(p)),
+    lambda p: fsio.create(p, b"x"), lambda p: sinks.stage(p, 10), lambda p: fsio.check_writable(p),
+    lambda p: fsio.private_dir(p)], ids=["replace", "append", "lock", "create", "stage", "check", "dir"])
+def test_another_users_link_is_never_written_through(tmp_path, write):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = planted_link(shared_dir(tmp_path) / "report.json", victim)
+    with pytest.raises(OSError) as caught:
+        write(str(link))
+    assert victim.read_text() == "precious" and link.is_symlink()
+    if not isinstance(caught.value, FileExistsError):  # create: O_EXCL never follows any link
+        assert isinstance(caught.value, fsio.Refused) and "a link of user 65534" in fsio.why(caught.value)
+
+
+@as_root
+def test_a_link_of_another_user_on_the_way_is_refused_too(tmp_path):
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    planted_link(shared_dir(tmp_path) / "dir", elsewhere)
+    with pytest.raises(fsio.Refused):
+        fsio.replace(str(tmp_path / "shared" / "dir" / "passwd"), b"x")
+    assert os.listdir(str(elsewhere)) == []
+
+
+@as_root
+def test_another_users_file_in_a_directory_others_can_write_is_neither_replaced_nor_appended(tmp_path):
+    theirs = shared_dir(tmp_path) / "smoke.lock"
+    theirs.write_text("theirs")
+    os.chown(str(theirs), NOBODY, NOBODY)
+    for write in (lambda p: fsio.replace(p, b"x"), lambda p: fsio.append(p, b"x"),
+                  lambda p: os.close(fsio.open_lock(p))):
+        with pytest.raises(fsio.Refused) as caught:
+            write(str(theirs))
+        assert "belongs to user 65534, in a directory others can write" in fsio.why(caught.value)
+    assert theirs.read_text() == "theirs"
+    ours = tmp_path / "shared" / "ours.json"
+    fsio.replace(str(ours), b"ours")  # a new file, or one of ours, in /tmp is fine
+    fsio.append(str(ours), b"!")
+    assert ours.read_text() == "ours!"
+
+
+def test_our_own_links_are_followed_and_kept(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    fsio.replace(str(link), b"new")
+    fsio.append(str(link), b"er")
+    assert link.is_symlink() and target.read_text() == "newer"
+
+
+def test_a_directory_anyone_may_change_is_refused_a_sticky_one_is_not(tmp_path):
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)  # not sticky: anyone could rename our file away and put theirs
+    with pytest.raises(fsio.Refused) as caught:
+        fsio.replace(str(open_dir / "r.json"), b"x")
+    assert "a directory any user may change" in fsio.why(caught.value)
+    fsio.replace(str(shared_dir(tmp_path) / "r.json"), b"x")
+
+
+@as_root
+def test_a_run_directory_must_be_ours_alone(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(str(theirs), NOBODY, NOBODY)
+    with pytest.raises(fsio.Refused) as caught:
+        fsio.private_dir(str(theirs))
+    assert "belongs to user 65534" in fsio.why(caught.value)
+    writable = tmp_path / "writable"
+    writable.mkdir()
+    writable.chmod(0o777)
+    with pytest.raises(fsio.Refused) as caught:
+        fsio.private_dir(str(writable))
+    assert "can be written by other users (mode 0777)" in fsio.why(caught.value)
+
+
+def test_a_run_directory_is_made_ours_alone_with_its_parents(tmp_path):
+    made = tmp_path / "a" / "b" / "state"
+    fsio.private_dir(str(made))
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o700 for path in (made, made.parent, made.parent.parent))
+    fsio.private_dir(str(made))  # once it is there, it is used as it is
+    with pytest.raises(FileNotFoundError):
+        fsio.private_dir(str(tmp_path / "missing"), make=False)

@@ -365,3 +365,23 @@ def test_a_worker_under_a_job_control_shell_is_killed_with_its_whole_session(tmp
     done, _, results = heartbeat(section(tmp_path, worker_command=worker))
     assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
     assert ours(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a run_dir of another user (nobody) is made with chown")
+def test_a_run_dir_another_user_owns_or_can_write_is_refused(tmp_path):
+    from conftest import NOBODY, planted_link
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(str(theirs), NOBODY, NOBODY)
+    (theirs / "logs").mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    planted_link(theirs / "logs" / "w1.id", victim)  # a reused run_dir with a link of theirs in it
+    done, _, _ = heartbeat(section(tmp_path, run_dir=str(theirs)))
+    assert done.returncode == 2 and "belongs to user 65534" in done.stderr
+    writable = tmp_path / "writable"
+    writable.mkdir()
+    writable.chmod(0o777)
+    done, _, _ = heartbeat(section(tmp_path, run_dir=str(writable)))
+    assert done.returncode == 2 and "can be written by other users" in done.stderr
+    assert victim.read_text() == "precious"

@@ -195,3 +195,24 @@ def test_a_backlog_too_big_to_read_in_time_is_smoke_pys_error_not_the_detectors(
                               r"(?P<worker>\S+) failed", "--expect-worker", "w1", "--deadline", 0.3)
     victim.wait(10)
     assert done.returncode == 3 and "smoke.py fell behind" in results["detect"]["message"], results["detect"]
+
+
+def test_a_failure_event_stamped_before_the_kill_is_no_detection(tmp_path):
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    log = tmp_path / "events.log"
+    log.write_text("")
+    proc = subprocess.Popen([sys.executable, SMOKE, "heartbeat", "--pid", str(victim.pid), "--log", str(log),
+                             "--failure-pattern", FAILED, "--expect-worker", "w1", "--deadline", "2", "--grace", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert victim.wait(10) is not None  # killed: now a detector writes a line stamped 30 s earlier
+        stale = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30))
+        with open(str(log), "a") as fh:
+            fh.write("%s worker w1 failed\n" % stale)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    results = {r["name"]: r for r in json.loads(out)["results"]}
+    assert proc.returncode == 1 and results["detect"]["status"] == "fail", err
+    assert "stamped 3" in results["detect"]["message"] and "before the kill (more than clock_skew 1s): not taken " \
+        "as a detection" in results["detect"]["message"]

@@ -136,3 +136,74 @@ def test_a_kill_9_of_smoke_py_orphans_nothing(tmp_path, command):
     while sleepers_of(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert sleepers_of(marker) == []
+
+
+# --- after kill -9 of smoke.py, nothing it started or changed stays ---------------------------
+
+ESCAPED = ["sh", "-c", "setsid sleep 300 & sleep 300"]  # a daemon leaving its group and session
+
+
+def test_a_kill_9_leaves_no_process_that_left_its_session(tmp_path):
+    marker = "kill9-setsid-%d" % os.getpid()
+    proc = start_sleepers(tmp_path, marker, command=ESCAPED)
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 5
+    while sleepers_of(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sleepers_of(marker) == []
+
+
+def test_a_kill_9_during_a_deploy_leaves_no_spawned_server_and_no_credentials(tmp_path):
+    marker = "kill9-deploy-%d" % os.getpid()
+    config = tmp_path / "deploy.json"
+    config.write_text(json.dumps({"deploy": {
+        "targets": [{"name": "a", "credentials": {".trussrc": "api_key = k-secret-0001"}},
+                    {"name": "b", "credentials": {".trussrc": "api_key = k-secret-0002"}}],
+        "deploy": {"kind": "spawn", "command": ["sh", "-c", "setsid sleep 300 & sleep 300"],
+                   "log": str(tmp_path / "{target}.log"), "env": {"SMOKE_TEST_MARKER": marker}},
+        "ready": {"kind": "command", "command": ["sleep", "60"], "timeout": 120}}}))
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = subprocess.Popen([sys.executable, SMOKE, "deploy", "--config", str(config), "--state-dir",
+                             str(tmp_path / "s")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, TMPDIR=str(tmpdir)))
+    deadline = time.monotonic() + 10
+    while len(sleepers_of(marker)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(sleepers_of(marker)) >= 4 and len(os.listdir(str(tmpdir))) == 2
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 5
+    while (sleepers_of(marker) or os.listdir(str(tmpdir))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sleepers_of(marker) == [] and os.listdir(str(tmpdir)) == []  # the API keys are gone too
+
+
+def test_a_process_heartbeat_stopped_is_continued_after_a_kill_9(tmp_path):
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    log = tmp_path / "events.log"
+    log.write_text("")
+    try:
+        proc = subprocess.Popen([sys.executable, SMOKE, "heartbeat", "--pid", str(victim.pid), "--signal", "SIGSTOP",
+                                 "--log", str(log), "--failure-pattern", r"worker (?P<worker>\S+) failed",
+                                 "--expect-worker", "w1", "--deadline", "30"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while state_of(victim.pid) != "T" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert state_of(victim.pid) == "T"  # stopped to test detection, and now smoke.py dies
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 5
+        while state_of(victim.pid) == "T" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert state_of(victim.pid) in ("S", "R")  # a production process is never left frozen
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def state_of(pid):
+    with open("/proc/%d/stat" % pid) as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0]

@@ -69,7 +69,7 @@ def test_github_issue_is_opened_commented_and_closed(receiver, port, tmp_path):
         assert "problems" not in report, report.get("problems")
     assert list(server.issues) == [1]
     issue = server.issues[1]
-    assert issue["title"].startswith("smoke: db fails on ") and issue["labels"] == ["smoke-failure"]
+    assert issue["title"] == "smoke: db fails (health)" and issue["labels"] == ["smoke-failure"]  # no host name
     assert issue["state"] == "open" and len(issue["comments"]) == 1 and "Still failing" in issue["comments"][0]
     done, report = smoke(tmp_path, "127.0.0.1:%d" % port, *flags, env=env)
     assert issue["state"] == "closed" and issue["comments"][-1].startswith("Recovered at")
@@ -118,3 +118,113 @@ def test_a_garbled_github_answer_is_a_problem_and_the_report_is_kept(receiver, t
         fake.Handler.github = original
     assert done.returncode == 1 and report["status"] == "fail"  # the report is kept, the verdict the system's
     assert list(server.issues) == [1, 2]  # what is not an issue (its number text) is passed over: one is opened
+
+
+# --- delivery is bounded by the run and by signals; an issue is known by what it is about ----
+
+def github_run(tmp_path, url, *args, target="127.0.0.1:1", env=None):
+    return smoke(tmp_path, target, "--notify-github", "acme/shop", "--github-api", url, *args,
+                 env=dict({"GITHUB_TOKEN": "ghp_s3cretvalue123"}, **(env or {})))
+
+
+def test_a_receiver_that_never_answers_costs_the_run_no_more_than_its_deadline(receiver, tmp_path):
+    import time
+    server, url = receiver
+    server.hang = True
+    for flags in (["--ping", url + "/ping/abc"], ["--notify", url + "/hook"], ["--push", url],
+                  ["--notify-github", "acme/shop", "--github-api", url]):
+        started = time.monotonic()
+        done, report = smoke(tmp_path / str(len(server.requests)), "127.0.0.1:1", "--deadline", "2", *flags,
+                             env={"GITHUB_TOKEN": "ghp_x1234567"})
+        took = time.monotonic() - started
+        assert done.returncode == 1 and took < 4, (flags, took)  # 2 s, and the interpreter's start and end
+        assert report["duration_ms"] >= 1500, report["duration_ms"]  # the report's duration covers delivery
+        assert report["problems"], flags
+
+
+def test_a_signal_during_delivery_ends_it_at_once_with_the_report_and_its_code(receiver, tmp_path):
+    import signal
+    import time
+    server, url = receiver
+    server.hang = True
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--tcp", "127.0.0.1:1", "--state-dir",
+                             str(tmp_path / "state"), "--notify", url + "/hook"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not server.requests and time.monotonic() < deadline:  # the webhook is being told
+        time.sleep(0.02)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 143 and time.monotonic() - started < 1.5
+    report = json.loads(out)
+    assert report["interrupted"] == "SIGTERM" and "notifications: interrupted" in report["problems"][-1]
+
+
+def test_a_hung_github_costs_one_budget_for_all_failing_checks(receiver, tmp_path):
+    import time
+    server, url = receiver
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({"health": {"checks": [{"name": "c%d" % i, "kind": "tcp", "address": "127.0.0.1:1"}
+                                                      for i in range(100)]}}))
+    server.hang = "POST"  # the issues are listed; opening one never answers
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, SMOKE, "health", "--config", str(path), "--state-dir", str(tmp_path / "s"),
+                           "--deadline", "3", "--notify-github", "acme/shop", "--github-api", url],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ, GITHUB_TOKEN="ghp_x1234567"))
+    assert done.returncode == 1 and time.monotonic() - started < 5
+    assert "the delivery budget ran out" in done.stderr
+
+
+def test_open_issues_are_found_across_pages_so_none_is_opened_twice(receiver, tmp_path):
+    server, url = receiver
+    server.per_page = 30
+    for number in range(1, 102):  # 101 open issues of other checks first, as a long-lived repository has
+        server.issues[number] = {"title": "other %d" % number, "body": "", "labels": ["smoke-failure"],
+                                 "state": "open", "comments": []}
+    for _ in range(2):
+        done, report = github_run(tmp_path, url)
+        assert "problems" not in report, report.get("problems")
+    assert len(server.issues) == 102 and len(server.issues[102]["comments"]) == 1  # opened once, then commented
+    pages = [p for m, p, _, _ in server.requests if m == "GET"]
+    assert len(pages) == 2 * 4 and "page=4" in pages[3]
+
+
+def test_a_next_page_on_another_host_is_not_followed_with_the_token(receiver, tmp_path):
+    server, url = receiver
+    other, other_url = serve()
+    try:
+        server.per_page, server.next_base = 1, other_url
+        for number in (1, 2):
+            server.issues[number] = {"title": "other", "body": "", "labels": ["smoke-failure"], "state": "open",
+                                     "comments": []}
+        done, report = github_run(tmp_path, url)
+        assert other.requests == [] and "the next page is not on" in report["problems"][0]
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_an_issue_is_known_by_check_selection_and_instance_never_by_host(receiver, tmp_path):
+    server, url = receiver
+    github_run(tmp_path, url)
+    github_run(tmp_path, url, "--instance", "web-1")
+    github_run(tmp_path, url, "--instance", "web-1")
+    github_run(tmp_path, url, "--skip-tag", "slow")  # another selection: its own streak, its own issue
+    titles = {issue["title"]: issue for issue in server.issues.values()}
+    assert set(titles) == {"smoke: db fails (health)", "smoke: db fails (health) on web-1",
+                           "smoke: db fails (health -slow)"}
+    assert len(titles["smoke: db fails (health) on web-1"]["comments"]) == 1
+    body = titles["smoke: db fails (health)"]["body"]
+    assert '<!-- smoke.py issue: {"check": "db", "command": "health", "instance": "", "selection": ""} -->' in body
+    titles["smoke: db fails (health)"]["title"] = "renamed by a person"  # the mark, not the title, is the key
+    github_run(tmp_path, url)
+    assert len(server.issues) == 3
+
+
+def test_an_issue_opened_before_the_mark_is_still_found(receiver, tmp_path):
+    server, url = receiver
+    server.issues[1] = {"title": "smoke: db fails on %s (health)" % socket.gethostname(), "body": "",
+                        "labels": ["smoke-failure"], "state": "open", "comments": []}
+    github_run(tmp_path, url)
+    assert list(server.issues) == [1] and len(server.issues[1]["comments"]) == 1

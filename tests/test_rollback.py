@@ -575,3 +575,24 @@ def test_an_incident_log_that_is_a_fifo_never_hangs_a_rollback(site, tmp_path):
         assert done.returncode == code and time.monotonic() - started < 10, done.stdout
         assert results["incident"]["status"] == "error"
     assert log(repo)[0] == "v2"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: links and directories of another user (nobody)")
+def test_links_and_directories_of_another_user_never_take_a_rollbacks_records(site, tmp_path):
+    from conftest import NOBODY, planted_link, shared_dir
+    repo, url = site
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    theirs = shared_dir(tmp_path) / "smoke-state"  # they made the state directory first, in /tmp
+    theirs.mkdir()
+    os.chown(str(theirs), NOBODY, NOBODY)
+    report = json.dumps({"command": "health", "status": "fail", "summary": {"total": 1, "fail": 1},
+                         "results": [{"name": "api", "status": "fail"}]})
+    done, _, results = smoke("rollback", "--from", "-", "--trigger", "fail > 0", "--state-dir", theirs, stdin=report)
+    assert done.returncode == 3 and "belongs to user 65534" in results["report"]["message"]
+    assert os.listdir(str(theirs)) == []
+    planted_link(tmp_path / "shared" / "incidents.jsonl", victim)
+    path = config(tmp_path, url, repo, incident_log=str(tmp_path / "shared" / "incidents.jsonl"))
+    done, _, results = smoke("rollback", "--config", path, "--state-dir", tmp_path / "own", "--execute")
+    assert done.returncode == 3 and "a link of user 65534" in results["incident"]["message"]
+    assert victim.read_text() == "precious" and log(repo)[0] == "v2"  # never acted without a record

@@ -7,16 +7,21 @@ limit, memory), and judge real facts that hold a secret.
 """
 
 import json
+import os
 import resource
+import subprocess
+import sys
 import threading
 import time
+
+import pytest
 
 from checks import CheckError, expect
 from checks.secrets import Secrets
 from checks.model import ExitCode, verdict
 from checks.model import Check
 from checks.runner import RunContext, excerpt, judge, run_check, run_checks, select
-from conftest import config, report_of, smoke
+from conftest import SMOKE, config, report_of, smoke
 
 
 def make(name="c", probe=None, expect_=("ok == true",), **kw):
@@ -240,3 +245,61 @@ def test_out_of_memory_reading_a_body_is_an_error_not_a_fail(service, tmp_path):
     result = report_of(done)["results"][0]
     assert result["status"] == "error" and "out of memory in the http probe" in result["message"], result
     assert done.returncode == 3 and "Traceback" not in done.stderr
+
+
+# --- the tool's own limits are its errors, on every Python ------------------------------------
+
+def pythons():
+    """Each CPython 3.8-3.13 this machine has (pyenv's), else the one running the tests."""
+    import glob
+    found = {}
+    for path in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python"))):
+        version = path.split("/versions/")[1].split("/")[0]
+        minor = tuple(int(part) for part in version.split(".")[:2])
+        if (3, 8) <= minor <= (3, 13):
+            found[minor] = path
+    return list(found.values()) or [sys.executable]
+
+
+@pytest.mark.parametrize("python", pythons(), ids=lambda p: p.split("/versions/")[-1].split("/")[0])
+def test_a_concurrency_probe_beyond_ulimit_n_is_exit_3_naming_the_limit_never_an_abort(python, service, tmp_path):
+    done = subprocess.run([python, SMOKE, "deploy", "--predict-url", service + "/health", "--concurrency", "1000",
+                           "--state-dir", str(tmp_path / "s")], capture_output=True, text=True, timeout=120,
+                          preexec_fn=with_fd_limit(256))
+    assert done.returncode == 3, (done.returncode, done.stderr[-300:])  # it was SIGABRT (134) on 3.8
+    assert "concurrency 1000 needs about 8000 open files; this process may open only 256 (ulimit -n)" in \
+        report_of(done)["results"][0]["message"]
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # one nobody may run (pyenv's live in root's home)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK),
+                    reason="needs root and %s to run as nobody: root has no thread limit (ulimit -u)" % SYSTEM_PYTHON)
+def test_a_thread_limit_runs_fewer_at_once_and_no_thread_at_all_is_an_error():
+    import shutil
+    import tempfile
+    from pathlib import Path
+    tmp_path = Path(tempfile.mkdtemp(prefix="smoke-nobody-"))  # one nobody can reach (pytest's is root's alone)
+    os.chown(str(tmp_path), 65534, 65534)
+    http = tmp_path / "many.json"
+    http.write_text(json.dumps({"health": {"checks": [
+        {"name": "c%d" % i, "kind": "tcp", "address": "127.0.0.1:1"} for i in range(60)]}}))
+
+    def as_nobody(threads):
+        def become():
+            resource.setrlimit(resource.RLIMIT_NPROC, (threads, threads))
+            os.setgid(65534)
+            os.setuid(65534)
+        return become
+    for threads, code in ((6, 1), (1, 3)):  # a few: fewer at once, every check judged; one: none to be had
+        done = subprocess.run([SYSTEM_PYTHON, SMOKE, "health", "--config", str(http), "--concurrency", "32",
+                               "--state-dir", str(tmp_path / ("s%d" % threads))], capture_output=True, text=True,
+                              timeout=60, preexec_fn=as_nobody(threads), cwd="/")
+        assert done.returncode == code and "Traceback" not in done.stderr, (threads, done.stderr[-300:])
+        report = report_of(done)
+        if code == 1:
+            assert report["summary"]["fail"] == 60
+        else:
+            assert "can't start new thread" in report["results"][0]["message"], report["results"][0]
+    shutil.rmtree(str(tmp_path))

@@ -258,3 +258,25 @@ def test_a_failed_write_and_the_printed_report_agree_on_the_exit_code(service):
         assert done.returncode == code == report_of(done)["exit_code"]
         assert report_of(done)["status"] == ("error" if code == 3 else "fail")
         assert "No space left on device" in done.stderr
+
+
+# --- another local user cannot steer where a report goes (run as root) -----------------------
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a link of another user (nobody) is made with lchown")
+def test_a_report_is_never_written_through_another_users_link_or_over_their_file(service, tmp_path):
+    from conftest import NOBODY, planted_link, shared_dir
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    shared = shared_dir(tmp_path)
+    planted_link(shared / "smoke-report.json", victim)
+    theirs = shared / "theirs.xml"
+    theirs.write_text("theirs")
+    os.chown(str(theirs), NOBODY, NOBODY)
+    for flag, path in (("--output", shared / "smoke-report.json"), ("--junit", theirs),
+                       ("--prom", shared / "smoke-report.json")):
+        done = smoke("health", "--url", service + "/health", flag, path, "--state-dir", tmp_path / "s")
+        assert done.returncode == 2 and done.stdout == "" and flag in done.stderr, (flag, done.stderr)
+    assert victim.read_text() == "precious" and theirs.read_text() == "theirs"
+    done = smoke("health", "--url", service + "/health", "--output", shared / "mine.json", "--state-dir",
+                 tmp_path / "s")  # a new file of ours in /tmp is fine
+    assert done.returncode == 0 and json.loads((shared / "mine.json").read_text())["status"] == "pass"

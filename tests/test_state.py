@@ -100,3 +100,41 @@ def _listening():
     sock.listen(16)
     _listening.keep = sock  # open until the test process ends
     return sock.getsockname()[1]
+
+
+# --- a state directory is ours alone; a lock others could hold is refused (run as root) -------
+
+def test_a_history_in_a_directory_that_is_not_ours_alone_is_neither_read_nor_written(tmp_path):
+    import os
+
+    from conftest import NOBODY
+    for mode, owner in ((0o777, None), (0o755, NOBODY)):
+        if owner is not None and os.geteuid() != 0:
+            continue  # chown needs root
+        state = tmp_path / ("state-%o" % mode)
+        state.mkdir()
+        state.chmod(mode)
+        if owner is not None:
+            os.chown(str(state), owner, owner)
+        (state / "history.jsonl").write_text('{"command": "health", "status": "fail", "failing": ["db"]}\n' * 5)
+        before = (state / "history.jsonl").read_text()
+        done = smoke("health", "--tcp", "127.0.0.1:1", "--name", "db", "--state-dir", state)
+        report = json.loads(done.stdout)
+        assert done.returncode == 1 and (state / "history.jsonl").read_text() == before
+        assert "history: cannot write in %s" % state in report["problems"][0]
+        assert "can be written by other users" in report["problems"][0] or "belongs to user" in report["problems"][0]
+
+
+def test_a_lock_file_another_user_owns_in_a_shared_directory_is_refused(tmp_path):
+    import os
+
+    import pytest
+
+    from conftest import NOBODY, shared_dir
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a file of another user (nobody) is made with chown")
+    lock = shared_dir(tmp_path) / "smoke.lock"
+    lock.write_text("")
+    os.chown(str(lock), NOBODY, NOBODY)  # they made it first: they could hold it and stop every run
+    done = smoke("health", "--tcp", "127.0.0.1:1", "--lock", lock, "--state-dir", tmp_path / "s")
+    assert done.returncode == 2 and "belongs to user 65534, in a directory others can write" in done.stderr

@@ -26,7 +26,8 @@ def run(args, commands, closed) -> int:
     prepared = gather.prepare(args, commands, closed)
     if prepared is None:  # --validate, --dry-run: said, nothing run
         return 0
-    start_problems = deliver.start(prepared)
+    clock = session.Clock(prepared)  # from here, --deadline bounds everything: the run and its delivery
+    start_problems = deliver.start(prepared, clock)
     with lifecycle.Signals() as signals:
-        executed = session.execute(prepared, signals)
-        return deliver.deliver(prepared, executed, start_problems, signals, closed)
+        executed = session.execute(prepared, signals, clock)
+        return deliver.deliver(prepared, executed, start_problems, signals, closed, clock)

@@ -25,30 +25,39 @@ from checks.cli.terminal import emit, is_terminal, say
 from checks.render import RENDERERS
 
 
-def start(prepared) -> List[str]:
-    """Before the run: --ping's start (the dead man's switch: this run began); its problems."""
+def start(prepared, clock) -> List[str]:
+    """Before the run: --ping's start (the dead man's switch: this run began), within the share
+    of --deadline kept for delivery (one request's timeout without one); its problems."""
     if not prepared.delivery.ping:
         return []
+    import time
+
     from checks import notify
-    problem = notify.ping(prepared.delivery.ping, "start")
+    budget = notify.Budget(time.monotonic() + (clock.reserve or notify.TIMEOUT_S))
+    problem = notify.ping(prepared.delivery.ping, "start", budget=budget)
     return [problem] if problem else []
 
 
-def deliver(prepared, executed, start_problems: List[str], signals, closed) -> int:
-    """Build, finalise, record, notify, write and print the report; the process's exit code."""
-    from checks import fsio
+def deliver(prepared, executed, start_problems: List[str], signals, closed, clock) -> int:
+    """Build, finalise, record, notify, write and print the report; the process's exit code.
+    Delivery has what is left of --deadline (clock.delivery_ends()), and a signal ends it."""
+    import time
+
+    from checks import fsio, notify
 
     args, redact = prepared.args, prepared.secrets.redact
     report = _report(prepared, executed)
-    timeout = _io_timeout(prepared, executed)
-    staged, problems = _stage(prepared.sinks, report, lambda: signals.signum is not None, timeout)
-    finalise(report, [redact(problem) for problem in start_problems + problems], signals.signum, nagios(args))
 
     def late() -> bool:  # a signal the report does not say yet: it came during delivery, and ends it
         return signals.signum is not None and "interrupted" not in report
 
+    budget = notify.Budget(clock.delivery_ends(), late)
+    timeout = max(1.0, min(fsio.WRITE_TIMEOUT_S, budget.left()))  # for a FIFO's reader: at least a second
+    staged, problems = _stage(prepared.sinks, report, lambda: signals.signum is not None, timeout)
+    finalise(report, [redact(problem) for problem in start_problems + problems], signals.signum, nagios(args))
     prior = _history(prepared)
-    _add(report, redact, _record(prepared, report) + _notify(prepared, report, prior))
+    _add(report, redact, _record(prepared, report) + _notify_within(prepared, report, prior, budget))
+    report["duration_ms"] = round((time.monotonic() - clock.began) * 1000, 1)  # the run and its notifications
     for (flag, path), sink in staged:  # --output last: its report has what the others could not do
         _interrupt_if(late(), report, signals.signum, args)
         try:
@@ -107,16 +116,6 @@ def _interrupt_if(late: bool, report: Dict[str, Any], signum: Optional[int], arg
             report["exit_code"] = model.exit_code(report, "nagios")
 
 
-def _io_timeout(prepared, executed) -> float:
-    """How long a report's reader (a FIFO's) may take: what is left of the run's deadline, at
-    least a second, and never more than sinks.WRITE_TIMEOUT_S."""
-    from checks.sinks import WRITE_TIMEOUT_S
-
-    if not prepared.deadline:
-        return WRITE_TIMEOUT_S
-    return max(1.0, min(WRITE_TIMEOUT_S, prepared.deadline - executed.duration_ms / 1000))
-
-
 def _stage(sinks: List[Tuple[str, str]], report: Dict[str, Any], stop, timeout: float) -> Tuple[list, List[str]]:
     """([((flag, path), staged file)], problems): each file opened and its space taken for the
     report as it stands (what it renders to now, and room for the problems to come)."""
@@ -147,27 +146,53 @@ def _record(prepared, report: Dict[str, Any]) -> List[str]:
     return state.record_run(prepared.state_dir, report, prepared.history_limit)
 
 
-def _notify(prepared, report: Dict[str, Any], prior: List[Dict[str, Any]]) -> List[str]:
-    """What changed since the last run, channels where people look; none of it changes the verdict,
+def _notify_within(prepared, report: Dict[str, Any], prior: List[Dict[str, Any]], budget) -> List[str]:
+    """_notify in a thread of its own, waited for until the budget ends or a signal comes: a
+    receiver that never answers is left behind, never waited for. Its problems."""
+    if not prepared.delivery.wanted():
+        return []
+    import threading
+
+    said: List[str] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            said.extend(_notify(prepared, report, prior, budget))
+        finally:
+            done.set()
+
+    from checks import CheckError, lifecycle
+    try:
+        lifecycle.start_thread(work, "smoke-notify")
+    except CheckError:  # no thread to be had: sent from here, each request within the budget still
+        work()
+    while not done.wait(0.05):
+        if budget.stop() or budget.left() < -1.0:  # a request's own timeout ends within a second of the budget
+            return list(said) + ["notifications: %s: not all were sent" % (
+                "interrupted" if budget.stop() else "the delivery budget ran out")]
+    return list(said)
+
+
+def _notify(prepared, report: Dict[str, Any], prior: List[Dict[str, Any]], budget) -> List[str]:
+    """What changed since the last run, told where people look; none of it changes the verdict,
     and a garbled answer from a webhook or GitHub must not cost the report."""
     delivery = prepared.delivery
-    if not delivery.wanted():
-        return []
     from checks import notify
 
     summary = report["summary"]
     channels = [("--notify", delivery.notify, lambda: notify.webhook(
                 delivery.notify, report, notify.events(report, prior, prepared.escalate),
-                delivery.notify_format == "json")),
+                delivery.notify_format == "json", budget)),
             ("--notify-github", delivery.github, lambda: notify.github(
-                delivery.github, report, prior, delivery.github_api, delivery.token)),
+                delivery.github, report, prior, delivery.github_api, delivery.token, delivery.instance, budget)),
             ("--ping", delivery.ping, lambda: [notify.ping(
-                delivery.ping, "" if report["status"] in model.PASSING else "fail", "smoke.py %s on %s: %s, %d of %d passed"
-                % (report["command"], report["host"], report["status"], summary["pass"] + summary["warn"],
-                   summary["total"]))]),
+                delivery.ping, "" if report["status"] in model.PASSING else "fail", "smoke.py %s on %s: %s, %d of %d "
+                "passed" % (report["command"], report["host"], report["status"], summary["pass"] + summary["warn"],
+                            summary["total"]), budget)]),
             ("--push", delivery.push, lambda: [notify.push(
                 delivery.push, RENDERERS["prometheus"](report), delivery.instance or report["host"],
-                report.get("selection"))])]
+                report.get("selection"), budget)])]
     problems = []
     for flag, wanted, send in channels:
         if wanted:

@@ -13,7 +13,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Any, Dict, List
+    from typing import Any, Dict, List, Optional
 
 from checks import lifecycle, model, runner
 from checks.cli.terminal import Progress, is_terminal, say
@@ -26,7 +26,32 @@ class Executed(collections.namedtuple("Executed", "results metrics started durat
     __slots__ = ()
 
 
-def execute(prepared, signals) -> Executed:
+# With a deadline and somewhere to notify, the run's last share of it is kept for delivery: a
+# run whose checks used up --deadline still says so, and --deadline still bounds it all.
+DELIVERY_SHARE, DELIVERY_MAX_S = 0.25, 5.0
+DELIVERY_CAP_S = 30.0  # what delivery may take when there is no --deadline
+
+
+class Clock:
+    """The run's time: from the end of prepare, --deadline (when it bounds the run) holds for
+    the checks and for delivery, which keeps its share of it; without one, delivery has its cap."""
+
+    def __init__(self, prepared):
+        self.began = time.monotonic()
+        self.ends = self.began + prepared.deadline if prepared.deadline else None
+        self.reserve = min(DELIVERY_MAX_S, DELIVERY_SHARE * prepared.deadline) \
+            if prepared.deadline and prepared.delivery.wanted() else 0.0
+
+    def checks_deadline(self) -> Optional[float]:
+        """Seconds the checks may take from now (None: no deadline)."""
+        return None if self.ends is None else max(0.001, self.ends - self.reserve - time.monotonic())
+
+    def delivery_ends(self) -> float:
+        """When delivery must be done (monotonic)."""
+        return self.ends if self.ends is not None else time.monotonic() + DELIVERY_CAP_S
+
+
+def execute(prepared, signals, clock: Clock) -> Executed:
     """Run the chosen steps of each section in order; from the first signal on, the rest is skipped
     and the cleanup still runs (signals: the run's lifecycle.Signals, disarmed here after the run)."""
     args = prepared.args
@@ -38,18 +63,21 @@ def execute(prepared, signals) -> Executed:
             for line in prepared.faces[section].notice(spec):
                 say(prepared.secrets.redact(line))
     cleanup = lifecycle.Cleanup()
-    ctx = runner.RunContext(concurrency, prepared.deadline, progress, prepared.secrets.redact, cleanup,
+    said = "%s %gs%s" % (prepared.deadline_flag, prepared.deadline, ", less %gs kept for notifications"
+                         % clock.reserve if clock.reserve else "") if prepared.deadline else None
+    ctx = runner.RunContext(concurrency, None, progress, prepared.secrets.redact, cleanup,
                             on_progress=progress.status if progress else None, state_dir=prepared.state_dir,
                             run_sections=lambda names, ctx: run_sections(prepared, names, ctx),
-                            deadline_flag=prepared.deadline_flag)
-    started, clock = time.time(), time.monotonic()
+                            deadline_flag=prepared.deadline_flag, deadline_said=said)
+    started, began = time.time(), time.monotonic()
     results, metrics = [], {}
     try:
         try:
             for section, spec in prepared.specs.items():
                 names = frozenset(step.name for step in prepared.chosen if step.section == section)
-                if names:
-                    outcome = prepared.faces[section].run(spec, ctx._replace(chosen=names))
+                if names:  # each section has what is left of the run's deadline
+                    outcome = prepared.faces[section].run(spec, ctx._replace(chosen=names,
+                                                                             deadline_s=clock.checks_deadline()))
                     results += outcome.results
                     if outcome.metrics:
                         metrics[section] = outcome.metrics
@@ -64,7 +92,7 @@ def execute(prepared, signals) -> Executed:
                              severity="critical", target=left[0])
                 for left in cleanup.run_all(close=signals.signum is not None)]
     lifecycle.kill_orphans()
-    return Executed(results + prepared.skipped, metrics, started, (time.monotonic() - clock) * 1000)
+    return Executed(results + prepared.skipped, metrics, started, (time.monotonic() - began) * 1000)
 
 
 def _concurrency(args, chosen: int) -> int:

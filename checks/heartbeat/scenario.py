@@ -13,7 +13,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List, Optional, Tuple
 
-from checks import CheckError, fsio, procfs, steps
+from checks import CheckError, fsio, lifecycle, procfs, steps
 from checks.heartbeat.spec import NAME, Process, Spec, _beats, _scenario, plan
 from checks.lifecycle import Interrupted
 from checks.model import Outcome, Result, cut
@@ -71,7 +71,8 @@ class _Run:
 
     def out_of_time(self, step: str) -> None:
         if self.run_ends and time.monotonic() >= self.run_ends:
-            raise _Stop(step, "deadline exceeded (--deadline %gs)" % self.ctx.deadline_s)
+            from checks.runner import deadline_said
+            raise _Stop(step, "deadline exceeded (%s)" % deadline_said(self.ctx))
 
     def record(self, step: str, status: str, message: str, **facts) -> None:
         self.results.append(Result(step, NAME, "heartbeat", status, self.ctx.redact(message),
@@ -123,8 +124,6 @@ class _Run:
         return next((name for name, worker_id in self.ids.items() if worker_id == worker), None)
 
     def run(self) -> Outcome:
-        from checks import lifecycle
-
         spec = self.spec
         interrupted: Optional[Interrupted] = None
         self.before = {pid for pid, _ in procfs.children()}  # not this run's, whatever is left of them
@@ -178,10 +177,11 @@ class _Run:
         if spec.attach:
             self.victim = self.attach()
         else:
-            try:
-                os.makedirs(os.path.join(spec.run_dir, "logs"), exist_ok=True)
+            try:  # ours alone: nobody else plants a link or a file where the run writes its logs and ids
+                fsio.private_dir(spec.run_dir)
+                fsio.private_dir(os.path.join(spec.run_dir, "logs"))
             except OSError as exc:
-                raise _Stop("coordinator", "cannot create %s: %s" % (spec.run_dir, exc.strerror or exc), "error")
+                raise _Stop("coordinator", "cannot use %s: %s" % (spec.run_dir, fsio.why(exc)), "error")
             workers_began = time.monotonic()
             if spec.workers_first:
                 self.step = "workers"
@@ -235,17 +235,17 @@ class _Run:
                 if os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path)):
                     raise _Stop(step, "%s: %s is a link or not a regular file (a reused run_dir?): smoke.py writes "
                                       "only files of its own" % (process.name, path), "error")
+            path = process.dir
             try:
-                os.makedirs(process.dir, exist_ok=True)
+                fsio.private_dir(process.dir)
                 for path, text in process.files:
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    fsio.private_dir(os.path.dirname(path))
                     fsio.replace(path, text.encode("utf-8"), 0o644)
                 if process.worker_id is not None:
-                    fsio.replace(os.path.join(self.spec.run_dir, "logs", process.name + ".id"),
-                                 (process.worker_id + "\n").encode(), 0o644)
+                    path = os.path.join(self.spec.run_dir, "logs", process.name + ".id")
+                    fsio.replace(path, (process.worker_id + "\n").encode(), 0o644)
             except OSError as exc:
-                raise _Stop(step, "%s: cannot write %s: %s" % (process.name, exc.filename, exc.strerror or exc),
-                            "error")
+                raise _Stop(step, "%s: cannot write %s: %s" % (process.name, path, fsio.why(exc)), "error")
             log = os.path.join(self.spec.run_dir, "logs", process.name + ".log")
             offset = os.path.getsize(log) if os.path.exists(log) else 0  # an earlier run's lines do not count
             try:
@@ -317,12 +317,15 @@ class _Run:
         if self.spec.attach and not self.victim.same():  # the pid may name another process by now
             raise _Stop("kill", "%s is no longer the process attached to (%s): nothing was sent"
                         % (self.spec.attach[1], self.victim.command))
+        if self.spec.attach and self.spec.signum in _STOP_SIGNALS and self.victim.started is not None:
+            lifecycle.own_stopped(self.victim.pid, self.victim.started)  # continued even if smoke.py is killed
         try:
             self.victim.signal_all(self.spec.signum)
         except OSError as exc:
             raise _Stop("kill", "cannot send %s to pid %d: %s" % (signame, self.victim.pid, exc.strerror or exc),
                         "error")
         self.killed_at, self.killed_wall = time.monotonic(), time.time()
+        self.before_kill: List[float] = []  # failure events for the victim stamped before the kill
         self.record("kill", "pass", "", pid=self.victim.pid, signal=signame)
 
     def detect(self) -> None:
@@ -334,7 +337,9 @@ class _Run:
                 if event.kind != "failure":
                     continue
                 name = self.who(event.worker)
-                if name == spec.kill:
+                if name == spec.kill and event.at is not None and event.at < self.killed_wall - spec.skew:
+                    self.before_kill.append(event.at - self.killed_wall)  # stamped before the kill: no evidence
+                elif name == spec.kill:
                     detected.setdefault(log, event)
                 else:
                     raise _Stop("detect", "false positive: %s reported failed, but %s was killed"
@@ -350,7 +355,7 @@ class _Run:
                 spec.kill, spec.deadline, " from %d of the %d detectors (quorum %d): %s" % (
                     len(missing), len(spec.logs), spec.quorum, ", ".join(named))
                 if len(spec.logs) > 1 else "" if os.path.exists(spec.logs[0]) else " (%s was never created)"
-                % spec.logs[0], "" if detected else self.hint()))
+                % spec.logs[0], "" if detected else self._stamped_early() or self.hint()))
         seen = sorted(event.seen for event in detected.values())
         facts: Dict[str, Any] = {"detection_s": round(seen[spec.quorum - 1] - self.killed_wall, 3),
                                  "deadline_s": spec.deadline}
@@ -368,6 +373,14 @@ class _Run:
             facts["detection_s"], spec.deadline, "; by its own time %.3fs" % facts["event_detection_s"]
             if "event_detection_s" in facts else "", "; expected within %gs" % spec.bound if spec.bound else "")
         self.record("detect", "pass", said, **facts)
+
+    def _stamped_early(self) -> str:
+        """Why the failure events seen were no detection: stamped before the kill."""
+        if not self.before_kill:
+            return ""
+        return "; %d failure event%s for %s stamped %.3fs before the kill (more than clock_skew %gs): not taken " \
+               "as a detection" % (len(self.before_kill), "" if len(self.before_kill) == 1 else "s", self.spec.kill,
+                                 -max(self.before_kill), self.spec.skew)
 
     def grace(self) -> None:
         spec = self.spec
@@ -419,6 +432,7 @@ class _Run:
                 self.record("stop", "pass", "pid %d ended while stopped: nothing to resume" % pid, pid=pid)
                 return
             self.victim.signal_all(signals.SIGCONT)
+            lifecycle.release_stopped(pid)
             self.record("stop", "pass", "resumed with SIGCONT", pid=pid)
             return
         ends = time.monotonic() + proc.STOP_GRACE_S
@@ -431,7 +445,6 @@ class _Run:
     def strays(self) -> List[str]:
         """The run's processes that escaped their groups and came back to us (a subreaper):
         killed, and named."""
-        from checks import lifecycle
         from checks.probes import proc
 
         found = []

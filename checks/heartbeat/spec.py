@@ -17,8 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List, Optional, Tuple
 
-from checks import CheckError, ConfigError, procfs, steps
-from checks.config import Fields
+from checks import CheckError, ConfigError, fsio, procfs, steps
+from checks.config import Fields, same_name
 from checks.model import Planned
 
 NAME = "heartbeat"
@@ -30,6 +30,7 @@ _BUILD_TIMEOUT_S = 600.0  # a cold build can take minutes
 # read left to right, as str.format does: {{ and }} are braces, ${NAME} is the shell's, {word} ours
 _TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\$\{\w+\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TIMINGS = ("heartbeat_interval", "failure_timeout", "clock_skew", "self_fence_timeout")
+DEFAULT_SKEW_S = 1.0  # without clock_skew: an event stamped in whole seconds may read up to 1 s early
 
 
 class Process(collections.namedtuple("Process", "name argv env cwd files ready_line ready_port ready_timeout "
@@ -41,8 +42,10 @@ class Process(collections.namedtuple("Process", "name argv env cwd files ready_l
 
 class Spec(collections.namedtuple("Spec", "run_dir run_id preflight build coordinators workers workers_first "
                                           "logs matcher quorum min_beats stable_timeout kill signum deadline "
-                                          "grace bound attach")):
-    """attach: (pid, where it came from, its start time) in attach mode, else None (spawn mode)."""
+                                          "grace bound attach skew")):
+    """attach: (pid, where it came from, its start time) in attach mode, else None (spawn mode).
+    skew: how far an event's own timestamp may be off ours (clock_skew, else a second: a log
+    that stamps whole seconds)."""
 
     __slots__ = ()
 
@@ -90,7 +93,8 @@ def load(section, where: str = NAME) -> Spec:
     spec = Spec(run_dir, run_id, preflight, build, coordinators, workers, first, logs, matcher, quorum,
                 fields.integer("min_beats", 3, 0, 10000),
                 fields.number("stable_timeout", 10, 0.1, 3600), kill, signum, deadline,
-                fields.number("grace", 2, 0, 3600), bound, attach)
+                fields.number("grace", 2, 0, 3600), bound, attach,
+                fields.number("clock_skew", DEFAULT_SKEW_S, 0, 3600))
     fields.done()
     return spec
 
@@ -107,6 +111,11 @@ def _check_writable(run_dir: str, where: str) -> None:
     if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError("%s: cannot create %s: %s is not a directory this user may write in"
                           % (where, run_dir, path))
+    if path == run_dir:  # a run_dir used again must be ours alone: no one else plants links in it
+        try:
+            fsio.private_dir(run_dir, make=False)
+        except OSError as exc:
+            raise ConfigError("%s: %s" % (where, fsio.why(exc)))
 
 
 def _signal(name: str, where: str) -> int:
@@ -318,10 +327,10 @@ def _steps(fields: Fields, key: str, builtins: Dict[str, Any], timeout: Optional
             command = table.get("command")
             words = command.split() if isinstance(command, str) else command
             name = os.path.basename(str(words[0])) if isinstance(words, list) and words else str(table["kind"])
-        if not isinstance(name, str) or not name or name in names:
+        if not isinstance(name, str) or not name or same_name(name) in names:
             raise ConfigError("%s.name: give each %s step a unique name (%r is %s)"
-                              % (at, key, name, "taken" if name in names else "not a name"))
-        names.add(name)
+                              % (at, key, name, "taken" if isinstance(name, str) and name else "not a name"))
+        names.add(same_name(name))
         if table["kind"] not in STEP_KINDS or table["kind"] == "spawn":
             raise ConfigError("%s.kind: %r cannot be a %s step (a check kind such as command, tcp, http)"
                               % (at, table["kind"], key))

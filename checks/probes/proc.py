@@ -14,7 +14,6 @@ import functools
 import os
 import signal
 import subprocess
-import threading
 import time
 
 TYPE_CHECKING = False
@@ -147,7 +146,7 @@ def spawn(argv: Union[str, List[str]], log_path: str, cleanup, shell: bool = Fal
 
 
 def _start(argv, shell, env, cwd, stdout, stderr, death_signal=True):
-    environ = dict(os.environ, **env) if env else None
+    environ = dict(os.environ, **(env or {}), **lifecycle.run_mark())  # ours wherever it goes (setsid)
     lifecycle.adopt_orphans()  # what the process leaves behind with setsid comes back to us
     try:
         proc = subprocess.Popen(argv, shell=shell, env=environ, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout,
@@ -233,8 +232,7 @@ class _Capped:
     def __init__(self, pipe, cap: int):
         self.data, self.dropped, self._pipe, self._cap = bytearray(), 0, pipe, cap
         self.out_of_memory = False
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
+        self._thread = lifecycle.start_thread(self._drain, "smoke-drain")
 
     def _drain(self) -> None:
         with self._pipe:
