@@ -37,6 +37,8 @@ bench:
 bundle:
 	@$(PYTHON) tools/bundle.py --output dist/smoke.py
 
+# What runs leave here: the venv, the demo's files, the bundle, caches, and heartbeat's run
+# directories (its run_dir defaults to ./data/smoke/RUN_ID).
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache dist
+	rm -rf $(VENV) $(DEMO) .pytest_cache dist data
 	find . -name __pycache__ -prune -exec rm -rf {} +

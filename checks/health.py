@@ -43,6 +43,11 @@ def add_arguments(parser) -> None:
                 checks.append({"kind": "http", "url": value, "_option": "--url"})
             elif self.dest == "tcp":
                 checks.append({"kind": "tcp", "address": value, "_option": "--tcp"})
+            elif self.dest == "disk" and checks and checks[-1]["kind"] == "resources":
+                paths = checks[-1].setdefault("paths", ["/"])  # another mount, besides /
+                paths.append(value)
+            elif self.dest == "disk":
+                checks.append({"kind": "resources", "paths": [value], "_option": "--disk"})
             else:
                 checks.append({"kind": "resources", "_option": "--resources"})
             namespace.adhoc = checks
@@ -51,7 +56,11 @@ def add_arguments(parser) -> None:
     group.add_argument("--url", action=AdHoc, metavar="URL", help="an HTTP(S) check (default: status < 400)")
     group.add_argument("--tcp", action=AdHoc, metavar="HOST:PORT", help="a TCP connect check")
     group.add_argument("--resources", action=AdHoc, nargs=0,
-                       help="memory, CPU and disk of this host (default: each < 90%%)")
+                       help="memory and disk use of this host (default: each < 90%%; CPU by --expect "
+                            "'cpu_percent < 90': a busy host is not a broken one)")
+    group.add_argument("--disk", action=AdHoc, metavar="PATH",
+                       help="the disk of this mount too (repeatable; for the --resources before it, else a "
+                            "check of its own; the default is /)")
     group.add_argument("--expect", action=AdHoc, metavar="COND",
                        help="a condition for the check just before it, e.g. 'json.status == healthy' (repeatable)")
     group.add_argument("--name", action=AdHoc, metavar="NAME", help="a name for the check just before it")

@@ -161,10 +161,6 @@ def _conditions(texts, where: str) -> tuple:
             raise ConfigError("%s: a report has no %r%s (triggers name: the summary's %s; check.NAME.status; "
                               "consecutive_failures; perf's p95_ms, rps, ...; heartbeat's detection_s)" % (
                                   label, root, "; did you mean %s?" % close[0] if close else "", ", ".join(_SUMMARY)))
-        if condition.op in ("<", "<=", ">", ">=") and isinstance(condition.value, str) and \
-                condition.value[:1].isdigit():
-            raise ConfigError("%s: %r is not a number: give a plain one (pass_rate < 0.95, p95_ms > 500)"
-                              % (label, condition.raw))
         parsed.append(condition)
     return tuple(parsed)
 
@@ -208,7 +204,7 @@ def plan(spec: Spec) -> List[Planned]:
 def run(spec: Spec, ctx) -> Outcome:
     """Judge the report; then, with --execute and a trigger fired, hold the lock, run the
     steps, verify, and record the incident (a dry run is recorded too, marked)."""
-    state_dir = ctx.state_dir or state.DEFAULT_DIR
+    state_dir = ctx.state_dir or state.default_dir()
     held = None
     if spec.execute:  # one rollback at a time; a dry run changes nothing and needs no lock
         path = spec.lock or os.path.join(state_dir, "rollback.lock")
@@ -564,7 +560,12 @@ class Rollback(Command):
     FLAGS = "--from FILE --trigger COND"
     ACTION = True  # `all` runs the checks a config describes; a rollback acts, and runs only when asked by name
     add_arguments = staticmethod(add_arguments)
-    from_args = staticmethod(from_args)  # --trigger adds to the section's triggers: a config found is still read
+    from_args = staticmethod(from_args)  # --trigger adds to the section's triggers, when there is a config
+
+    def flags_describe(self, args) -> bool:
+        """--from and --trigger judge a report with no config; steps (--execute) and sections
+        (--run) are a config's, so only then is one found in the directory read."""
+        return args.from_report is not None and bool(args.trigger) and not args.execute and not args.run
     load = staticmethod(load)
     plan = staticmethod(plan)
     run = staticmethod(run)

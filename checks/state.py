@@ -1,7 +1,7 @@
 """What a run leaves for the next: the run history, append-only logs, and the locks that
 keep two runs from acting at once.
 
-history.jsonl (in the state directory, default ./data/smoke/state) has one JSON line per
+history.jsonl (in the state directory, default the user's: default_dir()) has one JSON line per
 run of any command, newest last, at most `limit` lines. A writer holds an flock on
 history.lock while it appends one line in one write() or, past the limit, rewrites the
 file atomically (temp file, fsync, rename); a reader needs no lock. A line torn by a
@@ -22,7 +22,13 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import SmokeError, fsio
 
-DEFAULT_DIR = os.path.join("data", "smoke", "state")
+
+def default_dir() -> str:
+    """The user's own state directory ($XDG_STATE_HOME/smoke.py, else ~/.local/state/smoke.py):
+    a one-off run leaves nothing where it was started, and one user's runs share a history."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "smoke.py")
+
 DEFAULT_LIMIT = 1000
 DEFAULT_ESCALATE_AFTER = 3  # failures of a check in a row before a notification escalates it
 MAX_LIMIT = 100000

@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import sys
 from pathlib import Path
@@ -19,6 +20,23 @@ from checks import runner  # noqa: E402
 from fixtures.service import serve_in_thread  # noqa: E402
 
 SMOKE = str(ROOT / "smoke.py")
+
+# The tests run smoke.py as a user would, but never in a user's places: from an empty directory
+# (a smoke.json in the checkout is no test's config) and with a state directory of their own
+# (the user's ~/.local/state is left alone). Children inherit both.
+NEUTRAL = Path(tempfile.mkdtemp(prefix="smoke-tests-"))
+(NEUTRAL / "cwd").mkdir()
+os.environ["XDG_STATE_HOME"] = str(NEUTRAL / "state")
+os.environ.pop("SMOKE_CONFIG", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def neutral_cwd():
+    """In-process runs (smoke.main) start where a subprocess would: an empty directory."""
+    before = os.getcwd()
+    os.chdir(str(NEUTRAL / "cwd"))
+    yield
+    os.chdir(before)
 
 
 def pytest_configure(config):
@@ -114,9 +132,10 @@ def read_terminal(master: int) -> bytes:
 # (test_config.py).
 
 def smoke(*args, env=None, timeout=60, **kw):
-    """Run smoke.py in ROOT with args (and env added to ours); the finished process, text output."""
+    """Run smoke.py from an empty directory with args (and env added to ours); the finished process."""
+    kw.setdefault("cwd", str(NEUTRAL / "cwd"))
     return subprocess.run([sys.executable, SMOKE] + list(args), capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})), cwd=str(ROOT), **kw)
+                          env=dict(os.environ, **(env or {})), **kw)
 
 
 def config(tmp_path, checks, **top):

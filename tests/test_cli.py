@@ -14,7 +14,7 @@ import time
 import pytest
 
 import smoke
-from conftest import ROOT, config, read_terminal, strict_json
+from conftest import NEUTRAL, ROOT, config, read_terminal, strict_json
 from conftest import smoke as smoke_run  # here `smoke` is the smoke.py module, for main()
 
 SMOKE = str(ROOT / "smoke.py")
@@ -24,7 +24,7 @@ def run(*args, env=None, cwd=None, timeout=30, **kw):
     full_env = dict(os.environ, **(env or {}))
     full_env.pop("SMOKE_CONFIG", None) if env is None or "SMOKE_CONFIG" not in env else None
     return subprocess.run([sys.executable, SMOKE] + list(args), capture_output=True, text=True,
-                          env=full_env, cwd=cwd or ROOT, timeout=timeout, **kw)
+                          env=full_env, cwd=cwd or str(NEUTRAL / "cwd"), timeout=timeout, **kw)
 
 
 def write_config(tmp_path, checks, name="smoke.json", **section):
@@ -352,7 +352,7 @@ def test_a_tcp_run_imports_neither_ssl_nor_http_client(service):
     probe = ("import sys, runpy; sys.argv = ['smoke.py', 'health', '--tcp', %r, '--quiet']\n"
              "try:\n    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
              "print(code, 'ssl' in sys.modules, 'http.client' in sys.modules)") % (service.split("//")[1], SMOKE)
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, cwd=str(ROOT))
     assert done.stdout.split() == ["0", "False", "False"], done.stderr
 
 
@@ -361,7 +361,7 @@ def test_help_imports_nothing_beyond_argparse():
     probe = ("import sys, runpy, argparse; before = set(sys.modules); sys.argv = ['smoke.py', '--help']\n"
              "try:\n    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit:\n    pass\n"
              "print(' '.join(sorted(set(sys.modules) - before)))") % SMOKE
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, cwd=str(ROOT))
     loaded = set(done.stdout.strip().splitlines()[-1].split())
     slow = {"json", "socket", "ssl", "http.client", "shutil", "threading", "subprocess", "checks"}
     assert not loaded & slow and not [m for m in loaded if m.startswith("checks")], loaded

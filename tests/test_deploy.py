@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT
+from conftest import NEUTRAL, ROOT
 from fixtures import model_server
 
 SMOKE = str(ROOT / "smoke.py")
@@ -66,7 +66,7 @@ def write(tmp_path, section):
 
 def smoke(*args, env=None, timeout=60):
     return subprocess.run([sys.executable, SMOKE] + list(args), capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})), cwd=str(ROOT))
+                          env=dict(os.environ, **(env or {})), cwd=str(NEUTRAL / "cwd"))
 
 
 def deploy(tmp_path, section, *args, **kw):

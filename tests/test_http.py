@@ -22,7 +22,7 @@ import pytest
 
 from checks import ConfigError
 from checks.kinds import build_check
-from conftest import SMOKE, config, free_port, run_check, smoke
+from conftest import ROOT, SMOKE, config, free_port, run_check, smoke
 from fixtures.service import BASIC_PASSWORD, BASIC_USER, BEARER_TOKEN, CERT_FILE
 
 SLACK_S = 1.5  # real clocks on a busy machine: generous, but far below any failure mode's natural length
@@ -598,5 +598,5 @@ def test_https_on_a_python_without_ssl_is_a_config_error(tmp_path):
             "runpy.run_path(%r, run_name='__main__')" % SMOKE)
     for args in (["--validate"], []):
         done = subprocess.run([sys.executable, "-c", code, "health", "--config", path] + args,
-                              capture_output=True, text=True, timeout=30)
+                              capture_output=True, text=True, timeout=30, cwd=str(ROOT))
         assert done.returncode == 2 and "https needs Python's ssl module" in done.stderr, done.stderr

@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List, Optional, Tuple
 
-from checks import model
+from checks import model, state
 from checks.cli.gather import FILE_SINKS
 from checks.cli.options import nagios
 from checks.cli.terminal import emit, is_terminal, say
@@ -65,7 +65,7 @@ def deliver(prepared, executed, start_problems: List[str], signals, closed, cloc
         except OSError as exc:
             _add(report, redact, ["%s: cannot write %s: %s" % (flag, path, fsio.why(exc))])
     _interrupt_if(late(), report, signals.signum, args)
-    _say_problems(report, args.quiet)
+    _say_problems(report, args.quiet, prepared.state_dir == state.default_dir())
     if not (args.quiet and report["exit_code"] == 0):
         color = args.format == "text" and is_terminal(sys.stdout) and not os.environ.get("NO_COLOR")
         emit(RENDERERS[args.format](report, color=color), "stdout" in closed, stop=late)
@@ -203,10 +203,13 @@ def _notify(prepared, report: Dict[str, Any], prior: List[Dict[str, Any]], budge
     return problems
 
 
-def _say_problems(report: Dict[str, Any], quiet: bool) -> None:
+def _say_problems(report: Dict[str, Any], quiet: bool, default_state: bool) -> None:
     """Each problem on stderr; under --quiet after a pass, a history line skipped (torn, not
-    JSON) is not worth a mail, but a lost push or history is."""
+    JSON) is not worth a mail, nor is a default state directory that cannot be written (the
+    user did not ask for it: said in the report only), but a lost push, or a history in a
+    directory the user chose, is."""
     for problem in report.get("problems", ()):
-        skipped_line = problem.startswith("history:") and ("cut short" in problem or "not a JSON" in problem)
-        if not (quiet and report["exit_code"] == 0 and skipped_line):
+        history = problem.startswith("history:")
+        unasked = history and (default_state or "cut short" in problem or "not a JSON" in problem)
+        if not (quiet and report["exit_code"] == 0 and unasked):
             say("smoke.py: " + problem)

@@ -186,7 +186,7 @@ def _state(doc, args, path) -> Tuple[str, int, int]:
 
     try:
         top = Fields(doc, "")
-        directory = args.state_dir or top.path("state_dir", None) or state.DEFAULT_DIR
+        directory = args.state_dir or top.path("state_dir", None) or state.default_dir()
         limit = top.integer("history_limit", state.DEFAULT_LIMIT, 1, state.MAX_LIMIT)
         escalate = args.escalate_after or top.integer("escalate_after", state.DEFAULT_ESCALATE_AFTER, 1, 1000000)
     except ConfigError as exc:

@@ -32,7 +32,8 @@ def add_arguments(parser, deadline_help=None) -> None:
                      help="mask the value of environment variable NAME everywhere (repeatable)")
     out.add_argument("--state-dir", metavar="DIR",
                      help="where runs keep their history (history.jsonl) and rollback its lock and incidents "
-                          "(default: the config's state_dir, else ./data/smoke/state)")
+                          "(default: the config's state_dir, else $XDG_STATE_HOME/smoke.py, else "
+                          "~/.local/state/smoke.py)")
     run = parser.add_argument_group("selection and verdict")
     run.add_argument("--tag", action="append", default=[], metavar="TAG",
                      help="run only checks with this tag (repeatable)")
