@@ -30,6 +30,7 @@ from checks.model import Outcome, Planned
 
 NAME = "deploy"
 PHASES = ("deploy", "ready", "predict", "predict_async", "logs", "cleanup")
+GATES = ("deploy", "ready")  # a phase after them stands on them, not on the others: a failed predict hides no logs
 MAX_TARGETS = 1000
 
 
@@ -57,6 +58,9 @@ def add_arguments(parser) -> None:
     group.add_argument("--repeat", type=bounded(1, steps.MAX_REPEAT, integer=True), default=1, metavar="N",
                        help="send it N times")
     group.add_argument("--identical", action="store_true", help="with --repeat: every answer must be the same")
+    group.add_argument("--compare", metavar="PATH",
+                       help="with --identical: the part of the answers compared, e.g. json.choices[0].text (default "
+                            "json, else body: an answer with a fresh id or time each time is never identical)")
     group.add_argument("--timeout", type=bounded(0.001, MAX_TIMEOUT_S), default=30.0, metavar="S",
                        help="seconds per request (default 30)")
     parser.add_argument("--keep-on-failure", action="store_true",
@@ -67,9 +71,17 @@ def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec
     """A predict-only lifecycle from --predict-url (--concurrency N sends N at once), or the
     configured one with --keep-on-failure applied; None when no flag says anything."""
     if not args.predict_url:
+        given = [flag for flag, value in (("--json", args.json), ("--header", args.header), ("--expect", args.expect),
+                                          ("--repeat", args.repeat > 1), ("--identical", args.identical),
+                                          ("--compare", args.compare)) if value]
+        if given:  # they describe the request --predict-url sends: without one they would do nothing
+            raise ConfigError("%s goes with --predict-url (a config's deploy section says this in its steps)"
+                              % given[0])
         return configured._replace(keep_on_failure=True) if configured and args.keep_on_failure else None
     if args.identical and args.repeat < 2 and not (args.concurrency or 0) > 1:
         raise ConfigError("--identical compares answers: give --repeat N (2 or more) too")
+    if args.compare is not None and not args.identical:
+        raise ConfigError("--compare says what --identical compares: give --identical too")
     table = {"kind": "http", "url": args.predict_url, "method": "POST", "timeout": args.timeout,
              "expect": args.expect or ["status < 400"]}
     from checks.probes.http import header_flags
@@ -81,6 +93,8 @@ def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec
         table["json"] = parse_json(args.json, "--json")
     if args.repeat > 1 or args.identical:
         table.update(repeat=args.repeat, identical=args.identical)
+    if args.compare is not None:
+        table["compare"] = args.compare
     if args.concurrency is not None:
         table["concurrency"] = args.concurrency
     from checks.secrets import collect_fields
@@ -101,11 +115,13 @@ def load(section, where: str = NAME, keep_on_failure: bool = False) -> Spec:
     fields.done()
     if not any(phases.values()):
         raise ConfigError("%s: no phase to run (give some of: %s)" % (where, ", ".join(PHASES)))
-    deploy = phases["deploy"]
-    if isinstance(deploy, dict) and deploy.get("retries"):  # each attempt would create one more
-        raise ConfigError("%s.deploy.retries: a retried deploy creates one thing per attempt and cleans up only "
-                          "the last; retry in ready (until) instead" % where)
-    if deploy and not phases["cleanup"] and not (isinstance(deploy, dict) and deploy.get("kind") == "spawn"):
+    deploys = phases["deploy"] if isinstance(phases["deploy"], list) else [phases["deploy"]] * bool(phases["deploy"])
+    for i, one in enumerate(deploys):
+        if isinstance(one, dict) and one.get("retries"):  # each attempt would create one more
+            raise ConfigError("%s.deploy%s.retries: a retried deploy creates one thing per attempt and cleans up "
+                              "only the last; retry in ready (until) instead"
+                              % (where, "[%d]" % i if isinstance(phases["deploy"], list) else ""))
+    if not phases["cleanup"] and any(not (isinstance(one, dict) and one.get("kind") == "spawn") for one in deploys):
         raise ConfigError("%s.cleanup: required: a deploy that creates something must say how to remove it "
                           "(a spawned process is stopped by the run itself)" % where)
     run_id = _run_id()
@@ -115,19 +131,26 @@ def load(section, where: str = NAME, keep_on_failure: bool = False) -> Spec:
         if credentials:
             builtins["credentials_dir"] = "/nonexistent"  # made at run time
         known = set(builtins) | {"index"}
-        target_steps = []
+        target_steps: List[steps.Step] = []
+        gates: List[str] = []  # deploy and ready: everything after stands on them
         for phase in PHASES:
             table = phases[phase]
             if table is None:
                 continue
             tables = table if isinstance(table, list) else [table]
+            own: List[str] = []  # a phase's own steps are a sequence
             for i, one in enumerate(tables):
                 at = "%s.%s" % (where, phase) + ("[%d]" % i if isinstance(table, list) else "")
                 name = phase if not isinstance(table, list) else "%s.%s" % (phase, _step_name(one, i))
                 one = _with_lines(one, at) if phase == "logs" else one
                 if phase == "cleanup" and isinstance(one, dict):
                     one = dict({"always": True, "retries": 2}, **one)
-                target_steps.append(steps.load(one, at, NAME, name, known, builtins))
+                step = steps.load(one, at, NAME, name, known, builtins)
+                providers = [s.name for s in target_steps if set(s.captures) & step.needs]
+                target_steps.append(step._replace(after=frozenset(gates + own + providers)))
+                own.append(name)
+            if phase in GATES:
+                gates += own
         loaded.append(Target(target_name, builtins, credentials, credentials_as, target_steps))
     return Spec(loaded, concurrency, keep, len(targets) > 1 or bool(targets[0][0]))
 
@@ -240,7 +263,10 @@ def run(spec: Spec, ctx) -> Outcome:
         _run_concurrently(spec, chosen, ctx, outcomes, ends)
     results = [r for target in chosen for r in outcomes[target.name][0]]
     metrics = {target.name or "default": outcomes[target.name][1] for target in chosen}
-    return Outcome(results, {"targets": metrics})
+    undone = {_prefix(spec, target) + step.name for target in chosen for step in target.steps if step.always}
+    left = ["%s: %s" % (r.name, r.message) for r in results if r.status in ("fail", "error") and
+            (r.name in undone or r.kind == "spawn" and "left behind" in r.message)]  # what the run leaves behind
+    return Outcome(results, {"targets": metrics}, left)
 
 
 def _run_concurrently(spec: Spec, targets: List[Target], ctx, outcomes: Dict[str, Any],

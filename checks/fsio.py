@@ -271,17 +271,17 @@ def open_lock(path: str) -> int:
         os.close(fd)
 
 
-def open_append(path: str, make_dirs: bool = False) -> int:
+def open_append(path: str, make_dirs: bool = False, fresh: bool = False) -> int:
     """path opened to append (and read: a torn last line is looked for), created 0644 (its
-    directory too with make_dirs); the fd. A FIFO
+    directory too with make_dirs; begun empty with fresh); the fd. A FIFO
     or a socket is refused at once, not waited on: a log is a file (or /dev/null). The rules
     of locate() and refuse_unsafe() hold."""
     fd, name = locate(path, make=make_dirs, mode=0o755)
     try:
         refuse_unsafe(fd, name, path, False)
         try:
-            out = os.open(name, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW,
-                          0o644, dir_fd=fd)
+            out = os.open(name, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
+                          | (os.O_TRUNC if fresh else 0), 0o644, dir_fd=fd)
         except OSError as exc:  # ENXIO: a FIFO with no reader
             if exc.errno == errno.ENXIO and stat.S_ISFIFO(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                 raise _refuse(errno.EINVAL, "a FIFO, not a file")

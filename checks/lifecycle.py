@@ -142,15 +142,15 @@ class Cleanup:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._actions: Dict[int, Tuple[Callable[[], None], str]] = {}
+        self._actions: Dict[int, Tuple[Callable[[], Any], str, Any]] = {}
         self._next = 0
         self._closed = False
 
-    def add(self, action: Callable[[], None], what: str) -> int:
+    def add(self, action: Callable[[], Any], what: str, scope: Any = None) -> int:
         with self._lock:
             if not self._closed:
                 self._next += 1
-                self._actions[self._next] = (action, what)
+                self._actions[self._next] = (action, what, scope)
                 return self._next
         action()
         return 0
@@ -159,20 +159,52 @@ class Cleanup:
         with self._lock:
             self._actions.pop(token, None)
 
+    def scope(self) -> "Scope":
+        """A part of the registry that a step sequence undoes itself when it ends (a deploy's
+        spawned servers, at the end of its target), with the run's on every other path."""
+        return Scope(self)
+
     def run_all(self, close: bool = False) -> List[Tuple[str, str]]:
         """Run every pending action, newest first; (what was left behind, why) for each
         that failed. Never raises: one failure must not stop the rest."""
+        return [(what, why) for what, _, why, _ in self.run(close=close) if why is not None]
+
+    def run(self, scope: Any = None, close: bool = False) -> List[Tuple[str, Any, Optional[str], float]]:
+        """Run the pending actions (of one scope, or all), newest first: (what, what the action
+        said it did, why it failed or None, the seconds it took) for each."""
+        import time
+
         with self._lock:
-            actions = sorted(self._actions.items(), reverse=True)
-            self._actions.clear()
-            self._closed = close
-        left = []
-        for _, (action, what) in actions:
+            actions = sorted((token, item) for token, item in self._actions.items()
+                             if scope is None or item[2] is scope)
+            for token, _ in actions:
+                del self._actions[token]
+            self._closed = self._closed or close
+        done = []
+        for _, (action, what, _) in reversed(actions):
+            began = time.monotonic()
             try:
-                action()
+                said, why = action(), None
             except Exception as exc:
-                left.append((what, str(exc) or type(exc).__name__))
-        return left
+                said, why = None, str(exc) or type(exc).__name__
+            done.append((what, said, why, time.monotonic() - began))
+        return done
+
+
+class Scope:
+    """A Cleanup seen through one scope: what is added here is undone by run(), or by the run's."""
+
+    def __init__(self, cleanup: Cleanup):
+        self.cleanup = cleanup
+
+    def add(self, action: Callable[[], Any], what: str) -> int:
+        return self.cleanup.add(action, what, self)
+
+    def remove(self, token: int) -> None:
+        self.cleanup.remove(token)
+
+    def run(self) -> List[Tuple[str, Any, Optional[str], float]]:
+        return self.cleanup.run(self)
 
 
 class Signals:

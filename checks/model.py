@@ -66,8 +66,9 @@ class Planned(collections.namedtuple("Planned", "name section kind target expect
     __slots__ = ()
 
 
-class Outcome(collections.namedtuple("Outcome", "results metrics", defaults=({},))):
-    """What a subcommand's run gives: its results, and its numbers for report.metrics."""
+class Outcome(collections.namedtuple("Outcome", "results metrics problems", defaults=({}, ()))):
+    """What a subcommand's run gives: its results, its numbers for report.metrics, and what it
+    could not undo (report.problems: what was left behind)."""
 
     __slots__ = ()
 

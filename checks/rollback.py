@@ -341,7 +341,8 @@ def _act(spec: Spec, record: Dict[str, Any], verdict: _Verdict, ctx, ends: float
             raise exc.carrying(results + exc.results) from None
         results += done
         record["steps"] = incident.steps(done)
-        broken = next((r for r in done if r.status not in ("pass", "warn")), None)
+        lenient = {step.name for step in spec.steps if step.continue_on_error}  # its failure stops nothing
+        broken = next((r for r in done if r.status not in ("pass", "warn") and r.name not in lenient), None)
         if broken is None:
             try:
                 verified = _verify(spec, ctx, ends, metrics, record)

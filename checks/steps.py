@@ -4,14 +4,17 @@ A step is a check table (kind, its fields, expect; until and interval to poll) p
     capture      {"model_id": "json.id"}, or {"job": {"from": "stdout", "regex": "job (\\S+)"}}:
                  values taken from its real facts with the condition language's paths
     always       true: runs whatever happened before it (cleanup)
-    continue_on_error  true: a failure of this step does not stop the ones after it (it is `warn`)
+    continue_on_error  true: a failure of this step does not stop the ones after it (it is still a
+                 failure: severity = "warning" makes one a warning)
     repeat       N answers to the same request; identical = true: all must be equal
                  (compare = the path compared, default json, else body, else stdout)
     concurrency  N requests at once, {index} 0..N-1 in each; all must pass
 and {var} in any string field takes a captured value or a built-in ({index} too). A
 string that is only "{var}" takes the value's own type (a number stays a number).
 A placeholder that no earlier step captures is a ConfigError at load, naming the field.
-After a step that did not pass, the steps after it are `skip`, except `always` ones.
+After a step that did not pass, the steps that stand on it are `skip`, except `always` ones:
+by default every step stands on all before it (a sequence); a command may say otherwise
+(deploy: predict, predict_async and logs stand on deploy and ready, not on each other).
 """
 
 from __future__ import annotations
@@ -30,14 +33,35 @@ from checks.kinds import STEP_KINDS, build_check
 from checks.lifecycle import Interrupted
 from checks.model import Planned, Result, cut
 
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # one class repeated between braces: no backtracking
+# {name}, or a whole number added to it or taken from it ({index + 42}, {42 + index}, {n - 1}): each part
+# a class of its own, bounded, so no text can make it backtrack
+PLACEHOLDER = re.compile(r"\{(?:(?P<before>[0-9]{1,9}) ?\+ ?)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+                         r"(?: ?(?P<op>[+-]) ?(?P<after>[0-9]{1,9}))?\}")
+
+
+def names(text: str) -> List[str]:
+    """The variables a text's placeholders name."""
+    return [match.group("name") for match in PLACEHOLDER.finditer(text)]
+
+
+def _value(match, variables: Dict[str, Any]) -> Any:
+    """What a placeholder stands for: its variable's value, with its offset (a whole number then)."""
+    value = variables[match.group("name")]
+    if not (match.group("before") or match.group("op")):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError("%s: %s is %r, not a whole number to add to" % (match.group(), match.group("name"), value))
+    offset = int(match.group("after") or 0) * (-1 if match.group("op") == "-" else 1)
+    return value + int(match.group("before") or 0) + offset
 MAX_REPEAT = 1000
-_SAMPLE = "1"  # stands for a value captured at run time when a table is validated at load
+_SAMPLE = 1  # stands for a value captured at run time when a table is validated at load (a number: {x + 1})
 
 
 class Step(collections.namedtuple("Step", "name section where table captures always repeat identical compare "
-                                          "concurrency needs continue_on_error")):
-    """One step as loaded: its check table (placeholders not yet filled) and what it adds."""
+                                          "concurrency needs continue_on_error after",
+                                   defaults=(None,))):
+    """One step as loaded: its check table (placeholders not yet filled) and what it adds.
+    after: the names of the earlier steps it stands on (None: every one before it)."""
 
     __slots__ = ()
 
@@ -59,7 +83,7 @@ def load(table, where: str, section: str, name: str, known: Set[str], builtins: 
                           "in double quotes, \"{%s}\"" % (where, single_quoted(table["command"])[0],
                                                            single_quoted(table["command"])[0]))
     for at, text in _strings(table, where):
-        for var in PLACEHOLDER.findall(text):
+        for var in names(text):
             if var not in known:
                 raise ConfigError("%s: {%s} is neither captured by an earlier step nor built in (known: %s)"
                                   % (at, var, ", ".join(sorted(known)) or "none"))
@@ -137,11 +161,17 @@ def fill_step(table: Dict[str, Any], variables: Dict[str, Any]) -> Dict[str, Any
     if not (table.get("shell") and isinstance(table.get("command"), str)):
         return fill(table, variables)
     filled = fill({key: value for key, value in table.items() if key != "command"}, variables)
-    used = [var for var in PLACEHOLDER.findall(table["command"]) if var in variables]
-    filled["command"] = PLACEHOLDER.sub(lambda m: "${SMOKE_VAR_%s}" % m.group(1) if m.group(1) in variables
-                                        else m.group(), table["command"])
-    if used:
-        filled["env"] = dict(filled.get("env") or {}, **{"SMOKE_VAR_" + var: _text(variables[var]) for var in used})
+    given: Dict[str, str] = {}
+
+    def variable(match) -> str:
+        if match.group("name") not in variables:
+            return match.group()
+        name = "SMOKE_VAR_%s%s" % (match.group("name"), "_%d" % len(given) if match.group() in given else "")
+        given.setdefault(match.group(), name)
+        filled.setdefault("env", dict(filled.get("env") or {}))[given[match.group()]] = _text(_value(match, variables))
+        return "${%s}" % given[match.group()]
+
+    filled["command"] = PLACEHOLDER.sub(variable, table["command"])
     return filled
 
 
@@ -159,7 +189,7 @@ def single_quoted(command: str) -> List[str]:
         elif char == "{" and quoted:
             match = PLACEHOLDER.match(command, index)
             if match:
-                found.append(match.group(1))
+                found.append(match.group("name"))
     return found
 
 
@@ -168,9 +198,10 @@ def fill(obj: Any, variables: Dict[str, Any]) -> Any:
     becomes the value itself."""
     if isinstance(obj, str):
         whole = PLACEHOLDER.fullmatch(obj)
-        if whole and whole.group(1) in variables:
-            return variables[whole.group(1)]
-        return PLACEHOLDER.sub(lambda m: _text(variables.get(m.group(1), m.group())), obj)
+        if whole and whole.group("name") in variables:
+            return _value(whole, variables)
+        return PLACEHOLDER.sub(lambda m: _text(_value(m, variables)) if m.group("name") in variables else m.group(),
+                               obj)
     if isinstance(obj, dict):
         return {key: fill(value, variables) for key, value in obj.items()}
     if isinstance(obj, list):
@@ -191,9 +222,10 @@ def plan(steps: List[Step], variables: Dict[str, Any], prefix: str = "") -> List
     each needs the steps before it, so --only predict deploys first (and cleans up)."""
     planned, earlier = [], []
     for step in steps:
-        needs = tuple(earlier)  # a sequence: each step stands on the ones before it
+        needs = tuple(prefix + name for name in (earlier if step.after is None else
+                                                 [n for n in earlier if n in step.after]))
         if not step.always:
-            earlier.append(prefix + step.name)
+            earlier.append(step.name)
         table = fill_step(step.table, dict(variables, index=0))
         options = " ".join(option for option in (
             "always" if step.always else "", "repeat=%d" % step.repeat if step.repeat > 1 else "",
@@ -220,28 +252,34 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
     ends: the run's deadline (monotonic), shared by a sequence."""
     results: List[Result] = []
     variables = dict(variables)
-    failed: Optional[str] = None
+    blocked: Dict[str, str] = {}  # steps that did not pass (and those skipped for it): what stands on them waits
+    earlier: List[str] = []
     interrupted: Optional[Interrupted] = None
     if ends is None and ctx.deadline_s:
         ends = time.monotonic() + ctx.deadline_s
     spawned: List[Tuple[str, dict]] = []  # (step name, its facts): servers this sequence started
-    ctx = ctx._replace(give_up=lambda: _exited(spawned))
+    scope = ctx.cleanup.scope() if ctx.cleanup is not None else None  # they are stopped when it ends
+    ctx = ctx._replace(give_up=lambda: _exited(spawned), cleanup=scope or ctx.cleanup)
     # what cleanup needs to know (the id of what a step made): a signal waits for the step that
     # captures it, or the thing made in the moment before the signal could never be removed
     needed_by_cleanup = set().union(*(step.needs for step in steps if step.always))
     for step in steps:
         name = prefix + step.name
         cancelled = ctx.cancel is not None and ctx.cancel.is_set()
-        if (failed or interrupted or cancelled) and not step.always:
-            why = "step %s did not pass" % failed if failed else "interrupted"
+        stands_on = [n for n in (earlier if step.after is None else step.after) if n in blocked]
+        if not step.always:
+            earlier.append(step.name)
+        if (stands_on or interrupted or cancelled) and not step.always:
+            why = "step %s did not pass" % blocked[stands_on[0]] if stands_on else "interrupted"
             results.append(_skip(step, name, "skipped: %s" % why))
+            blocked[step.name] = blocked[stands_on[0]] if stands_on else name
             continue
-        if ends is not None and time.monotonic() >= ends and not step.always and not failed:
+        if ends is not None and time.monotonic() >= ends and not step.always:
             results.append(_skip(step, name, "deadline exceeded (%s): not started" % ctx.deadline_flag)
                            ._replace(status="fail"))
-            failed = name
+            blocked[step.name] = name
             continue
-        if step.always and failed and keep_on_failure and not (interrupted or cancelled):
+        if step.always and blocked and keep_on_failure and not (interrupted or cancelled):
             results.append(_skip(step, name, "NOT CLEANED UP (--keep-on-failure): left for inspection: %s"
                                  % known(step, variables))._replace(status="warn"))
             continue
@@ -253,6 +291,7 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
             continue
         if missing:
             results.append(_skip(step, name, "skipped: needs {%s}, which no step captured" % missing[0]))
+            blocked[step.name] = name
             continue
         left = None if ends is None or step.always else max(0.001, ends - time.monotonic())
         # cleanup after a cancel must still run: it gets no cancel of its own
@@ -272,14 +311,32 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         if step.always and result.status in ("fail", "error"):  # say what it was to remove
             result = result._replace(message="%s; left behind: %s" % (result.message, known(step, variables)))
         elif step.continue_on_error and result.status in ("fail", "error"):
-            result = result._replace(status="warn", message="%s (continue_on_error: the steps after it run)"
-                                     % result.message)
+            result = result._replace(message="%s (continue_on_error: the steps after it run)" % result.message)
         results.append(result)
-        if result.status not in ("pass", "warn") and not failed and not step.always:
-            failed = name
+        if result.status not in ("pass", "warn") and not step.always and not step.continue_on_error:
+            blocked[step.name] = name
+    if scope is not None:
+        stops, late = lifecycle.shielded(lambda: _stopped(scope, spawned, prefix, steps[0].section if steps else ""))
+        results += stops
+        interrupted = interrupted or late
     if interrupted:
         raise interrupted.carrying(results) from None
     return results, variables
+
+
+def _stopped(scope, spawned: List[Tuple[str, dict]], prefix: str, section: str) -> List[Result]:
+    """Stop what the sequence started (its spawned servers), each a result saying how: by
+    SIGTERM (pass), or killed when it would not stop (warn), or left behind (fail)."""
+    by_pid = {facts.get("pid"): name for name, facts in spawned}
+    out = []
+    for what, said, why, seconds in scope.run():
+        pid, how = said if isinstance(said, tuple) else (None, said)
+        step = by_pid.get(pid)  # the step that started it, by name
+        name = prefix + "stop " + (step[len(prefix):] if step else what)
+        status = "fail" if why else "warn" if how and "SIGKILL" in how else "pass"
+        out.append(Result(name, section, "spawn", status, why and "left behind: %s (%s)" % (what, why) or how or "",
+                          seconds * 1000, 1, target=what))
+    return out
 
 
 def known(step: Step, variables: Dict[str, Any]) -> str:

@@ -104,8 +104,12 @@ def test_every_failure_is_named_and_cleanup_still_runs(platform, tmp_path, switc
     assert done.returncode == 1 and results[phase]["status"] == "fail", results[phase]
     assert words in results[phase]["message"], results[phase]["message"]
     later = list(results)[list(results).index(phase) + 1:-1]
-    assert all(results[name]["status"] == "skip" for name in later)
-    assert results["cleanup"]["status"] == "pass" and state(platform)["models"] == {}
+    # what stands on it waits: everything after deploy and ready, the rest of its own phase after the others
+    waiting = later if phase in ("deploy", "ready") else [n for n in later if n.split(".")[0] == phase.split(".")[0]]
+    assert all(results[name]["status"] == "skip" for name in waiting)
+    first_of_each = {name.split(".")[0]: name for name in reversed(later) if name not in waiting}
+    assert all(results[name]["status"] != "skip" for name in first_of_each.values())  # a failed predict
+    assert results["cleanup"]["status"] == "pass" and state(platform)["models"] == {}  # hides no logs
     if switch == "missing-log":
         assert "last lines seen: " in results[phase]["message"] and "Build succeeded" in results[phase]["message"]
 
@@ -115,6 +119,8 @@ def test_a_cleanup_that_fails_says_what_was_left_and_fails_the_run(platform, tmp
     assert done.returncode == 1 and results["cleanup"]["status"] == "fail"
     left = list(state(platform)["models"])
     assert len(left) == 1 and "left behind: model_id=%s, name=smoke-" % left[0] in results["cleanup"]["message"]
+    report = json.loads(done.stdout)  # and said where a report says what went wrong around the checks
+    assert report["problems"] == ["cleanup: %s" % results["cleanup"]["message"]]
     assert results["cleanup"]["attempts"] == 3  # retried
 
 
@@ -413,3 +419,26 @@ def test_flag_errors_name_the_flag_and_a_retried_deploy_is_refused(platform, tmp
     section["deploy"]["retries"] = 2
     done, _, _ = deploy(tmp_path, section, "--validate")
     assert done.returncode == 2 and "deploy.deploy.retries: a retried deploy creates" in done.stderr
+
+
+def test_spawned_processes_start_their_own_logs_and_are_stopped_visibly(tmp_path):
+    port = __import__("conftest").free_port()
+    engine_log, front_log = tmp_path / "engine.log", tmp_path / "front.log"
+    engine_log.write_text("Service initialized (yesterday's run)\n")  # an earlier run's line must not count
+    section = {
+        "deploy": [{"name": "engine", "kind": "spawn", "log": str(engine_log),
+                    "command": [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]},
+                   {"name": "front", "kind": "spawn", "log": str(front_log),  # one that ignores SIGTERM
+                    "command": ["sh", "-c", "trap '' TERM; echo front up; exec sleep 300"]}],
+        "ready": {"kind": "http", "url": "http://127.0.0.1:%d/" % port, "until": ["status == 200"], "timeout": 10,
+                  "interval": 0.1},
+        "logs": {"kind": "command", "command": ["cat", str(engine_log)], "lines": ["Service initialized"],
+                 "timeout": 1, "interval": 0.2}}
+    done, report, results = deploy(tmp_path, section)
+    assert done.returncode == 1 and results["logs"]["status"] == "fail"  # yesterday's line is gone
+    assert "Service initialized" not in engine_log.read_text()
+    assert results["stop deploy.engine"]["status"] == "pass"
+    assert results["stop deploy.engine"]["message"].startswith("stopped by SIGTERM in ")
+    assert results["stop deploy.front"]["status"] == "warn"
+    assert results["stop deploy.front"]["message"] == "did not stop on SIGTERM within 5s: killed (SIGKILL)"
+    assert list(results).index("stop deploy.front") < list(results).index("stop deploy.engine")  # newest first

@@ -134,9 +134,14 @@ def test_continue_on_error_lets_the_next_steps_run(site, tmp_path):
     steps = [{"name": "page", "kind": "command", "command": ["false"], "continue_on_error": True},
              {"name": "revert", "kind": "command", "command": GIT + ["-C", str(repo), "revert", "--no-edit", "HEAD"]}]
     done, report, results = smoke("rollback", "--config", config(tmp_path, url, repo, steps), "--execute")
-    assert done.returncode == 0, done.stdout
-    assert results["page"]["status"] == "warn" and "continue_on_error" in results["page"]["message"]
-    assert results["verify"]["status"] == "pass"
+    assert done.returncode == 1, done.stdout  # rolled back and verified, and the page that failed said so
+    assert results["page"]["status"] == "fail" and "continue_on_error" in results["page"]["message"]
+    assert results["verify"]["status"] == "pass" and results["revert"]["status"] == "pass"
+    steps[0]["severity"] = "warning"  # a failure that is only a warning says so
+    commit(repo, "release v3: bad\n", "v3")
+    done, report, results = smoke("rollback", "--config", config(tmp_path, url, repo, steps), "--execute",
+                                  "--force")
+    assert done.returncode == 0 and results["page"]["status"] == "warn", done.stdout
 
 
 def test_verification_that_keeps_failing_fails_the_rollback(site, tmp_path):

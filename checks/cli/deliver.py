@@ -54,7 +54,8 @@ def deliver(prepared, executed, start_problems: List[str], signals, closed, cloc
     budget = notify.Budget(clock.delivery_ends(), late)
     timeout = max(1.0, min(fsio.WRITE_TIMEOUT_S, budget.left()))  # for a FIFO's reader: at least a second
     staged, problems = _stage(prepared.sinks, report, lambda: signals.signum is not None, timeout)
-    finalise(report, [redact(problem) for problem in start_problems + problems], signals.signum, nagios(args))
+    finalise(report, [redact(problem) for problem in start_problems + executed.problems + problems], signals.signum,
+             nagios(args))
     prior = _history(prepared)
     _add(report, redact, _record(prepared, report) + _notify_within(prepared, report, prior, budget))
     report["duration_ms"] = round((time.monotonic() - clock.began) * 1000, 1)  # the run and its notifications

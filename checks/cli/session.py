@@ -19,9 +19,9 @@ from checks import lifecycle, model, runner
 from checks.cli.terminal import Progress, is_terminal, say
 
 
-class Executed(collections.namedtuple("Executed", "results metrics started duration_ms")):
+class Executed(collections.namedtuple("Executed", "results metrics started duration_ms problems")):
     """What a run did: its results (the skipped ones included), each section's metrics, when it
-    started (epoch) and how long it took."""
+    started (epoch), how long it took, and what it left behind (problems)."""
 
     __slots__ = ()
 
@@ -70,7 +70,7 @@ def execute(prepared, signals, clock: Clock) -> Executed:
                             run_sections=lambda names, ctx: run_sections(prepared, names, ctx),
                             deadline_flag=prepared.deadline_flag, deadline_said=said)
     started, began = time.time(), time.monotonic()
-    results, metrics = [], {}
+    results, metrics, problems = [], {}, []
     try:
         try:
             for section, spec in prepared.specs.items():
@@ -79,6 +79,7 @@ def execute(prepared, signals, clock: Clock) -> Executed:
                     outcome = prepared.faces[section].run(spec, ctx._replace(chosen=names,
                                                                              deadline_s=clock.checks_deadline()))
                     results += outcome.results
+                    problems += outcome.problems
                     if outcome.metrics:
                         metrics[section] = outcome.metrics
         finally:
@@ -88,11 +89,12 @@ def execute(prepared, signals, clock: Clock) -> Executed:
         metrics.update(exc.metrics)  # run_dir, timings so far: for the post-mortem
     if progress:
         progress.clear()
-    results += [model.Result("cleanup", args.command, "cleanup", "error", "left behind: %s (%s)" % left,
-                             severity="critical", target=left[0])
-                for left in cleanup.run_all(close=signals.signum is not None)]
+    left = cleanup.run_all(close=signals.signum is not None)
+    results += [model.Result("cleanup", args.command, "cleanup", "error", "left behind: %s (%s)" % one,
+                             severity="critical", target=one[0]) for one in left]
     lifecycle.kill_orphans()
-    return Executed(results + prepared.skipped, metrics, started, (time.monotonic() - began) * 1000)
+    return Executed(results + prepared.skipped, metrics, started, (time.monotonic() - began) * 1000,
+                    problems + ["cleanup: left behind: %s (%s)" % one for one in left])
 
 
 def _concurrency(args, chosen: int) -> int:

@@ -255,7 +255,7 @@ def _process(fields: Fields, name: str, builtins: Dict[str, Any], port: int, wor
 def _filled(value: Any, variables: Dict[str, Any], where: str) -> Any:
     """value with its {placeholders} filled; one we do not fill is a config error, not a literal."""
     for text in _texts(value):
-        for var in steps.PLACEHOLDER.findall(text):
+        for var in steps.names(text):
             if var not in variables:
                 raise ConfigError("%s: {%s} is not a placeholder here (known: %s)"
                                   % (where, var, ", ".join(sorted(variables))))

@@ -1,7 +1,8 @@
 """spawn: start a long-lived process (a server to test) that the run owns until it ends.
 
-Facts: pid, log (where its stdout and stderr go), running (still alive a moment after
-start; a program that exits at once is a fail, with the end of its log).
+Facts: pid, log (where its stdout and stderr go, begun anew), running (still alive a moment
+after start; a program that exits at once is a fail, with the end of its log). When the step
+sequence ends it is stopped (SIGTERM, then SIGKILL), and a result says how.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     if ctx.cleanup is None:
         raise CheckError("spawn: only a run that can stop the process may start it")
     spawned = proc.spawn(params["command"], params["log"], ctx.cleanup, params["shell"], params["env"],
-                         params["cwd"])
+                         params["cwd"], fresh=True)  # its log is this run's: an earlier run's lines never count
     time.sleep(min(_SETTLE_S, timeout))
     facts = {"pid": spawned.pid, "log": params["log"], "running": spawned.running()}
     if not facts["running"]:

@@ -80,6 +80,7 @@ class Spawned:
     def __init__(self, proc, argv, log_path: str, cleanup, token: int):
         self.proc, self.pid, self.argv, self.log_path = proc, proc.pid, argv, log_path
         self._cleanup, self._token = cleanup, token
+        self.stopped = ""
 
     def running(self) -> bool:
         return self.proc.poll() is None
@@ -91,16 +92,25 @@ class Spawned:
         os.killpg(self.pid, signum)
         signal_session(self.pid, signum)
 
+    def stop_said(self) -> Tuple[int, str]:
+        """Stop it, as a cleanup action: (its pid, how it went)."""
+        self.stop()
+        return self.pid, self.stopped
+
     def stop(self, grace: float = STOP_GRACE_S) -> Optional[int]:
-        """SIGTERM to the group, SIGKILL after grace seconds; the exit code (negative: a signal)."""
+        """SIGTERM to the group, SIGKILL after grace seconds; the exit code (negative: a signal).
+        self.stopped says how it went (for the run's report)."""
+        began, running = time.monotonic(), self.running()
         try:
             os.killpg(self.pid, signal.SIGTERM)
         except OSError:
             pass
         try:
             self.proc.wait(grace)
+            self.stopped = ("stopped by SIGTERM in %.2fs" % (time.monotonic() - began)) if running else \
+                "had exited by itself (code %s)" % self.proc.returncode
         except subprocess.TimeoutExpired:
-            pass
+            self.stopped = "did not stop on SIGTERM within %gs: killed (SIGKILL)" % grace
         _kill(self.proc)
         signal_session(self.pid, signal.SIGKILL)  # what moved to a group of its own inside the session
         if self._token and self._cleanup:
@@ -129,11 +139,12 @@ def stop_all(spawned: List[Spawned], grace: float = STOP_GRACE_S) -> List[Spawne
 
 
 def spawn(argv: Union[str, List[str]], log_path: str, cleanup, shell: bool = False,
-          env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None) -> Spawned:
-    """Start a process that outlives this call, stdout and stderr appended to log_path;
-    it is stopped by the run's cleanup unless stop() comes first."""
+          env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None, fresh: bool = False) -> Spawned:
+    """Start a process that outlives this call, stdout and stderr appended to log_path (begun
+    anew with fresh: an earlier run's lines are never this run's); it is stopped by the run's
+    cleanup unless stop() comes first, and that cleanup says how it went (stop()'s account)."""
     try:
-        log = fsio.open_append(log_path)
+        log = fsio.open_append(log_path, fresh=fresh)
     except OSError as exc:
         raise CheckError("cannot open the log %s: %s" % (log_path, fsio.why(exc)))
     try:  # no parent-death signal: Linux sends it when the starting *thread* ends; the reaper covers us
@@ -141,7 +152,7 @@ def spawn(argv: Union[str, List[str]], log_path: str, cleanup, shell: bool = Fal
     finally:
         os.close(log)
     spawned = Spawned(proc, argv, log_path, cleanup, 0)
-    spawned._token = cleanup.add(spawned.stop, "process group %d of %s" % (proc.pid, describe(argv)))
+    spawned._token = cleanup.add(spawned.stop_said, "process group %d of %s" % (proc.pid, describe(argv)))
     return spawned
 
 
