@@ -11,7 +11,9 @@ DEMO := .demo
 # The tests run in two processes with pytest-xdist (a file's tests stay together), then the few
 # marked serial (they count processes machine-wide) alone. A Python that has pytest but not
 # xdist gets a .venv that sees its packages, with pinned pytest and xdist; where they cannot be
-# installed (no network), whatever pytest there is runs them one after another.
+# installed (no network), whatever pytest there is runs them one after another. Only pytest's own
+# plugins and xdist are loaded (a plugin some other project installed cannot change the run), and
+# the reason of every skip is said.
 test:
 	@py="$(PYTHON)"; \
 	if ! $$py -c "import pytest, xdist" 2>/dev/null; then \
@@ -21,9 +23,10 @@ test:
 	  else echo "make test: could not install pytest-xdist into $(VENV): the tests run serially"; \
 	    $$py -c "import pytest" 2>/dev/null || { echo "make test: no pytest, and none could be installed"; exit 2; }; fi; \
 	fi; \
+	export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1; \
 	if $$py -c "import xdist" 2>/dev/null && [ "$$(nproc 2>/dev/null || echo 1)" -gt 1 ]; then \
-	  $$py -m pytest -q -n 2 --dist loadfile -m "not serial" tests && $$py -m pytest -q -m serial tests; \
-	else $$py -m pytest -q tests; fi && $(PYTHON) tests/e2e_pythons.py
+	  $$py -m pytest -q -rs -p xdist -n 2 --dist loadfile -m "not serial" tests && $$py -m pytest -q -rs -m serial tests; \
+	else $$py -m pytest -q -rs tests; fi && $(PYTHON) tests/e2e_pythons.py
 
 demo:
 	@$(PYTHON) fixtures/demo.py --dir $(DEMO)

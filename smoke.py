@@ -45,9 +45,11 @@ EXAMPLES = """examples:
   python3 smoke.py rollback --config smoke.json --run health --execute
   python3 smoke.py all --config smoke.json --output smoke-report.json --quiet
 
-config: --config FILE, else $SMOKE_CONFIG, else ./smoke.toml or ./smoke.json
+""" + "\n"
+FOOTER = """config: --config FILE, else $SMOKE_CONFIG, else ./smoke.toml or ./smoke.json
 exit codes: 0 pass, 1 fail, 2 usage/config error, 3 could not evaluate, 129/130/143 interrupted
-  (--exit-codes nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)"""
+  (--exit-codes nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
+manual: docs/ beside smoke.py in its repository (README.md says where each thing is)"""
 
 
 def _parser(argv):
@@ -67,10 +69,13 @@ def _parser(argv):
         def error(self, message):
             from checks.cli.options import did_you_mean, nagios_argv  # only here: --help imports nothing of ours
             hint = did_you_mean(message, options)
+            if "argument COMMAND" in message and not hint:  # none given: say which there are
+                hint = " (one of: %s)" % ", ".join(COMMANDS)
+            prog = "%s %s" % (self.prog, chosen) if chosen and self.prog == "smoke.py" else self.prog
             if nagios_argv(argv):  # Nagios shows stdout's first line
                 print("SMOKE UNKNOWN - usage: %s%s" % (message.replace("|", "/"), hint))
             self.exit(3 if nagios_argv(argv) else 2, "usage: %s [options]  (%s --help lists them)\n%s: error: %s%s\n"
-                      % (self.prog, self.prog, self.prog, message, hint))
+                      % (prog, prog, self.prog, message, hint))
 
         def exit(self, status=0, message=None):
             if message:
@@ -86,7 +91,7 @@ def _parser(argv):
             print("smoke.py " + __version__)
             parser.exit()
 
-    parser = Parser(prog="smoke.py", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=formatter)
+    parser = Parser(prog="smoke.py", description=DESCRIPTION, epilog=EXAMPLES + FOOTER, formatter_class=formatter)
     parser.add_argument("--version", action=Version, nargs=0, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = _command(argv)
@@ -94,13 +99,14 @@ def _parser(argv):
     for name, (module_name, text) in COMMANDS.items():
         if chosen and name != chosen:  # each parser costs start-up time; the others are only for --help
             continue
-        sub = commands.add_parser(name, help=text, description=text, epilog=EXAMPLES, formatter_class=formatter)
+        sub = commands.add_parser(name, help=text, description=text, formatter_class=formatter)
         if name == chosen:  # only the chosen command pays for its imports
             from checks import command
             from checks.cli.options import add_arguments
             face = command.of(module_name)
+            face.add_arguments(sub)  # its own flags first, then those every command has
             add_arguments(sub, face.DEADLINE_HELP)
-            face.add_arguments(sub)
+            sub.epilog = "examples:\n" + face.EXAMPLES + "\n" + FOOTER
             options += [option for action in sub._actions for option in action.option_strings]
     return parser
 

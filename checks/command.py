@@ -31,6 +31,8 @@ class Command:
     DEADLINE_HELP: Optional[str] = None
     # It acts (rollback): `all` runs what a config checks, and an action only when asked by name.
     ACTION = False
+    # Its --help's examples: a few command lines, each ready to paste, indented two spaces.
+    EXAMPLES = ""
 
     def add_arguments(self, parser) -> None:
         """Its own flags, after the common ones."""
@@ -81,6 +83,10 @@ class All(Command):
     """`all`: every section a config has, each through its own command."""
 
     NAME = "all"
+    EXAMPLES = """  python3 smoke.py all --config smoke.json --format text
+  python3 smoke.py all --config smoke.json --output smoke-report.json --junit junit.xml --quiet
+  python3 smoke.py all --config smoke.json --tag hourly --deadline 1800 --notify "$SLACK_WEBHOOK_URL"
+"""
 
 
 def of(module_name: Optional[str]) -> Command:

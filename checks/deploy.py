@@ -385,6 +385,12 @@ def _with_env(step, name: str, private: str):
 class Deploy(Command):
     NAME = NAME
     FLAGS = "--predict-url"
+    EXAMPLES = """  python3 smoke.py deploy --config deploy.json --format text
+  python3 smoke.py deploy --predict-url http://127.0.0.1:8000/v1/completions \\
+      --json '{"prompt": "hi", "seed": 42}' --expect 'status == 200' --repeat 3 --identical \\
+      --compare 'json.choices[0].text'
+  python3 smoke.py deploy --config deploy.json --only predict --keep-on-failure
+"""
     add_arguments = staticmethod(add_arguments)
     from_args = staticmethod(from_args)
     load = staticmethod(load)

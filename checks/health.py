@@ -207,6 +207,11 @@ def run(checks: List[Check], ctx: RunContext) -> Outcome:
 class Health(Command):
     NAME = NAME
     FLAGS = "--url, --tcp, --resources"
+    EXAMPLES = """  python3 smoke.py health --url http://127.0.0.1:8080/health --expect 'json.status == healthy' \\
+      --expect 'latency_ms < 200'
+  python3 smoke.py health --tcp 127.0.0.1:5432 --name postgres --resources --disk /var --format text
+  python3 smoke.py health --config smoke.json --tag hourly --output report.json --quiet
+"""
     add_arguments = staticmethod(add_arguments)
     from_args = staticmethod(from_args)
     load = staticmethod(load)

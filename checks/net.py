@@ -159,7 +159,8 @@ def describe_error(exc: BaseException) -> str:
     if client and isinstance(exc, client.LineTooLong):
         return "the response has a line too long: %s" % exc
     if getattr(exc, "verify_message", None):  # ssl.SSLCertVerificationError
-        return "TLS: certificate verify failed: %s" % exc.verify_message
+        return "TLS: certificate verify failed: %s (a private CA: ca_file; to skip the check: insecure, --insecure)" \
+            % exc.verify_message
     reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None)
     if type(exc).__name__.startswith("SSL"):
         return "TLS: %s" % (reason or exc)

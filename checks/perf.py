@@ -569,6 +569,11 @@ def _summary_line(facts: Dict[str, Any]) -> str:
 class Perf(Command):
     NAME = NAME
     FLAGS = "--url"
+    EXAMPLES = """  python3 smoke.py perf --url http://127.0.0.1:8080/health --duration 10 --connections 10 \\
+      --threshold 'p95_ms < 200' --threshold 'error_rate < 0.01' --format text
+  python3 smoke.py perf --url http://127.0.0.1:8080/plan --rate 200 --duration 30 --threshold 'p99_ms < 500'
+  python3 smoke.py perf --config smoke.json --baseline last-perf.json --threshold 'p95_ratio < 1.2'
+"""
     add_arguments = staticmethod(add_arguments)
     from_args = staticmethod(from_args)
     load = staticmethod(load)

@@ -230,7 +230,7 @@ def render_prometheus(report: Dict[str, Any], color: bool = False) -> str:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return
         text = ",".join('%s="%s"' % (key, _label(val)) for key, val in labels)
-        series.setdefault(name, []).append("%s{%s} %s" % (name, text, repr(float(value))))
+        series.setdefault(name, []).append("%s{%s} %s" % (name, text, repr(round(float(value), 6))))
 
     seen = set()
     for result in report["results"]:

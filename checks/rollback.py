@@ -559,6 +559,11 @@ def _recorded(spec: Spec, record: Dict[str, Any], outcome: str, clock: float, ct
 class Rollback(Command):
     NAME = NAME
     FLAGS = "--from FILE --trigger COND"
+    EXAMPLES = """  python3 smoke.py health --url http://127.0.0.1:8080/health | \\
+      python3 smoke.py rollback --from - --trigger 'pass_rate < 0.95'
+  python3 smoke.py rollback --config smoke.json --run health            # a dry run: exit 1 when needed
+  python3 smoke.py rollback --config smoke.json --run health --execute  # roll back, verify, record
+"""
     ACTION = True  # `all` runs the checks a config describes; a rollback acts, and runs only when asked by name
     add_arguments = staticmethod(add_arguments)
     from_args = staticmethod(from_args)  # --trigger adds to the section's triggers, when there is a config

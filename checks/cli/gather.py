@@ -176,7 +176,8 @@ def _check_only(only, names) -> None:
 
 def _planned(step) -> str:
     """One --dry-run line: what runs, what is expected, and every option that applies to it."""
-    return "%-10s %-24s %s  [%s]  %s" % (step.section, step.name, step.target, ", ".join(step.expect), step.options)
+    target = "" if step.name == "%s %s" % (step.kind, step.target) else step.target  # a default name says it
+    return "%-10s %-24s %s  [%s]  %s" % (step.section, step.name, target, ", ".join(step.expect), step.options)
 
 
 def _state(doc, args, path) -> Tuple[str, int, int]:

@@ -123,6 +123,10 @@ def run(spec: Spec, ctx):
 class Heartbeat(Command):
     NAME = NAME
     FLAGS = "--pid or --pidfile with --log and --failure-pattern"
+    EXAMPLES = """  python3 smoke.py heartbeat --config cluster.json --format text  # spawn mode: the config's heartbeat
+  python3 smoke.py heartbeat --pidfile /run/redis/redis-server.pid --log /var/log/redis/sentinel.log \\
+      --failure-pattern '\\+sdown master (?P<worker>\\S+)' --expect-worker mymaster --deadline 5
+"""
     DEADLINE_HELP = DEADLINE_HELP
     add_arguments = staticmethod(add_arguments)
     from_args = staticmethod(from_args)
