@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -385,3 +386,67 @@ def test_a_run_dir_another_user_owns_or_can_write_is_refused(tmp_path):
     done, _, _ = heartbeat(section(tmp_path, run_dir=str(writable)))
     assert done.returncode == 2 and "can be written by other users" in done.stderr
     assert victim.read_text() == "precious"
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_system_listens_on_the_port_its_config_gives_and_the_rest_come_from_a_range(tmp_path):
+    fixed, low = _free_port(), _free_port()
+    while not 1024 < low < 65000 or abs(low - fixed) < 20:
+        low = _free_port()
+    path = section(tmp_path, ports="%d-%d" % (low, low + 19), failure_timeout=0.1, scan_interval=0.1)
+    doc = json.loads(open(path).read())
+    doc["heartbeat"]["coordinator"]["port"] = str(fixed)  # as "${PORT}" gives it
+    doc["heartbeat"]["workers"]["templates"] = [{"from": str(tmp_path / "port.conf"), "to": "{dir}/port.conf"}]
+    (tmp_path / "port.conf").write_text("{my_port}\n")
+    open(path, "w").write(json.dumps(doc))
+    planned = subprocess.run([sys.executable, SMOKE, "heartbeat", "--config", path, "--dry-run"],
+                             capture_output=True, text=True, timeout=30)
+    assert planned.returncode == 0 and "--port %d " % fixed in planned.stdout, planned.stdout
+    done, report, results = heartbeat(path)
+    assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values()]
+    run_dir = report["metrics"]["heartbeat"]["run_dir"]
+    ports = {int(open(os.path.join(run_dir, "data", name, "port.conf")).read()) for name in ("w1", "w2", "w3")}
+    assert len(ports) == 3 and all(low <= port <= low + 19 for port in ports), ports
+    assert "listening on 127.0.0.1:%d" % fixed in open(os.path.join(run_dir, "logs", "coordinator.log")).read()
+    # failure_timeout + scan_interval is 0.2 s; the fixture's detector takes 0.6 s: within the deadline, said
+    assert report["metrics"]["heartbeat"]["expected_bound_s"] == 0.2
+    assert "over the 0.2s its timings promise (failure_timeout + clock_skew + scan_interval)" in \
+        results["detect"]["message"] and results["detect"]["status"] == "pass", results["detect"]
+    assert ours(tmp_path) == []
+
+
+def test_a_port_already_taken_is_an_error_and_nothing_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = section(tmp_path)
+        doc = json.loads(open(path).read())
+        doc["heartbeat"]["workers"]["port"] = [_free_port(), port, _free_port()]
+        open(path, "w").write(json.dumps(doc))
+        done, _, results = heartbeat(path)
+    assert done.returncode == 3, done.stdout
+    message = results["coordinator"]["message"]
+    assert results["coordinator"]["status"] == "error" and "w2: port %d is in use" % port in message
+    assert not list(tmp_path.glob("run-*/logs/*.log")) and ours(tmp_path) == []
+
+
+def test_bad_ports_and_timings_are_exit_2(tmp_path):
+    free = _free_port()
+    for extra, words in (({"ports": "9000-8000"}, "is not a port range"), ({"ports": "80"}, "is not a port range"),
+                         ({"ports": "%d-%d" % (free, free)}, "too few free ports in %d-%d: 4 needed" % (free, free)),
+                         ({"workers": {"count": 3, "command": ["true"], "port": 7000}}, "3 workers cannot share"),
+                         ({"workers": {"count": 3, "command": ["true"], "port": [7000]}}, "give 3 ports"),
+                         ({"workers": {"count": 2, "command": ["true"], "port": [7000, 7000]}}, "port 7000 is given "
+                                                                                                "to two processes"),
+                         ({"workers": {"count": 1, "command": ["true"], "port": 70000}}, "70000 is not a TCP port"),
+                         ({"failure_timeout": 1, "scan_interval": 1.5, "deadline": 2},
+                          "at least failure_timeout + clock_skew + scan_interval (2.5s)")):
+        done, _, _ = heartbeat(section(tmp_path, **extra), "--validate")
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (extra, done.stderr)
+    assert not list(tmp_path.glob("run-*"))

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import ConfigError
 from checks.command import Command
-from checks.heartbeat.spec import NAME, Spec, _signal, load, plan
+from checks.heartbeat.spec import BOUND_SAID, NAME, Spec, _signal, load, plan
 
 DEADLINE_HELP = ("seconds from the kill to the failure event (the detection deadline, default: the config's, "
                  "else 5; every other wait has its own timeout)")
@@ -87,8 +87,8 @@ def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec
         if changed.get("deadline", 1) < 0.01:
             raise ConfigError("--deadline: must be at least 0.01 seconds, got %g" % changed["deadline"])
         if "deadline" in changed and configured.bound is not None and changed["deadline"] < configured.bound:
-            raise ConfigError("--deadline: %gs is below failure_timeout + clock_skew (%gs): the system may take that "
-                              "long by design" % (changed["deadline"], configured.bound))
+            raise ConfigError("--deadline: %gs is below %s (%gs): the system may take that long by design"
+                              % (changed["deadline"], BOUND_SAID, configured.bound))
         if changed.get("quorum", 0) > len(configured.logs):
             raise ConfigError("--quorum: %d detectors must report, but the config gives %d log%s"
                               % (changed["quorum"], len(configured.logs), "" if len(configured.logs) == 1 else "s"))

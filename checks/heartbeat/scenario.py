@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Any, Dict, List, Optional, Tuple
 
 from checks import CheckError, fsio, lifecycle, procfs, steps
-from checks.heartbeat.spec import NAME, Process, Spec, _beats, _scenario, plan
+from checks.heartbeat.spec import BOUND_SAID, NAME, Process, Spec, _beats, _scenario, plan
 from checks.lifecycle import Interrupted
 from checks.model import Outcome, Result, cut
 
@@ -182,6 +182,11 @@ class _Run:
                 fsio.private_dir(os.path.join(spec.run_dir, "logs"))
             except OSError as exc:
                 raise _Stop("coordinator", "cannot use %s: %s" % (spec.run_dir, fsio.why(exc)), "error")
+            for process in spec.coordinators + spec.workers:  # before anything starts: nothing half-started
+                if process.fixed_port is not None and _in_use(process.fixed_port):
+                    raise _Stop("workers" if spec.workers_first else "coordinator",
+                                "%s: port %d is in use on this host already: what answers there would not be this "
+                                "run's (stop it, or give another port)" % (process.name, process.fixed_port), "error")
             workers_began = time.monotonic()
             if spec.workers_first:
                 self.step = "workers"
@@ -371,7 +376,7 @@ class _Run:
         self.metrics.update(facts)
         said = "detected in %.3fs (deadline %gs%s%s)" % (
             facts["detection_s"], spec.deadline, "; by its own time %.3fs" % facts["event_detection_s"]
-            if "event_detection_s" in facts else "", "; expected within %gs" % spec.bound if spec.bound else "")
+            if "event_detection_s" in facts else "", _against_bound(facts["detection_s"], spec.bound))
         self.record("detect", "pass", said, **facts)
 
     def _stamped_early(self) -> str:
@@ -478,6 +483,16 @@ class _Attached:
         os.kill(self.pid, signum)  # the pid alone: its group is the system's, not ours
 
 
+def _against_bound(detection_s: float, bound: Optional[float]) -> str:
+    """The detection against the bound the system's own timings promise; over it is within the
+    deadline still (a pass), but said: the timings given are not the ones the system keeps."""
+    if bound is None:
+        return ""
+    if detection_s <= bound:
+        return "; expected within %gs" % bound
+    return "; %.3fs over the %gs its timings promise (%s)" % (detection_s - bound, bound, BOUND_SAID)
+
+
 def _not_ready(spawned, process: Process, offset: int, ends: float) -> Optional[str]:
     """Why the process is not ready by `ends` (it exited; its log never showed the line after
     `offset`; its port never answered), or None. The log is scanned as it grows, the line
@@ -517,6 +532,21 @@ def _not_ready(spawned, process: Process, offset: int, ends: float) -> Optional[
                 else "nothing answers on port %d" % port, tail(spawned.log_path))
         if line is None or not _data_left(spawned.log_path, offset):
             time.sleep(POLL_S)
+
+
+def _in_use(port: int) -> bool:
+    """Something holds the port on 127.0.0.1 (a listener, or a socket bound there)."""
+    import socket
+
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a TIME_WAIT is no owner
+        sock.bind(("127.0.0.1", port))
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.close()
 
 
 def _data_left(path: str, offset: int) -> bool:

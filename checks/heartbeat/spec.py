@@ -29,13 +29,15 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _BUILD_TIMEOUT_S = 600.0  # a cold build can take minutes
 # read left to right, as str.format does: {{ and }} are braces, ${NAME} is the shell's, {word} ours
 _TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\$\{\w+\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_TIMINGS = ("heartbeat_interval", "failure_timeout", "clock_skew", "self_fence_timeout")
+_TIMINGS = ("heartbeat_interval", "failure_timeout", "clock_skew", "self_fence_timeout", "scan_interval")
+BOUND_SAID = "failure_timeout + clock_skew + scan_interval"
 DEFAULT_SKEW_S = 1.0  # without clock_skew: an event stamped in whole seconds may read up to 1 s early
 
 
 class Process(collections.namedtuple("Process", "name argv env cwd files ready_line ready_port ready_timeout "
-                                                "worker_id dir")):
-    """One process to spawn, placeholders filled; files: [(path, text)] from its templates."""
+                                                "worker_id dir fixed_port")):
+    """One process to spawn, placeholders filled; files: [(path, text)] from its templates;
+    fixed_port: the port its config gives it (checked free just before it starts), else None."""
 
     __slots__ = ()
 
@@ -187,19 +189,21 @@ def _processes(fields: Fields, builtins: Dict[str, Any]) -> Tuple[List[Process],
     if clash:
         raise ConfigError("%s: the name %r is used twice; every process needs its own (its log is "
                           "logs/NAME.log)" % (fields.at("coordinator"), clash[0]))
-    ports = _free_ports(len(names) + count)
+    fixed = [_port(own.get("port", (int, str), None), own.at("port")) for own in coordinator_fields]
+    fixed += _worker_ports(workers, count)
+    ports = _choose_ports(fixed, _port_range(fields), fields.at("ports"))
     builtins = dict(builtins, port=ports[0])
     builtins.update(("port_" + n.replace("-", "_"), p) for n, p in zip(names + worker_names, ports))
-    coordinators = [_process(own, name, builtins, port, None)
-                    for own, name, port in zip(coordinator_fields, names, ports)]
+    coordinators = [_process(own, name, builtins, port, None, given)
+                    for own, name, port, given in zip(coordinator_fields, names, ports, fixed)]
     first = workers.flag("start_first", False)
     shared = dict(workers.data)
-    for key in ("count", "names", "start_first"):
+    for key in ("count", "names", "start_first", "port"):
         shared.pop(key, None)
     workers.seen.update(shared)  # each worker's own Fields reads them, and rejects what it does not know
     workers.done()
-    worker_processes = [_process(Fields(shared, workers.where), name, builtins, port, _worker_id())
-                        for name, port in zip(worker_names, ports[len(names):])]
+    worker_processes = [_process(Fields(shared, workers.where), name, builtins, port, _worker_id(), given)
+                        for name, port, given in zip(worker_names, ports[len(names):], fixed[len(names):])]
     return coordinators, worker_processes, first
 
 
@@ -217,7 +221,8 @@ def _check_name(name: str, where: str) -> None:
                           % (where, name))
 
 
-def _process(fields: Fields, name: str, builtins: Dict[str, Any], port: int, worker_id: Optional[str]) -> Process:
+def _process(fields: Fields, name: str, builtins: Dict[str, Any], port: int, worker_id: Optional[str],
+             fixed_port: Optional[int]) -> Process:
     directory = os.path.join(builtins["run_dir"], "data", name)
     own = dict(builtins, name=name, my_port=port, dir=directory)
     if worker_id is not None:
@@ -240,14 +245,10 @@ def _process(fields: Fields, name: str, builtins: Dict[str, Any], port: int, wor
              for i, item in enumerate(fields.get("templates", (list,), []))]
     ready_port = fields.get("ready_port", (int, str), None)
     if ready_port is not None:
-        ready_port = _filled(ready_port, own, fields.at("ready_port"))
-        if isinstance(ready_port, bool) or not str(ready_port).isdigit() or not 0 < int(ready_port) < 65536:
-            raise ConfigError("%s: %r is not a TCP port (1-65535; {my_port} is this process's)"
-                              % (fields.at("ready_port"), ready_port))
-        ready_port = int(ready_port)
+        ready_port = _port(_filled(ready_port, own, fields.at("ready_port")), fields.at("ready_port"))
     ready_line = fields.text("ready_line", None)
     process = Process(name, argv, env, cwd and str(_filled(cwd, own, fields.at("cwd"))), files, ready_line, ready_port,
-                      fields.number("ready_timeout", 10, 0.1, 3600), worker_id, directory)
+                      fields.number("ready_timeout", 10, 0.1, 3600), worker_id, directory, fixed_port)
     fields.done()
     return process
 
@@ -402,12 +403,14 @@ def _identity(path: str):
 
 
 def _timing_contract(fields: Fields, deadline: float) -> Optional[float]:
-    """The detection bound the system promises (failure_timeout + clock_skew), after checking
-    that its timings can keep that promise at all; None when none are given."""
+    """The detection bound the system promises (failure_timeout + clock_skew + scan_interval:
+    a detector that looks every scan_interval may see a timeout that long after it ran out),
+    after checking that its timings can keep that promise at all; None without failure_timeout."""
     interval = fields.number("heartbeat_interval", None, 0.001, 3600)
     timeout = fields.number("failure_timeout", None, 0.001, 3600)
     skew = fields.number("clock_skew", None, 0, 3600)
     fence = fields.number("self_fence_timeout", None, 0.001, 3600)
+    scan = fields.number("scan_interval", None, 0, 3600)
     if fence is not None and timeout is not None and not fence < timeout:
         raise ConfigError("%s: self_fence_timeout (%gs) must be below failure_timeout (%gs), or a worker is "
                           "declared failed while it still acts" % (fields.at("self_fence_timeout"), fence, timeout))
@@ -416,23 +419,82 @@ def _timing_contract(fields: Fields, deadline: float) -> Optional[float]:
                           % (fields.at("clock_skew"), skew, 2 * interval))
     if timeout is None:
         return None
-    bound = timeout + (skew or 0)
+    bound = timeout + (skew or 0) + (scan or 0)
     if deadline < bound:
-        raise ConfigError("%s: the deadline (%gs) must be at least failure_timeout + clock_skew (%gs): the "
-                          "system may take that long by design" % (fields.at("deadline"), deadline, bound))
+        raise ConfigError("%s: the deadline (%gs) must be at least %s (%gs): the system may take that long by "
+                          "design" % (fields.at("deadline"), deadline, BOUND_SAID, bound))
     return bound
 
 
-def _free_ports(count: int) -> List[int]:
-    """count distinct ports free now: all held open until all are chosen."""
+def _port(value: Any, where: str) -> Optional[int]:
+    """A TCP port from a number or a string of digits (what ${PORT} gives), or None."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536):
+        raise ConfigError("%s: %r is not a TCP port (1-65535; {my_port} is this process's)" % (where, value))
+    return value
+
+
+def _worker_ports(workers: Fields, count: int) -> List[Optional[int]]:
+    """The workers' own ports: `port` is one (one worker) or a list, one per worker."""
+    given = workers.get("port", (int, str, list), None)
+    if not isinstance(given, list):
+        if given is not None and count > 1:
+            raise ConfigError("%s: %d workers cannot share port %s: give a list, one port per worker"
+                              % (workers.at("port"), count, given))
+        return [_port(given, workers.at("port"))] * count
+    if len(given) != count:
+        raise ConfigError("%s: give %d ports, one per worker" % (workers.at("port"), count))
+    return [_port(one, "%s[%d]" % (workers.at("port"), i)) for i, one in enumerate(given)]
+
+
+def _port_range(fields: Fields) -> Optional[Tuple[int, int]]:
+    """`ports`: "20000-20100", where the ports not given are chosen; None: any free port."""
+    text = fields.text("ports", None)
+    if text is None:
+        return None
+    low, dash, high = text.partition("-")
+    if not dash or not low.strip().isdigit() or not high.strip().isdigit() \
+            or not 0 < int(low) <= int(high) < 65536:
+        raise ConfigError("%s: %r is not a port range (e.g. \"20000-20100\")" % (fields.at("ports"), text))
+    return int(low), int(high)
+
+
+def _choose_ports(fixed: List[Optional[int]], span: Optional[Tuple[int, int]], where: str) -> List[int]:
+    """A port for each process: its own where given, else one free now (from `span` when
+    given), distinct from all others; those chosen are all held until all are."""
     import socket
-    held = []
+
+    given = [port for port in fixed if port is not None]
+    twice = sorted({port for port in given if given.count(port) > 1})
+    if twice:
+        raise ConfigError("%s: port %d is given to two processes" % (where, twice[0]))
+    held: List[socket.socket] = []
+
+    def hold(port: int) -> Optional[int]:
+        sock = socket.socket()
+        held.append(sock)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+        return sock.getsockname()[1]
+
+    candidates = iter(range(span[0], span[1] + 1)) if span else None
     try:
-        for _ in range(count):
-            sock = socket.socket()
-            held.append(sock)
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in held]
+        chosen = []
+        for port in fixed:
+            if port is None and candidates is not None:
+                port = next((p for p in candidates if p not in given and hold(p)), None)
+                if port is None:
+                    raise ConfigError("%s: too few free ports in %d-%d: %d needed" % (
+                        where, span[0], span[1], fixed.count(None)))
+            elif port is None:
+                port = hold(0)
+                if port is None:
+                    raise CheckError("no free TCP port on 127.0.0.1")
+            chosen.append(port)
+        return chosen
     finally:
         for sock in held:
             sock.close()
