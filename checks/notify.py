@@ -27,6 +27,8 @@ LABEL = "smoke-failure"
 GITHUB_API = "https://api.github.com"
 PER_PAGE = 100  # open smoke-failure issues read per request
 MAX_PAGES = 20  # pages followed (Link: rel="next"): 2,000 open issues
+SAID = 5  # failing checks named in a message, each with why
+WHY_CHARS = 160
 _MARK = "<!-- smoke.py issue: %s -->"  # in an issue's body: which check, command, selection and instance it is
 
 
@@ -68,8 +70,9 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
     found = []
     summary = report.get("summary") or {}
     if now not in PASSING and before in PASSING:
-        found.append(("failed", "%d of %d failed: %s" % (len(failing), summary.get("total", 0), ", ".join(
-            r["name"] for r in failing[:10]) + (" and %d more" % (len(failing) - 10) if len(failing) > 10 else ""))))
+        found.append(("failed", "%d of %d failed: %s" % (len(failing), summary.get("total", 0), "; ".join(
+            _failure(r) for r in failing[:SAID]) + (" and %d more" % (len(failing) - SAID) if len(failing) > SAID
+                                                   else ""))))
     elif now in PASSING and before not in PASSING:
         found.append(("recovered", "all %d passed again" % summary.get("total", 0)))
     for result in failing:
@@ -80,18 +83,41 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
     return found
 
 
+def _failure(result: Dict[str, Any]) -> str:
+    """A failing check and why, in a line short enough for a chat message."""
+    message = " ".join(str(result.get("message") or result.get("status") or "").split())
+    return "%s (%s)" % (result.get("name"), message if len(message) <= WHY_CHARS else message[:WHY_CHARS] + "...")
+
+
+def run_url(environ: Dict[str, str]) -> Optional[str]:
+    """This run's page in the CI that runs it, from the CI's own variables (GitHub Actions,
+    GitLab, Jenkins, CircleCI, Buildkite, Azure Pipelines, Travis, Drone), or None."""
+    if environ.get("GITHUB_RUN_ID") and environ.get("GITHUB_REPOSITORY"):
+        return "%s/%s/actions/runs/%s" % (environ.get("GITHUB_SERVER_URL") or "https://github.com",
+                                          environ["GITHUB_REPOSITORY"], environ["GITHUB_RUN_ID"])
+    if environ.get("SYSTEM_COLLECTIONURI") and environ.get("BUILD_BUILDID"):
+        return "%s%s/_build/results?buildId=%s" % (environ["SYSTEM_COLLECTIONURI"],
+                                                   environ.get("SYSTEM_TEAMPROJECT", ""), environ["BUILD_BUILDID"])
+    for name in ("CI_JOB_URL", "BUILD_URL", "CIRCLE_BUILD_URL", "BUILDKITE_BUILD_URL", "TRAVIS_BUILD_WEB_URL",
+                 "DRONE_BUILD_LINK"):
+        if environ.get(name):
+            return environ[name]
+    return None
+
+
 def webhook(url: str, report: Dict[str, Any], found: List[Tuple[str, str]], as_json: bool,
-            budget: Budget = UNBOUNDED) -> List[str]:
-    """One post per event to a Slack-compatible webhook (or the summary, as_json)."""
+            budget: Budget = UNBOUNDED, link: Optional[str] = None) -> List[str]:
+    """One post per event to a Slack-compatible webhook (or the summary, as_json); link: the run's page."""
     problems = []
     summary = report.get("summary") or {}
     for kind, text in found:
         if as_json:
             payload = {"event": kind, "text": text, "command": report.get("command"), "host": report.get("host"),
-                       "status": report.get("status"), "started_at": report.get("started_at"), "summary": summary}
+                       "status": report.get("status"), "started_at": report.get("started_at"), "summary": summary,
+                       "run_url": link}
         else:
             title = "smoke.py %s on %s: %s" % (report.get("command"), report.get("host"), kind.upper())
-            payload = {"text": "%s - %s" % (title, text), "attachments": [{
+            payload = {"text": "%s - %s%s" % (title, text, " - " + link if link else ""), "attachments": [{
                 "color": "good" if kind == "recovered" else "danger",
                 "fields": [{"title": key, "value": str(summary.get(key)), "short": True}
                            for key in ("total", "pass", "warn", "fail", "error", "skip", "pass_rate")]}]}
@@ -126,7 +152,7 @@ def ping(url: str, suffix: str, body: str = "", budget: Budget = UNBOUNDED) -> O
 
 
 def github(repo: str, report: Dict[str, Any], prior: List[Dict[str, Any]], api: str, token: str,
-           instance: Optional[str] = None, budget: Budget = UNBOUNDED) -> List[str]:
+           instance: Optional[str] = None, budget: Budget = UNBOUNDED, link: Optional[str] = None) -> List[str]:
     """Open, comment on, and close one issue per check. An issue is known by the check, the
     command, the run's selection and --instance (a mark in its body), never by the host's name:
     a CI runner gets a new one every run."""
@@ -140,8 +166,9 @@ def github(repo: str, report: Dict[str, Any], prior: List[Dict[str, Any]], api: 
     for result in report.get("results", ()):
         identity, title = _identity(report, result, instance)
         number = open_issues.get(identity) or open_issues.get(_legacy_title(report, result))
-        body = "%s at %s: %s\n\n%s\n\n%s" % (result.get("status", "").upper(), report.get("started_at"),
-                                           result.get("message", ""), _evidence(result), _MARK % identity)
+        body = "%s at %s: %s\n\n%s%s\n\n%s" % (result.get("status", "").upper(), report.get("started_at"),
+                                             result.get("message", ""), "The run: %s\n\n" % link if link else "",
+                                             _evidence(result), _MARK % identity)
         if result.get("status") in ("fail", "error"):
             if number is None:
                 calls = [(base + "/issues", "POST", {"title": title, "body": body, "labels": [LABEL]}, 201)]

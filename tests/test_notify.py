@@ -57,7 +57,8 @@ def test_the_json_format_posts_the_summary_and_a_failed_post_never_changes_the_v
     done, report = smoke(tmp_path, "127.0.0.1:%d" % port, "--notify", url + "/secret-hook-token")
     assert done.returncode == 0 and report["status"] == "pass"
     assert len(server.requests) == 1 + 3  # the first try and two retries
-    assert report["problems"] == ["--notify: ***: status 503"]  # the webhook's URL is its credential
+    # the webhook's path is its credential, masked; its host is said, so one knows which receiver failed
+    assert report["problems"] == ["--notify: %s/***: status 503" % url]
 
 
 def test_github_issue_is_opened_commented_and_closed(receiver, port, tmp_path):
@@ -228,3 +229,57 @@ def test_an_issue_opened_before_the_mark_is_still_found(receiver, tmp_path):
                         "labels": ["smoke-failure"], "state": "open", "comments": []}
     github_run(tmp_path, url)
     assert list(server.issues) == [1] and len(server.issues[1]["comments"]) == 1
+
+
+CI_VARIABLES = ("GITHUB_RUN_ID", "GITHUB_REPOSITORY", "GITHUB_SERVER_URL", "SYSTEM_COLLECTIONURI", "BUILD_BUILDID",
+                "CI_JOB_URL", "BUILD_URL", "CIRCLE_BUILD_URL", "BUILDKITE_BUILD_URL", "TRAVIS_BUILD_WEB_URL",
+                "DRONE_BUILD_LINK")
+
+
+def outside_ci(**extra):
+    env = {key: value for key, value in os.environ.items() if key not in CI_VARIABLES}
+    env.update(extra)
+    return env
+
+
+def bare_smoke(tmp_path, args, env):
+    done = subprocess.run([sys.executable, SMOKE, "health", "--state-dir", str(tmp_path / "state")] + args,
+                          capture_output=True, text=True, timeout=60, env=env)
+    return done, json.loads(done.stdout) if done.stdout.startswith("{") else None
+
+
+def test_a_failed_message_says_what_failed_and_why_and_links_the_run(receiver, port, tmp_path):
+    server, url = receiver
+    checks = ["--tcp", "127.0.0.1:1", "--tcp", "127.0.0.1:%d" % port, "--url", "http://127.0.0.1:1/health"]
+    run = "https://ci.example/acme/shop/runs/77"
+    bare_smoke(tmp_path, checks + ["--notify", url + "/hook", "--run-url", run, "--ping", url + "/ping/abc"],
+               outside_ci())
+    failed = json.loads(server.requests[1][3])["text"]  # after the ping's start
+    assert "FAILED - 2 of 3 failed: tcp 127.0.0.1:1 (" in failed and "; http GET http://127.0.0.1:1/health (" in failed
+    assert "refused" in failed.lower() and failed.endswith(" - " + run), failed
+    assert server.requests[2][1] == "/ping/abc/fail" and server.requests[2][3].endswith("\n" + run)
+    server.requests.clear()  # from a CI: its own page, from its variables
+    github = outside_ci(GITHUB_SERVER_URL="https://github.example", GITHUB_REPOSITORY="acme/shop",
+                        GITHUB_RUN_ID="4242", GITHUB_TOKEN="ghp_s3cretvalue123")
+    bare_smoke(tmp_path / "2", checks + ["--notify", url + "/hook", "--notify-format", "json", "--notify-github",
+                                         "acme/shop", "--github-api", url], github)
+    posted = [json.loads(body) for method, path, _, body in server.requests if path == "/hook"]
+    assert posted[0]["run_url"] == "https://github.example/acme/shop/actions/runs/4242", posted
+    bodies = [issue["body"] for issue in server.issues.values()]
+    assert len(bodies) == 2 and all("The run: https://github.example/acme/shop/actions/runs/4242" in b
+                                    for b in bodies), bodies
+    server.requests.clear()  # outside a CI and without --run-url: no link, and nothing in its place
+    bare_smoke(tmp_path / "3", checks + ["--notify", url + "/hook"], outside_ci())
+    assert " - http" not in json.loads(server.requests[0][3])["text"].split("failed: ", 1)[0]
+    assert not json.loads(server.requests[0][3])["text"].endswith(run)
+
+
+def test_a_bad_run_url_is_exit_2_and_an_odd_ci_variable_is_no_link(receiver, tmp_path):
+    server, url = receiver
+    done, _ = bare_smoke(tmp_path, ["--tcp", "127.0.0.1:1", "--notify", url + "/hook", "--run-url", "ftp://x"],
+                         outside_ci())
+    assert done.returncode == 2 and "--run-url" in done.stderr and not server.requests, done.stderr
+    done, report = bare_smoke(tmp_path, ["--tcp", "127.0.0.1:1", "--notify", url + "/hook"],
+                              outside_ci(BUILD_URL="not a url at all"))
+    assert done.returncode == 1 and "problems" not in report
+    assert json.loads(server.requests[0][3])["text"].endswith(")"), server.requests[0][3]

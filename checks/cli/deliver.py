@@ -184,13 +184,14 @@ def _notify(prepared, report: Dict[str, Any], prior: List[Dict[str, Any]], budge
     summary = report["summary"]
     channels = [("--notify", delivery.notify, lambda: notify.webhook(
                 delivery.notify, report, notify.events(report, prior, prepared.escalate),
-                delivery.notify_format == "json", budget)),
+                delivery.notify_format == "json", budget, delivery.run_url)),
             ("--notify-github", delivery.github, lambda: notify.github(
-                delivery.github, report, prior, delivery.github_api, delivery.token, delivery.instance, budget)),
+                delivery.github, report, prior, delivery.github_api, delivery.token, delivery.instance, budget,
+                delivery.run_url)),
             ("--ping", delivery.ping, lambda: [notify.ping(
                 delivery.ping, "" if report["status"] in model.PASSING else "fail", "smoke.py %s on %s: %s, %d of %d "
-                "passed" % (report["command"], report["host"], report["status"], summary["pass"] + summary["warn"],
-                            summary["total"]), budget)]),
+                "passed%s" % (report["command"], report["host"], report["status"], summary["pass"] + summary["warn"],
+                              summary["total"], "\n" + delivery.run_url if delivery.run_url else ""), budget)]),
             ("--push", delivery.push, lambda: [notify.push(
                 delivery.push, RENDERERS["prometheus"](report), delivery.instance or report["host"],
                 report.get("selection"), budget)])]

@@ -34,8 +34,9 @@ class Prepared(collections.namedtuple("Prepared", "args secrets faces specs inne
 
 
 class Delivery(collections.namedtuple("Delivery", "notify notify_format github github_api token ping push "
-                                                  "instance")):
-    """Where the report goes beyond files: each URL as it was checked (ASCII), the GitHub token."""
+                                                  "instance run_url")):
+    """Where the report goes beyond files: each URL as it was checked (ASCII), the GitHub token,
+    and the run's own page (--run-url, else the CI's) for the messages to link to."""
 
     __slots__ = ()
 
@@ -227,17 +228,37 @@ def _delivery(args, secrets) -> Delivery:
         secrets.add(token)
         api = args.github_api or os.environ.get("GITHUB_API_URL") or "https://api.github.com"
     urls = {}
-    for flag, url in (("--notify", args.notify), ("--ping", args.ping), ("--push", args.push), ("--github-api", api)):
+    for flag, url in (("--notify", args.notify), ("--ping", args.ping), ("--push", args.push), ("--github-api", api),
+                      ("--run-url", args.run_url)):
         if url is None:
             continue
         from checks.probes import http
         http.check_url(http.ascii_url(url), flag)
-        if flag in ("--notify", "--ping"):
-            secrets.add(url)
-            secrets.add(http.ascii_url(url))
+        if flag in ("--notify", "--ping"):  # the path, query and user are the credential; the host is said
+            secrets.add_url(url)
+            secrets.add_url(http.ascii_url(url))
         urls[flag] = http.ascii_url(url)  # sent as it was checked
+    link = urls.get("--run-url")
+    if link is None and (args.notify or args.notify_github or args.ping):
+        link = _ci_run_url()
     return Delivery(urls.get("--notify"), args.notify_format, args.notify_github, urls.get("--github-api"), token,
-                    urls.get("--ping"), urls.get("--push"), args.instance)
+                    urls.get("--ping"), urls.get("--push"), args.instance, link)
+
+
+def _ci_run_url() -> Optional[str]:
+    """The CI's page of this run, when its variables make an http(s) URL (else none: a CI's
+    odd variable never stops the run)."""
+    from checks import notify
+    from checks.probes import http
+
+    link = notify.run_url(os.environ)
+    if link is None:
+        return None
+    try:
+        http.check_url(http.ascii_url(link), "the CI's run URL")
+    except ConfigError:
+        return None
+    return http.ascii_url(link)
 
 
 def _sinks(args) -> List[Tuple[str, str]]:

@@ -65,6 +65,8 @@ def add_arguments(parser, deadline_help=None) -> None:
                                                           "https://api.github.com; GitHub Enterprise: its /api/v3)")
     tell.add_argument("--ping", metavar="URL", help="healthchecks.io style: URL/start first, then URL on pass or "
                                                     "URL/fail")
+    tell.add_argument("--run-url", metavar="URL", help="the run's page, linked from every message (default: the "
+                                                       "CI's own, e.g. GitHub Actions' run, $CI_JOB_URL, $BUILD_URL)")
     mode = parser.add_argument_group("modes")
     mode.add_argument("--validate", action="store_true", help="check the configuration, run nothing")
     mode.add_argument("--dry-run", action="store_true", help="print what would run, with each check's options")
