@@ -2,22 +2,43 @@
 
     python3 tools/bundle.py [--output dist/smoke.py]
 
-The file is smoke.py itself with every module of checks/ embedded as source text and
-served by a small import hook placed first on sys.meta_path, so a checks/ directory
-wherever it runs cannot shadow it. A module is compiled only when it is imported, as from
-the tree, so a one-check run compiles what it uses and no more. Tracebacks name the
-embedded file (dist/smoke.py/checks/cli.py) and show its line: the hook answers
-linecache through get_source. The output depends on the sources alone: the same tree
+What Python compiles on every start of a script is the whole script, so the file is mostly
+data, which is cheap to parse, and little code:
+
+1. smoke.py's first lines (its docstring and version check: any Python parses the whole
+   file, 2.7 included, and then says it is too old), with the path guard before the first
+   import;
+2. BOOT, a short function: it finds the cache directory, checks that no one else can
+   change it, and runs the rest of the loader from the code kept there (else compiles it);
+3. LOADER, the rest of the loader, as a string: a finder first on sys.meta_path (a checks/
+   directory where it runs cannot shadow it) that serves the embedded modules, compiling
+   each on first use and keeping its code in the cache keyed by its source's digest, as
+   __pycache__ would; then it runs smoke.py itself, embedded the same way;
+4. the index (path:digest:size of each file) and the data: smoke.py and every module of
+   checks/, their texts joined, deflated and base64-encoded. A warm start unmarshals code
+   and decompresses nothing; a cold one decompresses once and compiles what it imports.
+
+Every line is printable ASCII of at most 200 characters, none starts with "~" (an ssh
+escape), so the file pastes into a here-document in any shell and terminal (dash and
+busybox sh cut lines at 4 KB). Tracebacks name the embedded file (dist/smoke.py/checks/
+cli.py, dist/smoke.py/smoke.py) and show its line: the finder answers linecache through
+get_source, and before 3.13 an excepthook prints through the traceback module, which asks
+linecache. The output depends on the sources (and zlib's deflate) alone: the same tree
 gives the same bytes.
 """
 
 import argparse
+import base64
+import hashlib
 import os
 import sys
+import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MARKER = "# Not __doc__:"  # smoke.py's line after its version check: the hook goes in before it
+MARKER = "# Not __doc__:"  # smoke.py's line after its version check: the bundle's first lines end before it
 FIRST_IMPORT = "import os\n"  # smoke.py's first import: the path guard goes in before it
+WIDTH = 192  # characters of data per line (at most 200, so any terminal and shell take the line whole)
+PIECE = 40  # lines of data per string literal: Python's tokenizer copies less than for one long string
 # A script's directory is sys.path[0], searched before the standard library: a module planted
 # beside a shared copy (argparse.py beside /tmp/smoke.py) would run, as root from root's cron.
 # The single file needs nothing beside it, so that entry goes before anything is imported
@@ -27,22 +48,113 @@ if sys.path and not (getattr(sys.flags, "isolated", 0) or getattr(sys.flags, "sa
     del sys.path[0]  # the script's directory (or, pasted, the current one): nothing of ours is there
 """
 
-HOOK = '''
-# ---- the bundle's import hook: the modules of checks/, embedded above as source ----
-class _Bundled(object):
-    """Finder and loader of the embedded modules (PEP 451), first on sys.meta_path. A script
-    gets no cached bytecode, so a module's code is kept, as __pycache__ would keep it, in
-    ~/.cache/smoke.py (a directory of our own, 0700), keyed by its source's digest."""
+# The only code Python compiles on every start besides smoke.py's first lines, so short. Python 2.7
+# parses it too. The cache's directories must be ours alone (smoke.py/ and its tag, not links), and
+# each directory above them ours or root's and shut or sticky: a file there is code we run.
+BOOT = '''
 
-    def __init__(self, sources, where):
-        self.sources, self.where, self.cache = sources, where, None
+
+def _smoke_bundle(scope, loader, digest, line, index, data):
+    """Run smoke.py from the files embedded below: index names them (path:digest:size, smoke.py
+    first), data holds their texts (joined, deflated, base64) and loader, the rest of this loader
+    from line on, serves them as modules. Its code and theirs are kept in ~/.cache/smoke.py, and
+    read only where no one else can change a directory on the way."""
+    import marshal
+    where = scope.get("__file__") or "<stdin>"
+    where = where if where[0] == "<" else os.path.abspath(where)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    cache = "%s/smoke.py/%s/%x-%d-" % (base, sys.implementation.cache_tag, int.from_bytes(
+        where.encode("utf-8", "surrogateescape"), "big") % 18446744073709551557, sys.flags.optimize)
+
+    def safe():
+        try:
+            for path in base + "/smoke.py", cache[:cache.rindex("/")]:
+                info = os.lstat(path)
+                if info.st_uid != os.getuid() or info.st_mode & 0o170022 != 0o040000:
+                    return False
+            path = os.path.realpath(base)
+            while True:
+                info = os.stat(path)
+                if info.st_uid not in (0, os.getuid()) or info.st_mode & 0o022 and not info.st_mode & 0o1000:
+                    return False
+                if path == "/":
+                    return True
+                path = os.path.dirname(path)
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    ours, code = safe(), None
+    if ours:
+        try:
+            with open(cache + "loader." + digest, "rb") as fh:
+                code = marshal.loads(fh.read())
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
+    fresh = type(code) is not type(safe.__code__) and compile("\\n" * (line - 1) + loader, where, "exec")
+    exec(fresh or code, {"scope": scope, "where": where, "cache": cache, "ours": ours, "safe": safe,
+                         "index": index, "data": data, "fresh": fresh, "digest": digest, "__name__": "_smoke"})
+
+
+'''
+
+# The rest of the loader: text in the file, so cheap to parse, and compiled only on a first start
+# (with its lines numbered as in the file, so tracebacks show them). No backslash, no triple quote.
+LOADER = '''# ---- the rest of the loader: compiled on a first start, then read from the cache ----
+import marshal
+import os
+import sys
+
+files, texts, at = {}, [], 0
+for entry in index.split():  # name: (path, digest, start, end)
+    entry = entry.split(":")
+    files[entry[0][:-3].replace("/", ".").replace(".__init__", "") if files else "__main__"] = (
+        entry[0], entry[1], at, at + int(entry[2]))
+    at += int(entry[2])
+
+
+def text(name):
+    if not texts:
+        import binascii
+        import zlib
+        texts.append(zlib.decompress(binascii.a2b_base64(data), -15))
+    return texts[0][files[name][2]:files[name][3]].decode("utf-8")
+
+
+def keep(cached, found):
+    if not sys.dont_write_bytecode:
+        try:
+            with open(cached + ".%d" % os.getpid(), "wb") as fh:
+                fh.write(marshal.dumps(found))
+            os.replace(cached + ".%d" % os.getpid(), cached)
+        except OSError:
+            pass
+
+
+def code(name):
+    cached = ours and cache + name + "." + files[name][1]
+    if cached:
+        try:
+            with open(cached, "rb") as fh:
+                found = marshal.loads(fh.read())
+            if type(found) is type(code.__code__):  # a code object, not whatever the file held
+                return found
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
+    found = compile(text(name), where + "/" + files[name][0], "exec", dont_inherit=True)
+    if cached:
+        keep(cached, found)
+    return found
+
+
+class Bundled(object):
+    # Finder and loader (PEP 451) of the embedded modules, first on sys.meta_path so that a checks/
+    # directory where it runs cannot shadow them; smoke.py's loader too, for linecache.
 
     def find_spec(self, name, path=None, target=None):
-        if name not in self.sources:
+        if name not in files or name == "__main__":
             return None
-        spec_type = type(sys.__spec__)  # importlib.machinery.ModuleSpec, without importing importlib
-        package = self.sources[name][0].endswith("__init__.py")
-        spec = spec_type(name, self, origin=self.where + "/" + self.sources[name][0], is_package=package)
+        spec = type(sys.__spec__)(name, self, origin=where + "/" + files[name][0],
+                                  is_package=files[name][0].endswith("__init__.py"))
         spec.has_location = False
         return spec
 
@@ -51,108 +163,98 @@ class _Bundled(object):
 
     def exec_module(self, module):
         module.__file__ = module.__spec__.origin
-        exec(self._code(module.__name__, module.__file__), module.__dict__)
+        exec(code(module.__name__), module.__dict__)
 
-    def get_source(self, name):  # for linecache: a traceback shows the embedded line
-        return self.sources[name][2] if name in self.sources else None
-
-    def _code(self, name, origin):
-        import marshal
-        path, digest, source = self.sources[name]
-        cached = self._cached(name, digest)
-        if cached:
-            try:
-                with open(cached, "rb") as fh:
-                    code = marshal.loads(fh.read())
-                if type(code) is type(self._code.__code__):  # a code object, not whatever the file held
-                    return code
-            except (OSError, ValueError, EOFError, TypeError):
-                pass
-        code = compile(source, origin, "exec", dont_inherit=True)
-        if cached and not sys.dont_write_bytecode:
-            try:
-                with open(cached + ".%d" % os.getpid(), "wb") as fh:
-                    fh.write(marshal.dumps(code))
-                os.replace(cached + ".%d" % os.getpid(), cached)
-            except OSError:
-                pass
-        return code
-
-    def _cached(self, name, digest):
-        """The cache file of a module's code, or None when there is no safe place for it."""
-        if self.cache is None:
-            self.cache = ""
-            import binascii
-            try:
-                base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-                ours = os.path.join(base, "smoke.py")
-                directory = os.path.join(ours, sys.implementation.cache_tag)
-                os.makedirs(base, exist_ok=True)
-                above = os.path.realpath(base)
-                while True:  # no one else may rename any of it away: each ours or root's, shut or sticky as /tmp
-                    info = os.stat(above)
-                    if info.st_uid not in (0, os.getuid()) or (info.st_mode & 0o022 and not info.st_mode & 0o1000):
-                        raise OSError("a cache directory others can change")
-                    if os.path.dirname(above) == above:
-                        break
-                    above = os.path.dirname(above)
-                for path in (ours, directory):  # each made 0700, and each must be ours alone
-                    if not os.path.isdir(path):
-                        os.mkdir(path, 0o700)
-                infos = [os.lstat(path) for path in (ours, directory)]
-                if all(i.st_uid == os.getuid() and not i.st_mode & 0o022 and not os.path.islink(p)
-                       for i, p in zip(infos, (ours, directory))):  # nobody else can plant code, or swap it
-                    self.cache = os.path.join(directory, "%08x-%d" % (
-                        binascii.crc32(self.where.encode("utf-8", "replace")), sys.flags.optimize))
-            except (OSError, KeyError, AttributeError, TypeError):
-                pass
-        return "%s-%s.%s" % (self.cache, name, digest) if self.cache else None
+    def get_source(self, name):  # a traceback shows the embedded line; smoke.py's by any other name
+        return text(name if name in files else "__main__")
 
 
-_where = globals().get("__file__") or "<stdin>"
-sys.meta_path.insert(0, _Bundled(_SOURCES, _where if _where.startswith("<") else os.path.abspath(_where)))
-del _where
-# ---- end of the import hook ----
+def excepthook(kind, value, trace):  # before 3.13 the interpreter's own reads lines from files only
+    import traceback
+    traceback.print_exception(kind, value, trace)
 
+
+if not ours and cache[0] == "/":  # a first start: the cache's directories, each 0700 (never relative to here)
+    try:
+        os.makedirs(os.path.dirname(os.path.dirname(os.path.dirname(cache))), exist_ok=True)
+        for path in os.path.dirname(os.path.dirname(cache)), os.path.dirname(cache):
+            if not os.path.isdir(path):
+                os.mkdir(path, 0o700)
+        ours = safe()
+    except OSError:
+        pass
+if ours and fresh:
+    keep(cache + "loader." + digest, fresh)
+if sys.excepthook is sys.__excepthook__ and sys.version_info < (3, 13):
+    sys.excepthook = excepthook
+scope["__loader__"] = Bundled()
+sys.meta_path.insert(0, scope["__loader__"])
+exec(code("__main__"), scope)
 '''
 
 
-def modules():
-    """{module name: (path relative to the root, digest, source)} of checks/, in a fixed order."""
-    import hashlib
-
-    found = {}
-    for directory, subdirs, files in os.walk(os.path.join(ROOT, "checks")):
+def files():
+    """[(path relative to the root, text)]: smoke.py, then checks/ in a fixed order."""
+    found = [("smoke.py", read("smoke.py"))]
+    for directory, subdirs, names in os.walk(os.path.join(ROOT, "checks")):
         subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
-        for name in sorted(files):
-            if not name.endswith(".py"):
-                continue
-            path = os.path.relpath(os.path.join(directory, name), ROOT).replace(os.sep, "/")
-            module = path[:-3].replace("/", ".")
-            if module.endswith(".__init__"):
-                module = module[:-len(".__init__")]
-            with open(os.path.join(ROOT, path), encoding="utf-8") as fh:
-                text = fh.read()
-            found[module] = (path, hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], text)
-    return dict(sorted(found.items()))
+        for name in sorted(names):
+            if name.endswith(".py"):
+                path = os.path.relpath(os.path.join(directory, name), ROOT).replace(os.sep, "/")
+                found.append((path, read(path)))
+    return found
+
+
+def read(path):
+    with open(os.path.join(ROOT, path), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def words_in_lines(words, width):
+    """words joined by spaces in lines of at most width characters."""
+    out = [""]
+    for word in words:
+        if out[-1] and len(out[-1]) + 1 + len(word) > width:
+            out.append("")
+        out[-1] += (" " if out[-1] else "") + word
+    return "\n".join(out)
+
+
+def data_literals(data):
+    """data in lines of WIDTH characters, in string literals of PIECE lines (Python joins them)."""
+    rows = [data[i:i + WIDTH] for i in range(0, len(data), WIDTH)]
+    if len(rows) > 1 and len(rows[-1]) < 16:  # no short last line (one a here-document could end at)
+        both = rows.pop() + rows.pop()
+        rows += [both[:len(both) // 8 * 4], both[len(both) // 8 * 4:]]
+    return '\n"""\n"""\n'.join("\n".join(rows[i:i + PIECE]) for i in range(0, len(rows), PIECE))
 
 
 def bundle() -> str:
-    with open(os.path.join(ROOT, "smoke.py"), encoding="utf-8") as fh:
-        main = fh.read()
+    embedded = files()
+    main = embedded[0][1]
     if main.count(MARKER) != 1:
-        raise SystemExit("bundle: smoke.py has no single %r line to put the import hook before" % MARKER)
-    from checks import __version__  # the tree's own version, for the header
-    sources = "".join("    %s: (%s, %s, %s),\n" % (ascii(name), ascii(path), ascii(digest), ascii(text))
-                      for name, (path, digest, text) in modules().items())
-    head, tail = main.split(MARKER, 1)
+        raise SystemExit("bundle: smoke.py has no single %r line to end the bundle's first lines before" % MARKER)
+    head = main.split(MARKER, 1)[0]
     shebang, rest = head.split("\n", 1) if head.startswith("#!") else ("", head)
     if rest.count(FIRST_IMPORT) != 1:
         raise SystemExit("bundle: smoke.py has no single %r line to put the path guard before" % FIRST_IMPORT)
-    rest = rest.replace(FIRST_IMPORT, PATH_GUARD + FIRST_IMPORT)
-    header = ("%s\n# smoke.py %s as one file: generated by `make bundle` (tools/bundle.py) from smoke.py and checks/.\n"
-              "# Generated, do not edit: change the sources and run `make bundle` again.\n" % (shebang, __version__))
-    return header + rest + "_SOURCES = {\n" + sources + "}\n" + HOOK + MARKER + tail
+    if '"""' in LOADER or "'''" in LOADER or "\\" in LOADER:
+        raise SystemExit("bundle: LOADER goes in a string literal: no triple quote, no backslash")
+    from checks import __version__  # the tree's own version, for the header
+    # "coding: utf-8" spares Python checking that each line is UTF-8 (it is ASCII)
+    text = ("%s\n# smoke.py %s as one file (coding: utf-8), generated by make bundle (tools/bundle.py) from\n"
+            "# smoke.py and checks/. Generated, do not edit: change the sources and run make bundle again.\n"
+            % (shebang, __version__) + rest.replace(FIRST_IMPORT, PATH_GUARD + FIRST_IMPORT).rstrip("\n")
+            + BOOT + '_smoke_bundle(globals(), """')
+    line = text.count("\n") + 1  # LOADER's first line
+    digest = hashlib.sha256(("%d\n%s" % (line, LOADER)).encode("utf-8")).hexdigest()[:16]
+    blobs = [source.encode("utf-8") for _, source in embedded]
+    index = ["%s:%s:%d" % (path, hashlib.sha256(blob).hexdigest()[:16], len(blob))
+             for (path, _), blob in zip(embedded, blobs)]
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9)  # raw deflate (no header): the loader passes -15
+    data = base64.b64encode(packer.compress(b"".join(blobs)) + packer.flush()).decode("ascii")
+    return text + LOADER + '""", "%s", %d, """\n%s\n""", """\n%s\n""")\n' % (
+        digest, line, words_in_lines(index, WIDTH), data_literals(data))
 
 
 def main(argv=None):
@@ -167,7 +269,8 @@ def main(argv=None):
         fh.write(text)
     os.chmod(tmp, 0o755)
     os.replace(tmp, args.output)
-    print("bundle: %s (%d modules, %d KB)" % (args.output, len(modules()), len(text) // 1024))
+    print("bundle: %s (%d files, %d KB, %d lines of at most %d characters)" % (
+        args.output, len(files()), len(text) // 1024, text.count("\n"), max(map(len, text.split("\n")))))
 
 
 if __name__ == "__main__":
