@@ -125,3 +125,131 @@ def test_a_module_planted_beside_the_single_file_never_runs(bundle, tmp_path, po
                shared, input=copy.read_text())  # pasted: the current directory is beside it
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "ran").exists(), (tmp_path / "ran").read_text()
+
+
+# --- pasted into a terminal, started quickly (the single file's two issues) --------------------
+
+
+def test_every_line_is_short_printable_ascii_that_a_shell_and_a_terminal_take_whole(bundle):
+    lines = bundle.read_text().split("\n")
+    assert lines[-1] == "" and len(lines) > 100
+    too_long = [(number, len(line)) for number, line in enumerate(lines, 1) if len(line) > 200]
+    assert not too_long, too_long  # dash and busybox sh cut a line at 4 KB in a terminal
+    for number, line in enumerate(lines, 1):
+        assert all(" " <= c <= "~" for c in line), (number, line)  # no tab, nothing a terminal interprets
+        assert line == line.rstrip(), number  # trailing blanks, which some terminals and editors drop
+        assert not line.startswith("~"), number  # ssh's escape character, at the start of a line
+        assert line.strip() != "EOF", number  # the end of the documented here-document
+
+
+def test_the_file_is_smaller_than_the_sources_it_holds(bundle):
+    size = bundle.stat().st_size
+    sources = (ROOT / "smoke.py").stat().st_size + sum(p.stat().st_size for p in (ROOT / "checks").rglob("*.py"))
+    assert size < 512 * 1024 and size < sources / 2, (size, sources)
+
+
+def paste(shell, text, cwd, env, seconds=60):
+    """Type text into an interactive shell in a terminal (a pseudo-terminal, canonical mode, as a
+    paste into a terminal window is), then wait for the shell to exit."""
+    import select
+    import threading
+    master, slave = os.openpty()
+    proc = subprocess.Popen(shell, stdin=slave, stdout=slave, stderr=slave, cwd=str(cwd), env=env,
+                            start_new_session=True)
+    os.close(slave)
+    seen = []
+
+    def drain():  # the terminal's echo and prompts, read so that the shell never waits to write them
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    data = text.encode("ascii")
+    try:
+        while data:
+            if not select.select([], [master], [], seconds)[1]:
+                raise AssertionError("the terminal took no input for %d s" % seconds)
+            data = data[os.write(master, data[:1024]):]
+        proc.wait(seconds)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(5)
+        os.close(master)
+    return b"".join(seen).decode("ascii", "replace")
+
+
+@pytest.mark.parametrize("shell", [["dash", "-i"], ["busybox", "sh", "-i"], ["bash", "--norc", "--noprofile", "-i"]],
+                         ids=["dash", "busybox-sh", "bash"])
+def test_it_pastes_into_a_shell_in_a_terminal_through_a_here_document(bundle, port, tmp_path, shell):
+    import shutil
+    if not shutil.which(shell[0]):
+        pytest.skip("%s is not installed" % shell[0])
+    out, rc = tmp_path / "out", tmp_path / "rc"
+    typed = ("%s - health --tcp 127.0.0.1:%d --format text --state-dir %s >%s 2>&1 <<'EOF'\n%sEOF\n"
+             "echo $? >%s\nexit\n" % (sys.executable, port, tmp_path / "state", out, bundle.read_text(), rc))
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), PS1="$ ", PS2="> ", TERM="dumb")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    (tmp_path / "checks").mkdir()  # the current directory's checks package must not shadow ours
+    (tmp_path / "checks" / "__init__.py").write_text("raise SystemExit('the wrong checks package')\n")
+    echoed = paste(shell, typed, tmp_path, env)
+    assert rc.exists(), echoed[-2000:]
+    assert rc.read_text().strip() == "0" and "PASS  tcp 127.0.0.1:%d" % port in out.read_text(), out.read_text()
+
+
+def test_a_warm_start_compiles_nothing_but_the_file_itself(bundle, port, tmp_path):
+    code = ("import builtins, runpy, sys\n"
+            "compiled, compile = [], builtins.compile\n"
+            "def counting(source, filename, *args, **kwargs):\n"
+            "    compiled.append(filename)\n"
+            "    return compile(source, filename, *args, **kwargs)\n"
+            "builtins.compile = counting\n"
+            "sys.argv = [%r, 'health', '--tcp', '127.0.0.1:%d', '--state-dir', %r]\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "finally:\n    sys.stderr.write('COMPILED %%r\\n' %% compiled)\n" % (str(bundle), port, str(tmp_path)))
+    env = {"PYTHONDONTWRITEBYTECODE": ""}
+    first = run([sys.executable, "-c", code], tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "%s/checks/cli/__init__.py" % bundle in first.stderr and "%s/smoke.py" % bundle in first.stderr
+    again = run([sys.executable, "-c", code], tmp_path, env=env)  # the code cache filled: nothing to compile
+    assert again.returncode == 0 and "COMPILED [%r]" % str(bundle) in again.stderr, again.stderr
+
+
+DEBUG = ("import runpy, sys\n"
+         "sys.argv = ['smoke.py', '--version']\n"
+         "try:\n    runpy.run_path(%r, run_name='bundle')\nexcept SystemExit:\n    pass\n"
+         "import checks.cli, checks.model\n"
+         "checks.cli.run = lambda *args: checks.model.cut(None, 1)  # an internal error, deep down\n"
+         "sys.argv = ['smoke.py', 'health', '--tcp', '127.0.0.1:1', '--debug']\n"
+         "runpy.run_path(%r, run_name='__main__')\n")
+
+
+@pytest.mark.parametrize("version", ["3.8", VERSIONS[-1]])
+def test_a_debug_traceback_shows_the_embedded_files_and_lines(bundle, tmp_path, version):
+    python = find_python(version)
+    if python is None:
+        pytest.skip("Python %s is not installed" % version)
+    done = run([python, "-c", DEBUG % (str(bundle), str(bundle))], tmp_path)
+    assert done.returncode == 1 and "TypeError" in done.stderr, done.stderr
+    calls = [line for line in (ROOT / "smoke.py").read_text().split("\n") if "cli.run(" in line]
+    assert 'File "%s/smoke.py", line' % bundle in done.stderr and calls[0].strip() in done.stderr, done.stderr
+    assert 'File "%s/checks/model.py", line' % bundle in done.stderr
+    assert "return text if len(text) <= limit" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("version", ["2.7", "3.6", "3.7"])
+def test_an_old_python_is_told_what_is_needed(bundle, tmp_path, version):
+    import glob
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/%s.*/bin/python" % version)))
+    if not found:
+        pytest.skip("no python%s here" % version)
+    done = run([found[-1], str(bundle), "--version"], tmp_path)  # it parses the whole file first
+    assert done.returncode == 2 and done.stderr.startswith("smoke.py needs Python 3.8 or newer; this is %s" % version)
