@@ -57,11 +57,15 @@ UNBOUNDED = Budget(float("inf"))
 def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: int) -> List[Tuple[str, str]]:
     """[(kind, text)]: "failed" or "recovered" when the verdict changed since the last run of
     this command, and "escalated" for each check whose streak of failures just reached
-    escalate_after. The first run of a command that fails counts as a change."""
+    escalate_after. The first run of a command that fails counts as a change; a run that a
+    signal stopped tells nothing and is passed over."""
     from checks import state
 
+    if report.get("interrupted"):  # a run stopped (systemctl stop, a cancelled job) gave no verdict to tell
+        return []
     command, selection = report.get("command"), report.get("selection")
-    this_selection = [r for r in prior if r.get("command") == command and r.get("selection") == selection]
+    this_selection = [r for r in prior if r.get("command") == command and r.get("selection") == selection
+                      and not _interrupted(r)]
     from checks.model import PASSING
 
     before = this_selection[-1].get("status") if this_selection else "pass"
@@ -81,6 +85,13 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
             found.append(("escalated", "%s has failed %d runs in a row: %s" % (result["name"], streak,
                                                                               result.get("message", ""))))
     return found
+
+
+def _interrupted(run: Dict[str, Any]) -> bool:
+    """A run of the history that a signal stopped: neither a verdict nor a streak's link."""
+    from checks.model import ExitCode
+    return bool(run.get("interrupted")) or run.get("exit_code") in (ExitCode.SIGHUP, ExitCode.SIGINT,
+                                                                     ExitCode.SIGTERM)
 
 
 def _failure(result: Dict[str, Any]) -> str:

@@ -159,7 +159,7 @@ def test_a_signal_during_delivery_ends_it_at_once_with_the_report_and_its_code(r
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 143 and time.monotonic() - started < 1.5
     report = json.loads(out)
-    assert report["interrupted"] == "SIGTERM" and "notifications: interrupted" in report["problems"][-1]
+    assert report["interrupted"] == "SIGTERM" and "--notify: cut short: interrupted" in report["problems"][-1]
 
 
 def test_a_hung_github_costs_one_budget_for_all_failing_checks(receiver, tmp_path):
@@ -283,3 +283,46 @@ def test_a_bad_run_url_is_exit_2_and_an_odd_ci_variable_is_no_link(receiver, tmp
                               outside_ci(BUILD_URL="not a url at all"))
     assert done.returncode == 1 and "problems" not in report
     assert json.loads(server.requests[0][3])["text"].endswith(")"), server.requests[0][3]
+
+
+def test_one_hung_receiver_does_not_starve_the_others(receiver, tmp_path):
+    import time
+    hung, hung_url = receiver
+    hung.hang = True
+    healthy, healthy_url = serve()
+    try:
+        started = time.monotonic()
+        done, report = bare_smoke(tmp_path, ["--tcp", "127.0.0.1:1", "--deadline", "3", "--notify", hung_url + "/hook",
+                                             "--ping", healthy_url + "/ping/abc", "--push", healthy_url],
+                                  outside_ci())
+        took = time.monotonic() - started
+        told = [(method, path) for method, path, _, _ in healthy.requests]
+    finally:
+        healthy.shutdown()
+        healthy.server_close()
+    assert done.returncode == 1 and took < 5, took
+    assert ("POST", "/ping/abc/fail") in told and any(m == "PUT" and "/metrics/job/smoke" in p for m, p in told), told
+    assert len(report["problems"]) == 1 and report["problems"][0].startswith("--notify: "), report["problems"]
+
+
+def test_a_run_stopped_by_a_signal_tells_nobody_and_is_passed_over(receiver, port, tmp_path):
+    import signal
+    import time
+    server, url = receiver
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps({"health": {"checks": [{"name": "slow", "kind": "command",
+                                                       "command": [sys.executable, "-c", "import time; time.sleep(30)"],
+                                                       "timeout": 60}]}}))
+    tell = ["--state-dir", str(tmp_path / "state"), "--notify", url + "/hook"]
+    bare_smoke(tmp_path, ["--tcp", "127.0.0.1:%d" % port] + tell[2:], outside_ci())  # a pass: nothing to tell
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # systemctl stop, a closed terminal: no verdict to tell
+        proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", str(slow)] + tell,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=outside_ci())
+        time.sleep(1.5)
+        proc.send_signal(signum)
+        proc.communicate(timeout=30)
+        assert proc.returncode in (143, 129)
+    bare_smoke(tmp_path, ["--tcp", "127.0.0.1:%d" % port] + tell[2:], outside_ci())  # no RECOVERED from nothing
+    assert server.requests == [], [json.loads(r[3])["text"] for r in server.requests]
+    bare_smoke(tmp_path, ["--tcp", "127.0.0.1:1"] + tell[2:], outside_ci())  # a real failure still is
+    assert [json.loads(r[3])["text"].split(" - ")[0][-6:] for r in server.requests] == ["FAILED"]

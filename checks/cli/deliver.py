@@ -148,36 +148,41 @@ def _record(prepared, report: Dict[str, Any]) -> List[str]:
 
 
 def _notify_within(prepared, report: Dict[str, Any], prior: List[Dict[str, Any]], budget) -> List[str]:
-    """_notify in a thread of its own, waited for until the budget ends or a signal comes: a
-    receiver that never answers is left behind, never waited for. Its problems."""
-    if not prepared.delivery.wanted():
-        return []
+    """Each channel in a thread of its own, all waited for until the budget ends or a signal
+    comes: a receiver that never answers is left behind, and costs the others nothing (the
+    dead man's switch is not starved by a hung webhook). Their problems."""
     import threading
 
-    said: List[str] = []
-    done = threading.Event()
-
-    def work() -> None:
-        try:
-            said.extend(_notify(prepared, report, prior, budget))
-        finally:
-            done.set()
-
     from checks import CheckError, lifecycle
-    try:
-        lifecycle.start_thread(work, "smoke-notify")
-    except CheckError:  # no thread to be had: sent from here, each request within the budget still
-        work()
-    while not done.wait(0.05):
+
+    said: List[str] = []
+    pending = []
+    for flag, send in _channels(prepared, report, prior, budget):
+        done = threading.Event()
+
+        def work(flag=flag, send=send, done=done) -> None:
+            try:  # a garbled answer from a webhook or GitHub must not cost the report
+                said.extend(problem for problem in send() if problem)
+            except Exception as exc:
+                said.append("%s: %s: %s" % (flag, type(exc).__name__, exc))
+            finally:
+                done.set()
+        try:
+            lifecycle.start_thread(work, "smoke-notify")
+        except CheckError:  # no thread to be had: sent from here, each request within the budget still
+            work()
+        pending.append((flag, done))
+    while not all(done.wait(0.05) for _, done in pending):
         if budget.stop() or budget.left() < -1.0:  # a request's own timeout ends within a second of the budget
-            return list(said) + ["notifications: %s: not all were sent" % (
-                "interrupted" if budget.stop() else "the delivery budget ran out")]
+            why = "interrupted" if budget.stop() else "the delivery budget ran out"
+            return list(said) + ["%s: cut short: %s" % (flag, why) for flag, done in pending
+                                 if not done.is_set()]
     return list(said)
 
 
-def _notify(prepared, report: Dict[str, Any], prior: List[Dict[str, Any]], budget) -> List[str]:
-    """What changed since the last run, told where people look; none of it changes the verdict,
-    and a garbled answer from a webhook or GitHub must not cost the report."""
+def _channels(prepared, report: Dict[str, Any], prior: List[Dict[str, Any]], budget) -> list:
+    """[(flag, send)]: what changed since the last run, told where people look; none of it
+    changes the verdict. send() gives its problems."""
     delivery = prepared.delivery
     from checks import notify
 
@@ -195,14 +200,7 @@ def _notify(prepared, report: Dict[str, Any], prior: List[Dict[str, Any]], budge
             ("--push", delivery.push, lambda: [notify.push(
                 delivery.push, RENDERERS["prometheus"](report), delivery.instance or report["host"],
                 report.get("selection"), budget)])]
-    problems = []
-    for flag, wanted, send in channels:
-        if wanted:
-            try:
-                problems += [problem for problem in send() if problem]
-            except Exception as exc:
-                problems.append("%s: %s: %s" % (flag, type(exc).__name__, exc))
-    return problems
+    return [(flag, send) for flag, wanted, send in channels if wanted]
 
 
 def _say_problems(report: Dict[str, Any], quiet: bool, default_state: bool) -> None:
