@@ -115,7 +115,7 @@ def test_a_module_planted_beside_the_single_file_never_runs(bundle, tmp_path, po
     shared.mkdir()
     copy = shared / "smoke.py"
     shutil.copy(str(bundle), str(copy))
-    for name in ("argparse", "os", "json", "socket", "threading", "checks"):  # what it imports first and most
+    for name in ("argparse", "os", "json", "socket", "threading", "checks", "zlib", "binascii"):  # first, most, cold
         (shared / (name + ".py")).write_text("open(%r, 'a').write('%s ran\\n')\n" % (str(tmp_path / "ran"), name))
     oldest = find_python("3.8") or sys.executable
     for argv in ([sys.executable, str(copy)], [oldest, "-S", str(copy)], [oldest, "-I", str(copy)]):
