@@ -167,6 +167,9 @@ def main(argv=None):
     except KeyboardInterrupt:  # before any check ran: nothing to report or clean up
         cli.say("smoke.py: interrupted")
         return 3 if cli.nagios(args) else int(ExitCode.SIGINT)
+    except MemoryError:  # before a report could be built: this host's limit, said as such
+        cli.say("smoke.py: out of memory (a limit of this host: ulimit -v?); no report")
+        return int(ExitCode.UNKNOWN)
     except Exception as exc:
         if args.debug:
             raise

@@ -125,6 +125,18 @@ def run_checks(checks: List[Check], ctx: RunContext, facts_out: Optional[List[Di
     return _Pool(checks, ctx, facts_out).run(exact)
 
 
+def _our_fault(kind: Optional[str], exc: Exception) -> str:
+    """An exception of ours, in one line: this host's limit said as such (it is no failure of
+    the target, and no bug either), else an internal error; kind: the probe's, if in one."""
+    text = str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory%s (a limit of this host: ulimit -v?)" % (" in the %s probe" % kind if kind else "")
+    if text.startswith(("can't start new thread", "can't allocate")):  # a thread, or a lock's memory
+        return "cannot go on%s: %s (a limit of this host: ulimit -u, or memory)" % (
+            " in the %s probe" % kind if kind else "", text)
+    return "internal error%s: %s: %s" % (" in %s probe" % kind if kind else "", type(exc).__name__, text)
+
+
 class _Pool:
     """Workers take the next check; the main thread collects results and gives up on a check
     past its budget (its worker is replaced) or on all of them at the run's deadline."""
@@ -193,13 +205,13 @@ class _Pool:
             index = next(self.pending, None)
             if index is None:
                 return
-            with self.lock:
-                self.began[index] = time.monotonic()
-            try:
+            try:  # a bug of ours past the probe (masking, say), or memory: this check's error, not a dead worker
+                with self.lock:
+                    self.began[index] = time.monotonic()
                 result = run_check(self.checks[index], self.ctx, self.run_ends, self.stop,
                                    self.facts_out[index] if self.facts_out else None)
-            except Exception as exc:  # a bug of ours past the probe (masking, say): this check's error, not a stall
-                result = _result(self.checks[index], "error", "internal error: %s: %s" % (type(exc).__name__, exc))
+            except Exception as exc:
+                result = _result(self.checks[index], "error", _our_fault(None, exc))
             with self.ready:  # here, not when the main thread gets to it: `began` stays as small as the pool
                 self.began.pop(index, None)
                 replaced = index in self.abandoned  # a new worker has this slot now
@@ -293,12 +305,9 @@ def run_check(check: Check, ctx: RunContext = RunContext(), run_ends: Optional[f
             problems = waiting or judge(check.expect, facts, ends, ctx.redact, check.on_no_data)
         except CheckError as exc:
             return _result(check, "error", ctx.redact(str(exc)), started, attempts)
-        except MemoryError:
-            return _result(check, "error", "out of memory in the %s probe (a limit of this host: ulimit -v?)"
-                           % check.kind, started, attempts)
-        except Exception as exc:  # a bug in a probe must not take the run down
-            return _result(check, "error", ctx.redact("internal error in %s probe: %s: %s"
-                                                      % (check.kind, type(exc).__name__, exc)), started, attempts)
+        except Exception as exc:  # a limit of this host, or a bug in a probe: must not take the run down
+            return _result(check, "error", ctx.redact(_our_fault(check.kind, exc)), started,
+                           attempts)
         if facts_out is not None:
             facts_out.clear()
             facts_out.update(facts)

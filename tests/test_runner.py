@@ -303,3 +303,28 @@ def test_a_thread_limit_runs_fewer_at_once_and_no_thread_at_all_is_an_error():
         else:
             assert "can't start new thread" in report["results"][0]["message"], report["results"][0]
     shutil.rmtree(str(tmp_path))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.access("/usr/bin/python3", os.X_OK),
+                    reason="needs root, to run as nobody under a thread limit (root has none), and /usr/bin/python3")
+def test_a_thread_limit_is_an_error_never_a_failure_of_the_target(service, tmp_path):
+    """Under ulimit -u, wherever the thread that cannot start is (the pool's, the http probe's
+    deadline guard), the check is an error (exit 3) or runs: never the target's fail."""
+    os.chmod(str(tmp_path), 0o755)
+    urls = [arg for i in range(3) for arg in ("--url", service + "/health?%d" % i)]
+    seen = set()
+    for limit in range(1, 9):
+        def as_nobody(limit=limit):
+            os.setgid(65534)
+            os.setgroups([])
+            resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+            os.setuid(65534)
+        done = subprocess.run(["/usr/bin/python3", SMOKE, "health", "--concurrency", "3", "--state-dir",
+                               str(tmp_path / "none")] + urls, capture_output=True, text=True, timeout=60,
+                              preexec_fn=as_nobody, cwd="/")
+        report = report_of(done)
+        statuses = {r["status"] for r in report["results"]}
+        seen |= statuses
+        assert "fail" not in statuses and done.returncode in (0, 3), (limit, report["results"])
+        assert "Traceback" not in done.stderr, done.stderr
+    assert "error" in seen, "no limit was tight enough to refuse a thread"

@@ -291,6 +291,11 @@ def _request(url, method, headers, body, deadline, timeout, request, client) -> 
     return {"error": "connection closed by the server before an answer"}
 
 
+# What a server's answer or a connection can raise (http.client's HTTPException too); anything
+# else (MemoryError, "can't start new thread", a CheckError) is this host's or ours: an error.
+_FAR_SIDE = (OSError, ValueError)
+
+
 def _connection(scheme, host, port, timeout, request):
     import http.client
 
@@ -326,8 +331,6 @@ def _exchange(conn, url, method, path, headers, data, deadline, timeout, max_bod
         keep = "error" not in facts and not response.will_close
         response.close()  # read to its end: the connection may send the next request
         return facts, keep
-    except MemoryError:  # our limit (ulimit -v), not the far side's failure: the runner says so
-        raise
     except Exception as exc:  # every failure of the far side becomes a fact
         if guard.fired or isinstance(exc, socket.timeout):
             return {"error": "timed out after %gs" % timeout}, False
@@ -335,6 +338,8 @@ def _exchange(conn, url, method, path, headers, data, deadline, timeout, max_bod
             return None, False
         if local_fault(exc):
             raise CheckError("%s: %s" % (url, local_fault(exc)))
+        if not isinstance(exc, _FAR_SIDE + (http.client.HTTPException,)):
+            raise  # ours (a thread or a lock this host will not give, a bug): the runner makes it an error
         return {"error": describe_error(exc)}, False
     finally:
         guard.cancel()
