@@ -12,7 +12,7 @@ import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Any, Callable, Dict, List
+    from typing import Any, Callable, Dict, List, Optional
 
 from checks.model import cut
 
@@ -157,6 +157,16 @@ def _xml(text: Any, attribute: bool = True) -> str:
     return text.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;") if attribute else text
 
 
+def _beyond_results(report: Dict[str, Any]) -> Optional[str]:
+    """Why the run is worse than every one of its results says (a signal stopped it, a report
+    file could not be written), or None: a reader that counts results must not see a pass."""
+    if report["status"] in ("pass", "warn") or any(r["status"] in ("fail", "error") for r in report["results"]):
+        return None
+    if report.get("interrupted"):
+        return "interrupted by %s" % report["interrupted"]
+    return (report.get("problems") or ["the run's status is %s" % report["status"]])[0]
+
+
 def render_junit(report: Dict[str, Any], color: bool = False) -> str:
     """JUnit XML as GitHub's, GitLab's and Jenkins' readers take it: a testsuite per section,
     a testcase per result; failure, error and skipped with the one-line message, and the
@@ -172,8 +182,10 @@ def render_junit(report: Dict[str, Any], color: bool = False) -> str:
             len(results), statuses.count("fail"), statuses.count("error"), statuses.count("skip"),
             sum(r["duration_ms"] for r in results) / 1000.0)
 
+    beyond = _beyond_results(report)
+    run = [{"status": "error", "duration_ms": 0}] if beyond else []
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           '<testsuites name="%s" %s>' % (_xml("smoke.py " + report["command"]), counts(report["results"]))]
+           '<testsuites name="%s" %s>' % (_xml("smoke.py " + report["command"]), counts(report["results"] + run))]
     for index, (section, results) in enumerate(sections.items()):
         out.append('  <testsuite name="%s" %s timestamp="%s" hostname="%s">' % (
             _xml(section), counts(results), stamp, _xml(report["host"])))
@@ -193,6 +205,10 @@ def render_junit(report: Dict[str, Any], color: bool = False) -> str:
         if index == 0 and report.get("problems"):
             out.append("    <system-err>%s</system-err>" % _xml("\n".join(report["problems"]), False))
         out.append("  </testsuite>")
+    if beyond:  # a testcase of its own, so a CI that counts errors does not read a pass
+        out += ['  <testsuite name="report" %s timestamp="%s" hostname="%s">' % (counts(run), stamp, _xml(report["host"])),
+                '    <testcase name="the run" classname="smoke.report" time="0.000">',
+                '      <error message="%s" type="error"/>' % _xml(beyond), "    </testcase>", "  </testsuite>"]
     out.append("</testsuites>")
     return "\n".join(out) + "\n"
 
@@ -283,7 +299,8 @@ def render_nagios(report: Dict[str, Any], color: bool = False) -> str:
     elif bad["warn"]:
         summary = "%d/%d warned: %s" % (len(bad["warn"]), len(ran), ", ".join(r["name"] for r in bad["warn"][:5]))
     else:
-        summary = "%d/%d passed" % (len(ran), len(ran))
+        beyond = _beyond_results(report)
+        summary = "%d/%d passed%s" % (len(ran), len(ran), ", but the run did not: " + beyond if beyond else "")
     perfdata = " ".join("'%s'=%.1fms;;;0;" % (re.sub("['=|]", "_", cut(printable(r["name"]), 60)), r["duration_ms"])
                         for r in ran)
     if len(perfdata) > _PERFDATA:  # Nagios and NRPE cut a plugin's output at a few KB, mid-label
@@ -301,7 +318,8 @@ def render_nagios(report: Dict[str, Any], color: bool = False) -> str:
 def render_tap(report: Dict[str, Any], color: bool = False) -> str:
     """TAP version 13: ok / not ok per result, a skip directive, and a YAML block per miss."""
     results = report["results"]
-    out = ["TAP version 13", "1..%d" % len(results)]
+    beyond = _beyond_results(report)
+    out = ["TAP version 13", "1..%d" % (len(results) + bool(beyond))]
     for number, result in enumerate(results, 1):
         # a backslash first, then #: a name cannot end its own escape and start a SKIP or TODO
         name = printable("%s/%s" % (result["section"], result["name"])).replace("\\", "\\\\").replace("#", "\\#")
@@ -314,6 +332,9 @@ def render_tap(report: Dict[str, Any], color: bool = False) -> str:
             out += ["  ---", "  status: %s" % result["status"],
                     "  message: %s" % json.dumps(result["message"]), "  severity: %s" % result["severity"],
                     "  duration_ms: %s" % round(result["duration_ms"], 1), "  ..."]
+    if beyond:  # a line of its own, so a harness that counts "not ok" does not read a pass
+        out += ["not ok %d - the run" % (len(results) + 1), "  ---", "  status: error",
+                "  message: %s" % json.dumps(beyond), "  ..."]
     out += ["# problem: %s" % printable(problem) for problem in report.get("problems", [])]
     out.append("# %s: %s" % (report["status"], json.dumps(report["summary"])))
     return "\n".join(out) + "\n"

@@ -86,3 +86,31 @@ def test_tap_names_cannot_forge_a_directive_and_suite_names_stay_unique(tmp_path
                            "prometheus", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert 'check="s/c.dup"} 0.0' in done.stdout  # the configured check keeps its name, whatever comes first
     assert 'check="s/c.dup (2)"} 1.0' in done.stdout and 'check="s/c.dup (3)"} 0.0' in done.stdout
+
+
+def test_a_run_worse_than_its_results_is_no_pass_to_a_reader_that_counts_them(service, tmp_path):
+    """A pass whose --output could not be written, or a run a signal stopped, is exit 3 or
+    143: JUnit, TAP and Nagios say so, though every result they list passed or was skipped."""
+    import signal
+    import time
+    import xml.etree.ElementTree as ElementTree
+
+    junit, tap = tmp_path / "j.xml", tmp_path / "t.tap"
+    done = smoke("health", "--url", service + "/health", "--output", "/dev/full", "--junit", str(junit),
+                 "--tap", str(tap), "--format", "nagios")
+    assert done.returncode == 3
+    assert done.stdout.startswith("SMOKE UNKNOWN - 1/1 passed, but the run did not: --output: cannot write /dev/full")
+    suites = ElementTree.parse(str(junit)).getroot()
+    assert suites.get("errors") == "1" and suites.find("testsuite[@name='report']/testcase/error") is not None
+    lines = tap.read_text().splitlines()
+    assert lines[1] == "1..2" and lines[3] == "not ok 2 - the run", lines
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps({"health": {"checks": [{"name": "slow", "kind": "command", "timeout": 60,
+                                                       "command": [sys.executable, "-c", "import time; time.sleep(30)"]}]}}))
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", str(slow), "--tap", str(tap)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    lines = tap.read_text().splitlines()
+    assert proc.returncode == 143 and "not ok 2 - the run" in lines and '  message: "interrupted by SIGTERM"' in lines
