@@ -18,7 +18,8 @@ from checks.heartbeat.spec import BOUND_SAID, NAME, Process, Spec, _beats, _scen
 from checks.lifecycle import Interrupted
 from checks.model import Outcome, Result, cut
 
-POLL_S = 0.02  # how often the event logs are read: the tool's observation lag
+POLL_S = 0.02  # how often the event logs are read while waiting for beats, readiness, the grace
+DETECT_POLL_S = 0.004  # and after the kill, where it is the measure's own lag: a few stats and reads a poll
 
 
 def run(spec: Spec, ctx) -> Outcome:
@@ -350,7 +351,7 @@ class _Run:
                     raise _Stop("detect", "false positive: %s reported failed, but %s was killed"
                                 % (name or event.worker, spec.kill))
             self.alive("detect", (spec.kill,))
-            time.sleep(POLL_S)
+            time.sleep(DETECT_POLL_S)
         if len(detected) < spec.quorum:
             self.out_of_time("detect")
             self.kept_up("detect")
