@@ -472,6 +472,30 @@ def test_an_open_load_sends_exactly_its_schedule():
     assert load.schedule(spec) == (0, 3) and load.schedule(spec._replace(rate=7.0, duration=0.5)) == (0, 4)
 
 
+
+def test_a_head_and_its_body_in_separate_reads_and_alternating_heads_are_read_as_sent():
+    # the head of the answer before is remembered byte for byte: an answer that only starts like it,
+    # or comes in pieces, is still read whole, and one with another status is counted as that
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"HTTP/1.1 503 No\r\nContent-Length: 5\r\n\r\n"]
+    sent = []
+
+    def answer(conn, head):
+        data = answers[len(sent) % 7 == 6]
+        sent.append(1)
+        conn.sendall(data)
+        time.sleep(0.002)
+        conn.sendall(b"he")
+        time.sleep(0.002)
+        conn.sendall(b"llo")
+    srv = _serve(answer)
+    try:
+        samples = load.run(_load(srv.getsockname()[1], connections=1, requests=70, duration=None), workers=1)
+    finally:
+        srv.close()
+    assert (len(samples.latencies), dict(samples.errors)) == (60, {"503": 10}), dict(samples.errors)
+    assert min(samples.latencies) >= 4, min(samples.latencies)
+
+
 class _Flaky:
     """A server on a fixed port that can go away (listener and connections closed) and come back."""
 

@@ -1,11 +1,20 @@
 """Load as a probe: many HTTP/1.1 requests over kept-alive raw sockets, each latency a sample.
 
 http.client costs about 300 µs a request in Python, and threads share one interpreter
-lock, so ten threads are no faster than one. Here one selector loop drives every
-connection of a worker process with non-blocking sockets and a minimal response
-reader (status line, Content-Length, chunked, Connection: close), and several worker
-processes (one per CPU, at most one per connection) share the load. Each sends its
-samples back as an array('d') of milliseconds: a million samples are 8 MB.
+lock, so ten threads are no faster than one. Here one poll loop (epoll itself where there
+is one) drives every connection of a process with non-blocking sockets and a minimal
+response reader (status line, Content-Length, chunked, Connection: close), and the load
+is cut in shares, one per CPU (at most one per connection): this process runs the first,
+a forked worker process each other one. What a request costs was measured (strace -c,
+cProfile of a worker) and cut: every read lands in one buffer allocated once (a 256 KiB
+recv() allocated and freed its own each time: an mmap, mremap and munmap per request); a
+response head byte for byte like the one before is not parsed again; a closed load sends
+the next request at once on the connection that answered; the loop waits on epoll itself,
+not through the selectors module.
+
+Each worker sorts its samples in runs and sends them back a run at a time, freeing each
+as it goes, into the end of this process's array('d'): a million samples are 8 MB in all,
+never a list of floats (see samples.py).
 
 Closed model: each connection sends its next request when the last one answered,
 until `requests` are sent or `duration` has passed. Open model: requests are due at
@@ -31,18 +40,19 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
     from typing import Dict, List, Optional, Tuple
 
 from checks.model import cut
-from checks.probes.samples import Samples
+from checks.probes.samples import Samples, ShareReader
 
 MAX_CONNECTIONS = 10000
 MAX_HEAD = 64 * 1024  # a response head longer than this is an error ("bad response")
 MAX_KINDS = 64  # error kinds kept apart; past them, "other errors"
 NOT_SENT = "not sent: no connection free when due"
-_RECV = 256 * 1024
+_RECV = 256 * 1024  # one buffer for every read of a worker: allocated once, its pages touched as used
 _QUOTE, _QUOTE_WINDOW = 40, 512  # characters of a server's bytes an error quotes; bytes masked before the cut
 _FDS_RESERVED = 16  # stdio, the config, the report, the TLS files: outside the connections' share
 # connect() errors that say this host ran out (descriptors, buffers, local ports): the tool's trouble
 _SPACED_LENGTH = re.compile(rb"\r\ncontent-length[ \t]+:")
 _OURS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL)
+_monotonic = time.monotonic
 
 
 class Load(collections.namedtuple("Load", "host port tls server_name insecure ca_file request connections "
@@ -86,9 +96,9 @@ def fd_fit(connections: int) -> Tuple[int, Optional[int]]:
 
 def run(load: Load, workers: Optional[int] = None, progress=None, ends: Optional[float] = None,
         redact=None) -> Samples:
-    """The whole load, spread over worker processes (fork) when there is more than one CPU
-    and more than one connection. progress(requests so far, seconds so far), when given,
-    is called in this process about twice a second. ends: the run's deadline
+    """The whole load, spread over `workers` shares (one per CPU, at most one per connection): this
+    process runs the first, a forked worker process each of the others. progress(requests so
+    far, seconds so far), when given, is called in this process about twice a second. ends: the run's deadline
     (time.monotonic()), past which nothing is sent or waited for. redact: masks secrets in
     the server's bytes an error quotes, before the excerpt is cut."""
     try:  # once, here: a name that does not resolve is one error, not one per connection
@@ -129,58 +139,27 @@ _WORKER_GRACE_S = 5.0  # after a load's end and its last answer's timeout, for a
 
 
 def _forked(load: Load, workers: int, progress=None, ends=None, redact=None) -> Samples:
-    """Each worker a child process running its share; results back over a pipe each. A
-    worker lost (killed, or unable to start) is trouble of the run: its share is missing."""
-    import select
+    """Share 0 run here, each other share by a child process, whose samples come back over a
+    pipe each, read into the end of this process's own (a process fewer, and no copy of its
+    share). A worker lost (killed, or unable to start) is trouble of the run: its share is missing.
+    The objects of this process are frozen for the garbage collector while the workers live: a
+    collection in a worker would touch every one, and copy every page they are on."""
+    import gc
     import signal
 
     board = _Board(workers)
-    children, troubles = _start_workers(load, workers, board, ends, redact)
-    total = Samples()
-    answers = {read_end: bytearray() for read_end in children.values()}
-    open_ends = set(answers)
     started = time.monotonic()
-    # past this, a worker that has not answered never will (stopped, wedged): it is given up
-    given_up = set()
-    give_up = started + load.warmup + load.duration + load.timeout + _WORKER_GRACE_S if load.duration else None
-    if ends is not None:
-        give_up = min(give_up, ends + _WORKER_GRACE_S) if give_up is not None else ends + _WORKER_GRACE_S
+    gc.freeze()
+    children, troubles, readers = {}, [], {}
+    open_ends = set()
     try:
-        while open_ends:  # each child's answer, read as it comes; progress meanwhile
-            if give_up is not None and time.monotonic() > give_up:
-                late = [pid for pid, read_end in children.items() if read_end in open_ends]
-                given_up.update(late)
-                for pid in late:
-                    os.kill(pid, signal.SIGKILL)
-                troubles.append("%d load worker%s did not answer within %.1fs of the load's end (stopped or "
-                                "wedged): %s samples are lost" % (len(late), "" if len(late) == 1 else "s",
-                                                                   _WORKER_GRACE_S + load.timeout,
-                                                                   "its" if len(late) == 1 else "their"))
-                for read_end in list(open_ends):
-                    open_ends.discard(read_end)
-                    os.close(read_end)
-                    answers[read_end] = bytearray()
-                break
-            for read_end in select.select(list(open_ends), [], [], 0.5)[0]:
-                chunk = os.read(read_end, 1 << 20)
-                if chunk:
-                    answers[read_end] += chunk
-                else:
-                    open_ends.discard(read_end)
-                    os.close(read_end)
-            if progress:
-                progress(int(board.totals()[2]), time.monotonic() - started)
-        for pid, read_end in list(children.items()):
-            status = os.waitpid(pid, 0)[1]
-            del children[pid]
-            try:
-                share = Samples.load(bytes(answers[read_end]))
-            except (EOFError, ValueError, TypeError):  # none, or cut short by its death
-                if pid not in given_up:  # those are said already
-                    troubles.append("load worker %s: its samples are lost" % _ended(status))
-                continue
-            total.merge(share)
+        children, troubles = _start_workers(load, workers, board, ends, redact)
+        readers = {read_end: ShareReader(read_end) for read_end in children.values()}
+        open_ends = set(readers)
+        total = _Loop(load, 0, workers, board, progress, ends, redact).run()
+        _collect(load, total, children, readers, open_ends, troubles, started, ends)
     finally:
+        gc.unfreeze()
         for read_end in open_ends:
             os.close(read_end)
         for pid in children:  # not reaped (after an interrupt): no load left running; a reaped pid may be reused
@@ -194,6 +173,59 @@ def _forked(load: Load, workers: int, progress=None, ends=None, redact=None) -> 
     return total
 
 
+def _collect(load: Load, total: Samples, children: Dict[int, int], readers: Dict[int, ShareReader], open_ends,
+             troubles: List[str], started: float, ends: Optional[float]) -> None:
+    """The workers' shares read into the end of total's arrays, one share at a time, each as it
+    comes; the workers reaped (children and open_ends keep what is left on an interrupt)."""
+    import select
+    import signal
+
+    filling = None  # the pipe whose latencies are being read (one at a time: a share cut short is at the end)
+    # past this, a worker that has not answered never will (stopped, wedged): it is given up
+    given_up = set()
+    give_up = started + load.warmup + load.duration + load.timeout + _WORKER_GRACE_S if load.duration else None
+    if ends is not None:
+        give_up = min(give_up, ends + _WORKER_GRACE_S) if give_up is not None else ends + _WORKER_GRACE_S
+    while open_ends:  # each child's answer, read as it comes; progress meanwhile
+        if give_up is not None and time.monotonic() > give_up:
+            late = [pid for pid, read_end in children.items() if read_end in open_ends]
+            given_up.update(late)
+            for pid in late:
+                os.kill(pid, signal.SIGKILL)
+            troubles.append("%d load worker%s did not answer within %.1fs of the load's end (stopped or "
+                            "wedged): %s samples are lost" % (len(late), "" if len(late) == 1 else "s",
+                                                               _WORKER_GRACE_S + load.timeout,
+                                                               "its" if len(late) == 1 else "their"))
+            for read_end in list(open_ends):
+                open_ends.discard(read_end)
+                os.close(read_end)
+                readers[read_end].drop(total)
+            break
+        wanted = [read_end for read_end in open_ends if filling in (None, read_end) or
+                  not readers[read_end].filling]
+        for read_end in select.select(wanted, [], [], 0.5)[0]:
+            reader = readers[read_end]
+            if reader.filling:
+                if filling not in (None, read_end):
+                    continue  # its turn comes when the one under way is whole
+                filling = read_end
+            try:
+                more = reader.read(total)
+            except (EOFError, ValueError, TypeError, OSError):  # not what a worker sends
+                more = False
+            if reader.complete or not more:
+                filling = None if filling == read_end else filling
+            if not more:
+                reader.drop(total)  # cut short by its death: none of it counts
+                open_ends.discard(read_end)
+                os.close(read_end)
+    for pid, read_end in list(children.items()):
+        status = os.waitpid(pid, 0)[1]
+        del children[pid]
+        if not readers[read_end].complete and pid not in given_up:  # those are said already
+            troubles.append("load worker %s: its samples are lost" % _ended(status))
+
+
 def _start_workers(load: Load, workers: int, board: _Board, ends, redact) -> Tuple[Dict[int, int], List[str]]:
     """({pid: its pipe's read end}, troubles): the worker processes, each running its share and
     answering with its samples; one that cannot start (a process or descriptor limit) is trouble."""
@@ -202,7 +234,7 @@ def _start_workers(load: Load, workers: int, board: _Board, ends, redact) -> Tup
     children: Dict[int, int] = {}
     troubles = []
     arm = proc.die_with_parent()  # made here: it must know this process as the parent
-    for index in range(workers):
+    for index in range(1, workers):  # share 0 is this process's
         try:
             read_end, write_end = os.pipe()
             pid = os.fork()
@@ -215,9 +247,8 @@ def _start_workers(load: Load, workers: int, board: _Board, ends, redact) -> Tup
                 if arm:  # smoke.py killed with -9 takes its load with it
                     arm()
                 os.close(read_end)
-                data = _Loop(load, index, workers, board, None, ends, redact).run().dump()
-                with os.fdopen(write_end, "wb") as out:
-                    out.write(data)
+                _Loop(load, index, workers, board, None, ends, redact).run().send(write_end)
+                os.close(write_end)
             except BaseException:
                 code = 1
             finally:
@@ -233,21 +264,63 @@ def _ended(status: int) -> str:
     return "exited with code %d" % os.WEXITSTATUS(status) if os.WEXITSTATUS(status) else "exited without an answer"
 
 
-class _Conn:
-    __slots__ = ("sock", "state", "due", "sent", "buffer", "need", "chunked", "close_after", "status", "head_done",
-                 "out", "counted", "events", "kind")
+_CONNECTING, _HANDSHAKE, _IDLE, _WRITING, _READING, _REFUSED, _CLOSED = (
+    "connecting", "handshake", "idle", "writing", "reading", "refused", "closed")
+_KNOWN_HEAD = 4096  # a response head up to this long is remembered: the next one like it is not parsed again
 
-    def __init__(self, sock):
-        self.sock, self.state, self.buffer = sock, "connecting", bytearray()
+
+class _Selector:
+    """select.epoll's calls (register, modify, unregister, poll, close) over the selectors
+    module's best, by descriptor, where there is no epoll."""
+
+    def __init__(self):
+        self.selector = selectors.DefaultSelector()
+
+    def register(self, fd: int, events: int) -> None:
+        self.selector.register(fd, events)
+
+    def modify(self, fd: int, events: int) -> None:
+        self.selector.modify(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        self.selector.unregister(fd)
+
+    def poll(self, timeout: float, maxevents: int = -1) -> List[Tuple[int, int]]:
+        return [(key.fd, events) for key, events in self.selector.select(timeout)]
+
+    def close(self) -> None:
+        self.selector.close()
+
+
+def _poller():
+    """(poller, readable, writable): epoll itself where there is one (no layer of Python over
+    each wait), else _Selector."""
+    import select
+    if hasattr(select, "epoll"):
+        return select.epoll(), select.EPOLLIN, select.EPOLLOUT
+    return _Selector(), selectors.EVENT_READ, selectors.EVENT_WRITE
+
+
+class _Conn:
+    __slots__ = ("sock", "fd", "state", "due", "sent", "buffer", "need", "chunked", "close_after", "status",
+                 "head_done", "out", "counted", "events", "kind", "dirty")
+
+    def __init__(self, sock, events: int):
+        self.sock, self.fd, self.state, self.buffer = sock, sock.fileno(), _CONNECTING, bytearray()
         self.due = self.sent = 0.0
         self.need, self.chunked, self.close_after, self.status, self.head_done = 0, False, False, 0, False
         self.out, self.counted, self.kind = b"", True, "refused"
-        self.events = selectors.EVENT_WRITE  # what the selector waits for on it (a change is a system call)
+        self.events = events  # what the poller waits for on it (a change is a system call)
+        self.dirty = False  # a response read in pieces: buffer, head_done, need ... to be reset
 
 
 class _Loop:
     """One worker's share: connections index, index + workers, ...; requests likewise (an
-    open load's request i is this worker's when i % workers == index)."""
+    open load's request i is this worker's when i % workers == index).
+
+    The common case costs little: a whole response in one read, into one buffer for every
+    connection (no allocation), whose head is the one before (byte for byte: not parsed again);
+    in a closed load the next request goes out on the same connection at once."""
 
     def __init__(self, load: Load, index: int, workers: int, board: _Board, progress=None, ends=None,
                  redact=None):
@@ -265,60 +338,70 @@ class _Loop:
             self.connections = min(self.connections, self.requests)
         self.next = 0  # the schedule's next request to send
         self.samples = Samples()
-        self.selector = selectors.DefaultSelector()
+        self.add = self.samples.latencies.append
+        self.poller, self.readable, self.writable = _poller()
+        self.conns: Dict[int, _Conn] = {}  # by descriptor
         self.sent = self._warm = self.opening = 0  # opening: connections not yet ready to send
+        self.halted = False  # aborted, or the tool's trouble: nothing more is sent
         self.idle: List[_Conn] = []
         self.family = socket.AF_INET6 if ":" in load.host else socket.AF_INET
         self.tls = _tls_context(load) if load.tls else None
-        self.head_request = load.request.startswith(b"HEAD ")
+        self.request, self.head_request = load.request, load.request.startswith(b"HEAD ")
+        self.buffer = bytearray(_RECV)  # every read lands here first
+        self.view = memoryview(self.buffer)
+        self.known: Optional[tuple] = None  # (its length, the head, Content-Length, status, close after)
 
     def run(self) -> Samples:
         load = self.load
-        start = time.monotonic()
+        start = _monotonic()
         self.counting_from = start + load.warmup
         self.stops = start + load.warmup + load.duration if load.duration is not None else None
+        self.stops_at = self.stops if self.stops is not None else math.inf
         self.samples.started = time.time() + load.warmup
         try:
             for _ in range(self.connections if self.rate is None else min(self.connections, 4)):
                 self.connect()
             last_expiry = last_progress = start
-            select, ready = self.selector.select, self.ready
-            while not self.samples.trouble:
-                now = time.monotonic()
+            poll, conns, ready = self.poller.poll, self.conns, self.ready
+            most = max(1, self.connections)
+            while not self.samples.trouble:  # aborted: what is in flight is still waited for
+                now = _monotonic()
                 if self.ends is not None and now >= self.ends:  # the run's deadline: nothing more is waited for
                     self.samples.deadline = True
                     break
                 if not self.wants_more(now) and not self.busy():
                     break
                 self.dispatch(now)
-                for key, _ in select(self.wait_time(now)):
-                    ready(key.data)
+                # each descriptor's connection taken now: one closed meanwhile may be reused by the next
+                for conn in [conns[fd] for fd, _ in poll(self.wait_time(now), most) if fd in conns]:
+                    ready(conn)
                 if now - last_expiry >= 0.05:  # every connection looked at: not on every turn
-                    self.expire(time.monotonic())
+                    self.expire(_monotonic())
                     self.board.post(self.index, sum(self.samples.errors.values()), self.slowest, self.samples.count)
                     self.check_limits()
                     last_expiry = now
-                if self.progress and now - last_progress >= 0.5:
-                    self.progress(self.samples.count, now - start)
+                if self.progress and now - last_progress >= 0.5:  # the whole load's, when it has workers
+                    self.progress(int(self.board.totals()[2]) if self.board.slots > 1 else self.samples.count,
+                                  now - start)
                     last_progress = now
         except Exception as exc:  # a bug of ours: said in the report, with the samples so far
             self.samples.trouble = "load worker failed: %s: %s" % (type(exc).__name__, exc)
         finally:
-            for key in list(self.selector.get_map().values()):
-                key.fileobj.close()
-            self.selector.close()
+            for conn in list(self.conns.values()):
+                conn.sock.close()
+            self.poller.close()
         self.samples.ended = time.time()
         if self.rate is not None and not (self.samples.aborted or self.samples.trouble or self.samples.deadline):
             left = self.schedule[self.next:]  # due before the stop, never sent: no connection was free
             missed = len(left) - len(range(left.start, min(left.stop, 0), left.step))  # warmup's are not counted
             if missed:
                 self.samples.errors[NOT_SENT] += missed
-        self.samples.sort()
+        self.samples.sort_runs()
         return self.samples
 
     def busy(self) -> bool:
         """Any request in flight (one past the stop is still waited for, within its timeout)."""
-        return any(key.data.state in ("writing", "reading") for key in self.selector.get_map().values())
+        return any(conn.state in (_WRITING, _READING) for conn in self.conns.values())
 
     def connect(self) -> None:
         """A new connection, its connect under way. A socket this host will not give (descriptors,
@@ -327,7 +410,7 @@ class _Loop:
             sock = socket.socket(self.family, socket.SOCK_STREAM)
         except OSError as exc:
             return self.trouble(exc.errno, exc)
-        conn = _Conn(sock)
+        conn = _Conn(sock, self.writable)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -336,17 +419,19 @@ class _Loop:
                 sock.close()
                 return self.trouble(code)
             if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
-                conn.state, conn.kind = "refused", _kind(code)  # said when the selector comes to it: no recursion
-            self.selector.register(sock, selectors.EVENT_WRITE, conn)
+                conn.state, conn.kind = _REFUSED, _kind(code)  # said when the poller comes to it: no recursion
+            self.poller.register(conn.fd, self.writable)
         except OSError as exc:
             sock.close()
             return self.trouble(exc.errno, exc)
-        conn.due = time.monotonic()
+        self.conns[conn.fd] = conn
+        conn.due = _monotonic()
         self.opening += 1
 
     def trouble(self, code: Optional[int], exc: Optional[BaseException] = None) -> None:
         self.samples.trouble = "the load could not open a connection: %s (a limit of this host, not the server)" % (
             os.strerror(code) if code else exc)
+        self.halted = True
 
     def count(self, kind: str) -> None:
         """One error of a kind; past MAX_KINDS kinds (a server sending a new garbage each time) one more."""
@@ -364,14 +449,15 @@ class _Loop:
         elif load.max_latency_ms is not None and slowest > load.max_latency_ms:
             self.samples.aborted = "an answer took %.3f ms, more than the %g ms the thresholds allow" % (
                 slowest, load.max_latency_ms)
+        self.halted = bool(self.samples.aborted)
 
     def wants_more(self, now: float) -> bool:
         """Whether a request may still be sent: not stopped, and the load not complete."""
-        if self.samples.aborted or self.samples.trouble or (self.stops is not None and now >= self.stops):
+        if self.halted:
             return False
-        if self.rate is not None:
-            return self.next < len(self.schedule)
-        return self.requests is None or self.sent < self.requests + self._warm
+        if self.rate is None:
+            return now < self.stops_at and (self.requests is None or self.sent < self.requests + self._warm)
+        return self.next < len(self.schedule) and now < self.stops_at
 
     def due(self, position: int) -> float:
         return self.counting_from + self.schedule[position] / self.rate
@@ -389,7 +475,7 @@ class _Loop:
             if due > now:
                 return
             if not self.idle:  # due, waiting for a connection: its latency runs from its due time all the same
-                if self.opening < self.waiting(now) and len(self.selector.get_map()) < self.connections:
+                if self.opening < self.waiting(now) and len(self.conns) < self.connections:
                     self.connect()  # more connections, up to the limit, for a schedule they cannot keep
                 return
             self.send(self.idle.pop(), due, now)
@@ -407,14 +493,29 @@ class _Loop:
         if not conn.counted:
             self._warm += 1
         self.sent += 1
-        conn.buffer.clear()
-        conn.head_done, conn.need, conn.chunked, conn.close_after = False, 0, False, False
-        conn.out = self.load.request
-        conn.state = "writing"
-        self.write(conn)
+        if conn.dirty:
+            conn.buffer.clear()
+            conn.head_done, conn.need, conn.chunked, conn.close_after, conn.dirty = False, 0, False, False, False
+        if conn.events != self.readable:
+            self.want(conn, self.readable)
+        try:
+            written = conn.sock.send(self.request)
+        except (BlockingIOError, InterruptedError):
+            written = 0
+        except OSError as exc:
+            if type(exc).__name__ not in ("SSLWantWriteError", "SSLWantReadError"):
+                conn.state = _WRITING
+                return self.fail(conn, _failure(exc))
+            written = 0
+        if written == len(self.request):
+            conn.state = _READING
+            return
+        conn.out = self.request[written:]
+        conn.state = _WRITING
+        self.want(conn, self.writable)
 
     def wait_time(self, now: float) -> float:
-        """How long select may wait: until the next request is due (one due already waits for a
+        """How long the poll may wait: until the next request is due (one due already waits for a
         connection, that is for a socket event: no busy loop), the stop, or the deadline."""
         wait = 0.05
         if self.rate is not None and self.wants_more(now):
@@ -428,36 +529,34 @@ class _Loop:
 
     def want(self, conn: _Conn, events: int) -> None:
         if conn.events != events:
-            self.selector.modify(conn.sock, events, conn)
+            self.poller.modify(conn.fd, events)
             conn.events = events
 
     def ready(self, conn: _Conn) -> None:
-        if conn.state == "connecting":
+        state = conn.state
+        if state == _READING:
+            return self.read(conn)
+        if state == _WRITING:
+            return self.write(conn)
+        if state == _CONNECTING:
             code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if code:
                 return self.fail(conn, _kind(code))
-            if self.tls:
-                self.selector.unregister(conn.sock)  # the wrapped socket is a new object on the same fd
+            if self.tls:  # the wrapped socket is a new object on the same descriptor: still registered
                 try:
                     conn.sock = self.tls.wrap_socket(conn.sock, server_hostname=self.load.server_name,
                                                      do_handshake_on_connect=False)
                 except (OSError, ValueError) as exc:  # reset by the server before the handshake began
                     return self.fail(conn, _failure(exc))
-                self.selector.register(conn.sock, selectors.EVENT_WRITE, conn)
-                conn.events = selectors.EVENT_WRITE
-                conn.state = "handshake"
+                conn.state = _HANDSHAKE
                 return self.handshake(conn)
             return self.become_idle(conn)
-        if conn.state == "handshake":
+        if state == _HANDSHAKE:
             return self.handshake(conn)
-        if conn.state == "writing":
-            return self.write(conn)
-        if conn.state == "reading":
-            return self.read(conn)
-        if conn.state == "idle":  # the server closed a kept-alive connection, or sent what nobody asked
+        if state == _IDLE:  # the server closed a kept-alive connection, or sent what nobody asked
             self.drop(conn)
             return self.reconnect()
-        if conn.state == "refused":
+        if state == _REFUSED:
             self.fail(conn, conn.kind)
 
     def handshake(self, conn: _Conn) -> None:
@@ -465,17 +564,17 @@ class _Loop:
         try:
             conn.sock.do_handshake()
         except ssl.SSLWantReadError:
-            return self.want(conn, selectors.EVENT_READ)
+            return self.want(conn, self.readable)
         except ssl.SSLWantWriteError:
-            return self.want(conn, selectors.EVENT_WRITE)
+            return self.want(conn, self.writable)
         except (OSError, ValueError) as exc:
             return self.fail(conn, _failure(exc))
         self.become_idle(conn)
 
     def become_idle(self, conn: _Conn) -> None:
         self.opening -= 1
-        conn.state = "idle"
-        self.want(conn, selectors.EVENT_READ)
+        conn.state = _IDLE
+        self.want(conn, self.readable)
         self.idle.append(conn)
 
     def write(self, conn: _Conn) -> None:
@@ -490,22 +589,38 @@ class _Loop:
                 return self.fail(conn, _failure(exc))
         conn.out = conn.out[written:]
         if conn.out:
-            return self.want(conn, selectors.EVENT_WRITE)
-        conn.state = "reading"
-        self.want(conn, selectors.EVENT_READ)
+            return self.want(conn, self.writable)
+        conn.state = _READING
+        self.want(conn, self.readable)
 
     def read(self, conn: _Conn) -> None:
         try:
-            data = conn.sock.recv(_RECV)
+            got = conn.sock.recv_into(self.buffer)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             if type(exc).__name__ in ("SSLWantReadError", "SSLWantWriteError"):
                 return
             return self.fail(conn, _failure(exc))
-        if not data:
+        if not got:
             return self.fail(conn, "closed mid-response" if conn.head_done or conn.buffer else "closed")
-        conn.buffer += data
+        if not conn.dirty:  # a response begins
+            known = self.known
+            if known is not None and got >= known[0] and self.buffer.startswith(known[1]):
+                conn.status, conn.close_after = known[3], known[4]
+                if got - known[0] >= known[2]:
+                    return self.finish(conn)
+                conn.dirty, conn.head_done, conn.need = True, True, known[2] - (got - known[0])
+                return
+            conn.dirty = True
+        elif conn.head_done and not conn.chunked:  # its body: counted, never kept
+            if conn.need < 0:
+                return
+            if got >= conn.need:
+                return self.finish(conn)
+            conn.need -= got
+            return
+        conn.buffer += self.view[:got]
         try:
             done = self.parse(conn)
         except ValueError as exc:
@@ -523,7 +638,8 @@ class _Loop:
 
     def parse(self, conn: _Conn) -> bool:
         """Whether the response in conn.buffer is whole; ValueError(what, the bytes) for one that
-        is not HTTP/1.1. Interim answers (100 Continue, 103 Early Hints) are skipped."""
+        is not HTTP/1.1. Interim answers (100 Continue, 103 Early Hints) are skipped. A final
+        head with its length known is remembered (self.known): the same bytes, the same answer."""
         buffer = conn.buffer
         while not conn.head_done:
             end = buffer.find(b"\r\n\r\n")
@@ -540,6 +656,7 @@ class _Loop:
             status = int(parts[1])
             if status == 101:
                 raise ValueError("101 Switching Protocols, which no request asked for")
+            raw = bytes(buffer[:end + 4]) if end + 4 <= _KNOWN_HEAD else None
             del buffer[:end + 4]
             if status < 200:
                 continue  # not the answer yet: the final one follows
@@ -553,6 +670,8 @@ class _Loop:
             conn.head_done = True
             if status in (204, 304) or self.head_request:
                 conn.need = 0
+                if raw is not None and not conn.chunked:
+                    self.known = (len(raw), raw, 0, status, close)
                 return True
             if not conn.chunked:
                 lengths = _values(head, b"\r\ncontent-length:")
@@ -567,6 +686,8 @@ class _Loop:
                 if len({int(length) for length in lengths}) > 1:  # which one is the body? (RFC 9112 6.3)
                     raise ValueError("conflicting Content-Length headers")
                 conn.need = int(lengths[0])
+                if raw is not None:
+                    self.known = (len(raw), raw, conn.need, status, close)
         if conn.chunked:
             return _chunks_done(conn)
         if conn.need < 0:  # a body to the connection's end: nothing to keep
@@ -579,30 +700,33 @@ class _Loop:
         return False
 
     def finish(self, conn: _Conn) -> None:
-        now = time.monotonic()
+        now = _monotonic()
         latency = (now - conn.due) * 1000
         if conn.counted:
             if conn.status < 400:
-                self.slowest = max(self.slowest, latency)  # max_ms is of the answers that count
-                self.samples.latencies.append(latency)
+                if latency > self.slowest:
+                    self.slowest = latency  # max_ms is of the answers that count
+                self.add(latency)
             else:
                 self.count(str(conn.status))
                 self.samples.error_latencies.append(latency)
         if conn.close_after:
             self.drop(conn)
-            self.reconnect()
-        else:
-            conn.state = "idle"
-            self.idle.append(conn)
+            return self.reconnect()
+        if self.rate is None and not self.halted and now < self.stops_at and \
+                (self.requests is None or self.sent < self.requests + self._warm):
+            return self.send(conn, now, now)  # closed: the next request at once, on the same connection
+        conn.state = _IDLE
+        self.idle.append(conn)
 
     def fail(self, conn: _Conn, kind: str) -> None:
         """A request, or a connection, that failed: an error when it counts (not in warmup, nor
         past the load's end), and the connection replaced (open load: when a request is due)."""
-        state, now = conn.state, time.monotonic()
-        if state == "reading" and conn.need < 0 and conn.head_done and kind.startswith("closed"):
+        state, now = conn.state, _monotonic()
+        if state == _READING and conn.need < 0 and conn.head_done and kind.startswith("closed"):
             return self.finish(conn)  # the body ran to the connection's end: that was the response
         self.drop(conn)
-        if state in ("writing", "reading"):
+        if state in (_WRITING, _READING):
             if conn.counted:
                 self.count(kind)
             return self.reconnect()
@@ -624,24 +748,26 @@ class _Loop:
         self.reconnect()
 
     def drop(self, conn: _Conn) -> None:
-        if conn.state == "idle" and conn in self.idle:
+        if conn.state == _IDLE and conn in self.idle:
             self.idle.remove(conn)
-        try:
-            self.selector.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
+        if self.conns.get(conn.fd) is conn:
+            del self.conns[conn.fd]
+            try:
+                self.poller.unregister(conn.fd)
+            except (KeyError, ValueError, OSError):
+                pass
         conn.sock.close()
-        conn.state = "closed"
+        conn.state = _CLOSED
+        conn.dirty = False
 
     def reconnect(self) -> None:
-        if self.wants_more(time.monotonic()) and len(self.selector.get_map()) < self.connections:
+        if self.wants_more(_monotonic()) and len(self.conns) < self.connections:
             self.connect()
 
     def expire(self, now: float) -> None:
         """Requests and connections past their timeout: a timeout each (when it counts)."""
-        for key in list(self.selector.get_map().values()):
-            conn = key.data
-            if conn.state in ("writing", "reading", "connecting", "handshake") and \
+        for conn in list(self.conns.values()):
+            if conn.state in (_WRITING, _READING, _CONNECTING, _HANDSHAKE) and \
                     now - max(conn.sent, conn.due) > self.load.timeout:
                 self.fail(conn, "timeout")
 
