@@ -473,6 +473,73 @@ def test_an_open_load_sends_exactly_its_schedule():
 
 
 
+def test_an_open_load_never_counts_not_sent_on_a_healthy_server():
+    # the last request is due a few µs (3/s for 0.66667 s), or under a millisecond (1000/s for 0.9999 s),
+    # before the end: a wait for it rounded up to a whole millisecond wakes past the end, and it still goes
+    srv = _serve(lambda conn, head: conn.sendall(OK))
+    try:
+        for rate, duration, planned in ((3, 0.66667, 3), (1000, 0.9999, 1000), (7, 0.5, 4)):
+            for _ in range(2):
+                done, _, results = smoke("--url", _url(srv), "--rate", rate, "--duration", duration,
+                                         "--threshold", "errors < 1")
+                facts = results["url"]["facts"]
+                assert done.returncode == 0 and facts["count"] == planned and facts["errors"] == 0, (rate, facts)
+    finally:
+        srv.close()
+
+
+def _slow_handshake_server(delay):
+    """A TLS server on 127.0.0.1 that waits `delay` seconds before each handshake, then answers OK."""
+    import ssl
+    import threading
+    from fixtures.service import CERT_FILE, KEY_FILE
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(CERT_FILE, KEY_FILE)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+
+    def serve(conn):
+        try:
+            time.sleep(delay)
+            conn.settimeout(5)
+            with context.wrap_socket(conn, server_side=True) as tls:
+                while True:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = tls.recv(65536)
+                        if not chunk:
+                            return
+                        data += chunk
+                    tls.sendall(OK)
+        except (OSError, ValueError):
+            pass
+
+    def accept():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    return srv
+
+
+def test_an_open_load_sends_what_was_due_on_connections_still_being_made_at_its_end():
+    # two requests due within 20 ms, their connections' handshakes take 300 ms: sent when they are
+    # made, each latency from its due time; none "not sent"
+    srv = _slow_handshake_server(0.3)
+    try:
+        done, _, results = smoke("--url", "https://127.0.0.1:%d/" % srv.getsockname()[1], "--insecure",
+                                 "--rate", 100, "--duration", 0.02, "--threshold", "errors < 1")
+        facts = results["url"]["facts"]
+        assert done.returncode == 0 and facts["count"] == 2 and facts["errors"] == 0, facts
+        assert facts["min_ms"] >= 280, facts
+    finally:
+        srv.close()
+
+
 def test_a_head_and_its_body_in_separate_reads_and_alternating_heads_are_read_as_sent():
     # the head of the answer before is remembered byte for byte: an answer that only starts like it,
     # or comes in pieces, is still read whole, and one with another status is counted as that

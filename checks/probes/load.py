@@ -20,7 +20,9 @@ Closed model: each connection sends its next request when the last one answered,
 until `requests` are sent or `duration` has passed. Open model: requests are due at
 `rate` per second on a fixed schedule, and a latency is measured from the time the
 request was *due*, so a server that stalls cannot hide the requests it delayed
-(coordinated omission). Requests sent during `warmup` seconds are not counted.
+(coordinated omission); every request is due before the load's end, and one still
+waiting at the end is sent on a connection that is free or still being made for it
+(not sent, only when there is none). Requests sent during `warmup` seconds are not counted.
 """
 
 from __future__ import annotations
@@ -343,6 +345,7 @@ class _Loop:
         self.conns: Dict[int, _Conn] = {}  # by descriptor
         self.sent = self._warm = self.opening = 0  # opening: connections not yet ready to send
         self.halted = False  # aborted, or the tool's trouble: nothing more is sent
+        self.gave_up = False  # open load, past its end: the requests left wait for no connection
         self.idle: List[_Conn] = []
         self.family = socket.AF_INET6 if ":" in load.host else socket.AF_INET
         self.tls = _tls_context(load) if load.tls else None
@@ -452,12 +455,20 @@ class _Loop:
         self.halted = bool(self.samples.aborted)
 
     def wants_more(self, now: float) -> bool:
-        """Whether a request may still be sent: not stopped, and the load not complete."""
+        """Whether a request may still be sent: not stopped, and the load not complete. An open
+        load's requests were all due before its end: past it, those left still go on a connection
+        that is free or being made, and once none is, no connection was free for them."""
         if self.halted:
             return False
         if self.rate is None:
             return now < self.stops_at and (self.requests is None or self.sent < self.requests + self._warm)
-        return self.next < len(self.schedule) and now < self.stops_at
+        if self.next >= len(self.schedule):
+            return False
+        if now < self.stops_at:
+            return True
+        if not self.gave_up and not self.idle and not self.opening:
+            self.gave_up = True
+        return not self.gave_up
 
     def due(self, position: int) -> float:
         return self.counting_from + self.schedule[position] / self.rate
@@ -475,7 +486,7 @@ class _Loop:
             if due > now:
                 return
             if not self.idle:  # due, waiting for a connection: its latency runs from its due time all the same
-                if self.opening < self.waiting(now) and len(self.conns) < self.connections:
+                if now < self.stops_at and self.opening < self.waiting(now) and len(self.conns) < self.connections:
                     self.connect()  # more connections, up to the limit, for a schedule they cannot keep
                 return
             self.send(self.idle.pop(), due, now)
@@ -731,13 +742,14 @@ class _Loop:
                 self.count(kind)
             return self.reconnect()
         self.opening -= 1  # connecting, refused or in its handshake: the request it was for failed
-        if not self.wants_more(now):
-            return
         if self.rate is not None:  # the request due first, waiting for a connection, failed
-            if self.due(self.next) <= now:
+            if not self.halted and self.next < len(self.schedule) and not self.gave_up and \
+                    self.due(self.next) <= now:
                 if self.schedule[self.next] >= 0:
                     self.count(kind)
                 self.next += 1
+            return
+        if not self.wants_more(now):
             return
         if now >= self.counting_from:
             self.count(kind)
