@@ -89,10 +89,12 @@ def locate(path: str, make: bool = False, mode: int = 0o700, follow: bool = True
     """(an fd of the directory that holds path's last part, that part's name), found through
     links that are ours or root's only: another user's link (planted in /tmp, say) could send
     a write anywhere. A last part that is a trusted link is followed too (unless not follow),
-    so the file behind it is the one written. Directories are opened one by one (never by name again): a directory
-    renamed or swapped for a link meanwhile cannot redirect what follows. With make, missing
-    directories are made with mode. The caller closes the fd."""
-    parts = [part for part in os.path.abspath(path).split("/") if part]
+    so the file behind it is the one written. Directories are opened one by one (never by
+    name again): a directory renamed or swapped for a link meanwhile cannot redirect what
+    follows. `..` is walked as the kernel walks it, from the directory a link led to
+    (dir/link/.. is the link target's parent, not dir). With make, missing directories are
+    made with mode. The caller closes the fd."""
+    parts = [part for part in (path if path.startswith("/") else os.getcwd() + "/" + path).split("/") if part]
     fd, links, walked = _open_dir("/", None), 0, "/"
     try:
         while parts:

@@ -116,6 +116,10 @@ def stage(path: str, size: int, stop=None, timeout: float = WRITE_TIMEOUT_S) -> 
                 os.close(fd)
                 raise
             return Staged(fd, close=True)
+        if info is not None and stat.S_ISDIR(info.st_mode):  # found now, before the verdict, not by the rename
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file, a FIFO or a character device")
     finally:
         os.close(dir_fd)
     replacement = fsio.Replacement(path, stat.S_IMODE(info.st_mode) if info is not None else 0o644)
@@ -140,8 +144,8 @@ def _our_descriptor(path: str) -> Optional[int]:
     it, which a rename would replace. Another process's descriptor is refused."""
     import re
 
-    for _ in range(40):
-        path = os.path.normpath(os.path.join(os.getcwd(), path))
+    for _ in range(40):  # its directory resolved as the kernel does: a/link/.. is the link target's parent
+        path = os.path.join(os.path.realpath(os.path.dirname(os.path.join(os.getcwd(), path))), os.path.basename(path))
         if path in ("/dev/stdin", "/dev/stdout", "/dev/stderr"):
             return ("/dev/stdin", "/dev/stdout", "/dev/stderr").index(path)
         found = re.fullmatch(r"/dev/fd/(\d+)|/proc/(self|thread-self|\d+)(/task/\d+)?/fd/(\d+)", path)

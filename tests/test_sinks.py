@@ -16,7 +16,8 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import ROOT, free_port, report_of, smoke, strict_json, timed_run
+from checks import sinks
+from conftest import ROOT, config, free_port, report_of, smoke, strict_json, timed_run
 
 SMOKE = str(ROOT / "smoke.py")
 
@@ -258,6 +259,31 @@ def test_a_failed_write_and_the_printed_report_agree_on_the_exit_code(service):
         assert done.returncode == code == report_of(done)["exit_code"]
         assert report_of(done)["status"] == ("error" if code == 3 else "fail")
         assert "No space left on device" in done.stderr
+
+
+def test_dot_dot_after_a_link_is_the_link_targets_parent_as_for_any_program(service, tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "lnk").symlink_to("../a/b")
+    (tmp_path / "c" / "report2.json").mkdir()  # where a lexical c/lnk/.. would lead
+    for name in ("report.json", "report2.json"):
+        path = tmp_path / "c" / "lnk" / ".." / name
+        done = smoke("health", "--url", service + "/health", "--output", path, "--state-dir", tmp_path / "s")
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        subprocess.run(["touch", str(path) + ".touched"], check=True)  # the kernel's meaning: a/, not c/
+        assert json.loads((tmp_path / "a" / name).read_text())["status"] == "pass"
+        assert (tmp_path / "a" / (name + ".touched")).exists() and not (tmp_path / "c" / name).is_file()
+
+
+def test_a_report_path_that_became_a_directory_during_the_run_is_exit_3_never_0(service, tmp_path):
+    out = tmp_path / "report.json"  # free when the run starts; a check makes it a directory meanwhile
+    path = config(tmp_path, [{"name": "up", "kind": "http", "url": service + "/health"},
+                             {"name": "mkdir", "kind": "command", "command": ["mkdir", str(out)]}])
+    done = smoke("health", "--config", path, "--output", out, "--state-dir", tmp_path / "s")
+    assert done.returncode == 3 == report_of(done)["exit_code"] and report_of(done)["status"] == "error"
+    assert "--output: cannot write %s: Is a directory" % out in done.stderr and out.is_dir()
+    with pytest.raises(IsADirectoryError):
+        sinks.stage(str(out), 10)
 
 
 # --- another local user cannot steer where a report goes (run as root) -----------------------
