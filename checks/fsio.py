@@ -67,13 +67,48 @@ class Refused(PermissionError):
 
 
 def _others_can_write(info: os.stat_result) -> bool:
-    """Whether a user other than us and root can write in a directory: world-writable, or
-    writable by a group that is neither ours nor root's."""
-    return bool(info.st_mode & 0o002) or (bool(info.st_mode & 0o020) and info.st_gid not in (os.getegid(), 0))
+    """Whether a user other than us and root can change a directory's entries: its owner
+    when that is another user (they may chmod it), anyone when it is world-writable, and a
+    group's members when it is group-writable, unless the group can hold no one but us."""
+    mode = info.st_mode
+    return not _ours_or_roots(info) or bool(mode & 0o002) or (bool(mode & 0o020) and not _our_own_group(info.st_gid))
+
+
+_OWN_GROUP = {}  # gid: whether it is our private group
+
+
+def _our_own_group(gid: int) -> bool:
+    """Whether gid is our user's private group: our group, named as our user, with no other
+    member (listed, or by its primary group). Never root's gid 0: other users may have it
+    (OpenShift runs containers with gid 0)."""
+    if gid == 0 or gid != os.getegid():
+        return False
+    if gid not in _OWN_GROUP:
+        import grp  # here, not at start-up: only a group-writable directory of our group asks
+        import pwd
+        try:
+            name, group = pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(gid)
+            _OWN_GROUP[gid] = group.gr_name == name and set(group.gr_mem) <= {name} and not any(
+                user.pw_gid == gid and user.pw_name != name for user in pwd.getpwall())
+        except KeyError:  # a user or group with no name: nothing says it is ours alone
+            _OWN_GROUP[gid] = False
+    return _OWN_GROUP[gid]
 
 
 def _ours_or_roots(info: os.stat_result) -> bool:
     return info.st_uid in (os.geteuid(), 0)
+
+
+def _changeable(info: os.stat_result) -> str:
+    """Why a user other than us and root could add, remove or rename entries of a directory
+    (its owner is another user, who may do so even in a sticky one; or others can write in
+    it and it is not sticky), or "" when none can."""
+    if not _ours_or_roots(info):
+        return "belongs to user %d, who may change it" % info.st_uid
+    if _others_can_write(info) and not info.st_mode & stat.S_ISVTX:
+        return "can be changed by other users (mode %04o, group %d, not sticky)" % (stat.S_IMODE(info.st_mode),
+                                                                                   info.st_gid)
+    return ""
 
 
 def _open_dir(name: str, dir_fd: Optional[int]) -> int:
@@ -85,7 +120,8 @@ def _link_refused(path: str, info: os.stat_result) -> Refused:
                                 "another user's links" % (path, info.st_uid))
 
 
-def locate(path: str, make: bool = False, mode: int = 0o700, follow: bool = True) -> Tuple[int, str]:
+def locate(path: str, make: bool = False, mode: int = 0o700, follow: bool = True,
+           steady: bool = False) -> Tuple[int, str]:
     """(an fd of the directory that holds path's last part, that part's name), found through
     links that are ours or root's only: another user's link (planted in /tmp, say) could send
     a write anywhere. A last part that is a trusted link is followed too (unless not follow),
@@ -93,11 +129,18 @@ def locate(path: str, make: bool = False, mode: int = 0o700, follow: bool = True
     name again): a directory renamed or swapped for a link meanwhile cannot redirect what
     follows. `..` is walked as the kernel walks it, from the directory a link led to
     (dir/link/.. is the link target's parent, not dir). With make, missing directories are
-    made with mode. The caller closes the fd."""
+    made with mode. With steady, every directory looked in must be one no other user can
+    change (Refused): then the path means the same directory later too, to a child given it
+    and to our next open by name. The caller closes the fd."""
     parts = [part for part in (path if path.startswith("/") else os.getcwd() + "/" + path).split("/") if part]
     fd, links, walked = _open_dir("/", None), 0, "/"
     try:
         while parts:
+            reason = steady and _changeable(os.fstat(fd))
+            if reason:
+                raise Refused(errno.EPERM, "%s %s: another user could swap what is below it (keep a state or run "
+                                           "directory under directories only its user and root can change)"
+                              % (walked, reason))
             name = parts.pop(0)
             if name in (".", ""):
                 continue
@@ -135,19 +178,20 @@ def locate(path: str, make: bool = False, mode: int = 0o700, follow: bool = True
 
 
 def refuse_unsafe(fd: int, name: str, where: str, replacing: bool) -> None:
-    """The rules for writing name in the directory fd: not in a directory others can change
-    entries of (writable by them and not sticky, as /tmp is); not a file of another user's in a
-    directory others can write (their /tmp file, which they control)."""
+    """The rules for writing name in the directory fd: not in a directory another user can
+    change entries of (theirs, or one others can write that is not sticky as /tmp is); not a
+    file of another user's in a directory others can write (their /tmp file, which they
+    control)."""
     directory = os.fstat(fd)
-    shared = _others_can_write(directory)
-    if shared and not directory.st_mode & stat.S_ISVTX:
-        raise Refused(errno.EPERM, "%s is in a directory any user may change (writable by others, not sticky): "
-                                   "give a path in a directory of your own" % where)
+    reason = _changeable(directory)
+    if reason:
+        raise Refused(errno.EPERM, "%s is in a directory that %s: give a path in a directory of your own"
+                      % (where, reason))
     try:
         info = os.stat(name, dir_fd=fd, follow_symlinks=False)
     except FileNotFoundError:
         return
-    if shared and info.st_uid != os.geteuid():
+    if _others_can_write(directory) and info.st_uid != os.geteuid():
         raise Refused(errno.EPERM, "%s belongs to user %d, in a directory others can write: smoke.py %s only its "
                                    "own files there" % (where, info.st_uid, "replaces" if replacing else "appends to"))
 
@@ -238,9 +282,10 @@ def replace(path: str, data: bytes, mode: int = 0o644) -> None:
 
 def private_dir(path: str, make: bool = True) -> None:
     """path is a directory of ours alone (made 0700 with its missing parents when make): owned
-    by us and not writable by others. Refused when another user owns it or can write in it:
-    they could plant what a run reads (a history, a lock) or swap what it writes."""
-    fd, name = locate(path, make=make)
+    by us, not writable by others, and under directories no other user can change (steady).
+    Refused otherwise: another user could plant what a run reads (a history, a lock), or swap
+    the directory between our check and our use, or a child's."""
+    fd, name = locate(path, make=make, steady=True)
     try:
         try:
             info = os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -255,10 +300,18 @@ def private_dir(path: str, make: bool = True) -> None:
             raise Refused(errno.EPERM, "%s belongs to user %d: a run's directory must be its own user's"
                           % (path, info.st_uid))
         if _others_can_write(info):
-            raise Refused(errno.EPERM, "%s can be written by other users (mode %04o): a run's directory must be its "
-                                       "own user's alone (chmod go-w)" % (path, stat.S_IMODE(info.st_mode)))
+            raise Refused(errno.EPERM, "%s can be written by other users (mode %04o, group %d): a run's directory "
+                                       "must be its own user's alone (chmod go-w)"
+                          % (path, stat.S_IMODE(info.st_mode), info.st_gid))
     finally:
         os.close(fd)
+
+
+def steady_dir(path: str) -> None:
+    """Refused when a user other than us and root could change the directory path or one
+    above it: a private_dir made in it later would be one they could swap."""
+    fd, _ = locate(path.rstrip("/") + "/.", steady=True)  # the trailing "." makes path a directory looked in
+    os.close(fd)
 
 
 def open_lock(path: str) -> int:

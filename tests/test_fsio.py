@@ -1,6 +1,8 @@
 """fsio: the one way smoke.py touches files; every wait has a deadline its caller sets."""
 
+import grp
 import os
+import pwd
 import stat
 import threading
 import time
@@ -179,7 +181,7 @@ def test_a_directory_anyone_may_change_is_refused_a_sticky_one_is_not(tmp_path):
     open_dir.chmod(0o777)  # not sticky: anyone could rename our file away and put theirs
     with pytest.raises(fsio.Refused) as caught:
         fsio.replace(str(open_dir / "r.json"), b"x")
-    assert "a directory any user may change" in fsio.why(caught.value)
+    assert "can be changed by other users (mode 0777, group 0, not sticky)" in fsio.why(caught.value)
     fsio.replace(str(shared_dir(tmp_path) / "r.json"), b"x")
 
 
@@ -196,7 +198,7 @@ def test_a_run_directory_must_be_ours_alone(tmp_path):
     writable.chmod(0o777)
     with pytest.raises(fsio.Refused) as caught:
         fsio.private_dir(str(writable))
-    assert "can be written by other users (mode 0777)" in fsio.why(caught.value)
+    assert "can be written by other users (mode 0777, group 0)" in fsio.why(caught.value)
 
 
 def test_a_run_directory_is_made_ours_alone_with_its_parents(tmp_path):
@@ -206,3 +208,113 @@ def test_a_run_directory_is_made_ours_alone_with_its_parents(tmp_path):
     fsio.private_dir(str(made))  # once it is there, it is used as it is
     with pytest.raises(FileNotFoundError):
         fsio.private_dir(str(tmp_path / "missing"), make=False)
+
+
+# --- who else can change a directory: its owner, its group's members, and what they can swap ---
+
+def as_user(uid, gid, work, dir_fd=None):
+    """work(dir_fd) run in a forked child with uid and gid (and no other group); its exit code:
+    0 when it returned True. dir_fd was opened by us, so the test's own root-only directories on
+    the way do not stop the child."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            os._exit(0 if work(dir_fd) else 1)
+        except BaseException:
+            os._exit(2)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) if hasattr(os, "waitstatus_to_exitcode") \
+        else os.waitpid(pid, 0)[1] >> 8
+
+
+@as_root
+@pytest.mark.parametrize("mode", [0o755, 0o1777], ids=["private", "sticky"])
+def test_a_directory_another_user_owns_is_one_they_can_change(tmp_path, mode):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(str(theirs), NOBODY, NOBODY)
+    theirs.chmod(mode)
+    ours = theirs / "ours.log"
+    ours.write_text("ours\n")  # root's file: still theirs to rename away, even in a sticky directory
+    fd = os.open(str(theirs), os.O_RDONLY)
+    try:
+        assert as_user(NOBODY, NOBODY, lambda d: os.rename("ours.log", "gone", src_dir_fd=d, dst_dir_fd=d) is None,
+                       fd) == 0
+        os.rename("gone", "ours.log", src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
+    for write in (lambda p: fsio.replace(p, b"x"), lambda p: fsio.append(p, b"x"),
+                  lambda p: os.close(fsio.open_lock(p)), fsio.check_writable, lambda p: sinks.stage(p, 10)):
+        for path in (ours, theirs / "new.json"):
+            with pytest.raises(fsio.Refused) as caught:
+                write(str(path))
+            assert "is in a directory that belongs to user 65534, who may change it" in fsio.why(caught.value)
+    assert ours.read_text() == "ours\n" and sorted(os.listdir(str(theirs))) == ["ours.log"]
+
+
+@as_root
+def test_a_group_writable_directory_is_others_unless_the_group_is_ours_alone(tmp_path):
+    shared = tmp_path / "gst"
+    shared.mkdir()
+    shared.chmod(0o775)  # root:root, as `mkdir -m 0775` leaves it: gid 0 may hold others (OpenShift's users)
+    fd = os.open(str(shared), os.O_RDONLY)
+    try:
+        planted = as_user(NOBODY, 0, lambda d: os.close(os.open("history.jsonl", os.O_WRONLY | os.O_CREAT, 0o644,
+                                                                dir_fd=d)) is None, fd)
+    finally:
+        os.close(fd)
+    assert planted == 0 and (shared / "history.jsonl").stat().st_uid == NOBODY  # a member of the group wrote there
+    for write in (lambda p: fsio.replace(p + "/r.json", b"x"), lambda p: fsio.append(p + "/history.jsonl", b"x"),
+                  fsio.private_dir, lambda p: fsio.private_dir(p + "/state")):
+        with pytest.raises(fsio.Refused) as caught:
+            write(str(shared))
+        assert "(mode 0775, group 0" in fsio.why(caught.value)
+    # a user's private group (its name, no other member) holds no one else; another group does
+    private = [u for u in pwd.getpwall() if u.pw_uid not in (0, NOBODY) and _private_group(u)]
+    if not private:
+        pytest.skip("no user with a private group here to try the other half with")
+    user = private[0]
+    for gid, allowed in ((user.pw_gid, True), (grp.getgrnam("users").gr_gid, False)):
+        made = tmp_path / ("g%d" % gid)
+        made.mkdir()
+        os.chown(str(made), user.pw_uid, gid)
+        made.chmod(0o775)
+        fd = os.open(str(made), os.O_RDONLY)
+        try:
+            assert as_user(user.pw_uid, user.pw_gid, lambda d: fsio._others_can_write(os.fstat(d)) != allowed,
+                           fd) == 0, (user.pw_name, gid)
+        finally:
+            os.close(fd)
+
+
+def _private_group(user):
+    try:
+        group = grp.getgrgid(user.pw_gid)
+    except KeyError:
+        return False
+    return group.gr_name == user.pw_name and not group.gr_mem and \
+        [u.pw_name for u in pwd.getpwall() if u.pw_gid == user.pw_gid] == [user.pw_name]
+
+
+@as_root
+@pytest.mark.parametrize("owner, mode", [(NOBODY, 0o755), (NOBODY, 0o1777), (0, 0o777), (0, 0o775)],
+                         ids=["theirs", "theirs-sticky", "open", "group-0"])
+def test_a_run_directory_under_one_another_user_can_change_is_refused(tmp_path, owner, mode):
+    above = tmp_path / "above"
+    above.mkdir()
+    os.chown(str(above), owner, owner)
+    above.chmod(mode)
+    ours = above / "state"
+    ours.mkdir(0o700)  # root's, 0700: ours alone, but another user may rename it away and put theirs
+    for use in (fsio.private_dir, lambda p: fsio.private_dir(p, make=False), fsio.steady_dir,
+                lambda p: fsio.private_dir(p + "/deeper"), lambda p: fsio.steady_dir(p + "/../state")):
+        with pytest.raises(fsio.Refused) as caught:
+            use(str(ours))
+        reason = "belongs to user 65534, who may change it" if owner else \
+            "can be changed by other users (mode %04o, group 0, not sticky)" % mode
+        assert "%s %s: another user could swap what is below it" % (above, reason) in fsio.why(caught.value)
+    assert os.listdir(str(ours)) == []
+    fsio.private_dir(str(shared_dir(tmp_path) / "state"))  # sticky and root's, as /tmp: no one renames ours there
+    fsio.steady_dir(str(tmp_path / "shared" / "state"))

@@ -386,6 +386,10 @@ def test_a_run_dir_another_user_owns_or_can_write_is_refused(tmp_path):
     done, _, _ = heartbeat(section(tmp_path, run_dir=str(writable)))
     assert done.returncode == 2 and "can be written by other users" in done.stderr
     assert victim.read_text() == "precious"
+    (theirs / "ours").mkdir(0o700)  # ours alone, but in their directory: they could swap it for theirs meanwhile
+    for run_dir in (theirs / "ours", theirs / "new"):
+        done, _, _ = heartbeat(section(tmp_path, run_dir=str(run_dir)))
+        assert done.returncode == 2 and "%s belongs to user 65534, who may change it" % theirs in done.stderr
 
 
 def _free_port():

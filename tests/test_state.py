@@ -108,7 +108,7 @@ def test_a_history_in_a_directory_that_is_not_ours_alone_is_neither_read_nor_wri
     import os
 
     from conftest import NOBODY
-    for mode, owner in ((0o777, None), (0o755, NOBODY)):
+    for mode, owner in ((0o777, None), (0o755, NOBODY), (0o770, None)):  # 0770 root:root: gid 0 may hold others
         if owner is not None and os.geteuid() != 0:
             continue  # chown needs root
         state = tmp_path / ("state-%o" % mode)
@@ -138,3 +138,76 @@ def test_a_lock_file_another_user_owns_in_a_shared_directory_is_refused(tmp_path
     os.chown(str(lock), NOBODY, NOBODY)  # they made it first: they could hold it and stop every run
     done = smoke("health", "--tcp", "127.0.0.1:1", "--lock", lock, "--state-dir", tmp_path / "s")
     assert done.returncode == 2 and "belongs to user 65534, in a directory others can write" in done.stderr
+
+
+def test_a_state_directory_another_user_could_swap_is_never_used_while_they_swap_it(tmp_path):
+    import ctypes
+    import os
+
+    import pytest
+
+    from conftest import NOBODY
+    if os.geteuid() != 0:
+        pytest.skip("needs root: nobody's directory is made with chown, the swapper runs as nobody")
+    parent = tmp_path / "nbdir2"
+    parent.mkdir()
+    os.chown(str(parent), NOBODY, NOBODY)
+    (parent / "state").mkdir(0o700)  # root's, 0700: ours alone, but in a directory nobody renames in
+    (parent / "nb").mkdir(0o755)
+    os.chown(str(parent / "nb"), NOBODY, NOBODY)
+    dir_fd = os.open(str(parent), os.O_RDONLY)
+    swapper = os.fork()
+    if swapper == 0:  # nobody swaps state and nb, one step each (renameat2), until killed
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        libc = ctypes.CDLL(None, use_errno=True)
+        while libc.renameat2(dir_fd, b"state", dir_fd, b"nb", 2) == 0:  # RENAME_EXCHANGE: one step each
+            pass
+        os._exit(1)
+    os.close(dir_fd)
+    try:
+        for _ in range(8):
+            done = smoke("health", "--tcp", "127.0.0.1:1", "--state-dir", parent / "state")
+            problem = (json.loads(done.stdout).get("problems") or ["no problem: the history was written"])[0]
+            assert done.returncode == 1 and "%s belongs to user 65534, who may change it" % parent in problem, problem
+        assert os.waitpid(swapper, os.WNOHANG) == (0, 0)  # still swapping
+    finally:
+        os.kill(swapper, signal.SIGKILL)
+        os.waitpid(swapper, 0)
+    assert os.listdir(str(parent / "state")) == os.listdir(str(parent / "nb")) == []
+
+
+def test_a_lock_in_a_directory_another_user_owns_is_refused_not_waited_for(tmp_path):
+    import fcntl
+    import os
+
+    import pytest
+
+    from conftest import NOBODY
+    if os.geteuid() != 0:
+        pytest.skip("needs root: nobody's directory is made with chown, the holder runs as nobody")
+    theirs = tmp_path / "nbdir"
+    theirs.mkdir()
+    os.chown(str(theirs), NOBODY, NOBODY)
+    dir_fd = os.open(str(theirs), os.O_RDONLY)
+    ready, hold = os.pipe()
+    holder = os.fork()
+    if holder == 0:  # nobody makes the lock file first and holds an flock on it, until killed
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        fcntl.flock(os.open("smoke.lock", os.O_RDWR | os.O_CREAT, 0o644, dir_fd=dir_fd), fcntl.LOCK_EX)
+        os.write(hold, b"x")
+        time.sleep(60)
+        os._exit(0)
+    os.close(dir_fd)
+    try:
+        assert os.read(ready, 1) == b"x"
+        done = smoke("health", "--tcp", "127.0.0.1:1", "--lock", theirs / "smoke.lock", "--state-dir", tmp_path / "s")
+        assert done.returncode == 2 and "belongs to user 65534, who may change it" in done.stderr, done.stderr
+    finally:
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+        os.close(ready)
+        os.close(hold)

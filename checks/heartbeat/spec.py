@@ -103,7 +103,9 @@ def load(section, where: str = NAME) -> Spec:
 
 def _check_writable(run_dir: str, where: str) -> None:
     """run_dir, or the nearest of its parents that exists, is a directory we may write in,
-    and not / or a system tree (a run writes logs/ and data/ there)."""
+    and not / or a system tree (a run writes logs/ and data/ there). A run_dir used again
+    must be ours alone, and none above it one another user can change: they could swap it
+    for theirs while the run or its processes use it by name (fsio.private_dir)."""
     real = os.path.realpath(run_dir)
     if real == "/" or any(real == top or real.startswith(top + "/") for top in ("/proc", "/sys", "/dev")):
         raise ConfigError("%s: %s is no place for a run's files: give a directory of its own" % (where, run_dir))
@@ -113,11 +115,13 @@ def _check_writable(run_dir: str, where: str) -> None:
     if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError("%s: cannot create %s: %s is not a directory this user may write in"
                           % (where, run_dir, path))
-    if path == run_dir:  # a run_dir used again must be ours alone: no one else plants links in it
-        try:
+    try:
+        if path == run_dir:
             fsio.private_dir(run_dir, make=False)
-        except OSError as exc:
-            raise ConfigError("%s: %s" % (where, fsio.why(exc)))
+        else:
+            fsio.steady_dir(path)
+    except OSError as exc:
+        raise ConfigError("%s: %s" % (where, fsio.why(exc)))
 
 
 def _signal(name: str, where: str) -> int:
