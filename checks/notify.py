@@ -58,9 +58,8 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
     """[(kind, text)]: "failed" or "recovered" when the verdict changed since the last run of
     this command, and "escalated" for each check whose streak of failures just reached
     escalate_after. The first run of a command that fails counts as a change; a run that a
-    signal stopped tells nothing and is passed over."""
-    from checks import state
-
+    signal stopped tells nothing and is passed over; one whose message was not delivered
+    is told again by the next."""
     if report.get("interrupted"):  # a run stopped (systemctl stop, a cancelled job) gave no verdict to tell
         return []
     command, selection = report.get("command"), report.get("selection")
@@ -68,7 +67,8 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
                       and not _interrupted(r)]
     from checks.model import PASSING
 
-    before = this_selection[-1].get("status") if this_selection else "pass"
+    told = [r for r in this_selection if not r.get("untold")]  # a message not delivered is told again
+    before = told[-1].get("status") if told else "pass"
     now = report.get("status")
     failing = [r for r in report.get("results", ()) if r.get("status") in ("fail", "error")]
     found = []
@@ -80,11 +80,26 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
     elif now in PASSING and before not in PASSING:
         found.append(("recovered", "all %d passed again" % summary.get("total", 0)))
     for result in failing:
-        streak = 1 + state.consecutive_failures(this_selection, check=result["name"])
-        if streak == escalate_after:
+        before_this = _streak(this_selection, result["name"])
+        streak = 1 + len(before_this)
+        if streak == escalate_after or streak > escalate_after and all(
+                run.get("untold") for run in before_this[escalate_after - 1:]):
             found.append(("escalated", "%s has failed %d runs in a row: %s" % (result["name"], streak,
                                                                               result.get("message", ""))))
     return found
+
+
+def _streak(runs: List[Dict[str, Any]], check: str) -> List[Dict[str, Any]]:
+    """The runs of the check's current streak of failures, oldest first (runs that did not run
+    it are passed over)."""
+    streak: List[Dict[str, Any]] = []
+    for run in reversed(runs):
+        failing, passing = run.get("failing"), run.get("passing")
+        if isinstance(failing, list) and check in failing:
+            streak.append(run)
+        elif isinstance(passing, list) and check in passing:
+            break
+    return streak[::-1]
 
 
 def _interrupted(run: Dict[str, Any]) -> bool:

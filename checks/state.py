@@ -33,6 +33,8 @@ DEFAULT_LIMIT = 1000
 DEFAULT_ESCALATE_AFTER = 3  # failures of a check in a row before a notification escalates it
 MAX_LIMIT = 100000
 MAX_READ = 64 << 20  # bytes of a history or incident log read: its newest lines
+SMALL = 1 << 20  # a history up to this size is read whole on an append; past it, once per SMALL appended
+RECENT = 4 << 20  # bytes of the history's end read for what changed since the last run (notifications)
 _LOCK_WAIT_S = 5.0  # for another run's append; a stopped process holding it cannot hang us
 
 
@@ -83,12 +85,19 @@ def _now() -> str:
     return utc_timestamp()
 
 
-def _tail(path: str) -> Tuple[int, bytes]:
-    """(size, its newest MAX_READ bytes); (0, b"") when there is no such file yet."""
+def _tail(path: str, size: int = MAX_READ) -> Tuple[int, bytes]:
+    """(size, its newest `size` bytes); (0, b"") when there is no such file yet."""
     try:
-        return fsio.read_tail(path, MAX_READ)
+        return fsio.read_tail(path, size)
     except FileNotFoundError:
         return 0, b""
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _strict(line: bytes) -> Optional[Dict[str, Any]]:
@@ -102,13 +111,13 @@ def _strict(line: bytes) -> Optional[Dict[str, Any]]:
     return record if isinstance(record, dict) else None
 
 
-def read_lines(path: str) -> Tuple[List[Dict[str, Any]], List[str]]:
-    """The JSON objects of a JSON-lines file (its newest MAX_READ bytes), and what was wrong
+def read_lines(path: str, newest: int = MAX_READ) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """The JSON objects of a JSON-lines file (its newest `newest` bytes), and what was wrong
     with the rest, in a line or two (a torn last line after a power cut). A missing file is
     empty; one that cannot be read is OSError."""
-    size, data = _tail(path)
+    size, data = _tail(path, newest)
     lines = data.split(b"\n")
-    if size > MAX_READ:
+    if size > newest:
         lines = lines[1:]  # the first is a part of a line
     records, bad, warnings = [], 0, []
     for number, line in enumerate(lines, 1):
@@ -134,12 +143,14 @@ def append_line(path: str, record: Dict[str, Any], make_dirs: bool = False) -> N
     fsio.append(path, data, make_dirs=make_dirs, line=True)
 
 
-def record_run(state_dir: str, report: Dict[str, Any], limit: int = DEFAULT_LIMIT) -> List[str]:
+def record_run(state_dir: str, report: Dict[str, Any], limit: int = DEFAULT_LIMIT, told: bool = True) -> List[str]:
     """Add a report's run to the history (kept to its newest `limit` runs); the problems,
-    each one line: a history that cannot be written never changes a verdict. Lines are
-    counted, not parsed, on an append: a one-check run from cron pays a read, not a thousand
-    decodes. Past the limit the file is rewritten with its newest 90 %, so not every run
-    after that rewrites it."""
+    each one line: a history that cannot be written never changes a verdict. A run costs the
+    same whatever the history's size: one up to SMALL is read whole and its lines counted
+    (not parsed); a larger one only once per SMALL appended, else appended to unread. Past
+    the limit the file is rewritten with its newest 90 %, so not every run after that
+    rewrites it. told: False when a notification of this run could not be delivered (the
+    next run tells it again)."""
     problems: List[str] = []
     try:
         fsio.private_dir(state_dir)  # ours alone: nobody else plants a history, a lock or a link there
@@ -148,17 +159,23 @@ def record_run(state_dir: str, report: Dict[str, Any], limit: int = DEFAULT_LIMI
         return ["history: cannot write in %s: %s" % (state_dir, fsio.why(exc))]
     path = os.path.join(state_dir, "history.jsonl")
     try:
-        size, data = _tail(path)
+        from checks.model import reportable
+
+        line = json.dumps(reportable(run_line(report, told)), sort_keys=True, allow_nan=False).encode("utf-8")
+        size = _size(path)
+        if SMALL < size and size // SMALL == (size + len(line)) // SMALL:
+            fsio.append(path, line + b"\n", line=True)  # a torn last line is ended first
+            return problems
+        size, data = _newest_lines(path, limit)
         torn = bool(data) and not data.endswith(b"\n")  # a write cut short by a power cut
         if torn:
             problems.append("history: %s: its last line is cut short (a write that did not finish): dropped" % path)
-        if torn or data.count(b"\n") >= limit or size > MAX_READ:
-            lines = data.split(b"\n")[1 if size > MAX_READ else 0:]
-            kept = [line for line in lines[:-1] if _strict(line) is not None]  # strict JSON objects only
-            line = json.dumps(run_line(report), sort_keys=True, allow_nan=False).encode("utf-8")
+        if torn or data.count(b"\n") >= limit or size > len(data):
+            lines = data.split(b"\n")[1 if size > len(data) else 0:]
+            kept = [one for one in lines[:-1] if _strict(one) is not None]  # strict JSON objects only
             _rewrite(path, kept[max(0, len(kept) - max(0, int(limit * 0.9) - 1)):] + [line])
         else:
-            append_line(path, run_line(report))
+            fsio.append(path, line + b"\n", line=True)
     except (OSError, ValueError) as exc:
         problems.append("history: cannot write %s: %s" % (path, fsio.why(exc)))
     except MemoryError:  # the run's own report matters more: it is still printed
@@ -168,23 +185,46 @@ def record_run(state_dir: str, report: Dict[str, Any], limit: int = DEFAULT_LIMI
     return problems
 
 
-def run_line(report: Dict[str, Any]) -> Dict[str, Any]:
-    """A run as the history keeps it: when, what, its verdict, and which checks failed and passed."""
+def _newest_lines(path: str, count: int) -> Tuple[int, bytes]:
+    """(the file's size, its end holding at least `count` whole lines, or all of it up to
+    MAX_READ): read backwards in growing pieces, so a big history costs what is kept."""
+    size, want = 0, 1 << 16
+    while True:
+        size, data = _tail(path, want)
+        if len(data) >= size or want >= MAX_READ or data.count(b"\n") > count:
+            return size, data
+        want = min(MAX_READ, want * 4)
+
+
+def run_line(report: Dict[str, Any], told: bool = True) -> Dict[str, Any]:
+    """A run as the history keeps it: when, what, its verdict, and which checks failed and passed
+    ("failing" has the errors too, "passing" the warnings; "erroring" and "warning" say which,
+    "flaky" which passed on a retry); a run a signal stopped says so ("interrupted"), and one
+    whose notification could not be delivered ("untold")."""
     results = report.get("results") or []
-    return {"time": report.get("started_at"), "command": report.get("command"), "status": report.get("status"),
+    line = {"time": report.get("started_at"), "command": report.get("command"), "status": report.get("status"),
             "exit_code": report.get("exit_code"), "duration_ms": report.get("duration_ms"),
             "failing": [r["name"] for r in results if r.get("status") in ("fail", "error")],
             "passing": [r["name"] for r in results if r.get("status") in ("pass", "warn")],
+            "erroring": [r["name"] for r in results if r.get("status") == "error"],
+            "warning": [r["name"] for r in results if r.get("status") == "warn"],
+            "flaky": [r["name"] for r in results if r.get("flaky")],
             "selection": report.get("selection")}
+    if report.get("interrupted"):
+        line["interrupted"] = report["interrupted"]
+    if not told:
+        line["untold"] = True
+    return line
 
 
 def _rewrite(path: str, lines: List[bytes]) -> None:
     fsio.replace(path, b"".join(line + b"\n" for line in lines if line.strip()), 0o644)
 
 
-def history(state_dir: str) -> Tuple[List[Dict[str, Any]], List[str]]:
-    """The runs recorded, and warnings; a history that cannot be read is none, and says why. One
-    in a directory that is not ours alone is not read: another user could have written it."""
+def history(state_dir: str, newest: int = MAX_READ) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """The runs recorded (those in its newest `newest` bytes), and warnings; a history that
+    cannot be read is none, and says why. One in a directory that is not ours alone is not
+    read: another user could have written it."""
     path = os.path.join(state_dir, "history.jsonl")
     try:
         fsio.private_dir(state_dir, make=False)
@@ -193,7 +233,7 @@ def history(state_dir: str) -> Tuple[List[Dict[str, Any]], List[str]]:
     except OSError as exc:
         return [], ["history: not read from %s: %s" % (state_dir, fsio.why(exc))]
     try:
-        return read_lines(path)
+        return read_lines(path, newest)
     except (OSError, MemoryError) as exc:
         return [], ["history: cannot read %s: %s" % (path, fsio.why(exc))]
 

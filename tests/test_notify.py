@@ -326,3 +326,20 @@ def test_a_run_stopped_by_a_signal_tells_nobody_and_is_passed_over(receiver, por
     assert server.requests == [], [json.loads(r[3])["text"] for r in server.requests]
     bare_smoke(tmp_path, ["--tcp", "127.0.0.1:1"] + tell[2:], outside_ci())  # a real failure still is
     assert [json.loads(r[3])["text"].split(" - ")[0][-6:] for r in server.requests] == ["FAILED"]
+
+
+def test_a_message_that_was_not_delivered_is_told_by_the_next_run(receiver, port, tmp_path):
+    server, url = receiver
+    tell = ["--state-dir", str(tmp_path / "state"), "--notify", url + "/hook", "--escalate-after", "2"]
+    bare_smoke(tmp_path, ["--tcp", "127.0.0.1:%d" % port] + tell, outside_ci())  # a pass
+    server.fail_next = 10  # the failure's message: every try answers 503
+    done, report = bare_smoke(tmp_path, ["--tcp", "127.0.0.1:1"] + tell, outside_ci())
+    assert done.returncode == 1 and report["problems"][0].endswith("status 503")
+    server.requests.clear()
+    server.fail_next = 0
+    bare_smoke(tmp_path, ["--tcp", "127.0.0.1:1"] + tell, outside_ci())  # still failing: told now, and escalated
+    texts = [json.loads(body)["text"] for _, _, _, body in server.requests]
+    assert len(texts) == 2 and "FAILED - 1 of 1 failed" in texts[0] and "has failed 2 runs in a row" in texts[1]
+    server.requests.clear()
+    bare_smoke(tmp_path, ["--tcp", "127.0.0.1:1"] + tell, outside_ci())  # told once: nothing new
+    assert server.requests == []

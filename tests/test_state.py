@@ -211,3 +211,33 @@ def test_a_lock_in_a_directory_another_user_owns_is_refused_not_waited_for(tmp_p
         os.waitpid(holder, 0)
         os.close(ready)
         os.close(hold)
+
+
+def test_a_big_history_costs_a_run_an_append_and_is_trimmed_once_a_megabyte(tmp_path):
+    """Past a megabyte the history is not read on an append: a line that is not JSON in its
+    middle stays (a read would drop it), and the file keeps growing past history_limit until
+    an append crosses the next megabyte, which trims it to its newest 90 %."""
+    from checks import state
+
+    run = json.dumps({"command": "health", "status": "pass", "failing": [], "passing": ["t"]}).encode() + b"\n"
+    body = run * 20000 + b"not json\n" + run * 20000
+    path = tmp_path / "history.jsonl"
+    report = {"command": "health", "status": "pass", "results": [{"name": "t", "status": "pass"}]}
+    path.write_bytes(body)
+    size = path.stat().st_size
+    assert state.SMALL < size and size % state.SMALL < state.SMALL - 4096
+    assert state.record_run(str(tmp_path), report, limit=100) == []
+    data = path.read_bytes()
+    assert data.startswith(body) and b"not json" in data and data.count(b"\n") == 40002
+    left = state.SMALL - path.stat().st_size % state.SMALL  # a line that leaves 10 bytes to the megabyte
+    with open(str(path), "ab") as fh:
+        fh.write(b'{"command": "health", "pad": "%s"}\n' % (b"x" * (left - 10 - 33)))
+    assert state.SMALL - path.stat().st_size % state.SMALL == 10  # so the next append crosses it
+    assert state.record_run(str(tmp_path), report, limit=100) == []
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 90 and b"not json" not in lines and json.loads(lines[-1])["command"] == "health"
+    torn = path.read_bytes() + b'{"command": "hea'  # a torn last line is ended before the next is added
+    path.write_bytes(torn)
+    assert state.record_run(str(tmp_path), report, limit=100)[0].endswith("cut short (a write that did not "
+                                                                            "finish): dropped")
+    assert all(json.loads(line) for line in path.read_bytes().splitlines())

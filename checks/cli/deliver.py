@@ -1,5 +1,5 @@
 """Deliver a run: the report built and finalised once, then written everywhere from that one
-report, in this order: the run history, notifications, the files, stdout.
+report, in this order: notifications, the run history, the files, stdout.
 
 Finalised once: the verdict, the problems known by then (a file that cannot be written is
 found before, by staging it), a signal that came during the run and the exit policy give
@@ -57,7 +57,9 @@ def deliver(prepared, executed, start_problems: List[str], signals, closed, cloc
     finalise(report, [redact(problem) for problem in start_problems + executed.problems + problems], signals.signum,
              nagios(args))
     prior = _history(prepared)
-    _add(report, redact, _record(prepared, report) + _notify_within(prepared, report, prior, budget))
+    told = _notify_within(prepared, report, prior, budget)
+    untold = any(problem.startswith(("--notify:", "--notify-github:")) for problem in told)
+    _add(report, redact, told + _record(prepared, report, not untold))
     report["duration_ms"] = round((time.monotonic() - clock.began) * 1000, 1)  # the run and its notifications
     for (flag, path), sink in staged:  # --output last: its report has what the others could not do
         _interrupt_if(late(), report, signals.signum, args)
@@ -138,13 +140,14 @@ def _history(prepared) -> List[Dict[str, Any]]:
     if not (prepared.delivery.notify or prepared.delivery.github):
         return []
     from checks import state
-    return state.history(prepared.state_dir)[0]
+    return state.history(prepared.state_dir, state.RECENT)[0]
 
 
-def _record(prepared, report: Dict[str, Any]) -> List[str]:
-    """This run in the history; its problems (a history that cannot be written changes no verdict)."""
+def _record(prepared, report: Dict[str, Any], told: bool) -> List[str]:
+    """This run in the history, after its notifications (so a message that was not delivered
+    is marked, and told by the next run); its problems (a history changes no verdict)."""
     from checks import state
-    return state.record_run(prepared.state_dir, report, prepared.history_limit)
+    return state.record_run(prepared.state_dir, report, prepared.history_limit, told)
 
 
 def _notify_within(prepared, report: Dict[str, Any], prior: List[Dict[str, Any]], budget) -> List[str]:
