@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, as_root, planted_link, shared_dir
 from e2e_pythons import VERSIONS, find_python
 
 
@@ -253,3 +253,19 @@ def test_an_old_python_is_told_what_is_needed(bundle, tmp_path, version):
         pytest.skip("no python%s here" % version)
     done = run([found[-1], str(bundle), "--version"], tmp_path)  # it parses the whole file first
     assert done.returncode == 2 and done.stderr.startswith("smoke.py needs Python 3.8 or newer; this is %s" % version)
+
+
+@as_root
+def test_make_bundle_never_writes_through_another_users_link(tmp_path):
+    """tools/bundle.py writes as smoke.py does (fsio): a link of nobody's at the output, or at
+    the temp name beside it, in a sticky shared directory is refused; what it points at is untouched."""
+    shared = shared_dir(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    victim.chmod(0o600)
+    for name in ("smoke.py", "smoke.py.tmp"):
+        planted_link(shared / name, victim)
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bundle.py"), "--output", str(shared / "smoke.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "link of user 65534" in done.stderr and "Traceback" not in done.stderr
+    assert victim.read_text() == "mine" and oct(victim.stat().st_mode & 0o777) == "0o600"

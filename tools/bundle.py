@@ -262,13 +262,15 @@ def main(argv=None):
     parser.add_argument("--output", default=os.path.join(ROOT, "dist", "smoke.py"))
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
+    from checks import fsio
+
     text = bundle()
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    tmp = args.output + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, args.output)
+    if args.output == parser.get_default("output"):
+        os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    try:  # as smoke.py writes its files: never through another user's link, nor over their file in /tmp
+        fsio.replace(args.output, text.encode("utf-8"), 0o755)
+    except OSError as exc:
+        raise SystemExit("bundle: cannot write %s: %s" % (args.output, fsio.why(exc)))
     print("bundle: %s (%d files, %d KB, %d lines of at most %d characters)" % (
         args.output, len(files()), len(text) // 1024, text.count("\n"), max(map(len, text.split("\n")))))
 
