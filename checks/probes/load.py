@@ -143,15 +143,11 @@ _WORKER_GRACE_S = 5.0  # after a load's end and its last answer's timeout, for a
 def _forked(load: Load, workers: int, progress=None, ends=None, redact=None) -> Samples:
     """Share 0 run here, each other share by a child process, whose samples come back over a
     pipe each, read into the end of this process's own (a process fewer, and no copy of its
-    share). A worker lost (killed, or unable to start) is trouble of the run: its share is missing.
-    The objects of this process are frozen for the garbage collector while the workers live: a
-    collection in a worker would touch every one, and copy every page they are on."""
-    import gc
+    share). A worker lost (killed, or unable to start) is trouble of the run: its share is missing."""
     import signal
 
     board = _Board(workers)
     started = time.monotonic()
-    gc.freeze()
     children, troubles, readers = {}, [], {}
     open_ends = set()
     try:
@@ -161,7 +157,6 @@ def _forked(load: Load, workers: int, progress=None, ends=None, redact=None) -> 
         total = _Loop(load, 0, workers, board, progress, ends, redact).run()
         _collect(load, total, children, readers, open_ends, troubles, started, ends)
     finally:
-        gc.unfreeze()
         for read_end in open_ends:
             os.close(read_end)
         for pid in children:  # not reaped (after an interrupt): no load left running; a reaped pid may be reused
@@ -188,7 +183,7 @@ def _collect(load: Load, total: Samples, children: Dict[int, int], readers: Dict
     give_up = started + load.warmup + load.duration + load.timeout + _WORKER_GRACE_S if load.duration else None
     if ends is not None:
         give_up = min(give_up, ends + _WORKER_GRACE_S) if give_up is not None else ends + _WORKER_GRACE_S
-    while open_ends:  # each child's answer, read as it comes; progress meanwhile
+    while open_ends:  # each child's answer, read as it comes
         if give_up is not None and time.monotonic() > give_up:
             late = [pid for pid, read_end in children.items() if read_end in open_ends]
             given_up.update(late)
