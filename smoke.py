@@ -33,6 +33,12 @@ COMMANDS = {
                                     "needed); with --execute roll back, verify and record the incident"),
     "all": (None, "run every section the config file has (rollback only when asked by name)"),
 }
+# Commands that run no check but read what runs left: no config section, none of the run flags. name ->
+# (module, one-line help); the module has add_arguments(parser), EXAMPLES and main(args) -> exit code.
+TOOLS = {
+    "history": ("checks.history.command", "the run history check by check: last status, since when, streak, "
+                                          "pass rate, flaky; as text, JSON or an HTML page"),
+}
 
 EXAMPLES = """examples:
   python3 smoke.py health --url http://127.0.0.1:8080/health --expect 'json.status == healthy'
@@ -70,7 +76,7 @@ def _parser(argv):
             from checks.cli.options import did_you_mean, nagios_argv  # only here: --help imports nothing of ours
             hint = did_you_mean(message, options)
             if "argument COMMAND" in message and not hint:  # none given: say which there are
-                hint = " (one of: %s)" % ", ".join(COMMANDS)
+                hint = " (one of: %s)" % ", ".join(list(COMMANDS) + list(TOOLS))
             prog = "%s %s" % (self.prog, chosen) if chosen and self.prog == "smoke.py" else self.prog
             if nagios_argv(argv):  # Nagios shows stdout's first line
                 print("SMOKE UNKNOWN - usage: %s%s" % (message.replace("|", "/"), hint))
@@ -95,12 +101,17 @@ def _parser(argv):
     parser.add_argument("--version", action=Version, nargs=0, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = _command(argv)
-    options = list(COMMANDS)
-    for name, (module_name, text) in COMMANDS.items():
+    options = list(COMMANDS) + list(TOOLS)
+    for name, (module_name, text) in list(COMMANDS.items()) + list(TOOLS.items()):
         if chosen and name != chosen:  # each parser costs start-up time; the others are only for --help
             continue
         sub = commands.add_parser(name, help=text, description=text, formatter_class=formatter)
-        if name == chosen:  # only the chosen command pays for its imports
+        if name == chosen and name in TOOLS:
+            __import__(module_name)
+            sys.modules[module_name].add_arguments(sub)
+            sub.epilog = "examples:\n" + sys.modules[module_name].EXAMPLES
+            options += [option for action in sub._actions for option in action.option_strings]
+        elif name == chosen:  # only the chosen command pays for its imports
             from checks import command
             from checks.cli.options import add_arguments
             face = command.of(module_name)
@@ -117,7 +128,7 @@ def _command(argv):
     for arg in argv:
         if arg in ("-h", "--help", "--version"):
             continue
-        return arg if arg in COMMANDS else None
+        return arg if arg in COMMANDS or arg in TOOLS else None
     return None
 
 
@@ -153,6 +164,9 @@ def main(argv=None):
         from checks.cli.terminal import park_stdout
         park_stdout()
         return 0
+    if args.command in TOOLS:  # it runs no check: none of the run's stages
+        __import__(TOOLS[args.command][0])
+        return sys.modules[TOOLS[args.command][0]].main(args)
     from checks import SmokeError, cli
     from checks.model import ExitCode
 
