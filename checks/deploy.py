@@ -145,6 +145,8 @@ def load(section, where: str = NAME, keep_on_failure: bool = False) -> Spec:
                 one = _with_lines(one, at) if phase == "logs" else one
                 if phase == "cleanup" and isinstance(one, dict):
                     one = dict({"always": True, "retries": 2}, **one)
+                if phase in ("deploy", "cleanup") and isinstance(one, dict) and one.get("kind") == "command":
+                    one = dict({"leave_running": True}, **one)  # it changes the system: what it starts stays
                 step = steps.load(one, at, NAME, name, known, builtins)
                 providers = [s.name for s in target_steps if set(s.captures) & step.needs]
                 target_steps.append(step._replace(after=frozenset(gates + own + providers)))

@@ -4,19 +4,25 @@ A run owns one Cleanup (handed to probes in the run context) and one Signals;
 SIGHUP, SIGINT and SIGTERM interrupt it with Interrupted. Cleanup actions stop a
 run's process groups on every path our code runs (success, failure, signals).
 For the one path where none of it runs, kill -9, a reaper outlives us: a shell in
-its own session that reads the list of our live process groups and, when its stdin
-reaches end of file (the kernel closes our end of the pipe as we die), kills them.
+its own session that reads what the run owns from a pipe and, when its stdin
+reaches end of file (the kernel closes our end of the pipe as we die), kills it.
 Linux's parent-death signal would reach only each group's first process, not what
 that process started. A process that leaves its session (setsid) is re-parented to
-us, a child subreaper, and killed when the run ends; after kill -9, the reaper finds it by
-the run's mark in its environment.
+us, a child subreaper, and killed when the run ends; after kill -9, the reaper finds it
+by the run's mark in its environment, or, one that cleared it, in the record of our
+descendants kept several times a second (watch).
+
+A step that changes the system for good (a rollback's command) starts its process with
+start_unowned(): no mark, not recorded, and what it leaves running goes past us to init
+(we are no subreaper meanwhile), so nothing of ours ever kills it; only its own group
+is killed, when it times out or the run is stopped while it runs.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
+import time
 
 from checks import procfs
 
@@ -32,11 +38,14 @@ except ImportError:
     import signal
 
 # The run's state, sent whole each time it changes, as lines ending with a line ".": "g PGID" (a
-# process group of ours), "c PID START" (a process we stopped: continued), "d PATH" (a directory
-# of ours: removed) and "m MARK" (every process carrying SMOKE_PY_RUN=MARK in its environment is
-# ours, even one that left its group and session). At end of file, smoke.py is gone (even by
-# kill -9): the reaper acts on the last state. Each group's session is scanned in /proc too: a
-# process that moved to a group of its own (setpgid, job control) is found by its session.
+# process group of ours: it, and all that its members started, are killed), "l PGID" (the group of a
+# process whose leftovers are not ours: only the group is killed), "r PID START" (a process seen
+# below us, by its start time: killed if it is still that process), "m MARK" (every process
+# carrying SMOKE_PY_RUN=MARK in its environment is ours), "c PID START" (a process we stopped:
+# continued) and "d PATH" (a directory of ours: removed). At end of file, smoke.py is gone (even by
+# kill -9): the reaper acts on the last state. A group's session counts as the group (a process
+# that moved to a group of its own, setpgid, job control, is found by its session). What is ours
+# is stopped (SIGSTOP) and looked at again, until no new child of it appears; then all is killed.
 MARK_VARIABLE = "SMOKE_PY_RUN"
 _REAPER = r"""
 state=; next=
@@ -54,22 +63,34 @@ for item in $(items c | tr ' ' '_'); do
   set -- ${s##*) }
   [ "${20}" = "$start" ] && kill -s CONT "$pid" 2>/dev/null
 done
-groups=$(items g | sed 's/^/-/' | tr '
-' ' ')
-if [ -n "$groups" ]; then
-  kill -s KILL -- $groups 2>/dev/null
+mark=$(items m); marked=
+[ -z "$mark" ] || marked=$(grep -lsF "@VARIABLE@=$mark" /proc/[0-9]*/environ | sed 's#^/proc/##; s#/environ$##')
+ours=" $(items g | tr '\n' ' ')"; left=" $(items l | tr '\n' ' ')"; seen=" $(items r | tr ' \n' '_ ')"
+marked=" $(echo "$marked" | tr '\n' ' ')"
+table() {
   for f in /proc/[0-9]*/stat; do
-    read -r s 2>/dev/null < "$f" || continue; set -- ${s##*) }
-    case " $groups" in *" -$4 "*) p=${f#/proc/}; kill -s KILL "${p%/stat}" 2>/dev/null;; esac
+    read -r s 2>/dev/null < "$f" || continue; p=${f#/proc/}; set -- ${s##*) }; echo "${p%/stat} $2 $3 $4 ${20}"
   done
-fi
-mark=$(items m)
-if [ -n "$mark" ]; then
-  for f in $(grep -lsF "@VARIABLE@=$mark" /proc/[0-9]*/environ); do p=${f#/proc/}; kill -s KILL "${p%/environ}" 2>/dev/null; done
-fi
+}
+victims=
+for round in 1 2 3 4 5 6 7 8; do
+  found=$(table | awk -v self=$$ -v ours="$ours" -v left="$left" -v seen="$seen" -v marked="$marked" '
+    { ppid[$1] = $2
+      if (index(left, " " $3 " ") || index(left, " " $4 " ")) out[$1] = 1
+      if (index(ours, " " $3 " ") || index(ours, " " $4 " ") || index(seen, " " $1 "_" $5 " ") ||
+          index(marked, " " $1 " ")) own[$1] = 1 }
+    END { do { n = 0; for (p in ppid) if (!(p in own) && (ppid[p] in own)) { own[p] = 1; n++ } } while (n)
+          for (p in own) out[p] = 1
+          for (p in out) if (p != self && p + 0 > 1) print p }' | sort -n | tr '\n' ' ')
+  [ "$found" = "$victims" ] && break
+  victims=$found
+  kill -s STOP $victims 2>/dev/null
+done
+[ -z "$victims" ] || kill -s KILL $victims 2>/dev/null
 items d | while IFS= read -r dir; do rm -rf -- "$dir"; done
 """.replace("@VARIABLE@", MARK_VARIABLE)
 _PR_SET_CHILD_SUBREAPER = 36
+WATCH_S = 0.25  # how often the record of our descendants is renewed (more seldom on a host with very many processes)
 _INTERNAL: Set[Tuple[str, ...]] = set()  # the command lines of our own helpers: never "a process" of the system
 
 
@@ -79,15 +100,17 @@ class _Reaper:
     def __init__(self):
         self._lock = threading.Lock()
         self._groups: Set[int] = set()
+        self._unowned: Set[int] = set()
         self._stopped: Dict[int, int] = {}
         self._dirs: Set[str] = set()
+        self._seen: Dict[int, int] = {}
         self._proc = None
         self._failed = False
         self.mark = os.urandom(8).hex()
 
     def change(self, kind: str, item: Any, add: bool) -> None:
         with self._lock:
-            store = {"g": self._groups, "c": self._stopped, "d": self._dirs}[kind]
+            store = {"g": self._groups, "l": self._unowned, "c": self._stopped, "d": self._dirs}[kind]
             if not add:
                 store.discard(item) if isinstance(store, set) else store.pop(item, None)
             elif isinstance(store, set):
@@ -96,11 +119,25 @@ class _Reaper:
                 store[item[0]] = item[1]
             self._tell()
 
+    def seen(self, found: Dict[int, int], alive: Dict[int, Tuple[int, int]]) -> None:
+        """The processes found below us now, kept with those seen before that are still alive
+        (one that left for init during a step that let go of its orphans is still ours)."""
+        with self._lock:
+            seen = {pid: start for pid, start in self._seen.items() if alive.get(pid, (0, None))[1] == start}
+            seen.update(found)
+            if seen != self._seen:
+                self._seen = seen
+                self._tell()
+
+    def pid(self) -> Optional[int]:
+        return self._proc.pid if self._proc is not None else None
+
     def _tell(self) -> None:
         """Send the whole state: the reaper keeps only the last one."""
         if self._failed:
             return
         lines = ["m " + self.mark] + ["g %d" % g for g in sorted(self._groups)]
+        lines += ["l %d" % g for g in sorted(self._unowned)] + ["r %d %d" % item for item in sorted(self._seen.items())]
         lines += ["c %d %d" % item for item in sorted(self._stopped.items())]
         lines += ["d " + path for path in sorted(self._dirs) if "\n" not in path]
         try:
@@ -116,6 +153,84 @@ class _Reaper:
             self._proc.stdin.flush()
         except OSError:  # no /bin/sh, or it died: the groups' own parent-death signals remain
             self._failed = True
+
+
+class _Descendants:
+    """Which processes below us are the run's, and who adopts their orphans.
+
+    We are a child subreaper (adopt()), so what our processes leave behind becomes our child,
+    and the record of everything below us is renewed every WATCH_S for the reaper: after
+    kill -9, what cleared its environment and left its session is still known by pid and start
+    time. While an unowned process runs (start_unowned), we are no subreaper: what it leaves
+    goes to init, and its tree is never recorded. The window that remains: a process of ours
+    that is born and escapes to init within one renewal, during such a step, or that clears its
+    mark and escapes within one renewal before kill -9.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()  # held across a scan, and across the start of an unowned process
+        self.adopting = False
+        self.roots: Set[int] = set()  # unowned processes running now: not ours, nor what is below them
+        self.watching = False
+
+    def adopt(self) -> bool:
+        with self.lock:
+            if not self.adopting:  # while an unowned process runs, from when it ends
+                self.adopting = bool(procfs.prctl()) and (bool(self.roots) or self._subreaper(True))
+            if self.adopting and not self.watching:
+                self.watching = True
+                try:
+                    start_thread(self._watch, "smoke-watch")
+                except Exception:  # no thread to be had: the marks and groups still hold
+                    pass
+            return self.adopting
+
+    def _subreaper(self, on: bool) -> bool:
+        call = procfs.prctl()
+        return bool(call) and call(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
+
+    def start_unowned(self, start: Callable[[], Any]) -> Any:
+        with self.lock:
+            if not self.roots and self.adopting:
+                self._subreaper(False)
+            try:
+                proc = start()
+            except BaseException:
+                if not self.roots and self.adopting:
+                    self._subreaper(True)
+                raise
+            self.roots.add(proc.pid)
+        return proc
+
+    def unowned_ended(self, pid: int) -> None:
+        with self.lock:
+            self.roots.discard(pid)
+            if not self.roots and self.adopting:
+                self._subreaper(True)
+
+    def _watch(self) -> None:
+        while True:
+            began = time.monotonic()
+            self.record()
+            time.sleep(max(WATCH_S, 20 * (time.monotonic() - began)))  # at most a twentieth of a CPU
+
+    def record(self) -> None:
+        """Tell the reaper what is below us now (pid and start time), but our helper and the
+        unowned processes' trees."""
+        with self.lock:
+            alive = procfs.family()
+            spared = self.roots | {_REAPER_PROCESS.pid()}
+            below: Dict[int, List[int]] = {}
+            for pid, (ppid, _) in alive.items():
+                below.setdefault(ppid, []).append(pid)
+            found: Dict[int, int] = {}
+            todo = list(below.get(os.getpid(), ()))
+            while todo:
+                pid = todo.pop()
+                if pid not in spared and pid not in found:
+                    found[pid] = alive[pid][1]
+                    todo += below.get(pid, ())
+        _REAPER_PROCESS.seen(found, alive)
 
 
 class Interrupted(BaseException):
@@ -282,16 +397,20 @@ def shielded(work) -> Tuple[Any, Optional[Interrupted]]:
 
 
 _REAPER_PROCESS = _Reaper()
+_DESCENDANTS = _Descendants()
 
 
-def own_group(pgid: int) -> None:
-    """A process group of ours: killed if smoke.py dies before release_group()."""
-    _REAPER_PROCESS.change("g", pgid, True)
+def own_group(pgid: int, unowned: bool = False) -> None:
+    """A process group of ours: killed if smoke.py dies before release_group(), with all its
+    members started; unowned (start_unowned): the group alone, not what it left running."""
+    _REAPER_PROCESS.change("l" if unowned else "g", pgid, True)
 
 
 def release_group(pgid: int) -> None:
-    """The group is gone (we killed it): its id may be reused, so the reaper must forget it."""
+    """The group is gone (we killed it), or what is left of it is not ours: its id may be
+    reused, so the reaper must forget it."""
     _REAPER_PROCESS.change("g", pgid, False)
+    _REAPER_PROCESS.change("l", pgid, False)
 
 
 def own_stopped(pid: int, start_time: int) -> None:
@@ -313,6 +432,18 @@ def release_dir(path: str) -> None:
     _REAPER_PROCESS.change("d", os.path.abspath(path), False)
 
 
+def start_unowned(start: Callable[[], Any]) -> Any:
+    """start() (a Popen) for a step whose purpose is to change the system (a rollback's command
+    that starts a daemon): what it leaves running is not the run's. Until unowned_ended(its pid),
+    what it orphans goes past us to init, and nothing below it is recorded for the reaper."""
+    return _DESCENDANTS.start_unowned(start)
+
+
+def unowned_ended(pid: int) -> None:
+    """The unowned process has ended (it was waited for): orphans are ours again."""
+    _DESCENDANTS.unowned_ended(pid)
+
+
 def run_mark() -> Dict[str, str]:
     """The environment entry every process of the run carries: the reaper finds by it those
     that left their group and session (setsid), after kill -9 of smoke.py too."""
@@ -330,11 +461,10 @@ def is_internal(ppid: int, argv) -> bool:
     return ppid == os.getpid() and tuple(argv) in _INTERNAL
 
 
-@functools.lru_cache(maxsize=None)
 def adopt_orphans() -> bool:
-    """Become a child subreaper (Linux): what our children leave behind becomes our child."""
-    call = procfs.prctl()
-    return bool(call) and call(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    """Become a child subreaper (Linux): what our children leave behind becomes our child; and
+    keep the record of everything below us for the reaper."""
+    return _DESCENDANTS.adopt()
 
 
 def strays(before) -> List[Tuple[int, List[str]]]:
@@ -347,7 +477,7 @@ def strays(before) -> List[Tuple[int, List[str]]]:
 def kill_orphans() -> None:
     """At the end of a run: kill the descendants that left their group (setsid) and were
     re-parented to us, with their own groups; a few rounds, as their children come to us in turn."""
-    if not adopt_orphans.cache_info().currsize:
+    if not _DESCENDANTS.adopting:
         return
     for _ in range(5):
         orphans = [pid for pid, argv in procfs.children() if not is_internal(os.getpid(), argv)]

@@ -132,7 +132,13 @@ def load(section, where: str = NAME) -> Spec:
             raise ConfigError("%s.name: %r is %s: every step needs a name of its own" % (
                 at, name, "taken" if same_name(name) in names else "one of rollback's own results"))
         names.add(same_name(name))
-        table = {key: value for key, value in table.items() if key != "name"} if isinstance(table, dict) else table
+        if isinstance(table, dict) and table.get("kind") == "spawn":
+            raise ConfigError("%s.kind: a spawned process is the run's, stopped when the steps end, before verify: "
+                              "start what the rollback restores with a command (nginx, redis-server --daemonize "
+                              "yes, systemctl start), whose daemon stays running" % at)
+        if isinstance(table, dict):  # a step changes the system: what it starts is the system's
+            table = dict({"leave_running": True} if table.get("kind") == "command" else {},
+                         **{key: value for key, value in table.items() if key != "name"})
         loaded.append(steps.load(table, at, NAME, name, known, builtins))
     return Spec(triggers, on_no_data, None, run, loaded, verify, settle, verify_timeout, verify_interval,
                 time_budget, cooldown, paths["incident_log"], paths["rollback_log"], paths["lock"], False, False)

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import NEUTRAL, ROOT
+from conftest import NEUTRAL, ROOT, gone
 from fixtures import model_server
 
 SMOKE = str(ROOT / "smoke.py")
@@ -442,3 +442,24 @@ def test_spawned_processes_start_their_own_logs_and_are_stopped_visibly(tmp_path
     assert results["stop deploy.front"]["status"] == "warn"
     assert results["stop deploy.front"]["message"] == "did not stop on SIGTERM within 5s: killed (SIGKILL)"
     assert list(results).index("stop deploy.front") < list(results).index("stop deploy.engine")  # newest first
+
+
+def test_a_daemon_the_deploy_phase_starts_is_left_for_inspection_and_stopped_by_cleanup(tmp_path):
+    pidfile = tmp_path / "daemon.pid"
+    daemon = ("import os, sys, time\nif os.fork():\n    sys.exit(0)\nos.setsid()\nif os.fork():\n    os._exit(0)\n"
+              "open(sys.argv[1], 'w').write(str(os.getpid()))\nnull = os.open(os.devnull, os.O_RDWR)\n"
+              "for fd in (0, 1, 2):\n    os.dup2(null, fd)\ntime.sleep(120)\n")
+    section = {"deploy": {"kind": "command", "command": [sys.executable, "-c", daemon, str(pidfile)]},
+               "ready": {"kind": "command", "command": ["false"]},
+               "cleanup": {"kind": "command", "command": ["sh", "-c", 'kill "$(cat %s)"' % pidfile]}}
+    try:
+        for flags, stays in ((["--keep-on-failure"], True), ([], False)):
+            done, _, results = deploy(tmp_path, section, "--state-dir", str(tmp_path / "s"), *flags)
+            pid = int(pidfile.read_text())
+            time.sleep(1)  # smoke.py has ended, and its reaper with it
+            assert done.returncode == 1 and gone(pid) != stays, results["cleanup"]["message"]
+            if stays:  # the system's, as the deploy phase left it: the user's cleanup stops it
+                os.kill(pid, signal.SIGKILL)
+    finally:
+        if pidfile.exists() and not gone(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)

@@ -919,3 +919,41 @@ def test_a_checks_tags_add_to_the_section_defaults():
     check = build_check({"name": "t", "kind": "tcp", "address": "127.0.0.1:1", "tags": ["slow", "demo"]},
                         "health.checks[0]", "health", {"tags": ["demo", "hourly"]})
     assert check.tags == ("demo", "hourly", "slow")
+
+
+# --- command and spawn: which processes are the run's ----------------------------------------
+
+# A daemon: fork, setsid, fork again, stdio to /dev/null, its pid in a file, then a long sleep.
+DAEMON = ("import os, sys, time\nif os.fork():\n    sys.exit(0)\nos.setsid()\nif os.fork():\n    os._exit(0)\n"
+          "open(sys.argv[1], 'w').write(str(os.getpid()))\nnull = os.open(os.devnull, os.O_RDWR)\n"
+          "for fd in (0, 1, 2):\n    os.dup2(null, fd)\ntime.sleep(120)\n")
+
+
+def test_what_a_command_leaves_running_is_the_runs_unless_it_says_leave_running(tmp_path):
+    from conftest import smoke
+    pids = {}
+    try:
+        for leave in (False, True):
+            pidfile = tmp_path / ("%s.pid" % leave)
+            path = tmp_path / "smoke.json"
+            path.write_text(json.dumps({"health": {"checks": [{"name": "start", "kind": "command", "command": [
+                PY, "-c", DAEMON, str(pidfile)], "leave_running": leave}]}}))
+            done = smoke("health", "--config", str(path), "--state-dir", str(tmp_path / "s"))
+            assert done.returncode == 0, done.stdout + done.stderr
+            pids[leave] = int(pidfile.read_text())
+        time.sleep(1)  # both runs have ended: their reapers have done what they do
+        assert gone(pids[False]) and not gone(pids[True])
+        with open("/proc/%d/environ" % pids[True], "rb") as fh:
+            assert b"SMOKE_PY_RUN=" not in fh.read()  # not marked as the run's
+    finally:
+        for pid in pids.values():
+            if not gone(pid):
+                os.kill(pid, 9)
+
+
+def test_a_spawned_process_is_the_runs_and_cannot_be_left_running(tmp_path):
+    from checks.kinds import STEP_KINDS
+    with pytest.raises(ConfigError) as caught:
+        build_check({"kind": "spawn", "command": ["sleep", "1"], "log": str(tmp_path / "log"), "leave_running": True},
+                    "deploy.deploy", "deploy", kinds=STEP_KINDS)
+    assert str(caught.value).startswith("deploy.deploy.leave_running: a spawned process is the run's")

@@ -207,3 +207,62 @@ def test_a_process_heartbeat_stopped_is_continued_after_a_kill_9(tmp_path):
 def state_of(pid):
     with open("/proc/%d/stat" % pid) as fh:
         return fh.read().rsplit(")", 1)[1].split()[0]
+
+
+# --- after kill -9: what cleared the mark and left the session, found by pid and start time -------
+
+def running(token):
+    """The pids of processes with this word in their command line (zombies have none)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                if token.encode() in fh.read().split(b"\0"):
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def kill_9_when_running(argv, token, count):
+    """Start smoke.py, wait until `count` processes with token run (and a renewal of its record of
+    them), kill -9 it; then wait until they are gone, or 5 s."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while len(running(token)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(running(token)) >= count
+    time.sleep(0.6)  # the record is renewed every 0.25 s
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 5
+    while running(token) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+# Each leaves its session, with an environment without the run's mark.
+UNMARKED = {"env-i": "setsid env -i sleep {t} & sleep {t}",
+            "env-u": "env -u SMOKE_PY_RUN setsid sleep {t} & sleep {t}",
+            "orphaned": "setsid sh -c 'env -i sleep {t} & exit 0'; sleep {t}"}
+
+
+@pytest.mark.parametrize("command", list(UNMARKED.values()), ids=list(UNMARKED))
+def test_a_kill_9_leaves_no_process_that_cleared_its_mark_and_left_its_session(tmp_path, command):
+    token = "302.%d" % os.getpid()
+    path = config(tmp_path, [{"name": "escape", "kind": "command", "shell": True, "command": command.format(t=token),
+                              "timeout": 120}])
+    kill_9_when_running([sys.executable, SMOKE, "health", "--config", path], token, 2)
+    assert running(token) == []
+
+
+def test_a_kill_9_during_a_deploy_leaves_no_spawned_process_that_cleared_its_mark(tmp_path):
+    token = "303.%d" % os.getpid()
+    path = tmp_path / "deploy.json"
+    path.write_text(json.dumps({"deploy": {
+        "concurrency": 3, "targets": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+        "deploy": {"kind": "spawn", "shell": True, "log": str(tmp_path / "{target}.log"),
+                   "command": "setsid env -i sleep %s & exec sleep %s" % (token, token)},
+        "ready": {"kind": "command", "command": ["sleep", "60"], "timeout": 120}}}))
+    kill_9_when_running([sys.executable, SMOKE, "deploy", "--config", str(path), "--state-dir", str(tmp_path / "s")],
+                        token, 6)
+    assert running(token) == []

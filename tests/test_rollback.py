@@ -601,3 +601,119 @@ def test_links_and_directories_of_another_user_never_take_a_rollbacks_records(si
     done, _, results = smoke("rollback", "--config", path, "--state-dir", tmp_path / "own", "--execute")
     assert done.returncode == 3 and "a link of user 65534" in results["incident"]["message"]
     assert victim.read_text() == "precious" and log(repo)[0] == "v2"  # never acted without a record
+
+
+# --- what a step starts is the system's: it outlives the run -----------------------------------
+
+# A daemon as they are written: bind, fork, setsid, fork again, stdio to /dev/null, its pid in a file.
+DAEMON = """import os, socket, sys
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.bind(("127.0.0.1", int(sys.argv[1])))
+sock.listen(16)
+if os.fork():
+    sys.exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+with open(sys.argv[2], "w") as fh:
+    fh.write(str(os.getpid()))
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+while True:
+    sock.accept()[0].close()
+"""
+
+
+def free_port():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def acting(tmp_path, port, steps):
+    """A rollback that fires while nothing answers on port, runs steps and verifies that something does."""
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({
+        "health": {"checks": [{"name": "up", "kind": "tcp", "address": "127.0.0.1:%d" % port, "timeout": 1}]},
+        "rollback": {"triggers": ["check.up.status == fail"], "run": ["health"], "steps": steps, "verify": ["health"],
+                     "verify_timeout": 10, "verify_interval": 0.2, "incident_log": str(tmp_path / "i.jsonl")}}))
+    return path
+
+
+def daemon(name, tmp_path, port):
+    """(the argv that starts it on port and returns, its pid file)."""
+    pidfile = tmp_path / ("%s.pid" % name)
+    if name == "nginx":
+        temp = " ".join("%s_temp_path %s;" % (kind, tmp_path / kind) for kind in ("client_body", "proxy", "fastcgi",
+                                                                                 "uwsgi", "scgi"))
+        (tmp_path / "nginx.conf").write_text(
+            "worker_processes 1; pid %s; error_log %s/error.log;\nevents { worker_connections 64; }\n"
+            "http { access_log off; %s server { listen 127.0.0.1:%d; location / { return 200 'ok'; } } }\n"
+            % (pidfile, tmp_path, temp, port))
+        return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(tmp_path / "nginx.conf"), "-p",
+                str(tmp_path)], pidfile
+    if name == "redis-server":
+        return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes", "--pidfile",
+                str(pidfile), "--dir", str(tmp_path), "--save", "", "--appendonly", "no"], pidfile
+    return [sys.executable, "-c", DAEMON, str(port), str(pidfile)], pidfile
+
+
+def environ(pid):
+    with open("/proc/%d/environ" % pid, "rb") as fh:
+        return fh.read()
+
+
+@pytest.mark.parametrize("name", ["double-fork", "nginx", "redis-server"])
+def test_a_daemon_a_step_starts_still_answers_after_the_run(tmp_path, name):
+    if name != "double-fork" and not shutil.which(name) and not os.path.exists("/usr/sbin/" + name):
+        pytest.skip("%s is not installed" % name)
+    port = free_port()
+    argv, pidfile = daemon(name, tmp_path, port)
+    try:
+        done, _, results = smoke("rollback", "--config", acting(tmp_path, port, [{"name": "start", "kind": "command",
+                                                                                   "command": argv}]),
+                                 "--execute", "--state-dir", tmp_path / "s")
+        assert done.returncode == 0 and results["verify"]["status"] == "pass", done.stdout + done.stderr
+        time.sleep(1)  # smoke.py has ended: its reaper has done what it does
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()  # still answers
+        pid = int(pidfile.read_text())
+        assert b"SMOKE_PY_RUN=" not in environ(pid)  # nothing marks it as the run's
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)  # nginx and redis stop their workers with it
+
+
+def running(token):
+    """The pids of processes with this word in their command line."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                if token.encode() in fh.read().split(b"\0"):
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def test_a_step_that_hangs_is_still_killed_with_its_group(tmp_path):
+    token = "301.%d" % os.getpid()
+    done, _, results = smoke("rollback", "--config", acting(tmp_path, free_port(), [
+        {"name": "hang", "kind": "command", "command": ["sh", "-c", "sleep %s & sleep %s" % (token, token)],
+         "timeout": 1}]), "--execute", "--state-dir", tmp_path / "s")
+    assert done.returncode == 1 and "timed out after 1s" in results["hang"]["message"]
+    deadline = time.monotonic() + 5
+    while running(token) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running(token) == []
+
+
+def test_a_spawn_step_is_no_rollback_exit_2(tmp_path):
+    path = acting(tmp_path, free_port(), [{"name": "serve", "kind": "spawn", "command": ["sleep", "60"],
+                                           "log": str(tmp_path / "serve.log")}])
+    done, _, _ = smoke("rollback", "--config", path, "--execute")
+    assert done.returncode == 2 and "rollback.steps[0].kind: a spawned process is the run's" in done.stderr

@@ -3,6 +3,8 @@
 Facts: exit_code, stdout, stderr (each up to max_output bytes), latency_ms, and
 version, the first dotted version in the output (so `version >= 3.11` reads
 `python3 --version`, and go's "1.21" is above 1.9). A missing executable is an error naming it.
+With leave_running (a rollback's steps, deploy's deploy and cleanup phases, by default),
+what it leaves running when it exits (a daemon it starts) is the system's, not the run's.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def load(fields) -> Dict[str, Any]:
             raise ConfigError("%s.%s: an environment variable's name is not empty and has no '=' or NUL, "
                               "nor has its value a NUL" % (fields.at("env"), name))
     return {"command": command, "shell": shell, "env": env, "cwd": fields.path("cwd", None),
-            "max_output": fields.integer("max_output", MAX_OUTPUT, 1, MAX_OUTPUT_LIMIT)}
+            "max_output": fields.integer("max_output", MAX_OUTPUT, 1, MAX_OUTPUT_LIMIT),
+            "leave_running": fields.flag("leave_running", False)}
 
 
 def _split(command: str, fields) -> List[str]:
@@ -74,7 +77,7 @@ def target(params) -> str:
 
 def probe(params, timeout: float, ctx) -> Dict[str, Any]:
     done = proc.run(params["command"], timeout, ctx.cleanup, params["shell"], params["env"], params["cwd"],
-                    params["max_output"])
+                    params["max_output"], params["leave_running"])
     if done.exit_code is None:
         return {"error": "timed out after %gs" % timeout, "stdout": done.stdout, "stderr": done.stderr}
     facts = {"exit_code": done.exit_code, "stdout": done.stdout, "stderr": done.stderr,

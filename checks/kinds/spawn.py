@@ -13,7 +13,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict
 
-from checks import CheckError
+from checks import CheckError, ConfigError
 from checks.kinds import command
 from checks.probes import proc
 
@@ -24,6 +24,10 @@ _SETTLE_S = 0.2  # long enough to see a bad flag or a missing module end it
 
 def load(fields) -> Dict[str, Any]:
     params = command.load(fields)
+    if params.pop("leave_running"):
+        raise ConfigError("%s: a spawned process is the run's, stopped when the steps end; to leave a process "
+                          "running, start it with a command step (one that daemonises, or systemctl start)"
+                          % fields.at("leave_running"))
     params["log"] = fields.path("log")
     return params
 

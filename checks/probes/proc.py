@@ -1,5 +1,6 @@
 """Processes as a probe: run one to completion, or spawn a long-lived one, and never
-leave either behind.
+leave either behind (but what a command that changes the system leaves running:
+run(leave_running=True)).
 
 Each runs in its own process group (our Ctrl-C is ours to handle, and a kill reaches
 everything it started), registered for cleanup the moment it exists and with the
@@ -47,24 +48,32 @@ class Finished:
 
 
 def run(argv: Union[str, List[str]], timeout: float, cleanup=None, shell: bool = False,
-        env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None, max_output: int = 65536) -> Finished:
+        env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None, max_output: int = 65536,
+        leave_running: bool = False) -> Finished:
     """Run to completion or timeout; the whole group is killed when it returns, so no orphan
-    outlives it, and a background child still holding the pipes cannot keep the drain waiting."""
+    outlives it, and a background child still holding the pipes cannot keep the drain waiting.
+    leave_running: what it leaves running once it has exited by itself (a daemon it started) is
+    the system's, never killed by this run (lifecycle.start_unowned); a timeout or a signal still
+    kills its group."""
     started = time.monotonic()
-    proc = _start(argv, shell, env, cwd, subprocess.PIPE, subprocess.PIPE)
+    proc = _start(argv, shell, env, cwd, subprocess.PIPE, subprocess.PIPE, unowned=leave_running)
     token = cleanup.add(functools.partial(_kill, proc), "process group %d of %s" % (proc.pid, describe(argv))) \
         if cleanup else None
+    exit_code = None
     try:
         out, err = _Capped(proc.stdout, max_output), _Capped(proc.stderr, max_output)
         try:
             exit_code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            exit_code = None
+            pass
     finally:
-        _kill(proc)
+        if exit_code is None or not leave_running:
+            _kill(proc)
         if token:
             cleanup.remove(token)
         lifecycle.release_group(proc.pid)
+        if leave_running:
+            lifecycle.unowned_ended(proc.pid)
     drained = time.monotonic() + 1.0
     out.join(drained)
     err.join(drained)
@@ -156,13 +165,18 @@ def spawn(argv: Union[str, List[str]], log_path: str, cleanup, shell: bool = Fal
     return spawned
 
 
-def _start(argv, shell, env, cwd, stdout, stderr, death_signal=True):
-    environ = dict(os.environ, **(env or {}), **lifecycle.run_mark())  # ours wherever it goes (setsid)
-    lifecycle.adopt_orphans()  # what the process leaves behind with setsid comes back to us
+def _start(argv, shell, env, cwd, stdout, stderr, death_signal=True, unowned=False):
+    """The process, in a session of its own, registered with the reaper; unowned: without the
+    run's mark, and what it leaves running is not the run's (lifecycle.start_unowned)."""
+    environ = dict(os.environ, **(env or {}))
+    if not unowned:
+        environ.update(lifecycle.run_mark())  # ours wherever it goes (setsid)
+        lifecycle.adopt_orphans()  # what the process leaves behind with setsid comes back to us
+    popen = functools.partial(subprocess.Popen, argv, shell=shell, env=environ, cwd=cwd, stdin=subprocess.DEVNULL,
+                              stdout=stdout, stderr=stderr, start_new_session=True,
+                              preexec_fn=die_with_parent() if death_signal else None)
     try:
-        proc = subprocess.Popen(argv, shell=shell, env=environ, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout,
-                                stderr=stderr, start_new_session=True,
-                                preexec_fn=die_with_parent() if death_signal else None)
+        proc = lifecycle.start_unowned(popen) if unowned else popen()
     except FileNotFoundError as exc:
         missing = exc.filename if exc.filename else (argv if shell else argv[0])
         if cwd and not os.path.isdir(cwd):
@@ -170,7 +184,7 @@ def _start(argv, shell, env, cwd, stdout, stderr, death_signal=True):
         raise CheckError("cannot run: %s not found" % missing)
     except OSError as exc:
         raise CheckError("cannot run %s: %s" % (describe(argv), exc.strerror or exc))
-    lifecycle.own_group(proc.pid)  # gone with us, even after kill -9
+    lifecycle.own_group(proc.pid, unowned)  # gone with us, even after kill -9
     return proc
 
 
