@@ -39,19 +39,39 @@ def writable(incident_log: str, rollback_log: Optional[str]) -> Optional[str]:
 
 
 def last_rollback(incident_log: str) -> Tuple[Optional[float], str]:
-    """When the last rollback that ran its steps started (epoch), and how it ended."""
+    """When the last rollback that ran its steps started (epoch), and how it ended. A line it
+    reads that gives a key twice is a ConfigError naming it: which one the cooldown would count
+    is anybody's guess (a line that is not JSON, a torn one, is skipped)."""
     try:
-        records, _ = state.read_lines(incident_log)
+        size, data = fsio.read_tail(incident_log, state.MAX_READ)
     except OSError:
         return None, ""
+    lines = data.split(b"\n")[1 if size > state.MAX_READ else 0:]
     now = time.time()
-    for record in reversed(records):
+    for number in range(len(lines), 0, -1):
+        record = _record(lines[number - 1], "%s, line %d%s" % (
+            incident_log, number, " of its newest %d MB" % (state.MAX_READ >> 20) if size > state.MAX_READ else ""))
+        if record is None:
+            continue
         epoch = record.get("epoch")
         # a clock that was wrong, or a log from elsewhere, must not block rollbacks for a year
         if record.get("executed") is True and isinstance(epoch, (int, float)) and not isinstance(epoch, bool) \
                 and math.isfinite(epoch) and epoch <= now + _FUTURE_S:
             return float(epoch), str(record.get("outcome") or "outcome unknown")
     return None, ""
+
+
+def _record(line: bytes, where: str) -> Optional[Dict[str, Any]]:
+    """The JSON object a line holds, or None (not JSON, not an object); ConfigError when it
+    gives a key twice."""
+    import json
+
+    from checks.config import parse_json
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return parse_json(line.decode("utf-8"), where) if isinstance(record, dict) else None
 
 
 def started(entry: Dict[str, Any], redact: Callable[[Any], Any]) -> None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import ConfigError, expect, fsio, incident, lifecycle, state, steps
 from checks.command import Command
-from checks.config import Fields, same_name
+from checks.config import Fields, parse_json, same_name
 from checks.model import PASSING, Outcome, Planned, Result, cut, utc_timestamp
 
 NAME = "rollback"
@@ -395,12 +395,16 @@ def _source(spec: Spec, ctx, state_dir: str) -> Tuple[Optional[Dict[str, Any]], 
     if not data.strip():
         return None, "", "the report in %s is empty" % where
     try:
-        report = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        hint = " (a --format text report? rollback reads the JSON one)" if data.lstrip()[:9] == b"smoke.py " else ""
-        return None, "", "the report in %s is not JSON%s: %s" % (where, hint, cut(str(exc), 200))
-    except RecursionError:
-        return None, "", "the report in %s is nested too deep to be a smoke.py report" % where
+        report = parse_json(data.decode("utf-8"), "--from " + where)
+    except (ConfigError, UnicodeDecodeError) as exc:
+        try:  # JSON, but with a key given twice: which of the two a trigger would judge is a guess (exit 2)
+            json.loads(data.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as plain:
+            hint = " (a --format text report? rollback reads the JSON one)" if data.lstrip()[:9] == b"smoke.py " else ""
+            return None, "", "the report in %s is not JSON%s: %s" % (where, hint, cut(str(plain), 200))
+        except RecursionError:
+            return None, "", "the report in %s is nested too deep to be a smoke.py report" % where
+        raise ConfigError(ctx.redact(str(exc)))
     if not isinstance(report, dict) or not isinstance(report.get("summary"), dict) \
             or not isinstance(report.get("results"), list):
         return None, "", "%s is not a smoke.py report (no summary and results)" % where

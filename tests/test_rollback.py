@@ -717,3 +717,21 @@ def test_a_spawn_step_is_no_rollback_exit_2(tmp_path):
                                            "log": str(tmp_path / "serve.log")}])
     done, _, _ = smoke("rollback", "--config", path, "--execute")
     assert done.returncode == 2 and "rollback.steps[0].kind: a spawned process is the run's" in done.stderr
+
+
+def test_a_key_given_twice_in_a_report_or_an_incident_line_is_exit_2_naming_it(site, tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text('{"command": "health", "status": "fail", "results": [],'
+                      ' "summary": {"total": 2, "pass_rate": 0.0, "pass_rate": 1.0}}')
+    for source, stdin in ((report, None), ("-", report.read_text())):
+        done, _, _ = smoke("rollback", "--from", source, "--trigger", "pass_rate < 0.95", "--state-dir",
+                           tmp_path / "s", stdin=stdin)
+        assert done.returncode == 2 and done.stdout == "", done.stdout
+        assert done.stderr == "smoke.py: error: --from %s: summary: 'pass_rate' is given twice (the second would " \
+                              "silently replace the first)\n" % (report if stdin is None else "stdin")
+    repo, url = site
+    (tmp_path / "incidents.jsonl").write_text('{"outcome": "rolled back", "executed": false, "executed": true, '
+                                              '"epoch": %f}\n' % time.time())
+    done, _, _ = smoke("rollback", "--config", config(tmp_path, url, repo), "--execute")
+    assert done.returncode == 2 and "incidents.jsonl, line 1: the top level: 'executed' is given twice" in done.stderr
+    assert log(repo)[0] == "v2"  # nothing was done on a record that says two things
