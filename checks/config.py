@@ -6,10 +6,12 @@ number, got "ten"`), so a user fixes a config without reading our code.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import re
+import stat
 import sys
 
 TYPE_CHECKING = False
@@ -28,16 +30,53 @@ _REQUIRED = object()
 def find(explicit: Optional[str], environ=os.environ) -> Optional[str]:
     """--config, then $SMOKE_CONFIG, then smoke.toml / smoke.json here; None if none.
 
-    Where TOML cannot be read (before 3.11), a smoke.json beside a smoke.toml wins.
+    Where TOML cannot be read (before 3.11), a smoke.json beside a smoke.toml wins. One found
+    here is refused (ConfigError) where another user may write (/tmp): a config runs
+    commands, and anyone could have put it there, or a smoke.toml beside ours.
     """
     if explicit:
         return explicit
     if environ.get("SMOKE_CONFIG"):
         return environ["SMOKE_CONFIG"]
     found = [name for name in DEFAULT_FILES if os.path.exists(name)]
-    if len(found) == 2 and sys.version_info < (3, 11):
-        return "smoke.json"
-    return found[0] if found else None
+    if not found:
+        return None
+    name = "smoke.json" if len(found) == 2 and sys.version_info < (3, 11) else found[0]
+    others = _strangers(os.stat("."))
+    if others:
+        raise ConfigError("./%s: not read: this directory (%s) %s, so another user could have put it there; "
+                          "if it is yours, give it: --config ./%s" % (name, os.getcwd(), others, name))
+    return name
+
+
+def _strangers(info: os.stat_result) -> str:
+    """How a user other than us and root could have written a file (or entries of a
+    directory), in words; "" when none could (fsio's rule)."""
+    if not fsio._ours_or_roots(info):
+        return "belongs to user %d" % info.st_uid
+    if fsio._others_can_write(info):
+        return "can be written by other users (mode %04o)" % stat.S_IMODE(info.st_mode)
+    return ""
+
+
+def read_trusted(path: str, cap: int, timeout: float = fsio.READ_TIMEOUT_S) -> bytes:
+    """fsio.read_bounded of a file that says what is run (a config, a targets file); refused
+    (ConfigError) when a user other than us and root could have written it, since its commands
+    would run as us. Judged on what was opened, so a file swapped after the check is never
+    read. OSError when it cannot be read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: its writer is waited for below
+    try:
+        info = os.fstat(fd)
+        others = _strangers(info)
+        if others:
+            hint = " (or chmod go-w)" if fsio._ours_or_roots(info) else ""
+            raise ConfigError("%s: not read: it %s, and what it says runs as you: read it, then copy it to a "
+                              "file of your own%s" % (path, others, hint))
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            raise OSError(errno.EINVAL, "not a regular file or a pipe")  # a device: /dev/zero never ends
+        return fsio.read_bounded(fd, cap, timeout)
+    finally:
+        os.close(fd)
 
 
 def load(path: str, secrets: Secrets, environ=os.environ, read_timeout: float = fsio.READ_TIMEOUT_S) -> Dict[str, Any]:
@@ -48,7 +87,7 @@ def load(path: str, secrets: Secrets, environ=os.environ, read_timeout: float = 
     whatever their names; it is read before anything is interpolated.
     """
     try:
-        data = fsio.read_bounded(path, MAX_CONFIG_BYTES, read_timeout)
+        data = read_trusted(path, MAX_CONFIG_BYTES, read_timeout)
     except OSError as exc:
         raise ConfigError("%s: cannot read config: %s" % (path, fsio.why(exc)))
     if len(data) > MAX_CONFIG_BYTES:
@@ -201,6 +240,8 @@ def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secr
             secrets.add(environ[name])
         return environ[name]
 
+    if ":-" in obj:  # a default is checked whether it is used or not
+        _expand(obj, _checked(where or "config"), where or "config")
     return _expand(obj, value, where or "config")
 
 
@@ -209,8 +250,9 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def _expand(text: str, value, field: str) -> str:
     """text with $${ as a literal ${, and each ${NAME} or ${NAME:-default} as value(NAME, default
-    or None) gives it; a default may hold ${...} itself. A ${ that starts a name but is never
-    closed (${API_TOKEN) is an error, not text to send."""
+    or None) gives it; a default may hold ${...} itself. Any other ${ is an error, not text to
+    send: one never closed (${API_TOKEN), one with no name (${}, ${ A}), or a shell operator
+    this is not a shell for (${A:=x}, ${A-x})."""
     out, i = [], 0
     while True:
         j = text.find("$", i)
@@ -221,29 +263,51 @@ def _expand(text: str, value, field: str) -> str:
             out.append("${")
             i = j + 3
             continue
-        name = _NAME.match(text, j + 2) if text.startswith("${", j) else None
-        if name is None:  # a lone $, or ${ before what is no name: text
-            if text.startswith("${", j) and text[j + 2:j + 3].isalnum():
-                raise _not_closed(field)
+        if not text.startswith("${", j):  # a lone $ ($5, $HOME): text
             out.append("$")
             i = j + 1
             continue
+        name = _NAME.match(text, j + 2)
+        end = name.end() if name and text.startswith("}", name.end()) else _closing(text, j + 2, field)
+        if name is None or end < 0:
+            raise ConfigError("%s: %s: write ${NAME} or ${NAME:-default} (or $${ for a literal ${)" % (
+                field, "a '${' is not closed" if end < 0 else "'${' must be followed by a variable's name "
+                "(letters, digits, _)"))
         after = name.end()
-        if text.startswith("}", after):
+        if after == end:
             out.append(value(name.group(), None))
-            i = after + 1
         elif text.startswith(":-", after):
-            end = _closing(text, after + 2)
-            if end < 0:
-                raise _not_closed(field)
             out.append(value(name.group(), text[after + 2:end]))
-            i = end + 1
         else:
-            raise _not_closed(field)
+            raise _unsupported(field, name.group(), text[after:end])
+        i = end + 1
 
 
-def _closing(text: str, start: int) -> int:
-    """Where the } that closes a ${NAME:-... whose default starts at start is, or -1."""
+def _checked(field: str):
+    """A value() for _expand that only checks what a default holds, at any depth."""
+    def check(name: str, default: Optional[str]) -> str:
+        if default is not None:
+            _expand(default, check, field)
+        return ""
+    return check
+
+
+def _unsupported(field: str, name: str, rest: str) -> ConfigError:
+    """${NAME<rest>}: the shell operator it looks like, and what to write instead."""
+    operator = re.match(r":?[-=+?]?", rest).group()
+    instead = {"-": "${%s:-...} (it takes the default when %s is empty too)", "=": "${%s:-...} (nothing is assigned)",
+               "+": "the value itself (there is no 'when set' here)", "?": "${%s} (unset or empty is an error already)"}
+    if operator.lstrip(":") not in instead:
+        return ConfigError("%s: ${%s must be followed by } or :-default (only ${NAME} and ${NAME:-default} are "
+                           "replaced; $${ gives a literal ${)" % (field, name))
+    return ConfigError("%s: ${%s%s...}: %r is a shell's operator, not supported here (only ${NAME} and "
+                       "${NAME:-default}): write %s" % (field, name, operator, operator,
+                                                        instead[operator.lstrip(":")].replace("%s", name)))
+
+
+def _closing(text: str, start: int, field: str) -> int:
+    """Where the } that closes a ${ whose inside starts at start is, or -1 (a ${ inside opens
+    one more, at most MAX_DEPTH deep)."""
     depth, i = 1, start
     while i < len(text):
         if text.startswith("$${", i):
@@ -251,6 +315,8 @@ def _closing(text: str, start: int) -> int:
             continue
         if text.startswith("${", i):
             depth, i = depth + 1, i + 2
+            if depth > MAX_DEPTH:
+                raise ConfigError("%s: ${...} nested deeper than %d levels" % (field, MAX_DEPTH))
             continue
         if text[i] == "}":
             depth -= 1
@@ -258,10 +324,6 @@ def _closing(text: str, start: int) -> int:
                 return i
         i += 1
     return -1
-
-
-def _not_closed(field: str) -> ConfigError:
-    return ConfigError("%s: a '${' is not closed: write ${NAME} or ${NAME:-default} (or $${ for a literal ${)" % field)
 
 
 def _join(where: str, key: str) -> str:

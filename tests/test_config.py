@@ -11,7 +11,7 @@ from checks import config
 from checks.config import Fields, find, interpolate, load
 from checks.secrets import Secrets
 from conftest import config as config_file  # here `config` is the checks.config module
-from conftest import smoke, timed_run
+from conftest import NOBODY, as_root, smoke, timed_run
 
 TOMLLIB = sys.version_info >= (3, 11)
 
@@ -55,6 +55,78 @@ def test_find_returns_none_when_there_is_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "other.json", "{}")
     assert find(None, environ={}) is None
+
+
+# --- a config runs commands: only one that no other user could have written ---------------
+
+def _planted(directory, ran, owner=None, mode=0o644):
+    """directory/smoke.json whose checks (health, rollback) would make the file ran."""
+    import json
+    touch = {"name": "c", "kind": "command", "command": ["touch", str(ran)]}
+    path = directory / "smoke.json"
+    if path.exists():
+        path.unlink()  # made anew: ours, unless owner says whose
+    path.write_text(json.dumps({"health": {"checks": [touch]},
+                                "rollback": {"triggers": ["pass_rate < 1"], "steps": [dict(touch, name="s")],
+                                             "lock": str(directory / "rb.lock")}}))
+    path.chmod(mode)
+    if owner is not None:
+        os.chown(str(path), owner, owner)
+    return path
+
+
+@as_root
+@pytest.mark.parametrize("command", ["health", "all", "rollback"])
+def test_a_config_found_in_a_directory_others_can_write_is_never_run(tmp_path, command):
+    """Root in /tmp (sticky, anyone writes): ./smoke.json is refused whoever owns it, since
+    another user could have put it (or a smoke.toml beside it) there; given with --config, a
+    file of ours there is read."""
+    import json
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    ran = tmp_path / "ran"
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"command": "health", "status": "fail", "summary": {"pass_rate": 0.0},
+                                  "results": [{"name": "c", "status": "fail"}]}))
+    argv = [command] + (["--from", str(report), "--execute", "--state-dir", str(tmp_path / "s")]
+                        if command == "rollback" else [])
+    for owner in (NOBODY, None):
+        _planted(shared, ran, owner)
+        done = smoke(*argv, cwd=str(shared))
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and not ran.exists(), done.stderr
+        assert "./smoke.json: not read: this directory (%s) can be written by other users (mode 1777)" % shared \
+            in done.stderr and "give it: --config ./smoke.json" in done.stderr, done.stderr
+    done = smoke("health", "--config", "./smoke.json", cwd=str(shared))  # ours, named: read
+    assert done.returncode == 0 and ran.exists(), done.stderr
+
+
+@as_root
+def test_a_config_another_user_owns_or_can_write_is_refused_however_it_is_given(tmp_path):
+    """Found here, --config or $SMOKE_CONFIG: a file of another user's (not root), or one that
+    others can write, is exit 2 before anything runs; ours (or root's) and 0644 is read."""
+    ran = tmp_path / "ran"
+    path = _planted(tmp_path, ran, owner=NOBODY)
+    for argv, env in ((["health"], {}), (["health", "--config", str(path)], {}),
+                      (["health"], {"SMOKE_CONFIG": str(path)}), (["all", "--config", str(path), "--validate"], {})):
+        done = smoke(*argv, cwd=str(tmp_path), env=env)
+        assert done.returncode == 2 and not ran.exists(), done.stderr
+        assert "smoke.json: not read: it belongs to user %d, and what it says runs as you" % NOBODY in done.stderr
+    os.chown(str(path), 0, 0)
+    path.chmod(0o666)
+    done = smoke("health", "--config", path)
+    assert done.returncode == 2 and "not read: it can be written by other users (mode 0666)" in done.stderr
+    assert "(or chmod go-w)" in done.stderr and not ran.exists()
+    path.chmod(0o644)
+    done = smoke("health", cwd=str(tmp_path))
+    assert done.returncode == 0 and ran.exists(), done.stderr
+    fifo = tmp_path / "theirs.fifo"  # refused at once, not waited on
+    os.mkfifo(str(fifo))
+    os.chown(str(fifo), NOBODY, NOBODY)
+    done, took = timed_run("health", "--config", fifo)
+    assert done.returncode == 2 and "belongs to user %d" % NOBODY in done.stderr and took < 5
+    done = smoke("health", "--config", "/dev/stdin", "--validate", input=path.read_text())  # a pipe of ours
+    assert done.returncode == 0, done.stderr
 
 
 # --- load: JSON -------------------------------------------------------------------------
@@ -148,7 +220,7 @@ def test_load_malformed_toml(tmp_path):
     ("${PORT:-}", {}, ""),
     ("$${HOST}", {"HOST": "db"}, "${HOST}"),
     ("$${HOST} ${HOST}", {"HOST": "db"}, "${HOST} db"),
-    ("costs $5 and ${ no var", {}, "costs $5 and ${ no var"),
+    ("costs $5, $HOME and $${HOME}", {}, "costs $5, $HOME and ${HOME}"),
     ("$HOST", {"HOST": "db"}, "$HOST"),
 ])
 def test_interpolate_strings(text, environ, result):
@@ -469,6 +541,41 @@ def test_a_default_may_hold_a_variable_as_a_shell_expands_it():
         with pytest.raises(ConfigError) as caught:
             interpolate({"f": text}, "", secrets, environ={})
         assert "f: a '${' is not closed" in str(caught.value)
+
+
+@pytest.mark.parametrize("text, said", [
+    ("${A-x}", "${A-...}: '-' is a shell's operator, not supported here (only ${NAME} and ${NAME:-default}): "
+               "write ${A:-...}"),
+    ("${A:=x}", "':=' is a shell's operator, not supported here"),
+    ("${A=x}", "'=' is a shell's operator"),
+    ("${A:+x}", "':+' is a shell's operator, not supported here (only ${NAME} and ${NAME:-default}): write the "
+                "value itself"),
+    ("${A:?x}", "':?' is a shell's operator, not supported here (only ${NAME} and ${NAME:-default}): write ${A}"),
+    ("${A.b}", "${A must be followed by } or :-default"),
+    ("${}", "'${' must be followed by a variable's name"),
+    ("${ A}", "'${' must be followed by a variable's name"),
+    ("costs ${ A", "a '${' is not closed"),
+    ("${A:-${}}", "'${' must be followed by a variable's name"),  # in a default, used or not
+    ("${B:-${A:-${ C}}}", "'${' must be followed by a variable's name"),
+    ("${A:-x" + "${A:-" * 70 + "}" * 71, "${...} nested deeper than 64 levels"),
+])
+def test_every_dollar_brace_is_a_variable_or_an_error_that_says_what_is_wrong(text, said):
+    """Only ${NAME} and ${NAME:-default} are replaced, and $${ is a literal ${: any other ${ is
+    exit 2 saying what it is (a shell's operator, no name, not closed), set or not, never text sent."""
+    for environ in ({"A": "a", "B": "b"}, {}):
+        with pytest.raises(ConfigError) as caught:
+            interpolate({"f": text}, "", Secrets(), environ=environ)
+        assert str(caught.value).startswith("f: ") and said in str(caught.value), str(caught.value)
+    assert interpolate({"f": "${A:-${B}}/$${A}"}, "", Secrets(), environ={"B": "b"}) == {"f": "b/${A}"}
+
+
+def test_a_dollar_brace_that_is_no_variable_is_exit_2_at_load(tmp_path):
+    path = tmp_path / "smoke.json"
+    path.write_text('{"health": {"checks": [{"name": "a", "kind": "http", "url": "http://${HOST:=localhost}/"}]}}')
+    for command in (["health", "--validate"], ["health"]):
+        done = smoke(*command, "--config", path, env={"HOST": "h"})
+        assert done.returncode == 2 and "health.checks[0].url: ${HOST:=...}: ':=' is a shell's operator" in done.stderr
+        assert "write ${HOST:-...}" in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_a_secret_named_only_in_a_default_is_still_used(tmp_path):
