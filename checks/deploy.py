@@ -133,6 +133,7 @@ def load(section, where: str = NAME, keep_on_failure: bool = False) -> Spec:
         known = set(builtins) | {"index"}
         target_steps: List[steps.Step] = []
         gates: List[str] = []  # deploy and ready: everything after stands on them
+        taken: Dict[str, str] = {}  # a name (as same_name sees it): where it was given
         for phase in PHASES:
             table = phases[phase]
             if table is None:
@@ -142,6 +143,11 @@ def load(section, where: str = NAME, keep_on_failure: bool = False) -> Spec:
             for i, one in enumerate(tables):
                 at = "%s.%s" % (where, phase) + ("[%d]" % i if isinstance(table, list) else "")
                 name = phase if not isinstance(table, list) else "%s.%s" % (phase, _step_name(one, i))
+                if same_name(name) in taken:  # --only and the report know a step by its name
+                    raise ConfigError("%s.name: %r is taken (by %s): give each step its own name (one without "
+                                      "a name is named by its place, %s.%d)" % (at, name, taken[same_name(name)],
+                                                                               phase, i + 1))
+                taken[same_name(name)] = at
                 one = _with_lines(one, at) if phase == "logs" else one
                 if phase == "cleanup" and isinstance(one, dict):
                     one = dict({"always": True, "retries": 2}, **one)

@@ -54,11 +54,12 @@ def deadline_said(ctx: RunContext) -> str:
     return ctx.deadline_said or "%s %gs" % (ctx.deadline_flag, ctx.deadline_s or 0)
 
 
-def fd_limited(concurrency: int) -> Tuple[int, Optional[int]]:
+def fd_limited(concurrency: int, per_check: int = FDS_PER_CHECK) -> Tuple[int, Optional[int]]:
     """The concurrency that fits in the file-descriptor limit, and that limit when it binds.
 
-    A check may hold up to FDS_PER_CHECK descriptors at once (a command's pipes, a
-    socket, a regex helper's pipes); past the limit every one would fail with EMFILE.
+    A check may hold up to per_check descriptors at once (FDS_PER_CHECK: a command's pipes,
+    a socket, a regex helper's pipes; fewer for a kind known to need fewer); past the limit
+    every one would fail with EMFILE.
     """
     if concurrency <= 1:
         return concurrency, None
@@ -71,7 +72,7 @@ def fd_limited(concurrency: int) -> Tuple[int, Optional[int]]:
         return concurrency, None
     from checks import procfs
     used = procfs.open_fds() or _FDS_RESERVED
-    fits = max(1, (soft - used - _FDS_RESERVED) // FDS_PER_CHECK)
+    fits = max(1, (soft - used - _FDS_RESERVED) // per_check)
     return (concurrency, None) if fits >= concurrency else (fits, soft)
 
 

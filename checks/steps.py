@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import CheckError, ConfigError, expect, lifecycle, runner
 from checks.config import Fields
-from checks.kinds import STEP_KINDS, build_check
+from checks.kinds import FDS_PER_PROBE, STEP_KINDS, build_check
 from checks.lifecycle import Interrupted
 from checks.model import Planned, Result, cut
 
@@ -371,12 +371,12 @@ def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str,
         return Result(name, step.section, str(step.table.get("kind", "")), "error",
                       ctx.redact("with the captured values filled in: %s" % exc))
     if step.concurrency > 1:  # "at once" is what the step proves: fewer at once would prove nothing
-        fits, limit = runner.fd_limited(step.concurrency)
+        each = FDS_PER_PROBE.get(str(step.table.get("kind")), runner.FDS_PER_CHECK)
+        fits, limit = runner.fd_limited(step.concurrency, each)
         if limit:
             return Result(name, step.section, str(step.table.get("kind", "")), "error",
                           "concurrency %d needs about %d open files; this process may open only %d (ulimit -n): "
-                          "raise the limit, or lower concurrency" % (step.concurrency,
-                                                                     step.concurrency * runner.FDS_PER_CHECK, limit))
+                          "raise the limit, or lower concurrency" % (step.concurrency, step.concurrency * each, limit))
     facts = [{} for _ in checks]
     started = time.monotonic()
     results = runner.run_checks(checks, ctx._replace(concurrency=step.concurrency, on_result=None), facts,

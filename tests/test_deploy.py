@@ -382,6 +382,63 @@ def test_more_bad_configs_are_exit_2(platform, tmp_path):
     assert done.returncode == 2 and "--repeat" in done.stderr
 
 
+def test_steps_of_a_phase_with_one_name_are_exit_2_naming_the_field(platform, tmp_path):
+    """Names pick steps (--only) and label results: two alike in a phase (the same text, the
+    same after Unicode NFC, or a name that is another's place) are refused at load."""
+    step = {"kind": "http", "url": platform + "/v1/state"}
+    for phase in ("predict", "predict_async", "logs"):
+        for names, said in (([{"name": "x"}, {"name": "x"}], "'%s.x' is taken (by deploy.%s[0])"),
+                            ([{"name": "caf\u00e9"}, {"name": "cafe\u0301"}], "is taken (by deploy.%s[0])"),
+                            ([{}, {"name": "1"}], "'%s.1' is taken (by deploy.%s[0])")):
+            section = lifecycle(platform)
+            section[phase] = [dict(step, **name) for name in names]
+            done, _, _ = deploy(tmp_path, section, "--validate")
+            assert done.returncode == 2 and "deploy.%s[1].name" % phase in done.stderr, done.stderr
+            assert (said % ((phase,) * said.count("%s"))) in done.stderr, done.stderr
+    section = lifecycle(platform, targets=[{"name": "us"}, {"name": "eu"}])
+    section["predict"] = [dict(step, name="a"), dict(step, name="b")]  # alike across targets: their own prefixes
+    done, _, _ = deploy(tmp_path, section, "--validate")
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_concurrent_http_step_needs_a_socket_per_request_not_eight_files(service, tmp_path):
+    """Under ulimit -n 1024: 126 requests at once run (one socket each, measured), 600 are exit 3
+    naming what they need; a command keeps its estimate of 8 (its pipes)."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    def run(*args):
+        return subprocess.run([sys.executable, SMOKE, "deploy"] + list(args), capture_output=True, text=True,
+                              timeout=120, cwd=str(NEUTRAL / "cwd"), preexec_fn=limit)
+
+    done = run("--predict-url", service + "/echo", "--concurrency", "126")
+    assert done.returncode == 0, done.stdout[-600:]
+    assert json.loads(done.stdout)["results"][0]["facts"]["requests"] == 126
+    done = run("--predict-url", service + "/echo", "--concurrency", "600")
+    assert done.returncode == 3 and "concurrency 600 needs about 1200 open files; this process may open only 1024" \
+        in json.loads(done.stdout)["results"][0]["message"]
+    path = write(tmp_path, {"predict": {"kind": "command", "command": ["true"], "concurrency": 126}})
+    done = run("--config", path)
+    assert done.returncode == 3 and "concurrency 126 needs about 1008 open files" in done.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a file of another user (nobody) is made with chown")
+def test_a_targets_file_another_user_could_write_is_refused(platform, tmp_path):
+    """Its vars fill the steps' commands, as a config's would: the same rule as the config's."""
+    from conftest import NOBODY
+    targets = tmp_path / "targets.json"
+    targets.write_text(json.dumps([{"name": "us", "vars": {"region": "us"}}]))
+    os.chown(str(targets), NOBODY, NOBODY)
+    done, _, _ = deploy(tmp_path, lifecycle(platform, targets=str(targets)), "--validate")
+    assert done.returncode == 2 and "deploy.targets: %s: not read: it belongs to user %d" % (targets, NOBODY) \
+        in done.stderr
+    os.chown(str(targets), 0, 0)
+    done, _, _ = deploy(tmp_path, lifecycle(platform, targets=str(targets)), "--validate")
+    assert done.returncode == 0, done.stderr
+
+
 def test_targets_from_a_url_fetched_at_start(platform, tmp_path):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import threading

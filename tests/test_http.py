@@ -484,6 +484,36 @@ def test_one_authorization_header_whatever_the_config_says(service):
                      bearer_token="s3cret-token").status == "pass"
 
 
+def test_header_names_alike_but_for_case_are_exit_2_wherever_headers_are_given(tmp_path):
+    """HTTP header names are case-insensitive: Host and host are one header, which would be sent
+    twice (or one lost). A check's, a prometheus check's, a deploy step's and a perf target's
+    headers, and --header flags: exit 2 naming where, at --validate too."""
+    sections = {
+        "health": {"checks": [{"name": "a", "kind": "http", "url": "http://127.0.0.1:1/",
+                               "headers": {"Host": "evil", "host": "x"}}]},
+        "deploy": {"predict": {"kind": "http", "url": "http://127.0.0.1:1/", "headers": {"X-A": "1", "x-a": "2"}}},
+        "perf": {"targets": [{"name": "t", "url": "http://127.0.0.1:1/", "headers": {"Accept": "a", "ACCEPT": "b"}}]}}
+    path = tmp_path / "smoke.json"
+    for section, table in sections.items():
+        path.write_text(json.dumps({section: table}))
+        done = smoke(section, "--config", path, "--validate")
+        assert done.returncode == 2 and "are one header (names are case-insensitive)" in done.stderr, done.stderr
+    with pytest.raises(ConfigError, match=r"health.checks\[0\].headers: 'Authorization' and 'authorization' are one"):
+        run_check(kind="prometheus", url="http://127.0.0.1:1", query="up",
+                  headers={"Authorization": "a", "authorization": "b"})
+    for command in (["deploy", "--predict-url"], ["perf", "--url"]):
+        for second in ("host: b", "Host: b"):
+            done = smoke(*command, "http://127.0.0.1:1/", "--header", "Host: a", "--header", second, "--validate")
+            assert done.returncode == 2 and "--header %s: Host is given already" % second.split(":")[0] in done.stderr
+
+
+def test_a_json_body_s_content_type_is_the_config_s_whatever_its_case(service):
+    result = run_check(kind="http", method="POST", url=service + "/echo", json={"a": 1},
+                       headers={"content-type": "application/vnd.api+json"}, expect=["status == 200"])
+    sent = {k: v for k, v in result.facts["json"]["headers"].items() if k.lower() == "content-type"}
+    assert sent == {"content-type": "application/vnd.api+json"}, sent
+
+
 def test_basic_auth_rejects_unknown_keys():
     from checks import ConfigError
     with pytest.raises(ConfigError, match=r"health.checks\[0\].basic_auth.user: unknown field"):

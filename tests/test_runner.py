@@ -267,7 +267,7 @@ def test_a_concurrency_probe_beyond_ulimit_n_is_exit_3_naming_the_limit_never_an
                            "--state-dir", str(tmp_path / "s")], capture_output=True, text=True, timeout=120,
                           preexec_fn=with_fd_limit(256))
     assert done.returncode == 3, (done.returncode, done.stderr[-300:])  # it was SIGABRT (134) on 3.8
-    assert "concurrency 1000 needs about 8000 open files; this process may open only 256 (ulimit -n)" in \
+    assert "concurrency 1000 needs about 2000 open files; this process may open only 256 (ulimit -n)" in \
         report_of(done)["results"][0]["message"]
 
 

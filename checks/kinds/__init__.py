@@ -34,6 +34,11 @@ STEP_KINDS = dict(KINDS, spawn="checks.kinds.spawn")
 # Kinds whose facts can say no_data (an empty answer), and so take on_no_data: what that is.
 NO_DATA_KINDS = ("prometheus",)
 NO_DATA = ("expect", "fail", "error", "pass")
+# Descriptors one probe holds at once, for the kinds that need fewer than a command's pipes
+# (runner.FDS_PER_CHECK): an HTTP request holds its socket (measured: 100 at once, http or
+# https, hold 100 more), and one more is kept for a file it opens for a moment (/etc/hosts,
+# a CA file, a module imported late).
+FDS_PER_PROBE = {"http": 2}
 
 
 def module(kind: str):

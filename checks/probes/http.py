@@ -59,7 +59,8 @@ def load_request(fields) -> Request:
     headers = request_headers(fields)
     if json_body is not None:
         body = json.dumps(json_body)
-        headers.setdefault("Content-Type", "application/json")
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"
     if not any(name.lower() == "user-agent" for name in headers):  # so a server's log can tell smoke runs apart
         headers["User-Agent"] = "smoke.py/" + __version__
     import http.client  # noqa: F401 -- now, not in the first probe, where 50 threads would queue on the import
@@ -78,9 +79,13 @@ def request_headers(fields) -> Dict[str, str]:
     Shared with every kind that speaks HTTP, so each gets the same checks.
     """
     headers = fields.get("headers", (dict,), {})
+    given: Dict[str, str] = {}  # lower-cased: header names are case-insensitive, so Host and host are one
     for name, value in headers.items():
         if not TOKEN.fullmatch(name):
             raise ConfigError("%s: %r is not a valid header name" % (fields.at("headers"), name))
+        if given.setdefault(name.lower(), name) != name:
+            raise ConfigError("%s: %r and %r are one header (names are case-insensitive): give it once"
+                              % (fields.at("headers"), given[name.lower()], name))
         if not isinstance(value, str):
             raise ConfigError("%s.%s: expected a string" % (fields.at("headers"), name))
         _check_header_value(value, "%s.%s" % (fields.at("headers"), name))
@@ -106,6 +111,10 @@ def header_flags(values) -> Dict[str, str]:
         name, colon, value = header.partition(":")
         if not colon or not name.strip():
             raise ConfigError("--header %r: expected 'Name: value'" % header)
+        same = [given for given in headers if given.lower() == name.strip().lower()]
+        if same:  # one would replace the other, or both be sent
+            raise ConfigError("--header %s: %s is given already (header names are case-insensitive): give it once"
+                              % (name.strip(), same[0]))
         headers[name.strip()] = value.strip()
     return headers
 
@@ -347,7 +356,7 @@ def _exchange(conn, url, method, path, headers, data, deadline, timeout, max_bod
 
 def exchange_facts(response, max_body: int, method: str = "GET") -> Dict[str, Any]:
     """Status, headers and a capped body from an http.client response."""
-    headers: Dict[str, str] = {}
+    headers = {}
     for name, value in response.getheaders():
         name = name.lower()
         headers[name] = headers[name] + ", " + value if name in headers else value
