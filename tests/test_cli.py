@@ -191,6 +191,58 @@ def test_validate_checks_and_runs_nothing(capsys, tmp_path):
     assert (code, out, err.strip()) == (0, "", "config OK: 1 check")
 
 
+def test_validate_and_dry_run_refuse_what_a_run_would_refuse_and_make_nothing(tmp_path):
+    """--validate says "config OK" only where the same command line would run: report files,
+    --lock, the selection and --state-dir are checked as a run checks them (exit 2), and no
+    file or directory is made."""
+    path = write_config(tmp_path, [{"name": "x", "kind": "tcp", "address": "127.0.0.1:1"}])
+    lock = tmp_path / "old.lock"
+    lock.write_text("pid 1 since 2026-01-01T00:00:00Z\n")
+    for flags, said in ((["--output", "/nonexistent/x.json"], "--output /nonexistent/x.json: the directory does not"),
+                        (["--junit", str(tmp_path)], "is a directory"),
+                        (["--lock", "/nonexistent/l"], "--lock /nonexistent/l: No such file or directory"),
+                        (["--lock", path], "exists and is not a lock file"),
+                        (["--tag", "nightly"], "the selection matched none of the 1 checks"),
+                        (["--state-dir", str(tmp_path / "smoke.json" / "s")], "--state-dir")):
+        for mode in ("--validate", "--dry-run", None):
+            done = run("health", "--config", path, *flags, *([mode] if mode else []))
+            assert done.returncode == 2 and said in done.stderr and done.stderr.count("\n") == 1, (flags, mode,
+                                                                                                done.stderr)
+    fresh = tmp_path / "new"
+    fresh.mkdir()
+    for lock_file in (fresh / "l.lock", lock):  # a new one is not made; one there is a lock file
+        done = run("health", "--config", path, "--validate", "--output", str(fresh / "r.json"), "--lock",
+                   str(lock_file), "--state-dir", str(fresh / "state"))
+        assert done.returncode == 0 and done.stderr == "config OK: 1 check\n" and os.listdir(str(fresh)) == []
+    import fcntl
+    with open(str(lock), "r+") as held:  # a run going on holds it: --validate still says OK, a run exits 3
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert run("health", "--config", path, "--validate", "--lock", str(lock)).returncode == 0
+        assert run("health", "--config", path, "--lock", str(lock)).returncode == 3
+
+
+def test_a_report_file_that_is_the_config_file_is_exit_2_before_anything_runs(tmp_path):
+    """--output (or --junit, --prom, --tap) naming the config, a link to it or another name of
+    it (a hard link) would replace it: exit 2, the config untouched and nothing run."""
+    ran = tmp_path / "ran"
+    path = tmp_path / "smoke.json"
+    touch = {"name": "c", "kind": "command", "command": ["touch", str(ran)]}
+    path.write_text(json.dumps({"health": {"checks": [touch]}}))
+    before = path.read_text()
+    os.symlink(str(path), str(tmp_path / "link.json"))
+    os.link(str(path), str(tmp_path / "hard.json"))
+    os.mkdir(str(tmp_path / "sub"))
+    for flag, target in (("--output", str(path)), ("--junit", str(tmp_path / "link.json")),
+                         ("--prom", str(tmp_path / "hard.json")),
+                         ("--tap", str(tmp_path / "sub" / ".." / "smoke.json"))):
+        for mode in ([], ["--validate"]):
+            done = run("health", "--config", str(path), flag, target, *mode)
+            assert done.returncode == 2 and "%s %s: is the config file (%s)" % (flag, target, path) in done.stderr
+            assert path.read_text() == before and not ran.exists()
+    done = run("health", "--config", str(path), "--output", str(tmp_path / "r.json"))
+    assert done.returncode == 0 and ran.exists() and path.read_text() == before
+
+
 def test_dry_run_prints_what_would_run(capsys, tmp_path):
     path = write_config(tmp_path, [{"name": "x", "kind": "tcp", "address": "127.0.0.1:1", "tags": ["daily"]},
                                    {"name": "y", "kind": "tcp", "address": "127.0.0.1:2"}])

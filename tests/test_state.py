@@ -87,11 +87,48 @@ def test_the_history_is_bounded_survives_a_torn_line_and_concurrent_runs(tmp_pat
 
 
 def test_a_history_that_cannot_be_written_never_changes_the_verdict(tmp_path):
-    blocker = tmp_path / "file"
+    blocker = tmp_path / "file"  # the default state directory ($XDG_STATE_HOME/smoke.py) cannot be made
     blocker.write_text("")
-    done, report, _ = smoke_report("health", "--tcp", "127.0.0.1:%d" % _listening(), "--state-dir", blocker / "state")
+    done = smoke("health", "--tcp", "127.0.0.1:%d" % _listening(), env={"XDG_STATE_HOME": str(blocker)})
+    report = json.loads(done.stdout)
     assert done.returncode == 0 and report["status"] == "pass"
     assert "history: cannot write in" in done.stderr and "history" in report["problems"][0]
+
+
+def test_a_state_directory_asked_for_that_cannot_be_used_is_exit_2_in_every_command(tmp_path):
+    """--state-dir or the config's state_dir: exit 2 before anything runs, --validate and
+    --dry-run too (they make nothing); the default one stays a problem line of the run."""
+    import os
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    ran = tmp_path / "ran"
+    config = tmp_path / "smoke.json"
+    touch = {"name": "c", "kind": "command", "command": ["touch", str(ran)]}
+    config.write_text(json.dumps({"health": {"checks": [touch]},
+                                  "rollback": {"triggers": ["pass_rate < 1"], "lock": str(tmp_path / "rb.lock"),
+                                               "steps": [dict(touch, name="s")]}}))
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"command": "health", "status": "fail", "summary": {"total": 1, "fail": 1,
+                                  "pass_rate": 0}, "results": [{"name": "c", "status": "fail"}]}))
+    commands = (["health", "--config", config], ["all", "--config", config],
+                ["rollback", "--config", config, "--from", report, "--execute"])
+    for directory, said in ((blocker / "state", "Not a directory"), (shared, "can be written by other users")):
+        for command in commands:
+            for mode in ([], ["--validate"], ["--dry-run"]):
+                done = smoke(*command, "--state-dir", directory, *mode)
+                assert done.returncode == 2 and done.stderr.count("\n") == 1, (command, mode, done.stderr)
+                assert "--state-dir" in done.stderr and said in done.stderr and not ran.exists(), done.stderr
+        config_dir = dict(json.loads(config.read_text()), state_dir=str(directory))
+        (tmp_path / "with-dir.json").write_text(json.dumps(config_dir))
+        done = smoke("health", "--config", tmp_path / "with-dir.json")
+        assert done.returncode == 2 and "with-dir.json: state_dir" in done.stderr and said in done.stderr
+    assert not os.path.exists(str(tmp_path / "new"))
+    done = smoke("health", "--config", config, "--state-dir", tmp_path / "new" / "state", "--validate")
+    assert done.returncode == 0 and not os.path.exists(str(tmp_path / "new"))  # made by a run, not by --validate
 
 
 def _listening():
@@ -118,7 +155,14 @@ def test_a_history_in_a_directory_that_is_not_ours_alone_is_neither_read_nor_wri
             os.chown(str(state), owner, owner)
         (state / "history.jsonl").write_text('{"command": "health", "status": "fail", "failing": ["db"]}\n' * 5)
         before = (state / "history.jsonl").read_text()
-        done = smoke("health", "--tcp", "127.0.0.1:1", "--name", "db", "--state-dir", state)
+        done = smoke("health", "--tcp", "127.0.0.1:1", "--name", "db", "--state-dir", state)  # asked for: exit 2
+        assert done.returncode == 2 and (state / "history.jsonl").read_text() == before
+        assert "can be written by other users" in done.stderr or "belongs to user" in done.stderr, done.stderr
+        xdg = tmp_path / ("xdg-%o" % mode)  # the default, $XDG_STATE_HOME/smoke.py: the run goes on
+        xdg.mkdir()
+        state.rename(xdg / "smoke.py")
+        state = xdg / "smoke.py"
+        done = smoke("health", "--tcp", "127.0.0.1:1", "--name", "db", env={"XDG_STATE_HOME": str(xdg)})
         report = json.loads(done.stdout)
         assert done.returncode == 1 and (state / "history.jsonl").read_text() == before
         assert "history: cannot write in %s" % state in report["problems"][0]
@@ -152,30 +196,33 @@ def test_a_state_directory_another_user_could_swap_is_never_used_while_they_swap
     parent = tmp_path / "nbdir2"
     parent.mkdir()
     os.chown(str(parent), NOBODY, NOBODY)
-    (parent / "state").mkdir(0o700)  # root's, 0700: ours alone, but in a directory nobody renames in
+    (parent / "smoke.py").mkdir(0o700)  # root's, 0700: ours alone, but in a directory nobody renames in
     (parent / "nb").mkdir(0o755)
     os.chown(str(parent / "nb"), NOBODY, NOBODY)
     dir_fd = os.open(str(parent), os.O_RDONLY)
     swapper = os.fork()
-    if swapper == 0:  # nobody swaps state and nb, one step each (renameat2), until killed
+    if swapper == 0:  # nobody swaps smoke.py and nb, one step each (renameat2), until killed
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
         libc = ctypes.CDLL(None, use_errno=True)
-        while libc.renameat2(dir_fd, b"state", dir_fd, b"nb", 2) == 0:  # RENAME_EXCHANGE: one step each
+        while libc.renameat2(dir_fd, b"smoke.py", dir_fd, b"nb", 2) == 0:  # RENAME_EXCHANGE: one step each
             pass
         os._exit(1)
     os.close(dir_fd)
     try:
-        for _ in range(8):
-            done = smoke("health", "--tcp", "127.0.0.1:1", "--state-dir", parent / "state")
+        for _ in range(4):  # the default state directory ($XDG_STATE_HOME/smoke.py): a problem line
+            done = smoke("health", "--tcp", "127.0.0.1:1", env={"XDG_STATE_HOME": str(parent)})
             problem = (json.loads(done.stdout).get("problems") or ["no problem: the history was written"])[0]
             assert done.returncode == 1 and "%s belongs to user 65534, who may change it" % parent in problem, problem
+        for _ in range(4):  # one asked for: exit 2, nothing run
+            done = smoke("health", "--tcp", "127.0.0.1:1", "--state-dir", parent / "smoke.py")
+            assert done.returncode == 2 and "%s belongs to user 65534, who may change it" % parent in done.stderr
         assert os.waitpid(swapper, os.WNOHANG) == (0, 0)  # still swapping
     finally:
         os.kill(swapper, signal.SIGKILL)
         os.waitpid(swapper, 0)
-    assert os.listdir(str(parent / "state")) == os.listdir(str(parent / "nb")) == []
+    assert os.listdir(str(parent / "smoke.py")) == os.listdir(str(parent / "nb")) == []
 
 
 def test_a_lock_in_a_directory_another_user_owns_is_refused_not_waited_for(tmp_path):

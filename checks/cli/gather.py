@@ -58,23 +58,23 @@ def prepare(args, commands, closed) -> Optional[Prepared]:
             if not os.environ.get(name):  # a misspelt name would leave the real variable unmasked
                 raise ConfigError("--secret %s: environment variable %s is not set" % (name, name))
             secrets.add(os.environ[name])
-        faces, specs, inner, plans, rates, state = _sections(args, secrets, commands)
+        faces, specs, inner, plans, rates, state, path = _sections(args, secrets, commands)
         delivery = _delivery(args, secrets)
         planned = [step for section in specs for step in plans[section]]
         _check_only(args.only, {step.name for step in planned})
-        if args.validate:
-            say("config OK: %d check%s" % (len(planned), "" if len(planned) == 1 else "s"))
-            return None
         chosen, skipped = runner.select(planned, args.tag, args.skip_tag, args.only)
         if not chosen:
             tags = sorted({tag for step in planned for tag in step.tags})
             raise ConfigError("the selection matched none of the %d checks (--only and --tag must both match; "
                               "tags: %s)" % (len(planned), ", ".join(tags) or "none"))
+        sinks = _sinks(args, path)  # --validate and --dry-run refuse what a run would refuse, and make nothing
+        _hold_lock(args, take=not (args.validate or args.dry_run))
+        if args.validate:
+            say("config OK: %d check%s" % (len(planned), "" if len(planned) == 1 else "s"))
+            return None
         if args.dry_run:
             emit("".join(printable(secrets.redact(_planned(step))) + "\n" for step in chosen), "stdout" in closed)
             return None
-        sinks = _sinks(args)
-        _hold_lock(args)
     except ConfigError as exc:
         raise ConfigError(secrets.redact(str(exc)))
     deadline, flag = _deadline(args, faces, specs)
@@ -85,9 +85,9 @@ def prepare(args, commands, closed) -> Optional[Prepared]:
 
 
 def _sections(args, secrets, commands):
-    """(faces, specs, inner, plans, min_pass_rates, (state dir, history limit, escalate_after)):
-    the chosen command's sections from the config and its flags, and the sections another one
-    runs, each loaded and checked."""
+    """(faces, specs, inner, plans, min_pass_rates, (state dir, history limit, escalate_after),
+    the config's path or None): the chosen command's sections from the config and its flags,
+    and the sections another one runs, each loaded and checked."""
     from checks import config
 
     sections = tuple(name for name, (module, _) in commands.items() if module)
@@ -122,7 +122,7 @@ def _sections(args, secrets, commands):
         hint = "; or use %s" % face.FLAGS if face.FLAGS else ""
         raise ConfigError("nothing to check: no config found (--config FILE, $SMOKE_CONFIG, ./smoke.toml, "
                           "./smoke.json)%s" % hint)
-    return faces, specs, inner, plans, rates, _state(doc, args, path)
+    return faces, specs, inner, plans, rates, _state(doc, args, path), path
 
 
 def _config(path: Optional[str], secrets, deadline: Optional[float]) -> Dict[str, Any]:
@@ -186,16 +186,34 @@ def _state(doc, args, path) -> Tuple[str, int, int]:
     from checks import state
     from checks.config import Fields
 
+    if args.state_dir is not None and not args.state_dir.strip():
+        raise ConfigError("--state-dir: give a directory")
     try:
         top = Fields(doc, "")
-        directory = args.state_dir or top.path("state_dir", None) or state.default_dir()
+        chosen = args.state_dir or top.path("state_dir", None)
         limit = top.integer("history_limit", state.DEFAULT_LIMIT, 1, state.MAX_LIMIT)
         escalate = args.escalate_after or top.integer("escalate_after", state.DEFAULT_ESCALATE_AFTER, 1, 1000000)
     except ConfigError as exc:
         raise ConfigError("%s: %s" % (path, exc) if path else str(exc))
-    if args.state_dir is not None and not args.state_dir.strip():
-        raise ConfigError("--state-dir: give a directory")
-    return directory, limit, escalate
+    if chosen:  # one asked for must be usable; the default that is not is a problem line of the run
+        _private(chosen, "--state-dir" if args.state_dir else "%s: state_dir" % path, args.validate or args.dry_run)
+    return chosen or state.default_dir(), limit, escalate
+
+
+def _private(directory: str, where: str, looking: bool) -> None:
+    """A state directory asked for is ours alone by fsio's rule (made now for a run; only
+    looked at for --validate and --dry-run, where a missing one is made later), else exit 2."""
+    from checks import fsio
+
+    try:
+        fsio.private_dir(directory, make=not looking)
+    except FileNotFoundError:
+        if not looking:
+            raise ConfigError("%s %s: cannot be made" % (where, directory))
+    except fsio.Refused as exc:
+        raise ConfigError("%s: %s" % (where, fsio.why(exc)))
+    except OSError as exc:
+        raise ConfigError("%s %s: %s" % (where, directory, fsio.why(exc)))
 
 
 def _pass_rates(doc, sections) -> Dict[str, float]:
@@ -261,16 +279,22 @@ def _ci_run_url() -> Optional[str]:
     return http.ascii_url(link)
 
 
-def _sinks(args) -> List[Tuple[str, str]]:
-    """[(flag, path)] of the reports to write to files, --output last, each path checked now."""
+def _sinks(args, config_path: Optional[str]) -> List[Tuple[str, str]]:
+    """[(flag, path)] of the reports to write to files, --output last, each path checked now:
+    none may be the config file (by its path, or a link to it)."""
     from checks import sinks
 
     found, written_by = [], {}
+    config_file = _file_id(config_path)
     for flag in FILE_SINKS:
         path = getattr(args, flag[2:])
         if path is None:
             continue
         sinks.check_output(path, flag)
+        if config_path and (os.path.realpath(path) == os.path.realpath(config_path)
+                            or config_file and _file_id(path) == config_file):
+            raise ConfigError("%s %s: is the config file (%s): the report would replace it; give the report a file "
+                              "of its own" % (flag, path, config_path))
         if os.path.realpath(path) in written_by and not path.startswith("/dev/"):
             raise ConfigError("%s %s: %s writes there too: give each report its own file"
                               % (flag, path, written_by[os.path.realpath(path)]))
@@ -279,9 +303,22 @@ def _sinks(args) -> List[Tuple[str, str]]:
     return found
 
 
-def _hold_lock(args) -> None:
-    """--instance, when given, names something; --lock: taken now, before --jitter (a bad path is said at once, and a run already going
-    is found at once), and held until this process ends: the kernel lets it go, even after kill -9."""
+def _file_id(path: Optional[str]) -> Optional[Tuple[int, int]]:
+    """(device, inode) of a regular file, or None (none there, or not a file: /dev/stdout)."""
+    try:
+        info = os.stat(path) if path else None
+    except (OSError, ValueError):
+        return None
+    import stat
+    return (info.st_dev, info.st_ino) if info and stat.S_ISREG(info.st_mode) else None
+
+
+def _hold_lock(args, take: bool = True) -> None:
+    """--instance, when given, names something; --lock: taken now, before --jitter (a bad path
+    is said at once, and a run already going is found at once), and held until this process
+    ends: the kernel lets it go, even after kill -9. Without take (--validate, --dry-run): the
+    path is checked as a run would (taken for a moment if it is there, held by another run or
+    not), and no file is made."""
     if args.lock is not None and not args.lock.strip():
         raise ConfigError("--lock: give a file name")
     if args.instance is not None and not args.instance.strip():
@@ -289,7 +326,17 @@ def _hold_lock(args) -> None:
     if args.lock:
         from checks import fsio, state
         try:
-            state.lock(args.lock)
+            if take or os.path.lexists(args.lock):
+                held = state.lock(args.lock)
+                if not take:
+                    os.close(held)
+            else:
+                fsio.check_writable(args.lock)
+        except state.LockHeld:
+            if take:
+                raise
+        except fsio.Refused as exc:
+            raise ConfigError("--lock: %s" % fsio.why(exc))
         except OSError as exc:
             raise ConfigError("--lock %s: %s" % (args.lock, fsio.why(exc)))
 
