@@ -242,10 +242,30 @@ def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secr
 
     if ":-" in obj:  # a default is checked whether it is used or not
         _expand(obj, _checked(where or "config"), where or "config")
-    return _expand(obj, value, where or "config")
+    expanded = _expand(obj, value, where or "config")
+    if _TYPED_FIELD.search(where) and _WHOLE_VARIABLE.fullmatch(obj):
+        return _typed(expanded)
+    return expanded
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# In a request's `json` body and a target's `vars`, a string that is one variable and nothing
+# else takes its value's JSON type: "seed": "${SEED}" sends 42, not "42"; "${DEBUG:-false}" false.
+_TYPED_FIELD = re.compile(r"(^|\.)(json|vars)(\.|\[|$)")
+_WHOLE_VARIABLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^${}]*)?\}")
+
+
+def _typed(text: str) -> Any:
+    """text as the JSON number, true, false or null it spells exactly; else text itself."""
+    def refuse(constant):  # NaN, Infinity: not JSON
+        raise ValueError(constant)
+    if text != text.strip():
+        return text
+    try:
+        value = json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return text
+    return value if value is None or isinstance(value, (bool, int, float)) else text
 
 
 def _expand(text: str, value, field: str) -> str:

@@ -606,3 +606,23 @@ def test_names_alike_after_unicode_normalisation_are_duplicates(tmp_path):
         {"name": "caf\u00e9", "kind": "tcp", "address": "h:1"}, {"name": "cafe\u0301", "kind": "tcp", "address": "h:2"}]}}))
     done = smoke("health", "--config", path, "--validate")
     assert done.returncode == 2 and "health.checks[1].name" in done.stderr and "used twice" in done.stderr
+
+
+def test_a_variable_alone_in_a_json_body_or_vars_keeps_its_json_type(service, tmp_path):
+    """"seed": "${SEED}" sends the number 42 (a model server rejects "42"); text around a
+    variable, or a value that is no JSON scalar, stays a string."""
+    import json as json_module
+    path = tmp_path / "smoke.json"
+    path.write_text(json_module.dumps({"deploy": {
+        "targets": [{"name": "a", "vars": {"n": "${N:-3}", "label": "${LABEL:-007}"}}],
+        "predict": {"kind": "http", "method": "POST", "url": service + "/echo",
+                    "json": {"seed": "${SEED}", "temp": "${TEMP:-0.5}", "stream": "${STREAM:-false}",
+                             "stop": "${STOP:-null}", "prompt": "seed ${SEED}", "word": "${WORD:-NaN}",
+                             "n": "{n}", "label": "{label}"},
+                    "expect": ["status == 200"]}}}))
+    done = smoke("deploy", "--config", str(path), env=dict(os.environ, SEED="42"))
+    assert done.returncode == 0, done.stdout
+    facts = json_module.loads(done.stdout)["results"][0]["facts"]
+    sent = json_module.loads(json_module.loads(facts["body"])["body"])
+    assert sent == {"seed": 42, "temp": 0.5, "stream": False, "stop": None, "prompt": "seed 42", "word": "NaN",
+                    "n": 3, "label": "007"}, sent
