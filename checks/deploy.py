@@ -180,9 +180,15 @@ def _with_lines(table, where: str):
 
 
 def _targets(fields: Fields):
-    """[(name, vars, credential files, how they are exposed)]: inline, a JSON file, or a URL."""
+    """[(name, vars, credential files, how they are exposed)]: inline, a JSON file, or a URL.
+    The section's `credentials`, keyed by target name, are joined to them: targets fetched
+    from where credentials cannot be (a file, a URL) still get theirs from the config."""
     given = fields.get("targets", (list, str), None)
+    joined = fields.get("credentials", (dict,), None)
+    shared_as = fields.text("credentials_as", "HOME")
     if given is None:
+        if joined is not None:
+            raise ConfigError("%s: credentials are kept per target: give targets" % fields.at("credentials"))
         return [("", {}, {}, "HOME")]
     where = fields.at("targets")
     from_file = given if isinstance(given, str) else None
@@ -204,14 +210,36 @@ def _targets(fields: Fields):
         credentials = target.get("credentials", (dict,), {})
         if credentials and from_file:  # a file's text is neither interpolated nor registered as secret
             raise ConfigError("%s: credentials belong inline in the config, where ${VAR} fills them and "
-                              "they are masked; not in %s" % (target.at("credentials"), from_file))
+                              "they are masked; not in %s (key them by target name in %s)"
+                              % (target.at("credentials"), from_file, fields.at("credentials")))
+        at = target.at("credentials")
+        if joined is not None:
+            credentials, at = _joined(joined, name, credentials, fields.at("credentials"), target.at("credentials"))
         for file_name, content in credentials.items():
             if not isinstance(content, str) or "/" in file_name or file_name in ("", ".", ".."):
-                raise ConfigError("%s.%s: a file name (no /) and its text" % (target.at("credentials"), file_name))
-        credentials_as = target.text("credentials_as", "HOME")
+                raise ConfigError("%s.%s: a file name (no /) and its text" % (at, file_name))
+        credentials_as = target.text("credentials_as", shared_as)
         target.done()
         found.append((name, variables, credentials, credentials_as))
     return found
+
+
+def _joined(joined: Dict[str, Any], name: str, own: Dict[str, Any], where: str, own_where: str):
+    """(the target's credential files from the section's table, where they are written)."""
+    import difflib
+
+    if own:
+        raise ConfigError("%s: %r has credentials of its own and in %s: give them once" % (own_where, name, where))
+    by_name = {same_name(key): key for key in joined}
+    if same_name(name) not in by_name:
+        close = difflib.get_close_matches(name, list(joined), n=1)
+        raise ConfigError("%s: no credentials for target %r%s (known: %s)" % (
+            where, name, " (did you mean %r?)" % close[0] if close else "", ", ".join(sorted(joined)) or "none"))
+    key = by_name[same_name(name)]
+    files = joined[key]
+    if not isinstance(files, dict):
+        raise ConfigError("%s.%s: expected a table of file names and their text" % (where, key))
+    return files, "%s.%s" % (where, key)
 
 
 def _fetch_targets(source: str, where: str):

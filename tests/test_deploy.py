@@ -520,3 +520,39 @@ def test_a_daemon_the_deploy_phase_starts_is_left_for_inspection_and_stopped_by_
     finally:
         if pidfile.exists() and not gone(int(pidfile.read_text())):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_targets_fetched_from_a_url_are_joined_to_credentials_kept_in_the_config(platform, tmp_path):
+    """The seed's planes come from a URL; each plane's account is in the config, keyed by name."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "planes.json").write_text(json.dumps([{"name": "us", "vars": {"fail": []}},
+                                                    {"name": "eu", "vars": {"fail": []}}]))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = "http://127.0.0.1:%d/planes.json" % server.server_address[1]
+        section = lifecycle(platform, targets=url)
+        section["deploy"]["json"]["fail"] = "{fail}"
+        section["credentials"] = {"us": {".trussrc": "api_key = k-us-12345\n"},
+                                  "eu": {".trussrc": "api_key = k-eu-67890\n"}, "gone": {".trussrc": "x"}}
+        section["logs"] = {"kind": "command", "command": ["sh", "-c", "cat $HOME/.trussrc > %s/{target}.seen"
+                                                          % tmp_path]}
+        done, report, results = deploy(tmp_path, section)
+        assert done.returncode == 0, [(n, r["message"]) for n, r in results.items()]
+        assert (tmp_path / "us.seen").read_text() == "api_key = k-us-12345\n"
+        assert (tmp_path / "eu.seen").read_text() == "api_key = k-eu-67890\n"
+        assert "k-us-12345" not in done.stdout + done.stderr  # secrets, as a target's own are
+        del section["credentials"]["eu"]  # a plane with no account: exit 2 before anything is deployed
+        section["credentials"]["eu1"] = {".trussrc": "x"}
+        done, _, _ = deploy(tmp_path, section)
+        assert done.returncode == 2 and "no credentials for target 'eu' (did you mean 'eu1'?)" in done.stderr
+        assert state(platform)["models"] == {}
+    finally:
+        server.shutdown()
+        server.server_close()
