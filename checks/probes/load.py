@@ -20,9 +20,9 @@ Closed model: each connection sends its next request when the last one answered,
 until `requests` are sent or `duration` has passed. Open model: requests are due at
 `rate` per second on a fixed schedule, and a latency is measured from the time the
 request was *due*, so a server that stalls cannot hide the requests it delayed
-(coordinated omission); every request is due before the load's end, and one still
-waiting at the end is sent on a connection that is free or still being made for it
-(not sent, only when there is none). Requests sent during `warmup` seconds are not counted.
+(coordinated omission); every request is due before the load's end, and those still
+waiting at the end are sent on the first connection free, or being made for them, as long
+as they keep the schedule's pace (not sent, only when no connection was free for them). Requests sent during `warmup` seconds are not counted.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ _FDS_RESERVED = 16  # stdio, the config, the report, the TLS files: outside the 
 _SPACED_LENGTH = re.compile(rb"\r\ncontent-length[ \t]+:")
 _OURS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL)
 _monotonic = time.monotonic
+_CATCH_UP_S = 0.1  # past an open load's end, how far its requests left may fall behind their schedule
 
 
 class Load(collections.namedtuple("Load", "host port tls server_name insecure ca_file request connections "
@@ -300,7 +301,7 @@ def _poller():
 
 class _Conn:
     __slots__ = ("sock", "fd", "state", "due", "sent", "buffer", "need", "chunked", "close_after", "status",
-                 "head_done", "out", "counted", "events", "kind", "dirty")
+                 "head_done", "out", "counted", "events", "kind", "dirty", "fresh")
 
     def __init__(self, sock, events: int):
         self.sock, self.fd, self.state, self.buffer = sock, sock.fileno(), _CONNECTING, bytearray()
@@ -309,6 +310,7 @@ class _Conn:
         self.out, self.counted, self.kind = b"", True, "refused"
         self.events = events  # what the poller waits for on it (a change is a system call)
         self.dirty = False  # a response read in pieces: buffer, head_done, need ... to be reset
+        self.fresh = False  # made, and no request sent on it yet
 
 
 class _Loop:
@@ -341,6 +343,8 @@ class _Loop:
         self.sent = self._warm = self.opening = 0  # opening: connections not yet ready to send
         self.halted = False  # aborted, or the tool's trouble: nothing more is sent
         self.gave_up = False  # open load, past its end: the requests left wait for no connection
+        self.past: Optional[float] = None  # when the loop first saw the end with requests left
+        self.past_sent = 0  # and those sent since
         self.idle: List[_Conn] = []
         self.family = socket.AF_INET6 if ":" in load.host else socket.AF_INET
         self.tls = _tls_context(load) if load.tls else None
@@ -451,8 +455,11 @@ class _Loop:
 
     def wants_more(self, now: float) -> bool:
         """Whether a request may still be sent: not stopped, and the load not complete. An open
-        load's requests were all due before its end: past it, those left still go on a connection
-        that is free or being made, and once none is, no connection was free for them."""
+        load's requests were all due before its end. Past it, those left still go out on the
+        first connection free as long as they keep the schedule's pace (keeps_pace: the loop
+        itself late at the end, descheduled, and a server that keeps up gets them all), and on
+        each connection that was being made for them once it is made; then no connection was
+        free for the rest."""
         if self.halted:
             return False
         if self.rate is None:
@@ -461,9 +468,19 @@ class _Loop:
             return False
         if now < self.stops_at:
             return True
-        if not self.gave_up and not self.idle and not self.opening:
-            self.gave_up = True
-        return not self.gave_up
+        if self.gave_up:
+            return False
+        if self.opening or self.keeps_pace(now) or any(conn.fresh for conn in self.idle):
+            return True
+        self.gave_up = True
+        return False
+
+    def keeps_pace(self, now: float) -> bool:
+        """Past an open load's end: whether the requests left, sent since, went out at least as fast
+        as the schedule asked for them, with _CATCH_UP_S to spare."""
+        if self.past is None:
+            self.past = now
+        return now <= self.past + (self.past_sent + 1) * self.schedule.step / self.rate + _CATCH_UP_S
 
     def due(self, position: int) -> float:
         return self.counting_from + self.schedule[position] / self.rate
@@ -484,7 +501,15 @@ class _Loop:
                 if now < self.stops_at and self.opening < self.waiting(now) and len(self.conns) < self.connections:
                     self.connect()  # more connections, up to the limit, for a schedule they cannot keep
                 return
-            self.send(self.idle.pop(), due, now)
+            conn = self.idle.pop()
+            if now >= self.stops_at and not self.keeps_pace(now) and not conn.fresh:  # past the end, behind
+                fresh = [idle for idle in self.idle if idle.fresh]
+                self.idle.append(conn)
+                if not fresh:
+                    return
+                conn = fresh[-1]
+                self.idle.remove(conn)
+            self.send(conn, due, now)
             self.next += 1
 
     def waiting(self, now: float) -> int:
@@ -494,7 +519,9 @@ class _Loop:
                          left.step))
 
     def send(self, conn: _Conn, due: float, now: float) -> None:
-        conn.due, conn.sent = due, now
+        conn.due, conn.sent, conn.fresh = due, now, False
+        if now >= self.stops_at:
+            self.past_sent += 1
         conn.counted = due >= self.counting_from
         if not conn.counted:
             self._warm += 1
@@ -579,7 +606,7 @@ class _Loop:
 
     def become_idle(self, conn: _Conn) -> None:
         self.opening -= 1
-        conn.state = _IDLE
+        conn.state, conn.fresh = _IDLE, True
         self.want(conn, self.readable)
         self.idle.append(conn)
 
@@ -768,7 +795,9 @@ class _Loop:
         conn.dirty = False
 
     def reconnect(self) -> None:
-        if self.wants_more(_monotonic()) and len(self.conns) < self.connections:
+        now = _monotonic()
+        if self.wants_more(now) and len(self.conns) < self.connections and \
+                (now < self.stops_at or self.keeps_pace(now)):  # past an open load's end: while it keeps pace
             self.connect()
 
     def expire(self, now: float) -> None:
