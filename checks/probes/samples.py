@@ -2,10 +2,11 @@
 a histogram; the facts perf judges.
 
 A load's worker processes each fill a Samples, sort it in runs of RUN samples (in place: a
-list of floats costs 32 bytes a sample, the array 8) and send it back (send: a short head,
-then the arrays' bytes as they lie); the parent reads each share straight into the end of
-one array (ShareReader), so a million latencies cost 8 MB there and nothing is merged:
-percentiles, the histogram and the mean are worked out over the sorted runs, exactly.
+list of floats costs 32 bytes a sample, the array 8) and send it back a run at a time, each
+freed once written (send: a short head, then the arrays' bytes as they lie); the parent adds
+each run, once whole, at the end of its own array (ShareReader), so a million latencies cost
+8 MB in all and nothing is merged: percentiles, the histogram and the mean are worked out
+over the sorted runs, exactly.
 """
 
 from __future__ import annotations
