@@ -266,3 +266,66 @@ def test_a_kill_9_during_a_deploy_leaves_no_spawned_process_that_cleared_its_mar
     kill_9_when_running([sys.executable, SMOKE, "deploy", "--config", str(path), "--state-dir", str(tmp_path / "s")],
                         token, 6)
     assert running(token) == []
+
+
+# --- a signal before the checks: still a report ------------------------------------------------
+
+def held_then_answered():
+    """A server that holds its first connection unanswered (a hung start ping) and answers 200 to
+    the rest; (its port, the list of connections held)."""
+    import socket
+    import threading
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    held = []
+
+    def serve():
+        while True:
+            conn, _ = sock.accept()
+            if not held:
+                held.append(conn)
+                continue
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return sock.getsockname()[1], held
+
+
+@pytest.mark.parametrize("stage, signum", [("while the config was read", signal.SIGTERM),
+                                           ("in --jitter", signal.SIGHUP),
+                                           ("while --ping's start was sent", signal.SIGINT)])
+def test_a_signal_before_the_checks_still_gives_an_interrupted_report(tmp_path, stage, signum):
+    path = config(tmp_path, [{"name": "true", "kind": "command", "command": ["true"]}])
+    argv = [sys.executable, SMOKE, "health", "--config", path, "--output", str(tmp_path / "r.json"), "--state-dir",
+            str(tmp_path / "s")]
+    wait = 10
+    if stage.startswith("while the config"):  # smoke.py waits for the FIFO's writer
+        fifo = tmp_path / "smoke.fifo"
+        os.mkfifo(str(fifo))
+        argv[argv.index(path)] = str(fifo)
+
+        def ready():
+            return any(os.path.realpath("/proc/%d/fd/%s" % (proc.pid, fd)) == str(fifo)
+                       for fd in os.listdir("/proc/%d/fd" % proc.pid))
+    elif stage == "in --jitter":  # nothing to see from outside: a second and a half in
+        argv += ["--jitter", "3600"]
+        ready, wait = (lambda: False), 1.5
+    else:  # the start ping waits for an answer
+        port, held = held_then_answered()
+        argv += ["--ping", "http://127.0.0.1:%d/p" % port]
+        ready = held.__len__
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + wait
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, err
+    for report in (json.loads(out), json.loads((tmp_path / "r.json").read_text())):
+        assert report["interrupted"] == name and report["exit_code"] == 128 + signum
+        assert report["problems"][0] == "interrupted by %s %s: no check was run" % (name, stage)
+    assert "smoke.py: interrupted by %s %s: no check was run\n" % (name, stage) in err

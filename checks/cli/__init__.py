@@ -1,6 +1,7 @@
 """The command line's run half: everything after the arguments are parsed, in three stages.
 
     prepare (gather)   flags + config -> what to run, checked; --validate and --dry-run stop here
+                       (session.begin: then --jitter and the start ping, all under the run's signals)
     execute (session)  the sections in order, under the run's signals and cleanup
     deliver (deliver)  the report finalised once, then history, notifications, files, stdout
 
@@ -21,13 +22,11 @@ def run(args, commands, closed) -> int:
     help)}): the sections, in the order `all` runs them, are its entries with a module. closed
     names the standard streams that were closed at start (smoke._open_stdio)."""
     from checks import lifecycle
-    from checks.cli import deliver, gather, session
+    from checks.cli import deliver, session
 
-    prepared = gather.prepare(args, commands, closed)
-    if prepared is None:  # --validate, --dry-run: said, nothing run
-        return 0
-    clock = session.Clock(prepared)  # from here, --deadline bounds everything: the run and its delivery
-    start_problems = deliver.start(prepared, clock)
-    with lifecycle.Signals() as signals:
+    with lifecycle.Signals() as signals:  # from the start: a signal while the config is read is reported too
+        prepared, clock, start_problems = session.begin(args, commands, closed, signals)
+        if prepared is None:  # --validate, --dry-run: said, nothing run
+            return 0
         executed = session.execute(prepared, signals, clock)
         return deliver.deliver(prepared, executed, start_problems, signals, closed, clock)

@@ -78,7 +78,6 @@ def prepare(args, commands, closed) -> Optional[Prepared]:
     except ConfigError as exc:
         raise ConfigError(secrets.redact(str(exc)))
     deadline, flag = _deadline(args, faces, specs)
-    _jitter(args.jitter)
     return Prepared(args, secrets, faces, specs, inner, chosen, skipped,
                     args.min_pass_rate if args.min_pass_rate is not None else 1.0,
                     {} if args.min_pass_rate is not None else rates, *state, delivery, sinks, deadline, flag)
@@ -358,10 +357,3 @@ def _deadline(args, faces, specs) -> Tuple[Optional[float], str]:
     deadline = min([d for d in tiers if d is not None], default=None)
     return deadline, "the tier's deadline" if deadline is not None else "--deadline"
 
-
-def _jitter(seconds: Optional[float]) -> None:
-    """--jitter: a random wait first, to spread a fleet's cron runs."""
-    if seconds:
-        import random
-        import time
-        time.sleep(random.uniform(0, seconds))

@@ -1,19 +1,22 @@
-"""Execute a prepared run: the sections in order, under the run's signals and cleanup.
+"""Begin and execute a run: prepare it, wait --jitter, send the start ping (begin), then the
+sections in order (execute), all under the run's signals and cleanup.
 
 A signal ends the sections with Interrupted, which carries what was done; either way
-cleanup runs, and what escaped its process group is killed. What comes out is the raw
-material of the report: results, metrics and times, not yet judged.
+cleanup runs, and what escaped its process group is killed. A signal before the checks
+(while the config is read, in --jitter, in the start ping) gives a run where none runs.
+What comes out is the raw material of the report: results, metrics and times, not yet judged.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, List, Optional, Tuple
 
 from checks import lifecycle, model, runner
 from checks.cli.terminal import Progress, is_terminal, say
@@ -51,9 +54,70 @@ class Clock:
         return self.ends if self.ends is not None else time.monotonic() + DELIVERY_CAP_S
 
 
+def begin(args, commands, closed, signals) -> Tuple[Any, Optional[Clock], List[str]]:
+    """Prepare the run, wait --jitter and send --ping's start, under the run's signals (entered
+    before): (prepared, its clock, the start's problems), prepared None after --validate and
+    --dry-run. A signal meanwhile is said in the problems, and execute runs no check; one that
+    came while the config was read leaves the run the flags alone describe (unprepared)."""
+    from checks.cli import deliver, gather
+
+    prepared, when, problems = None, "while the config was read", []
+    try:
+        prepared = gather.prepare(args, commands, closed)
+        if prepared is None:
+            return None, None, []
+        when = "in --jitter"
+        jitter(args.jitter)
+    except lifecycle.Interrupted:
+        prepared = prepared or unprepared(args)
+    clock = Clock(prepared)  # from here, --deadline bounds everything: the run and its delivery
+    try:
+        if signals.signum is None:
+            when = "while --ping's start was sent"
+            problems = deliver.start(prepared, clock)
+    except lifecycle.Interrupted:
+        pass
+    if signals.signum is not None:
+        problems.append("interrupted by %s %s: no check was run" % (model.SIGNAL_NAMES[signals.signum], when))
+    return prepared, clock, problems
+
+
+def jitter(seconds: Optional[float]) -> None:
+    """--jitter: a random wait first, to spread a fleet's cron runs."""
+    if seconds:
+        import random
+        time.sleep(random.uniform(0, seconds))
+
+
+def unprepared(args):
+    """The run the flags alone describe, for a signal that came before the config was read: no
+    check; the report's files and channels, unless one of them is wrong (then none)."""
+    from checks import ConfigError, state
+    from checks.cli import gather
+    from checks.secrets import Secrets
+
+    secrets = Secrets(names=args.secret)
+    for name in args.secret:
+        if os.environ.get(name):
+            secrets.add(os.environ[name])
+    try:
+        kept, delivery = gather._state({}, args, None), gather._delivery(args, secrets)
+        sinks = gather._sinks(args, args.config)
+    except ConfigError:  # a wrong flag is used for nothing (with the config read, it would have been exit 2)
+        kept, sinks = (state.default_dir(), state.DEFAULT_LIMIT, state.DEFAULT_ESCALATE_AFTER), []
+        delivery = gather.Delivery(None, args.notify_format, None, None, None, None, None, None, None)
+    return gather.Prepared(args, secrets, {}, {}, {}, [], [], 1.0, {}, *kept, delivery, sinks, None, "--deadline")
+
+
 def execute(prepared, signals, clock: Clock) -> Executed:
     """Run the chosen steps of each section in order; from the first signal on, the rest is skipped
     and the cleanup still runs (signals: the run's lifecycle.Signals, disarmed here after the run)."""
+    if signals.signum is not None:  # it came before the checks (begin): none is run
+        signals.disarm()
+        return Executed([model.Result(step.name, step.section, step.kind, "skip", "not run: interrupted before "
+                                      "the checks started", tags=step.tags, severity=step.severity,
+                                      target=step.target, expect=step.expect) for step in prepared.chosen]
+                        + prepared.skipped, {}, time.time(), 0.0, [])
     args = prepared.args
     concurrency = _concurrency(args, len(prepared.chosen))
     progress = Progress(len(prepared.chosen), prepared.secrets.redact) \
@@ -87,12 +151,13 @@ def execute(prepared, signals, clock: Clock) -> Executed:
     except lifecycle.Interrupted as exc:
         results += exc.results
         metrics.update(exc.metrics)  # run_dir, timings so far: for the post-mortem
-    if progress:
-        progress.clear()
-    left = cleanup.run_all(close=signals.signum is not None)
+    finally:  # an error of ours, or one found late in the config (exit 2), leaves nothing running either
+        if progress:
+            progress.clear()
+        left = cleanup.run_all(close=signals.signum is not None)
+        lifecycle.kill_orphans()
     results += [model.Result("cleanup", args.command, "cleanup", "error", "left behind: %s (%s)" % one,
                              severity="critical", target=one[0]) for one in left]
-    lifecycle.kill_orphans()
     return Executed(results + prepared.skipped, metrics, started, (time.monotonic() - began) * 1000,
                     problems + ["cleanup: left behind: %s (%s)" % one for one in left])
 
