@@ -121,18 +121,26 @@ def _check_values(doc: Any) -> None:
         if depth > MAX_DEPTH:
             raise ConfigError("%s: nested deeper than %d levels" % (where, MAX_DEPTH))
         items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
-        for key, value in items:
-            at = "%s[%d]" % (where, key) if isinstance(key, int) else _join(where, key)
+        for key, value in items:  # where it is is worked out only when said: 10,000 checks are many fields
             for text in (key, value):
-                if isinstance(text, str) and not text.isascii() and re.search("[\ud800-\udfff]", text):
-                    raise ConfigError("%s: holds a lone surrogate (\\ud800-\\udfff), which is not text" % at)
+                if type(text) is str and not text.isascii() and re.search("[\ud800-\udfff]", text):
+                    raise ConfigError("%s: holds a lone surrogate (\\ud800-\\udfff), which is not text" % _at(where, key))
+            if type(value) in _SCALARS:
+                continue
             if isinstance(value, (dict, list)):
-                stack.append((value, at, depth + 1))
+                stack.append((value, _at(where, key), depth + 1))
             elif not isinstance(value, (str, int, float, bool, type(None))):
                 if isinstance(key, str) and key.startswith("_"):  # a comment (_note = 2026-11-23): harmless
                     obj[key] = value.isoformat()
                     continue
-                raise ConfigError("%s: a TOML date or time is not supported here; write it as a string" % at)
+                raise ConfigError("%s: a TOML date or time is not supported here; write it as a string" % _at(where, key))
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _at(where: str, key: Any) -> str:
+    return "%s[%d]" % (where, key) if isinstance(key, int) else _join(where, key)
 
 
 class _Twice(dict):
@@ -215,11 +223,13 @@ def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secr
     """
     if isinstance(obj, dict):  # under "env", keys are variable names: judged as those (PGPASSWORD, MYSQL_PWD)
         env = where.endswith(".env") or where == "env"
-        return {k: interpolate(v, _join(where, k), secrets, environ,
-                               secret or secret_field(k) or env and secret_name(k), used)
+        return {k: v if type(v) in _SCALARS and (type(v) is not str or "$" not in v) else  # nothing to fill
+                interpolate(v, _join(where, k), secrets, environ, secret or secret_field(k) or env and secret_name(k),
+                            used)
                 for k, v in obj.items()}
     if isinstance(obj, list):
-        return [interpolate(v, "%s[%d]" % (where, i), secrets, environ, secret, used) for i, v in enumerate(obj)]
+        return [v if type(v) in _SCALARS and (type(v) is not str or "$" not in v) else
+                interpolate(v, "%s[%d]" % (where, i), secrets, environ, secret, used) for i, v in enumerate(obj)]
     if not isinstance(obj, str) or "$" not in obj:
         return obj
 
@@ -438,9 +448,11 @@ class Fields:
                integer: bool = False) -> Any:
         """A number in [minimum, maximum]; every field states its bounds (1e308 seconds is no timeout)."""
         self.seen.add(key)
-        value = self.data.get(key, default)
-        if value is _REQUIRED:
-            raise ConfigError("%s: required field is missing" % self.at(key))
+        if key not in self.data:  # most fields are left to their defaults, which are ours and in range
+            if default is _REQUIRED:
+                raise ConfigError("%s: required field is missing" % self.at(key))
+            return default
+        value = self.data[key]
         if isinstance(value, str) and "_" not in value:  # "${TIMEOUT:-5}" arrives as text; "1_0" is a typo
             try:
                 value = float(value)

@@ -44,8 +44,21 @@ def _escape(match) -> str:
                                 else "\\U%08x" % code)
 
 
+PRETTY_RESULTS = 1000
+
+
 def render_json(report: Dict[str, Any], color: bool = False) -> str:
-    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    """The report as JSON, indented; past PRETTY_RESULTS results, one result per line (no one
+    reads a million indented lines, and before 3.13 only unindented JSON has the C encoder)."""
+    results = report.get("results") or []
+    if len(results) <= PRETTY_RESULTS:
+        text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    else:
+        skeleton = json.dumps(dict(report, results=[]), indent=2, ensure_ascii=False)
+        encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per result
+        lines = ",\n    ".join(map(encode, results))
+        # the top level's key: two spaces, where a nested one has more (and a string has no newline)
+        text = skeleton.replace('\n  "results": []', '\n  "results": [\n    %s\n  ]' % lines, 1) + "\n"
     if text.isascii():
         return text
     # json.dumps escaped C0; what else is not printable can only be inside a string: escape it there

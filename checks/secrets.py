@@ -160,6 +160,9 @@ def _tried(escape, value: str):
         return None
 
 
+_LEAVES = frozenset((str, int, float, bool, type(None)))
+
+
 class Secrets:
     """Values that must never reach a report, a log line or an error message."""
 
@@ -204,9 +207,14 @@ class Secrets:
                     obj = obj.replace(form, MASK)
             return self._mask_cut_starts(obj) if _CUT in obj else obj
         if isinstance(obj, dict):
+            if not self.values:  # only secret-named keys to mask: text, keys and numbers are as they are
+                return {k: MASK if v and secret_field(k) else v if type(v) in _LEAVES else self.redact(v)
+                        for k, v in obj.items()}
             return {self.redact(k) if isinstance(k, str) else k: MASK if secret_field(k) and v else self.redact(v)
                     for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
+            if not self.values:
+                return [v if type(v) in _LEAVES else self.redact(v) for v in obj]
             return [self.redact(v) for v in obj]
         if isinstance(obj, (int, float)) and not isinstance(obj, bool) and self.values:
             digits = str(int(obj)) if isinstance(obj, float) and obj.is_integer() else str(obj)
@@ -257,9 +265,12 @@ def collect_fields(obj: Any, secrets: Secrets, secret: bool = False, env: bool =
         if isinstance(basic, dict) and isinstance(basic.get("password"), str):
             secrets.add_basic_auth(str(basic.get("username", "")), basic["password"])
         for key, value in obj.items():
-            collect_fields(value, secrets, secret or secret_field(key) or env and secret_name(str(key)), key == "env")
+            inner = secret or secret_field(key) or env and secret_name(str(key))
+            if inner or type(value) not in _LEAVES:  # a plain value under a plain name holds nothing
+                collect_fields(value, secrets, inner, key == "env")
     elif isinstance(obj, list):
         for value in obj:
-            collect_fields(value, secrets, secret)
+            if secret or type(value) not in _LEAVES:
+                collect_fields(value, secrets, secret)
     elif secret:
         secrets.add(obj)
