@@ -456,6 +456,7 @@ def _facts(report: Dict[str, Any], records: List[Dict[str, Any]]) -> Dict[str, A
             continue
         targets = numbers.get("targets") if section == "perf" else None
         if isinstance(targets, dict):
+            targets, facts["insufficient"] = _stand_ins(targets)
             facts["perf"] = targets
             for values in targets.values():
                 for key, value in (values.items() if isinstance(values, dict) else ()):
@@ -481,6 +482,26 @@ def _facts(report: Dict[str, Any], records: List[Dict[str, Any]]) -> Dict[str, A
                         "facts": result.get("facts"), "consecutive_failures": streak}
     facts["check"] = checks
     return facts
+
+
+def _stand_ins(targets: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, List[str]]]:
+    """(perf's targets, each percentile it had too few samples for stood in by its max_ms; for
+    each such percentile, the targets whose max_ms stands in). No percentile exceeds the slowest request, so a trigger such as
+    p95_ms > 500 never passes over the slowest target because it ran 15 requests, not 20."""
+    found: Dict[str, Any] = {}
+    said: Dict[str, List[str]] = {}
+    for name, values in targets.items():
+        short = values.get("insufficient") if isinstance(values, dict) else None
+        if not isinstance(short, dict) or not _number(values.get("max_ms")):
+            found[name] = values
+            continue
+        own = dict(values)
+        for key in short:
+            if key.endswith("_ms") and not _number(own.get(key)):
+                own[key] = values["max_ms"]
+                said.setdefault(key, []).append(name)
+        found[name] = own
+    return found, said
 
 
 def _number(value: Any) -> bool:
@@ -518,6 +539,11 @@ def _judge(condition, facts: Dict[str, Any], on_no_data: str, redact) -> Dict[st
             condition.subject, text, condition.op, condition.raw)
     else:
         reason = "%s %s (fires at %s)" % (condition.subject, text, at)
+    short = (facts.get("insufficient") or {}).get(str(condition.path[-1])) or []
+    if condition.path[0] == "perf":
+        short = [name for name in short if len(condition.path) == 3 and condition.path[1] == name]
+    if short and condition.path[0] in ("perf", condition.path[-1]):
+        reason += " (too few samples in %s for %s: its max_ms stands in)" % (", ".join(short), condition.path[-1])
     return dict(judged, observed=redact(shown), no_data=False, fired=fired, reason=redact(reason))
 
 

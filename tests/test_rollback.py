@@ -735,3 +735,25 @@ def test_a_key_given_twice_in_a_report_or_an_incident_line_is_exit_2_naming_it(s
     done, _, _ = smoke("rollback", "--config", config(tmp_path, url, repo), "--execute")
     assert done.returncode == 2 and "incidents.jsonl, line 1: the top level: 'executed' is given twice" in done.stderr
     assert log(repo)[0] == "v2"  # nothing was done on a record that says two things
+
+
+def test_a_percentile_trigger_never_passes_over_a_target_with_too_few_samples(service, tmp_path):
+    """A real perf run: the slow target's 15 requests are too few for a p95, so its max_ms
+    stands in (no percentile is above it), the trigger fires on it, and the reason says so."""
+    config = tmp_path / "perf.json"
+    config.write_text(json.dumps({"perf": {"targets": [
+        {"name": "fast", "url": service + "/health", "requests": 200, "connections": 2},
+        {"name": "slow", "url": service + "/latency?delay_ms=300", "requests": 15, "connections": 5}]}}))
+    done, report, _ = smoke("perf", "--config", config, "--state-dir", tmp_path / "s")
+    slow = report["metrics"]["perf"]["targets"]["slow"]
+    assert "p95_ms" not in slow and "p95_ms" in slow["insufficient"] and slow["max_ms"] >= 300, slow
+    path = tmp_path / "report.json"
+    path.write_text(done.stdout)
+    done, _, results = smoke("rollback", "--from", path, "--trigger", "p95_ms > 250", "--trigger",
+                             "perf.slow.p95_ms > 250", "--trigger", "perf.fast.p95_ms > 250", "--state-dir",
+                             tmp_path / "s")
+    message = results["triggers"]["message"]
+    assert done.returncode == 1, message
+    assert "p95_ms %s > 250 (too few samples in slow for p95_ms: its max_ms stands in)" % slow["max_ms"] in message
+    assert "perf.slow.p95_ms %s > 250 (too few samples in slow" % slow["max_ms"] in message
+    assert "perf.fast.p95_ms" not in message, message  # it did not fire, and is no stand-in
