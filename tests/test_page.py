@@ -338,3 +338,21 @@ def test_chromium_takes_a_screenshot_and_prints_the_page(perf, tmp_path):
     assert done.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", done.stderr
     done = chromium(tmp_path, "--print-to-pdf=%s" % pdf, "--no-pdf-header-footer", path.as_uri())
     assert done.returncode == 0 and pdf.read_bytes()[:5] == b"%PDF-", done.stderr
+
+
+def test_html_is_a_sink_of_every_run_with_the_history_strips(workdir, service, tmp_path):
+    """--html FILE writes the page as --junit writes its file: beside the report, with each
+    check's runs before this one; refused where any report file is."""
+    state_dir = tmp_path / "state"
+    page_path = tmp_path / "page.html"
+    for target in ("127.0.0.1:1", "127.0.0.1:1", service.split("//")[1]):
+        done = smoke("health", "--tcp", target, "--name", "db", "--state-dir", str(state_dir), "--html",
+                     str(page_path), "--junit", str(tmp_path / "j.xml"))
+    assert done.returncode == 0 and report_of(done)["status"] == "pass"
+    parsed = strict(page_path.read_text())
+    text = " ".join(parsed.texts)
+    assert "passing 1 run" in text and "33% of 3" in text, text[:2000]
+    for flags, said in ((["--html", str(tmp_path / "none" / "p.html")], "--html"),
+                        (["--html", str(page_path), "--output", str(page_path)], "writes there too")):
+        done = smoke("health", "--tcp", "127.0.0.1:1", "--state-dir", str(state_dir), *flags)
+        assert done.returncode == 2 and said in done.stderr, done.stderr

@@ -53,10 +53,17 @@ def deliver(prepared, executed, start_problems: List[str], signals, closed, cloc
 
     budget = notify.Budget(clock.delivery_ends(), late)
     timeout = max(1.0, min(fsio.WRITE_TIMEOUT_S, budget.left()))  # for a FIFO's reader: at least a second
-    staged, problems = _stage(prepared.sinks, report, lambda: signals.signum is not None, timeout)
+    prior = _history(prepared)
+
+    def render(flag: str, report: Dict[str, Any]) -> bytes:
+        if flag == "--html":  # the page, with each check's runs before this one
+            from checks import page
+            return page.render_html(report, prior).encode("utf-8", "replace")
+        return RENDERERS[FILE_SINKS[flag]](report).encode("utf-8", "replace")
+
+    staged, problems = _stage(prepared.sinks, report, render, lambda: signals.signum is not None, timeout)
     finalise(report, [redact(problem) for problem in start_problems + executed.problems + problems], signals.signum,
              nagios(args))
-    prior = _history(prepared)
     told = _notify_within(prepared, report, prior, budget)
     untold = any(problem.startswith(("--notify:", "--notify-github:")) for problem in told)
     _add(report, redact, told + _record(prepared, report, not untold))
@@ -64,7 +71,7 @@ def deliver(prepared, executed, start_problems: List[str], signals, closed, cloc
     for (flag, path), sink in staged:  # --output last: its report has what the others could not do
         _interrupt_if(late(), report, signals.signum, args)
         try:
-            sink.write(RENDERERS[FILE_SINKS[flag]](report).encode("utf-8", "replace"), late, timeout)
+            sink.write(render(flag, report), late, timeout)
         except OSError as exc:
             _add(report, redact, ["%s: cannot write %s: %s" % (flag, path, fsio.why(exc))])
     _interrupt_if(late(), report, signals.signum, args)
@@ -119,7 +126,8 @@ def _interrupt_if(late: bool, report: Dict[str, Any], signum: Optional[int], arg
             report["exit_code"] = model.exit_code(report, "nagios")
 
 
-def _stage(sinks: List[Tuple[str, str]], report: Dict[str, Any], stop, timeout: float) -> Tuple[list, List[str]]:
+def _stage(sinks: List[Tuple[str, str]], report: Dict[str, Any], render, stop,
+           timeout: float) -> Tuple[list, List[str]]:
     """([((flag, path), staged file)], problems): each file opened and its space taken for the
     report as it stands (what it renders to now, and room for the problems to come)."""
     from checks import fsio
@@ -127,7 +135,7 @@ def _stage(sinks: List[Tuple[str, str]], report: Dict[str, Any], stop, timeout: 
 
     staged, problems = [], []
     for flag, path in sinks:
-        size = len(RENDERERS[FILE_SINKS[flag]](report).encode("utf-8", "replace")) + 65536
+        size = len(render(flag, report)) + 65536
         try:
             staged.append(((flag, path), files.stage(path, size, stop, timeout)))
         except OSError as exc:
@@ -136,8 +144,9 @@ def _stage(sinks: List[Tuple[str, str]], report: Dict[str, Any], stop, timeout: 
 
 
 def _history(prepared) -> List[Dict[str, Any]]:
-    """The runs before this one, for the notifications that say what changed."""
-    if not (prepared.delivery.notify or prepared.delivery.github):
+    """The runs before this one, for the notifications that say what changed and the page's
+    strips (read only when one of them is wanted)."""
+    if not (prepared.delivery.notify or prepared.delivery.github or prepared.args.html):
         return []
     from checks import state
     return state.history(prepared.state_dir, state.RECENT)[0]

@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 from checks import ConfigError, command
 
 _TOP_LEVEL = ("min_pass_rate", "state_dir", "history_limit", "escalate_after")  # keys that are not sections
-FILE_SINKS = {"--junit": "junit", "--prom": "prometheus", "--tap": "tap", "--output": "json"}  # --output last
+FILE_SINKS = {"--junit": "junit", "--prom": "prometheus", "--tap": "tap", "--html": "html",
+              "--output": "json"}  # --output last
 
 
 class Prepared(collections.namedtuple("Prepared", "args secrets faces specs inner chosen skipped min_rate "

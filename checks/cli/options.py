@@ -20,6 +20,8 @@ def add_arguments(parser, deadline_help=None) -> None:
     out.add_argument("--prom", metavar="FILE", help="also write the Prometheus text format here (node_exporter's "
                                                     "textfile collector: a FILE.prom in its directory)")
     out.add_argument("--tap", metavar="FILE", help="also write TAP version 13 here")
+    out.add_argument("--html", metavar="FILE", help="also write a page here: one self-contained HTML file with the "
+                                                    "results, pictures and each check's recent runs")
     out.add_argument("--instance", metavar="NAME", help="the Pushgateway group's instance (default: this host's "
                                                         "name; give a stable one where hosts come and go, as pods)")
     out.add_argument("--push", metavar="URL", help="PUT the Prometheus metrics to this Pushgateway, as "
