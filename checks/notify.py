@@ -182,6 +182,8 @@ def github(repo: str, report: Dict[str, Any], prior: List[Dict[str, Any]], api: 
     """Open, comment on, and close one issue per check. An issue is known by the check, the
     command, the run's selection and --instance (a mark in its body), never by the host's name:
     a CI runner gets a new one every run."""
+    if report.get("interrupted"):  # a run a signal stopped judged nothing: no issue opened or closed on it
+        return []
     base = "%s/repos/%s" % (api.rstrip("/"), repo)
     headers = {"Authorization": "Bearer " + token, "Accept": "application/vnd.github+json",
                "X-GitHub-Api-Version": "2022-11-28"}

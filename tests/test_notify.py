@@ -316,14 +316,15 @@ def test_a_run_stopped_by_a_signal_tells_nobody_and_is_passed_over(receiver, por
     tell = ["--state-dir", str(tmp_path / "state"), "--notify", url + "/hook"]
     bare_smoke(tmp_path, ["--tcp", "127.0.0.1:%d" % port] + tell[2:], outside_ci())  # a pass: nothing to tell
     for signum in (signal.SIGTERM, signal.SIGHUP):  # systemctl stop, a closed terminal: no verdict to tell
-        proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", str(slow)] + tell,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=outside_ci())
+        proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", str(slow), "--notify-github",
+                                 "acme/shop", "--github-api", url] + tell, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=outside_ci(GITHUB_TOKEN="ghp_s3cretvalue123"))
         time.sleep(1.5)
         proc.send_signal(signum)
         proc.communicate(timeout=30)
         assert proc.returncode in (143, 129)
     bare_smoke(tmp_path, ["--tcp", "127.0.0.1:%d" % port] + tell[2:], outside_ci())  # no RECOVERED from nothing
-    assert server.requests == [], [json.loads(r[3])["text"] for r in server.requests]
+    assert server.requests == [] and server.issues == {}, [r[:2] for r in server.requests]
     bare_smoke(tmp_path, ["--tcp", "127.0.0.1:1"] + tell[2:], outside_ci())  # a real failure still is
     assert [json.loads(r[3])["text"].split(" - ")[0][-6:] for r in server.requests] == ["FAILED"]
 
@@ -343,3 +344,25 @@ def test_a_message_that_was_not_delivered_is_told_by_the_next_run(receiver, port
     server.requests.clear()
     bare_smoke(tmp_path, ["--tcp", "127.0.0.1:1"] + tell, outside_ci())  # told once: nothing new
     assert server.requests == []
+
+
+def test_a_stopped_run_tells_within_seconds_not_the_whole_delivery_budget(receiver, tmp_path):
+    """After SIGTERM the run still pushes its interrupted report, but whoever stopped it waits
+    five seconds at most for a receiver that never answers, not the 30 s a run may take."""
+    import signal
+    import time
+    server, url = receiver
+    server.hang = "PUT"
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps({"health": {"checks": [{"name": "slow", "kind": "command", "timeout": 60,
+                                                       "command": [sys.executable, "-c", "import time; time.sleep(30)"]}]}}))
+    proc = subprocess.Popen([sys.executable, SMOKE, "health", "--config", str(slow), "--state-dir",
+                             str(tmp_path / "state"), "--push", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=outside_ci())
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    out, _ = proc.communicate(timeout=60)
+    took = time.monotonic() - started
+    assert proc.returncode == 143 and 4 < took < 8, took
+    assert json.loads(out)["interrupted"] == "SIGTERM" and any(m == "PUT" for m, _, _, _ in server.requests)

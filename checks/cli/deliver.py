@@ -25,6 +25,9 @@ from checks.cli.terminal import emit, is_terminal, say
 from checks.render import RENDERERS
 
 
+STOPPED_DELIVERY_S = 5.0  # what notifications of a run a signal stopped may take: whoever stopped it waits
+
+
 def start(prepared, clock) -> List[str]:
     """Before the run: --ping's start (the dead man's switch: this run began), within the share
     of --deadline kept for delivery (one request's timeout without one); its problems."""
@@ -32,10 +35,26 @@ def start(prepared, clock) -> List[str]:
         return []
     import time
 
-    from checks import notify
+    import threading
+
+    from checks import CheckError, lifecycle, notify
     budget = notify.Budget(time.monotonic() + (clock.reserve or notify.TIMEOUT_S))
-    problem = notify.ping(prepared.delivery.ping, "start", budget=budget)
-    return [problem] if problem else []
+    said: List[Optional[str]] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            said.append(notify.ping(prepared.delivery.ping, "start", budget=budget))
+        finally:
+            done.set()
+    try:  # in a thread, so that a signal reaches the main thread even while a DNS lookup hangs
+        lifecycle.start_thread(work, "smoke-ping")
+    except CheckError:
+        work()
+    while not done.wait(0.05):
+        if budget.left() < -1.0:
+            return ["--ping start: not sent: the delivery budget ran out"]
+    return [problem for problem in said if problem]
 
 
 def deliver(prepared, executed, start_problems: List[str], signals, closed, clock) -> int:
@@ -51,7 +70,10 @@ def deliver(prepared, executed, start_problems: List[str], signals, closed, cloc
     def late() -> bool:  # a signal the report does not say yet: it came during delivery, and ends it
         return signals.signum is not None and "interrupted" not in report
 
-    budget = notify.Budget(clock.delivery_ends(), late)
+    ends = clock.delivery_ends()
+    if signals.signum is not None:  # stopped: tell what must be told (a /fail ping), but go soon
+        ends = min(ends, time.monotonic() + STOPPED_DELIVERY_S)
+    budget = notify.Budget(ends, late)
     timeout = max(1.0, min(fsio.WRITE_TIMEOUT_S, budget.left()))  # for a FIFO's reader: at least a second
     prior = _history(prepared)
 
