@@ -60,11 +60,14 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
     escalate_after. The first run of a command that fails counts as a change; a run that a
     signal stopped tells nothing and is passed over; one whose message was not delivered
     is told again by the next."""
+    from checks import state
+    from checks.history import interrupted
+
     if report.get("interrupted"):  # a run stopped (systemctl stop, a cancelled job) gave no verdict to tell
         return []
     command, selection = report.get("command"), report.get("selection")
     this_selection = [r for r in prior if r.get("command") == command and r.get("selection") == selection
-                      and not _interrupted(r)]
+                      and not interrupted(r)]
     from checks.model import PASSING
 
     told = [r for r in this_selection if not r.get("untold")]  # a message not delivered is told again
@@ -80,33 +83,13 @@ def events(report: Dict[str, Any], prior: List[Dict[str, Any]], escalate_after: 
     elif now in PASSING and before not in PASSING:
         found.append(("recovered", "all %d passed again" % summary.get("total", 0)))
     for result in failing:
-        before_this = _streak(this_selection, result["name"])
+        before_this = state.failing_streak(this_selection, result["name"])
         streak = 1 + len(before_this)
         if streak == escalate_after or streak > escalate_after and all(
                 run.get("untold") for run in before_this[escalate_after - 1:]):
             found.append(("escalated", "%s has failed %d runs in a row: %s" % (result["name"], streak,
                                                                               result.get("message", ""))))
     return found
-
-
-def _streak(runs: List[Dict[str, Any]], check: str) -> List[Dict[str, Any]]:
-    """The runs of the check's current streak of failures, oldest first (runs that did not run
-    it are passed over)."""
-    streak: List[Dict[str, Any]] = []
-    for run in reversed(runs):
-        failing, passing = run.get("failing"), run.get("passing")
-        if isinstance(failing, list) and check in failing:
-            streak.append(run)
-        elif isinstance(passing, list) and check in passing:
-            break
-    return streak[::-1]
-
-
-def _interrupted(run: Dict[str, Any]) -> bool:
-    """A run of the history that a signal stopped: neither a verdict nor a streak's link."""
-    from checks.model import ExitCode
-    return bool(run.get("interrupted")) or run.get("exit_code") in (ExitCode.SIGHUP, ExitCode.SIGINT,
-                                                                     ExitCode.SIGTERM)
 
 
 def _failure(result: Dict[str, Any]) -> str:

@@ -467,9 +467,12 @@ def _facts(report: Dict[str, Any], records: List[Dict[str, Any]]) -> Dict[str, A
             for key, value in numbers.items():
                 if _number(value) or isinstance(value, str):
                     facts.setdefault(key, value)
+    from checks.history import interrupted
+
     prior = [r for r in records if not (r.get("time") == report.get("started_at")
                                         and r.get("command") == report.get("command"))
-             and r.get("selection") == report.get("selection")]  # an hourly run's streak is not a daily one's
+             and r.get("selection") == report.get("selection")  # an hourly run's streak is not a daily one's
+             and not interrupted(r)]  # a run a signal stopped is no link of a streak
     failed = report.get("status") in ("fail", "error")
     facts["consecutive_failures"] = (1 + state.consecutive_failures(prior, report.get("command"))) if failed else 0
     checks = {}

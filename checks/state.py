@@ -242,16 +242,25 @@ def consecutive_failures(records: List[Dict[str, Any]], command: Optional[str] =
                          check: Optional[str] = None) -> int:
     """How many of the newest runs in a row failed: of a command (status fail or error), or
     of one check (runs that did not run it are passed over)."""
+    if check is not None:
+        return len(failing_streak(records, check))
     count = 0
     for record in reversed(records):
-        if check is not None:
-            failing, passing = record.get("failing"), record.get("passing")
-            if isinstance(failing, list) and check in failing:
-                count += 1
-            elif isinstance(passing, list) and check in passing:
-                break
-        elif command is None or record.get("command") == command:
+        if command is None or record.get("command") == command:
             if record.get("status") not in ("fail", "error"):
                 break
             count += 1
     return count
+
+
+def failing_streak(records: List[Dict[str, Any]], check: str) -> List[Dict[str, Any]]:
+    """The runs of a check's current streak of failures, oldest first (runs that did not run
+    it are passed over)."""
+    streak: List[Dict[str, Any]] = []
+    for record in reversed(records):
+        failing, passing = record.get("failing"), record.get("passing")
+        if isinstance(failing, list) and check in failing:
+            streak.append(record)
+        elif isinstance(passing, list) and check in passing:
+            break
+    return streak[::-1]
