@@ -38,11 +38,12 @@ MAX_DURATION_S = 24 * 3600.0
 MAX_RUNS = 100000
 
 
-class Target(collections.namedtuple("Target", "name kind load command runs thresholds timeout abort_on_fail",
-                                    defaults=(False,))):
+class Target(collections.namedtuple("Target", "name kind load command runs thresholds timeout abort_on_fail "
+                                                "keep_samples", defaults=(False, False))):
     """One thing to load: an HTTP request (load, a probes.load.Load) or a command (command,
     runs); its thresholds are conditions on the metrics. abort_on_fail: the limits are worked
-    out from the load as it is run (after the flags changed it), never kept from before."""
+    out from the load as it is run (after the flags changed it), never kept from before.
+    keep_samples: the report has every latency (loads on several hosts merge exactly)."""
 
     __slots__ = ()
 
@@ -77,6 +78,9 @@ def add_arguments(parser) -> None:
     load.add_argument("--abort-on-fail", action="store_true",
                       help="stop early once a threshold can no longer be met (errors, max_ms, error_rate of "
                            "--requests)")
+    load.add_argument("--keep-samples", action="store_true",
+                      help="keep every latency in the report (up to a million), so that `smoke.py summary` "
+                           "merges the loads of several hosts into exact percentiles")
     load.add_argument("--baseline", metavar="FILE", help="an earlier report or baseline: adds p50_ratio, p95_ratio, "
                                                          "p99_ratio, rps_ratio (this run / that one)")
     load.add_argument("--save-baseline", metavar="FILE", help="write this run's numbers, for a later --baseline")
@@ -92,10 +96,12 @@ def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec
             raise ConfigError("--url describes one target, and the config's perf section others: use one or the other")
         targets = [_with_load(target, changed, "--" + NAME) for target in configured.targets]
         baseline = _baseline(args.baseline, "--baseline") if args.baseline else configured.baseline
-        if not (changed or args.threshold or args.baseline or args.save_baseline or args.abort_on_fail):
+        if not (changed or args.threshold or args.baseline or args.save_baseline or args.abort_on_fail
+                or args.keep_samples):
             return None
         targets = [t._replace(thresholds=t.thresholds + _conditions(args.threshold, "--threshold", baseline),
-                              abort_on_fail=t.abort_on_fail or args.abort_on_fail) for t in targets]
+                              abort_on_fail=t.abort_on_fail or args.abort_on_fail,
+                              keep_samples=t.keep_samples or args.keep_samples) for t in targets]
         if args.save_baseline:
             _check_baseline_path(args.save_baseline, "--save-baseline")
         return configured._replace(targets=targets, baseline=baseline,
@@ -116,6 +122,8 @@ def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec
         table["insecure"] = True
     if args.abort_on_fail:
         table["abort_on_fail"] = True
+    if args.keep_samples:
+        table["keep_samples"] = True
     from checks.secrets import collect_fields
     collect_fields(table, secrets)  # an Authorization header's value is a secret, as in a config
     baseline = _baseline(args.baseline, "--baseline") if args.baseline else None
@@ -165,16 +173,21 @@ def _target(table, where: str, baseline) -> Target:
     if "command" in table:
         from checks.kinds import command
         params = command.load(fields)
+        if params["leave_running"]:  # a timed command is the run's, as a health check's is
+            raise ConfigError("%s: a perf target is timed, and what it leaves is stopped: leave_running is for steps "
+                              "that change the system (rollback, deploy's deploy)" % fields.at("leave_running"))
         runs = fields.integer("runs", 10, 1, MAX_RUNS)
-        target = Target(name, "command", None, params, runs, thresholds, timeout)
+        target = Target(name, "command", None, params, runs, thresholds, timeout,
+                        keep_samples=fields.flag("keep_samples", False))
         _no_load_fields(fields, ("connections", "rate", "duration", "requests"))
         fields.done()
         return target
     request = http.load_request(fields)
     load = _load(fields, request, timeout)
     abort_on_fail = fields.flag("abort_on_fail", False)
+    keep_samples = fields.flag("keep_samples", False)
     fields.done()
-    return Target(name, "http", load, None, 0, thresholds, timeout, abort_on_fail)
+    return Target(name, "http", load, None, 0, thresholds, timeout, abort_on_fail, keep_samples)
 
 
 def _no_load_fields(fields: Fields, keys) -> None:
@@ -400,7 +413,7 @@ def run(spec: Spec, ctx) -> Outcome:
         if facts.get("connections_limited"):
             message += "; " + facts["connections_limited"]
         metrics["targets"][target.name] = {key: value for key, value in facts.items()
-                                           if key not in ("histogram", "observed")}
+                                           if key not in ("histogram", "observed", "latency_sketch", "samples_ms")}
         result = Result(target.name, NAME, "perf", status, ctx.redact(message), (time.monotonic() - started) * 1000,
                         1, facts=facts, target=plan(Spec([target], None, None))[0].target,
                         expect=tuple(c.text for c in target.thresholds))
@@ -436,7 +449,7 @@ def _measure(target: Target, ctx, ends: Optional[float] = None) -> Dict[str, Any
     if target.kind == "command":
         samples, problem = _run_command(target, ctx, ends)
         if problem:  # the command cannot be run at all: no measurement, an error
-            facts = summarise(samples)
+            facts = summarise(samples, target.keep_samples)
             facts["error"] = problem
             return facts
     else:
@@ -451,7 +464,7 @@ def _measure(target: Target, ctx, ends: Optional[float] = None) -> Dict[str, Any
         if target.abort_on_fail:  # from the load as it runs now, after the flags changed it
             load = _with_limits(load, target.thresholds)
         samples = probe.run(load, progress=progress, ends=ends, redact=ctx.redact)
-    facts = summarise(samples)
+    facts = summarise(samples, target.keep_samples)
     if limited:
         facts["connections_limited"] = limited
     if target.load is not None and samples.aborted:

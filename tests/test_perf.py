@@ -854,3 +854,12 @@ def test_small_things_a_hostile_tester_found(server, tls_service, tmp_path):
                              "--threshold", "p50_ratio < 2", "--threshold", "rps_ratio > 0.5")
     assert done.returncode == 3 and "the baseline's p50_ms is inf, not a positive number" in \
         results["url"]["message"] and "the baseline's rps is 0" in results["url"]["message"], results
+
+
+def test_a_timed_command_cannot_be_left_running(tmp_path):
+    path = tmp_path / "perf.json"
+    path.write_text(json.dumps({"perf": {"targets": [{"name": "cli", "command": ["true"], "runs": 3,
+                                                      "leave_running": True}]}}))
+    done = subprocess.run([sys.executable, SMOKE, "perf", "--config", str(path), "--validate"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "perf.targets[0].leave_running: a perf target is timed" in done.stderr
