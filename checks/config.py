@@ -42,21 +42,11 @@ def find(explicit: Optional[str], environ=os.environ) -> Optional[str]:
     if not found:
         return None
     name = "smoke.json" if len(found) == 2 and sys.version_info < (3, 11) else found[0]
-    others = _strangers(os.stat("."))
+    others = fsio.written_by_others(os.stat("."))
     if others:
         raise ConfigError("./%s: not read: this directory (%s) %s, so another user could have put it there; "
                           "if it is yours, give it: --config ./%s" % (name, os.getcwd(), others, name))
     return name
-
-
-def _strangers(info: os.stat_result) -> str:
-    """How a user other than us and root could have written a file (or entries of a
-    directory), in words; "" when none could (fsio's rule)."""
-    if not fsio._ours_or_roots(info):
-        return "belongs to user %d" % info.st_uid
-    if fsio._others_can_write(info):
-        return "can be written by other users (mode %04o)" % stat.S_IMODE(info.st_mode)
-    return ""
 
 
 def read_trusted(path: str, cap: int, timeout: float = fsio.READ_TIMEOUT_S) -> bytes:
@@ -67,9 +57,9 @@ def read_trusted(path: str, cap: int, timeout: float = fsio.READ_TIMEOUT_S) -> b
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: its writer is waited for below
     try:
         info = os.fstat(fd)
-        others = _strangers(info)
+        others = fsio.written_by_others(info)
         if others:
-            hint = " (or chmod go-w)" if fsio._ours_or_roots(info) else ""
+            hint = " (or chmod go-w)" if fsio.ours_or_roots(info) else ""
             raise ConfigError("%s: not read: it %s, and what it says runs as you: read it, then copy it to a "
                               "file of your own%s" % (path, others, hint))
         if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode) or stat.S_ISDIR(info.st_mode)):

@@ -71,7 +71,7 @@ def _others_can_write(info: os.stat_result) -> bool:
     when that is another user (they may chmod it), anyone when it is world-writable, and a
     group's members when it is group-writable, unless the group can hold no one but us."""
     mode = info.st_mode
-    return not _ours_or_roots(info) or bool(mode & 0o002) or (bool(mode & 0o020) and not _our_own_group(info.st_gid))
+    return not ours_or_roots(info) or bool(mode & 0o002) or (bool(mode & 0o020) and not _our_own_group(info.st_gid))
 
 
 _OWN_GROUP = {}  # gid: whether it is our private group
@@ -95,15 +95,26 @@ def _our_own_group(gid: int) -> bool:
     return _OWN_GROUP[gid]
 
 
-def _ours_or_roots(info: os.stat_result) -> bool:
+def ours_or_roots(info: os.stat_result) -> bool:
     return info.st_uid in (os.geteuid(), 0)
+
+
+def written_by_others(info: os.stat_result) -> str:
+    """How a user other than us and root could have written a file (or the entries of a
+    directory), in words; "" when none could. What a file says is run as us (a config, a
+    targets file) is read only when it is ""."""
+    if not ours_or_roots(info):
+        return "belongs to user %d" % info.st_uid
+    if _others_can_write(info):
+        return "can be written by other users (mode %04o)" % stat.S_IMODE(info.st_mode)
+    return ""
 
 
 def _changeable(info: os.stat_result) -> str:
     """Why a user other than us and root could add, remove or rename entries of a directory
     (its owner is another user, who may do so even in a sticky one; or others can write in
     it and it is not sticky), or "" when none can."""
-    if not _ours_or_roots(info):
+    if not ours_or_roots(info):
         return "belongs to user %d, who may change it" % info.st_uid
     if _others_can_write(info) and not info.st_mode & stat.S_ISVTX:
         return "can be changed by other users (mode %04o, group %d, not sticky)" % (stat.S_IMODE(info.st_mode),
@@ -155,7 +166,7 @@ def locate(path: str, make: bool = False, mode: int = 0o700, follow: bool = True
                 info = os.stat(name, dir_fd=fd, follow_symlinks=False)
             here = os.path.join(walked, name)
             if stat.S_ISLNK(info.st_mode) and (parts or follow):
-                if not _ours_or_roots(info):
+                if not ours_or_roots(info):
                     raise _link_refused(here, info)
                 links += 1
                 if links > 40:
