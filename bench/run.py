@@ -1,89 +1,200 @@
-"""Benchmarks behind the performance claims, measured in one run and printed as ratios.
+"""Benchmarks behind the performance claims, measured in one run and printed as ratios: each
+figure beside its anchor measured in the same run, each ratio repeated (median and range).
 
-    python bench/run.py [--runs 15]
+    python bench/run.py [--repeats 3] [--only NAME,...]
 
-1. start-up: `smoke.py --help` against `python -c "import argparse"` (target <= 1.3x);
-   `health --tcp` against `python -c "import argparse, socket, json, threading"` and
-   `health --url` against the same plus http.client (targets <= 1.3x: the one-check-per-
-   process case of cron and Nagios); and which slow modules a `health --tcp` run imports
-   (target: neither ssl nor http.client).
-2. fan-out: 200 HTTP checks against a server answering after 100 ms, --concurrency 50,
-   against the ideal 4 x 100 ms (target <= 1.3x; start-up excluded: the report's duration_ms;
-   the median of three runs).
-3. footprint: peak RSS of that run (target < 30 MB).
-4. scale: 10 000 file checks in one run, the whole process (target < 2 s).
-   The single-file bundle's start-up against the source tree's, health --tcp (target <= 1.3x).
-5. deploy against fixtures/model_server.py: ready-detection lag, from the model turning
-   ready to the ready phase passing (target <= the poll interval + 20 ms), and the tool's
-   overhead per phase, a step's duration beyond its request's latency (target < 5 ms).
-Start-up ratios print wall-time medians (commands timed in turns) and, where valgrind
-is installed, instruction counts, which are repeatable on a noisy machine and then decide
-the target. Bytecode is written by a warm-up run first, as an installed copy has it: with
-PYTHONDONTWRITEBYTECODE set, every run would compile our modules again.
-Exit status 1 when a target is missed.
+On each of Python 3.8 and 3.13 (pyenv's, else pythonX.Y on PATH, else this one):
+
+- startup: `smoke.py --help` against `python -c "import argparse"` (target <= 1.30);
+  `health --tcp` against `python -c "import argparse, socket, json, threading"` and
+  `health --url` against the same plus http.client (targets <= 1.25: the one-check-per-
+  process case of cron and Nagios); which slow modules a tcp run imports (none of ssl,
+  http.client).
+- history: a one-check run with a 50 MB history against one with none, in time and peak
+  memory (targets <= 1.05).
+- scale: 10,000 `file` checks, the whole process (target <= 1 s) and against
+  bench/pool_reference.py doing the same (target <= 2x); 10,000 `tcp` checks against it
+  (target <= 1.5x).
+- heartbeat: the observation lag, a failure line written -> smoke.py has seen it (target
+  <= 5 ms median).
+
+Once: fan-out (200 checks x 100 ms at concurrency 50 against the ideal 400 ms, <= 1.3x) and
+its footprint (< 30 MB); deploy's ready-detection lag and per-phase overhead; perf against
+hey, wrk and nginx (bench/perf_bench.py); the single file against the source tree
+(bench/bundle_bench.py); the page of 10,000 results (bench/page_bench.py).
+
+Start-up ratios are instruction counts (valgrind's callgrind: repeatable on a noisy machine)
+where valgrind is installed, else wall-time medians of commands timed in turns. Bytecode is
+written by a warm-up run first, as an installed copy has it. Exit status 1 when a target is
+missed.
 """
 
 import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "smoke.py")
 PY = sys.executable
-
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 WARM_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 VALGRIND = shutil.which("valgrind")
 
 
-def instructions(argv):
+def pythons():
+    """[(label, path)] of Python 3.8 and 3.13, as perf_bench finds them."""
+    from perf_bench import pythons as found
+    return found()
+
+
+def spread(values, form="%.2f"):
+    """'median (range low-high)'."""
+    return (form + " (range " + form + "-" + form + ")") % (statistics.median(values), min(values), max(values))
+
+
+def instructions(argv, env=None):
     """Instructions the command executes (callgrind): repeatable where wall time is noisy."""
     done = subprocess.run([VALGRIND, "--tool=callgrind", "--callgrind-out-file=/dev/null"] + argv,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env or WARM_ENV)
     found = [line for line in done.stderr.splitlines() if "Collected :" in line]
     return int(found[-1].split(":")[-1]) if found else None
 
 
-def startup_ratio(name, base_argv, our_argv, runs, missed):
-    """Print wall-time medians and, with valgrind, the instruction ratio, which then decides the target."""
-    base, ours = medians(base_argv, our_argv, runs)
-    line = "%s: %.1f ms against %.1f ms: wall ratio %.2f" % (name, ours * 1000, base * 1000, ours / base)
-    ratio = ours / base
-    if VALGRIND:
-        counts = instructions(base_argv), instructions(our_argv)
-        if all(counts):
-            ratio = counts[1] / counts[0]
-            line += ", instruction ratio %.2f" % ratio
-    print(line + " (target <= 1.30)")
-    if ratio > 1.3:
+def wall(argv, env=None):
+    """(seconds, peak RSS in MB) of one run of argv."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or WARM_ENV)
+    _, _, usage = os.wait4(proc.pid, 0)
+    return time.perf_counter() - started, usage.ru_maxrss / 1024.0
+
+
+def ratios(base_argv, our_argv, repeats):
+    """[our / base] `repeats` times: instruction counts with valgrind, else wall time (in turns)."""
+    for argv in (base_argv, our_argv):  # warm-up: writes bytecode, fills the page cache
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=WARM_ENV)
+    found = []
+    for _ in range(repeats):
+        if VALGRIND:
+            base, ours = instructions(base_argv), instructions(our_argv)
+        else:
+            base, ours = wall(base_argv)[0], wall(our_argv)[0]
+        if base and ours:
+            found.append(ours / base)
+    return found
+
+
+def judged(name, values, target, missed, higher_is_worse=True, form="%.2f"):
+    """Print a figure's median and range with its target; note it when the median misses."""
+    if not values:
+        print("%s: not measured" % name)
+        return
+    median = statistics.median(values)
+    print("%s: %s (target %s %s)" % (name, spread(values, form), "<=" if higher_is_worse else ">=", form % target))
+    if (median > target) if higher_is_worse else (median < target):
         missed.append(name)
 
 
-def medians(base_argv, our_argv, runs):
-    """Median seconds of each command, timed in turns so that drift in the machine hits both."""
-    for argv in (base_argv, our_argv):  # warm-up: writes bytecode, fills the page cache
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=WARM_ENV)
-    times = ([], [])
-    for _ in range(runs):
-        for argv, samples in zip((base_argv, our_argv), times):
-            started = time.perf_counter()
-            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            samples.append(time.perf_counter() - started)
-    return statistics.median(times[0]), statistics.median(times[1])
+def startup(missed, repeats, port, workdir):
+    state = ["--state-dir", os.path.join(workdir, "state")]
+    unit = "instructions" if VALGRIND else "wall time"
+    for label, python in pythons():
+        judged("start-up %s: smoke.py --help against python -c 'import argparse' (%s)" % (label, unit),
+               ratios([python, "-c", "import argparse"], [python, SMOKE, "--help"], repeats), 1.30, missed)
+        imports = "import argparse, socket, json, threading"
+        for what, extra, run in (("tcp", "", ["--tcp", "127.0.0.1:%d" % port]),
+                                 ("url", ", http.client", ["--url", "http://127.0.0.1:%d/health" % port])):
+            judged("start-up %s: health --%s against python -c '%s%s' (%s)" % (label, what, imports, extra, unit),
+                   ratios([python, "-c", imports + extra], [python, SMOKE, "health"] + run + state, repeats),
+                   1.25, missed)
+        done = subprocess.run([python, "-X", "importtime", SMOKE, "health", "--tcp", "127.0.0.1:%d" % port] + state,
+                              capture_output=True, text=True, env=WARM_ENV)
+        names = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+        slow = sorted(names & {"ssl", "http.client", "asyncio", "concurrent.futures", "xml", "subprocess"})
+        print("start-up %s: a tcp run imports %s (target: none of ssl, http.client, subprocess)"
+              % (label, ", ".join(slow) or "none of the slow modules"))
+        if slow:
+            missed.append("tcp imports (%s)" % label)
 
 
-def tcp_imports(address):
-    """Top-level modules a `health --tcp` run imports, from -X importtime."""
-    done = subprocess.run([PY, "-X", "importtime", SMOKE, "health", "--tcp", address, "--quiet"],
-                          capture_output=True, text=True)
-    names = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
-    return sorted(names & {"ssl", "http.client", "asyncio", "concurrent.futures", "xml"})
+def history_cost(missed, repeats, port, workdir):
+    """A one-check run with a 50 MB history against one with none: time and peak memory."""
+    line = json.dumps({"time": "2026-01-01T00:00:00.000Z", "command": "health", "status": "pass", "exit_code": 0,
+                       "duration_ms": 1.0, "failing": [], "passing": ["tcp 127.0.0.1:%d" % port],
+                       "selection": None}) + "\n"
+    empty, big = os.path.join(workdir, "empty"), os.path.join(workdir, "big")
+    for path in (empty, big):
+        os.makedirs(path, mode=0o700)
+    with open(os.path.join(big, "history.jsonl"), "w") as fh:
+        fh.write(line * (50 * 1024 * 1024 // len(line)))
+    for label, python in pythons():
+        argv = [python, SMOKE, "health", "--tcp", "127.0.0.1:%d" % port, "--state-dir"]
+        times, memory = [], []
+        for argv_of in (argv + [empty], argv + [big]):
+            wall(argv_of)  # bytecode written
+        for _ in range(max(3, repeats)):
+            (t_empty, m_empty), (t_big, m_big) = wall(argv + [empty]), wall(argv + [big])
+            times.append(t_big / t_empty)
+            memory.append(m_big / m_empty)
+        judged("history %s: a one-check run with a 50 MB history against none, time" % label, times, 1.05, missed)
+        judged("history %s: the same, peak memory" % label, memory, 1.05, missed)
+
+
+def _listener():
+    """A port on 127.0.0.1 whose backlog takes 10,000 connects at once, each accepted and closed."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4096)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def scale(missed, repeats, workdir, checks=10000):
+    server = _listener()
+    try:
+        configs = {}
+        for kind, table in (("file", lambda i: {"name": "f%d" % i, "kind": "file", "path": SMOKE}),
+                            ("tcp", lambda i: {"name": "t%d" % i, "kind": "tcp",
+                                               "address": "127.0.0.1:%d" % server.getsockname()[1]})):
+            configs[kind] = os.path.join(workdir, "scale-%s.json" % kind)
+            with open(configs[kind], "w") as fh:
+                json.dump({"health": {"checks": [table(i) for i in range(checks)]}}, fh)
+        reference = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pool_reference.py")
+        for label, python in pythons():
+            for kind, target in (("file", 2.0), ("tcp", 1.5)):
+                ours = [python, SMOKE, "health", "--config", configs[kind], "--quiet", "--state-dir",
+                        os.path.join(workdir, "state"), "--output", os.path.join(workdir, "report.json")]
+                theirs = [python, reference, configs[kind], os.path.join(workdir, "reference.json")]
+                wall(ours), wall(theirs)  # bytecode written, page cache warm
+                seconds, against = [], []
+                for repeat in range(repeats):  # in turns, the first one alternating: drift hits both
+                    if repeat % 2:
+                        theirs_s, ours_s = wall(theirs)[0], wall(ours)[0]
+                    else:
+                        ours_s, theirs_s = wall(ours)[0], wall(theirs)[0]
+                    seconds.append(ours_s)
+                    against.append(ours_s / theirs_s)
+                if kind == "file":
+                    judged("scale %s: 10,000 file checks, the whole process, seconds" % label, seconds, 1.0, missed)
+                judged("scale %s: 10,000 %s checks against bench/pool_reference.py" % (label, kind), against,
+                       target, missed)
+    finally:
+        server.close()
 
 
 def start_service(workdir):
@@ -116,20 +227,6 @@ def fan_out(port, workdir, checks=200, concurrency=50, delay_ms=100):
     if report["summary"]["pass"] != checks:
         raise SystemExit("fan-out: only %d of %d checks passed" % (report["summary"]["pass"], checks))
     return report["duration_ms"], usage.ru_maxrss / 1024.0
-
-
-def scale(workdir, checks=10000):
-    """Wall time of one process running `checks` file checks, and its report's verdict."""
-    config = os.path.join(workdir, "scale.json")
-    with open(config, "w") as fh:
-        json.dump({"health": {"checks": [{"name": "f%d" % i, "kind": "file", "path": SMOKE}
-                                         for i in range(checks)]}}, fh)
-    argv = [PY, SMOKE, "health", "--config", config, "--output", os.path.join(workdir, "scale-report.json"),
-            "--quiet"]
-    subprocess.run(argv, env=WARM_ENV, check=True)
-    started = time.perf_counter()
-    subprocess.run(argv, check=True)
-    return time.perf_counter() - started
 
 
 def deploy_timings(workdir, build_s=1.0, interval=0.1):
@@ -198,183 +295,63 @@ def heartbeat_lag(workdir, runs=15):
     return lags[len(lags) // 2], lags[-1]
 
 
-def start_nginx(workdir):
-    """nginx from Debian answering a small static body, or None when it is not installed."""
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if not nginx:
-        return None, None
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    temp = " ".join("%s_temp_path %s/%s;" % (kind, workdir, kind) for kind in ("client_body", "proxy", "fastcgi",
-                                                                            "uwsgi", "scgi"))
-    with open(os.path.join(workdir, "nginx.conf"), "w") as fh:
-        fh.write("worker_processes 1; daemon off; pid %s/nginx.pid; error_log %s/error.log;\n"
-                 "events { worker_connections 1024; }\n"
-                 "http { access_log off; keepalive_requests 10000000; %s server { listen 127.0.0.1:%d; "
-                 "location / { return 200 'hello'; } } }\n" % (workdir, workdir, temp, port))
-    proc = subprocess.Popen([nginx, "-c", os.path.join(workdir, "nginx.conf"), "-p", workdir],
-                            stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    return proc, port
-
-
-def perf_rps(url, seconds=3):
-    done = subprocess.run([PY, SMOKE, "perf", "--url", url, "--duration", str(seconds), "--connections", "10"],
-                          capture_output=True, text=True, timeout=120)
-    facts = json.loads(done.stdout)["metrics"]["perf"]["targets"]["url"]
-    return facts["rps"], facts.get("p50_ms")
-
-
-def hey_rps(url, seconds=3):
-    import re
-    done = subprocess.run(["hey", "-z", "%ds" % seconds, "-c", "10", url], capture_output=True, text=True,
-                          timeout=120)
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))
-
-
-def ab_rps(url, seconds=3):
-    """ApacheBench's req/s at 10 keep-alive connections (-n caps it, -t bounds it)."""
-    import re
-    done = subprocess.run(["ab", "-k", "-q", "-c", "10", "-t", str(seconds), "-n", "10000000", url],
-                          capture_output=True, text=True, timeout=120)
-    return float(re.search(r"Requests per second:\s+([\d.]+)", done.stdout).group(1))
-
-
-def wrk_p50(url, seconds=3):
-    """wrk's p50 in ms at one connection (wrk --latency prints its percentiles)."""
-    import re
-    done = subprocess.run(["wrk", "-t1", "-c1", "-d%ds" % seconds, "--latency", url], capture_output=True,
-                          text=True, timeout=120)
-    value, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", done.stdout).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def perf_figures(missed):
-    """perf's load generator against its peers, on the same server in one run."""
-    with tempfile.TemporaryDirectory() as workdir:
-        nginx, port = start_nginx(workdir)
-        if nginx is None:
-            print("perf: nginx is not installed (apt install nginx): throughput not compared")
-        else:
-            try:
-                url = "http://127.0.0.1:%d/" % port
-                ours, _ = perf_rps(url)
-                if shutil.which("hey"):
-                    theirs = hey_rps(url)
-                    print("perf: %.0f req/s at 10 connections against nginx, hey %.0f: ratio %.2f (target >= 1.00)"
-                          % (ours, theirs, ours / theirs))
-                    if ours < theirs:
-                        missed.append("perf throughput")
-                else:
-                    print("perf: %.0f req/s at 10 connections against nginx (hey is not installed)" % ours)
-                if shutil.which("ab"):
-                    theirs = ab_rps(url)
-                    print("perf: ab (one process, keep-alive) %.0f req/s at 10 connections against nginx: ratio %.2f "
-                          "(reported)" % (theirs, ours / theirs))
-                # in a fresh process of its own, whose children are only this run and its workers
-                measure = ("import json, resource, subprocess, sys\n"
-                           "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-                           "print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
-                           "json.loads(done.stdout)['metrics']['perf']['targets']['url']['count']]))")
-                done = subprocess.run([PY, "-c", measure, PY, SMOKE, "perf", "--url", url, "--requests", "1000000",
-                                       "--connections", "10"], capture_output=True, text=True, timeout=600)
-                peak_kb, count = json.loads(done.stdout)
-                print("perf: a %d-request run peaked at %.1f MB RSS in its largest process (reported; sorting "
-                      "the samples for exact percentiles dominates it)" % (count, peak_kb / 1024.0))
-            finally:
-                nginx.terminate()
-                nginx.wait(10)
-        service, port = start_service(workdir)
-        try:
-            url = "http://127.0.0.1:%d/latency?delay_ms=20" % port
-            done = subprocess.run([PY, SMOKE, "perf", "--url", url, "--duration", "3", "--connections", "1"],
-                                  capture_output=True, text=True, timeout=120)
-            ours = json.loads(done.stdout)["metrics"]["perf"]["targets"]["url"]["p50_ms"]
-            if shutil.which("wrk"):
-                theirs = wrk_p50(url)
-                print("perf: p50 %.2f ms against a 20 ms server at 1 connection, wrk %.2f: %.2f ms apart "
-                      "(target <= 0.5)" % (ours, theirs, abs(ours - theirs)))
-                if abs(ours - theirs) > 0.5:
-                    missed.append("perf overhead")
-            else:
-                print("perf: p50 %.2f ms against a 20 ms server at 1 connection (wrk is not installed)" % ours)
-        finally:
-            service.terminate()
-            service.wait(10)
-    import array
-    import resource
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    samples = array.array("d", (float(i % 997) for i in range(1000000)))
-    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
-    print("perf: one million samples take %.1f MB (an array('d'); target < 30)" % max(grown, len(samples) * 8 / 1e6))
-    if len(samples) * 8 / 1e6 >= 30:
-        missed.append("perf memory")
-
-
 def main():
     parser = argparse.ArgumentParser(description="smoke.py benchmarks (ratios measured in one run)")
-    parser.add_argument("--runs", type=int, default=15, help="start-up samples per command (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="samples of each ratio (median and range)")
+    parser.add_argument("--only", default="", help="comma-separated: startup, history, scale, fanout, deploy, "
+                                                   "heartbeat, perf, bundle, page (default: all)")
     args = parser.parse_args()
+    only = set(filter(None, args.only.split(",")))
+
+    def wanted(name):
+        return not only or name in only
     missed = []
-
-    startup_ratio("start-up: smoke.py --help against python -c 'import argparse'",
-                  [PY, "-c", "import argparse"], [PY, SMOKE, "--help"], args.runs, missed)
-
     with tempfile.TemporaryDirectory() as workdir:
         service, port = start_service(workdir)
         try:
-            imports = "import argparse, socket, json, threading"
-            for what, extra, run in (("tcp", "", ["--tcp", "127.0.0.1:%d" % port]),
-                                     ("url", ", http.client", ["--url", "http://127.0.0.1:%d/health" % port])):
-                startup_ratio("one-check run: health --%s against python -c '%s%s'" % (what, imports, extra),
-                              [PY, "-c", imports + extra], [PY, SMOKE, "health"] + run, args.runs, missed)
-            bundle = os.path.join(workdir, "smoke.py")  # the single file: its code cached as the tree's is
-            subprocess.run([PY, os.path.join(ROOT, "tools", "bundle.py"), "--output", bundle], check=True,
-                           stdout=subprocess.DEVNULL)
-            run = ["health", "--tcp", "127.0.0.1:%d" % port]
-            startup_ratio("one-check run: the bundle (make bundle) against the source tree, health --tcp",
-                          [PY, SMOKE] + run, [PY, bundle] + run, args.runs, missed)
-            slow = tcp_imports("127.0.0.1:%d" % port)
-            print("tcp run imports: %s (target: none of ssl, http.client)" % (", ".join(slow) or "none of them"))
-            if slow:
-                missed.append("tcp imports")
-            fan_out(port, workdir, checks=10)  # warm the page cache and the server
-            runs = sorted(fan_out(port, workdir) for _ in range(3))  # the median run: one is at the mercy of noise
-            duration_ms, rss_mb = runs[1]
+            if wanted("startup"):
+                startup(missed, args.repeats, port, workdir)
+            if wanted("history"):
+                history_cost(missed, args.repeats, port, workdir)
+            if wanted("fanout"):
+                fan_out(port, workdir, checks=10)  # warm the page cache and the server
+                runs = sorted(fan_out(port, workdir) for _ in range(3))  # the median run: one is at noise's mercy
+                duration_ms, rss_mb = runs[1]
+                print("fan-out: 200 checks x 100 ms at concurrency 50 in %.0f ms, ideal 400 ms: ratio %.2f "
+                      "(target <= 1.30)" % (duration_ms, duration_ms / 400.0))
+                print("footprint: peak RSS %.1f MB (target < 30)" % rss_mb)
+                if duration_ms / 400.0 > 1.3:
+                    missed.append("fan-out")
+                if rss_mb >= 30:
+                    missed.append("footprint")
         finally:
             service.terminate()
             service.wait(10)
-    ideal = 4 * 100.0
-    print("fan-out: 200 checks x 100 ms at concurrency 50 in %.0f ms, ideal %.0f ms: ratio %.2f (target <= 1.30)"
-          % (duration_ms, ideal, duration_ms / ideal))
-    print("footprint: peak RSS %.1f MB (target < 30)" % rss_mb)
-    if duration_ms / ideal > 1.3:
-        missed.append("fan-out")
-    if rss_mb >= 30:
-        missed.append("footprint")
-    with tempfile.TemporaryDirectory() as workdir:
-        seconds = scale(workdir)
-    print("scale: 10 000 file checks in one run in %.2f s, whole process (target < 2)" % seconds)
-    if seconds >= 2:
-        missed.append("scale")
-    with tempfile.TemporaryDirectory() as workdir:
-        lag, overhead = deploy_timings(workdir)
-    print("deploy: ready detected %.1f ms after the model turned ready (target <= 100 + 20, the interval + 20)"
-          % lag)
-    print("deploy: %.2f ms per phase beyond the request itself (target < 5)" % overhead)
-    if lag > 120:
-        missed.append("ready lag")
-    if overhead >= 5:
-        missed.append("phase overhead")
-    with tempfile.TemporaryDirectory() as workdir:
-        median, worst = heartbeat_lag(workdir)
-    print("heartbeat: a failure line seen %.1f ms after it was written, median of 15 (worst %.1f; target < 50)"
-          % (median, worst))
-    if median >= 50:
-        missed.append("heartbeat observation lag")
-    perf_figures(missed)
+        if wanted("scale"):
+            scale(missed, args.repeats, workdir)
+        if wanted("deploy"):
+            lag, overhead = deploy_timings(workdir)
+            print("deploy: ready detected %.1f ms after the model turned ready (target <= 120, the interval + 20)"
+                  % lag)
+            print("deploy: %.2f ms per phase beyond the request itself (target < 5)" % overhead)
+            if lag > 120:
+                missed.append("ready lag")
+            if overhead >= 5:
+                missed.append("phase overhead")
+        if wanted("heartbeat"):
+            lags = [heartbeat_lag(workdir, runs=9)[0] for _ in range(args.repeats)]
+            judged("heartbeat: a failure line seen after it was written, ms (median of 9 kills, each repeat)",
+                   lags, 5.0, missed, form="%.1f")
+    if wanted("perf"):
+        from perf_bench import perf_figures
+        perf_figures(missed, args.repeats)
+    if wanted("bundle"):
+        from bundle_bench import bundle_figures
+        bundle_figures(missed, args.repeats)
+    if wanted("page"):
+        import page_bench
+        if page_bench.main(["--repeat", str(args.repeats)]):
+            missed.append("page render")
     print("missed: %s" % ", ".join(missed) if missed else "all targets met")
     return 1 if missed else 0
 
