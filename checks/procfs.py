@@ -156,3 +156,84 @@ def prctl() -> Optional[Callable[..., int]]:
         return ctypes.CDLL(None, use_errno=True).prctl
     except (ImportError, OSError, AttributeError):
         return None
+
+
+def listeners() -> List[Tuple[str, int, int]]:
+    """(address, port, socket inode) of every listening TCP socket this network namespace has
+    (/proc/net/tcp and tcp6, state 0A), sorted; OSError when /proc/net/tcp cannot be read.
+    tcp6 is absent where IPv6 is off. A line at a time: a busy host's table is megabytes."""
+    import socket
+    import sys
+
+    found = set()
+    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        try:
+            fh = open("/proc/net/" + name, "rb")
+        except FileNotFoundError:
+            if name == "tcp6":
+                continue
+            raise
+        with fh:
+            next(fh, None)  # the header
+            for line in fh:
+                fields = line.split()
+                if len(fields) < 10 or fields[3] != b"0A":  # not LISTEN: a connection, ours or anyone's
+                    continue
+                try:
+                    address, port = fields[1].split(b":")
+                    raw = b"".join(int(address[i:i + 8], 16).to_bytes(4, sys.byteorder)  # words in host order
+                                   for i in range(0, len(address), 8))
+                    found.add((socket.inet_ntop(family, raw), int(port, 16), int(fields[9])))
+                except (ValueError, OSError):
+                    continue
+    return sorted(found)
+
+
+def socket_owners(inodes, deadline: Optional[float] = None) -> Dict[int, int]:
+    """{inode: the lowest pid holding that socket} for the inodes asked about, from each
+    process's descriptors (links socket:[INODE]). A process that exits meanwhile, or whose
+    descriptors we may not read (another user's, without root), is passed over; the walk
+    ends at deadline (time.monotonic()) or once every socket has its owner."""
+    import time
+
+    wanted = {"socket:[%d]" % inode: inode for inode in inodes}
+    owners: Dict[int, int] = {}
+    try:
+        pids = sorted(int(entry) for entry in os.listdir("/proc") if entry.isdigit())
+    except OSError:
+        return owners
+    for pid in pids:  # lowest first: the first holder found is the lowest pid (a pre-fork server's parent)
+        if len(owners) == len(wanted) or (deadline is not None and time.monotonic() > deadline):
+            break
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except OSError:
+            continue
+        for i, fd in enumerate(fds):
+            if i % 1024 == 1023 and deadline is not None and time.monotonic() > deadline:
+                break
+            try:
+                inode = wanted.get(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+            except OSError:
+                continue
+            if inode is not None and inode not in owners:
+                owners[inode] = pid
+    return owners
+
+
+def mounts() -> List[Tuple[str, str, str]]:
+    """(source, mount point, file system type) of every mount this process sees, from
+    /proc/self/mounts with its octal escapes (\\040 for a space) undone; OSError when it
+    cannot be read."""
+    import re
+
+    def unescape(word: bytes) -> str:
+        return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), word).decode("utf-8",
+                                                                                         "surrogateescape")
+    found = []
+    with open("/proc/self/mounts", "rb") as fh:
+        for line in fh:
+            fields = line.split()
+            if len(fields) >= 3:
+                found.append((unescape(fields[0]), unescape(fields[1]), unescape(fields[2])))
+    return found

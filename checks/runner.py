@@ -126,6 +126,10 @@ def run_checks(checks: List[Check], ctx: RunContext, facts_out: Optional[List[Di
     return _Pool(checks, ctx, facts_out).run(exact)
 
 
+COLLECT_PAUSE_S = 0.002  # between collections: results gather, and the workers keep the GIL
+GROW_S = 0.002  # a pool with no result for this long, and checks left to start, grows fourfold
+
+
 def _our_fault(kind: Optional[str], exc: Exception) -> str:
     """An exception of ours, in one line: this host's limit said as such (it is no failure of
     the target, and no bug either), else an internal error; kind: the probe's, if in one."""
@@ -154,17 +158,25 @@ class _Pool:
         self.results: Dict[int, Result] = {}
         self.budgets = [check.budget() for check in checks]
         self.workers, self.no_thread = 0, ""  # live workers; why the last one could not be started
+        self.wanted = min(max(1, ctx.concurrency), len(checks))
 
     def run(self, exact: bool = False) -> List[Result]:
+        """The results, in the checks' order. exact: all `concurrency` at once (a concurrency probe);
+        else the pool starts with one worker and grows fourfold while its checks wait (on the network, a
+        command): quick local checks (10,000 files) run in a few threads that do not fight over
+        the GIL, and slow ones still all run side by side within milliseconds."""
+        wanted = self.wanted
         try:
-            wanted = min(max(1, self.ctx.concurrency), len(self.checks))
-            started = sum(self.spawn() for _ in range(wanted))
+            started = sum(self.spawn() for _ in range(wanted if exact else 1))
             if not started or (exact and started < wanted):
                 self.end_all(lambda index, running: _result(self.checks[index], "error", "%d of %d at once: cannot "
                                                             "start a thread: %s" % (started, wanted, self.no_thread)))
             while len(self.results) < len(self.checks):
                 if self.collect():
+                    if len(self.results) < len(self.checks):  # let the next results gather: waking for
+                        time.sleep(COLLECT_PAUSE_S)  # each one would take the GIL from the workers per check
                     continue
+                self.grow()  # nothing came: the checks wait on something
                 with self.lock:
                     stranded = not self.workers and not self.began
                 if stranded:  # the workers gone (a replacement could not be started) with checks left
@@ -236,6 +248,18 @@ class _Pool:
             self.no_thread = str(exc)
             return False
 
+    def grow(self) -> None:
+        """Four times the workers (up to the concurrency) while checks are left to start."""
+        with self.lock:
+            more = min(3 * self.workers, self.wanted - self.workers) if self.waiting() else 0
+        for _ in range(more):
+            if not self.spawn():
+                break
+
+    def waiting(self) -> int:
+        """Checks not started yet (under the lock)."""
+        return len(self.checks) - len(self.results) - len(self.began) - len(self.finished)
+
     def finish(self, index: int, result: Result) -> None:
         self.results[index] = result
         if self.ctx.on_result:
@@ -245,8 +269,9 @@ class _Pool:
         """Wait for results (at most until a budget or the deadline passes); whether any came."""
         with self.ready:
             if not self.finished:
+                soon = GROW_S if self.workers < self.wanted and self.waiting() else 1.0
                 wake = min([t + self.budgets[i] for i, t in self.began.items()]
-                           + [self.run_ends or math.inf, time.monotonic() + 1.0])
+                           + [self.run_ends or math.inf, time.monotonic() + soon])
                 self.ready.wait(max(0.0, wake - time.monotonic()))
             batch, self.finished[:] = self.finished[:], []
         for index, result in batch:

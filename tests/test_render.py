@@ -114,3 +114,19 @@ def test_a_run_worse_than_its_results_is_no_pass_to_a_reader_that_counts_them(se
     proc.communicate(timeout=30)
     lines = tap.read_text().splitlines()
     assert proc.returncode == 143 and "not ok 2 - the run" in lines and '  message: "interrupted by SIGTERM"' in lines
+
+
+def test_a_report_of_many_results_is_json_with_a_result_per_line(tmp_path):
+    """Past 1,000 results the report is written a result per line (the C encoder, on every
+    Python): still one JSON document, each line of results one result."""
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps({"health": {"checks": [{"name": "f%d" % i, "kind": "file", "path": SMOKE}
+                                                      for i in range(1500)]}}))
+    out = tmp_path / "report.json"
+    done = smoke("health", "--config", str(path), "--output", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    report = json.loads(text)
+    lines = [line for line in text.splitlines() if line.startswith('    {"name": ')]
+    assert len(report["results"]) == 1500 and len(lines) == 1500
+    assert [json.loads(line.rstrip(",")) for line in lines] == report["results"]

@@ -42,8 +42,10 @@ FDS_PER_PROBE = {"http": 2}
 
 
 def module(kind: str):
-    __import__(STEP_KINDS[kind])  # not importlib.import_module: importing importlib costs a one-check run
-    return sys.modules[STEP_KINDS[kind]]
+    name = STEP_KINDS[kind]
+    if name not in sys.modules:  # 10,000 checks ask for the same few
+        __import__(name)  # not importlib.import_module: importing importlib costs a one-check run
+    return sys.modules[name]
 
 
 def build_check(table, where: str, section: str, defaults=None, kinds=KINDS):
@@ -81,4 +83,5 @@ def build_check(table, where: str, section: str, defaults=None, kinds=KINDS):
 
 
 def _conditions(fields: Fields, key: str) -> list:
-    return [condition for _, condition in conditions(fields.strings(key, []), fields.at(key), "--" + key)]
+    texts = fields.strings(key, [])
+    return [condition for _, condition in conditions(texts, fields.at(key), "--" + key)] if texts else []
