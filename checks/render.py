@@ -45,6 +45,18 @@ def _escape(match) -> str:
 
 
 PRETTY_RESULTS = 1000
+_LAST: List[Any] = [None, ""]  # the results last written a line each, and their lines
+
+
+def _result_lines(results: List[Dict[str, Any]]) -> str:
+    """The results, a line each: one C call for them all, then a break before each (every result
+    begins {"name": and a JSON string holds no bare quote, so a break is made only between
+    results, or harmlessly inside facts). A report is rendered twice (its file staged, then
+    written) with the same results: their text is kept for the second time."""
+    if _LAST[0] is not results:
+        _LAST[:] = [results, json.dumps(results, ensure_ascii=False)[1:-1].replace('}, {"name": ',
+                                                                                    '},\n    {"name": ')]
+    return _LAST[1]
 
 
 def render_json(report: Dict[str, Any], color: bool = False) -> str:
@@ -55,9 +67,7 @@ def render_json(report: Dict[str, Any], color: bool = False) -> str:
         text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     else:
         skeleton = json.dumps(dict(report, results=[]), indent=2, ensure_ascii=False)
-        # one C call for them all, then a line each: every result begins {"name": and a JSON string
-        # holds no bare quote, so only a break between results (or inside facts, harmlessly) is made
-        lines = json.dumps(results, ensure_ascii=False)[1:-1].replace('}, {"name": ', '},\n    {"name": ')
+        lines = _result_lines(results)
         # the top level's key: two spaces, where a nested one has more (and a string has no newline)
         text = skeleton.replace('\n  "results": []', '\n  "results": [\n    %s\n  ]' % lines, 1) + "\n"
     if text.isascii():
