@@ -140,3 +140,20 @@ def test_shares_sorted_in_runs_merge_side_by_side():
     assert first.runs == [2, 4, 5, 7, 8] and not first.ordered
     assert [sampling._sorted_view(first).smallest(k) for k in range(1, 9)] == [0.1, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0,
                                                                                9.0]
+
+
+def test_the_latency_sketch_tells_every_percentile_within_its_accuracy_and_adds_up():
+    """What `smoke.py summary` merges loads of several hosts by: buckets added are the sketch of all."""
+    import random
+    values = [random.lognormvariate(0, 1.5) for _ in range(20000)]
+    _, facts = _summary(values, 1000)
+    sketch = facts["latency_sketch"]
+    assert sketch["accuracy"] == sampling.SKETCH_ACCURACY and sum(n for _, n in sketch["buckets"]) == 20000
+    assert _summary(sorted(values))[1]["latency_sketch"] == sketch  # sorted in runs or not
+    for name, found in sampling.sketch_percentiles(sketch["buckets"], sketch["accuracy"]).items():
+        assert abs(found / facts[name] - 1) <= sampling.SKETCH_ACCURACY + 1e-3 / facts[name], name
+    added = {}
+    for half in (values[:7000], values[7000:]):
+        for index, count in _summary(half)[1]["latency_sketch"]["buckets"]:
+            added[index] = added.get(index, 0) + count
+    assert sorted(added.items()) == [tuple(bucket) for bucket in sketch["buckets"]]

@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 PERCENTILES = (("p50_ms", 50, 1), ("p90_ms", 90, 10), ("p95_ms", 95, 20), ("p99_ms", 99, 100),
                ("p999_ms", 99.9, 1000))  # name, percentile, the fewest samples it can be told from
 _BUCKETS = 16  # histogram rows in text output, at most
+SKETCH_ACCURACY = 0.005  # of the latency sketch: a percentile from it is within 0.5% of the exact one
+KEEP_MAX = 1000000  # samples a report keeps at most when asked (keep_samples): some 7 MB of JSON
 RUN = 16384  # samples sorted at a time: sorting them costs a list of 0.5 MB (and 1e6 samples are 62 runs)
 
 
@@ -298,7 +300,9 @@ def _sorted_view(samples) -> _Sorted:
     return _Sorted(copy.latencies, copy.sorted_runs())
 
 
-def summarise(samples) -> Dict[str, Any]:
+def summarise(samples, keep: bool = False) -> Dict[str, Any]:
+    """The facts of a load; keep: with every counted latency (samples_ms, up to KEEP_MAX), so that
+    loads run on several hosts merge into exact percentiles (smoke.py summary)."""
     ordered = _sorted_view(samples)
     ok = len(ordered)
     errors = sum(samples.errors.values())
@@ -330,7 +334,55 @@ def summarise(samples) -> Dict[str, Any]:
         facts["deadline_exceeded"] = True
     if ok:
         facts["histogram"] = _histogram(ordered)
+        facts["latency_sketch"] = {"accuracy": SKETCH_ACCURACY, "buckets": _sketch(ordered)}
+    if keep and ok > KEEP_MAX:
+        facts["samples_not_kept"] = "%d samples: more than the %d a report keeps" % (ok, KEEP_MAX)
+    elif keep and ok:
+        facts["samples_ms"] = [round(value, 3) for value in samples.latencies]
     return facts
+
+
+def _sketch(ordered: _Sorted) -> List[List[int]]:
+    """The latencies as DDSketch's buckets, [[i, count], ...] for those not empty: bucket i holds
+    those in (g^(i-1), g^i] ms, g = (1 + a) / (1 - a), a = SKETCH_ACCURACY. Its middle, 2 g^i / (g + 1),
+    is within a of each of them, so a percentile told from the counts alone, of one load or of
+    several added bucket by bucket, is within a of the exact one (sketch_value)."""
+    count, log_g = len(ordered), math.log(sketch_gamma(SKETCH_ACCURACY))
+    index = math.ceil(math.log(max(ordered.first(), 1e-6)) / log_g) - 1  # one below: a rounding cannot skip it
+    buckets, previous = [], 0
+    while previous < count:
+        at = ordered.at_or_below(math.exp(index * log_g))
+        if at > previous:
+            buckets.append([index, at - previous])
+            previous = at
+        index += 1
+    return buckets
+
+
+def sketch_gamma(accuracy: float) -> float:
+    return (1 + accuracy) / (1 - accuracy)
+
+
+def sketch_value(index: int, accuracy: float) -> float:
+    """What bucket index of a sketch of that accuracy stands for: within accuracy of all it holds."""
+    gamma = sketch_gamma(accuracy)
+    return 2 * gamma ** index / (gamma + 1)
+
+
+def sketch_percentiles(buckets: List[List[int]], accuracy: float) -> Dict[str, float]:
+    """The percentiles (PERCENTILES' names) the counts of a sketch tell, nearest rank, each as
+    sketch_value says (within accuracy of the exact one), those it has samples enough for;
+    buckets sorted by index."""
+    total = sum(count for _, count in buckets)
+    found = {}
+    for name, p, needed in PERCENTILES:
+        rank, seen = _rank(total, p), 0
+        for index, count in buckets if total >= needed else ():
+            seen += count
+            if seen >= rank:
+                found[name] = sketch_value(index, accuracy)
+                break
+    return found
 
 
 def histogram(ordered) -> List[List[float]]:
