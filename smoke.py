@@ -38,6 +38,8 @@ COMMANDS = {
 TOOLS = {
     "history": ("checks.history.command", "the run history check by check: last status, since when, streak, "
                                           "pass rate, flaky; as text, JSON or an HTML page"),
+    "summary": ("checks.summary.command", "the fleet view of several hosts' reports: which hosts fail which checks, "
+                                          "and perf loads spread over hosts merged into one"),
     "snapshot": ("checks.snapshot.command", "write the config that describes this host as it is now: its listening "
                                             "ports, processes, HTTP endpoints, containers, disks and memory"),
 }

@@ -32,6 +32,7 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'n
 W = 640  # an SVG's width in its own units; it scales to the page
 _MISSES = ("error", "fail", "warn")
 _TEXT_FACTS = ("body", "stdout", "stderr", "last_match", "banner")
+_DATA_FACTS = ("latency_sketch", "samples_ms")  # a perf load's data for `smoke.py summary`: in the JSON report
 _THRESHOLD = re.compile(r"\s*([\w.]+)\s*(<=|>=|==|!=|<|>)\s*(-?[0-9.]+(?:[eE][-+]?\d+)?)\s*$")
 _OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
         "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
@@ -243,7 +244,8 @@ def _evidence(facts: Any) -> str:
         return ""
     texts = [key for key in _TEXT_FACTS if isinstance(facts.get(key), str) and facts[key].strip()
              and not (key == "body" and "json" in facts)]
-    rest = {key: value for key, value in facts.items() if key not in texts and not (key == "body" and "json" in facts)}
+    rest = {key: value for key, value in facts.items() if key not in texts and not (key == "body" and "json" in facts)
+            and key not in _DATA_FACTS}
     out = ["<p class=\"meta\">%s</p><pre>%s</pre>" % (key, _e_block(cut(facts[key], EVIDENCE))) for key in texts]
     return "".join(out) + ("<pre>%s</pre>" % _e_block(cut(render_json(rest), EVIDENCE)) if rest else "")
 
@@ -582,3 +584,89 @@ def render_history(runs: List[Dict[str, Any]], where: str, check: Optional[List[
             '<dt>runs</dt><dd>%d (%s)</dd></dl></div></header>\n' % (_e(where), len(kept), _e(span)),
             _strips(kept, names=check, ordered=False, tags=tags, command=command)]
     return _document("smoke.py history", body)
+
+
+# --- a fleet -----------------------------------------------------------------------------------------
+
+HOSTS_DRAWN = 200  # hosts in the grid of checks, the worst first; the rest counted
+
+
+def render_fleet(doc: Dict[str, Any]) -> str:
+    """The page of `smoke.py summary` (doc: its smoke.summary/1 view): the fleet at a glance, the
+    hosts worst first, a grid of checks by hosts (the checks that miss on the most hosts first),
+    each perf load merged over hosts drawn as a run's perf target is."""
+    status, hosts, counts = str(doc.get("status", "error")), doc.get("hosts") or [], doc.get("counts") or {}
+    rows = [("hosts", len(hosts)), ("from", " ".join(map(str, doc.get("paths") or []))),
+            ("reports", doc.get("reports")), ("exit code", doc.get("exit_code"))]
+    glance = ('<div class="glance %s"><div class="verdict">%s</div><h1>smoke.py summary</h1><dl class="facts">%s</dl>'
+              '<div class="counts">%s</div></div>%s\n') % (
+        _e(status), _e(status.upper()), "".join("<dt>%s</dt><dd>%s</dd>" % (k, _e(v)) for k, v in rows),
+        " ".join('<span class="t-%s">%s %s</span>' % (name, _e(counts.get(name, 0)), name)
+                 for name in ("pass", "warn", "fail", "error")),
+        '<ul class="problems">%s</ul>' % "".join("<li>%s</li>" % _e(w) for w in doc["warnings"])
+        if doc.get("warnings") else "")
+    body = ["<header>%s</header>\n" % glance, _fleet_hosts(hosts), _fleet_grid(doc.get("checks") or [], hosts)]
+    loads = [_perf({"status": m["status"], "name": "%s, merged over %d hosts" % (m["target"], len(m["hosts"])),
+                    "target": ", ".join(m["hosts"]), "expect": m["expect"], "facts": m["facts"]})
+             + _fleet_load(m) for m in doc.get("loads") or []]
+    if loads:
+        body.append('<section id="loads"><h2>Perf loads over hosts</h2>%s</section>\n' % "".join(loads))
+    return _document(_e("%s · smoke.py summary of %d hosts" % (status.upper(), len(hosts))), body)
+
+
+def _fleet_hosts(hosts: List[Dict[str, Any]]) -> str:
+    out = ['<section id="hosts"><h2>Hosts</h2><table><tr><th>host</th><th>report</th><th>pass</th><th>warn</th>'
+           '<th>fail</th><th>error</th><th>misses</th></tr>\n']
+    for row in hosts[:LISTED]:
+        for report in row["reports"]:
+            out.append('<tr><td class="n"><span class="badge %s">%s</span> %s</td><td class="meta">%s %s<br>%s</td>%s'
+                       '<td>%s</td></tr>\n' % (
+                           _e(report["status"]), _e(report["status"].upper()), _e(row["host"]),
+                           _e(report["command"] or ""), _e(_when(report["started_at"]) if report["started_at"] else ""),
+                           _e(report["file"]), "".join('<td class="n">%s</td>' % _e(row["counts"].get(name, 0))
+                                                       for name in ("pass", "warn", "fail", "error")),
+                           _e(report["problem"]) if report["problem"] else _e(cut(", ".join(
+                               row["failing"] + row["warning"]), 500))))
+    if len(hosts) > LISTED:
+        out.append('<tr><td colspan="7" class="mute">and %d more hosts</td></tr>' % (len(hosts) - LISTED))
+    return "".join(out) + "</table></section>\n"
+
+
+def _fleet_grid(checks: List[Dict[str, Any]], hosts: List[Dict[str, Any]]) -> str:
+    """A row per check (the first STRIPS), a cell per host (the first HOSTS_DRAWN, in the hosts' order)."""
+    if not checks:
+        return ""
+    drawn = [row["host"] for row in hosts[:HOSTS_DRAWN]]
+    out = ['<section id="checks"><h2>Checks by host</h2><p class="meta">a cell per host, in the order above%s; '
+           'grey: the host has no such check</p><table><tr><th>check</th><th>hosts</th><th>misses on</th></tr>\n'
+           % ("; the first %d of %d" % (HOSTS_DRAWN, len(hosts)) if len(hosts) > HOSTS_DRAWN else "")]
+    for row in checks[:STRIPS]:
+        cells = [_rect(i * 6, 0, 4.5, 16, "f-" + (status or "none"), "%s: %s" % (host, status or "no such check"))
+                 for i, (host, status) in enumerate(zip(drawn, row["statuses"]))]
+        missed = row["fail"] + row["error"] + row["warn"]
+        out.append('<tr><td>%s <span class="meta">%s</span></td><td class="strip"><svg viewBox="0 0 %d 16" '
+                   'preserveAspectRatio="xMinYMid meet" role="img" aria-label="by host">%s</svg></td>'
+                   '<td>%s</td></tr>\n' % (_e(row["name"]), _e(row["section"]), max(30, len(drawn)) * 6,
+                                           "".join(cells), _e(cut(", ".join(missed), 300)) if missed
+                                           else '<span class="mute">none</span>'))
+    if len(checks) > STRIPS:
+        out.append('<tr><td colspan="3" class="mute">and %d more checks</td></tr>' % (len(checks) - STRIPS))
+    return "".join(out) + "</table></section>\n"
+
+
+def _fleet_load(merged: Dict[str, Any]) -> str:
+    """How a merged load was told: the percentiles' source, the hosts left out, each host's share."""
+    facts = merged["facts"]
+    source = {"samples": "exact, from every sample the hosts kept", "sketch": "from the hosts' latency sketches, "
+              "within %g%%" % (100 * (_number(facts.get("accuracy")) or 0))}.get(facts.get("percentiles_from"),
+                                                                              "not merged")
+    notes = ["percentiles: " + source, "req/s: the sum of the hosts' (under way together for %s s)"
+             % facts.get("overlap_s", "?")] + ["not judged: " + line for line in merged.get("unjudged") or []] + [
+        "left out: %s: %s" % (out["host"], out["why"]) for out in merged.get("left_out") or []]
+    rows = "".join('<tr><td><span class="badge %s">%s</span> %s</td>%s</tr>' % (
+        _e(row["status"]), _e(str(row["status"]).upper()), _e(row["host"]),
+        "".join('<td class="n">%s</td>' % _e(row.get(key)) for key in ("rps", "count", "errors", "p50_ms", "p95_ms",
+                                                                        "p99_ms"))) for row in merged["per_host"])
+    return ('<ul class="meta">%s</ul><table><tr><th>host</th><th>req/s</th><th>requests</th><th>errors</th>'
+            '<th>p50 ms</th><th>p95 ms</th><th>p99 ms</th></tr>%s</table>\n') % (
+        "".join("<li>%s</li>" % _e(note) for note in notes), rows)

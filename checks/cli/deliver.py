@@ -117,6 +117,8 @@ def _report(prepared, executed) -> Dict[str, Any]:
     chosen_by = {key: sorted(set(getattr(args, key))) for key in ("tag", "skip_tag", "only") if getattr(args, key)}
     if chosen_by:
         report["selection"] = chosen_by
+    if args.instance:  # the name the run was given: a fleet's summary knows its hosts by it
+        report["instance"] = args.instance
     return report
 
 
