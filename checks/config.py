@@ -104,28 +104,33 @@ def load(path: str, secrets: Secrets, environ=os.environ, read_timeout: float = 
 def _check_values(doc: Any) -> None:
     """Refuse nesting past MAX_DEPTH, text no program can take (a lone surrogate, as JSON's
     "\\ud800" gives) and TOML's dates and times (JSON has none); walking without recursion,
-    so any depth can be refused."""
+    so any depth can be refused. Where a field is, is worked out only when it is said or
+    walked into: 10,000 checks are many fields."""
     stack = [(doc, "", 0)]
     while stack:
         obj, where, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise ConfigError("%s: nested deeper than %d levels" % (where, MAX_DEPTH))
-        items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
-        for key, value in items:  # where it is is worked out only when said: 10,000 checks are many fields
-            for text in (key, value):
-                if type(text) is str and not text.isascii() and re.search("[\ud800-\udfff]", text):
-                    raise ConfigError("%s: holds a lone surrogate (\\ud800-\\udfff), which is not text" % _at(where, key))
-            if type(value) in _SCALARS:
-                continue
-            if isinstance(value, (dict, list)):
+        for key, value in obj.items() if isinstance(obj, dict) else enumerate(obj):
+            kind = type(value)
+            if kind is str:
+                if not value.isascii() and re.search(_LONE_SURROGATE, value):
+                    raise ConfigError("%s: holds a lone surrogate (\\ud800-\\udfff), which is not text"
+                                      % _at(where, key))
+            elif kind in _SCALARS:
+                pass
+            elif isinstance(value, (dict, list)):
                 stack.append((value, _at(where, key), depth + 1))
-            elif not isinstance(value, (str, int, float, bool, type(None))):
-                if isinstance(key, str) and key.startswith("_"):  # a comment (_note = 2026-11-23): harmless
-                    obj[key] = value.isoformat()
-                    continue
-                raise ConfigError("%s: a TOML date or time is not supported here; write it as a string" % _at(where, key))
+            elif isinstance(key, str) and key.startswith("_"):  # a comment (_note = 2026-11-23): harmless
+                obj[key] = value.isoformat()
+            else:
+                raise ConfigError("%s: a TOML date or time is not supported here; write it as a string"
+                                  % _at(where, key))
+            if type(key) is str and not key.isascii() and re.search(_LONE_SURROGATE, key):
+                raise ConfigError("%s: holds a lone surrogate (\\ud800-\\udfff), which is not text" % _at(where, key))
 
 
+_LONE_SURROGATE = "[\ud800-\udfff]"  # compiled on first use (re's cache): most configs are ASCII
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 
 

@@ -61,7 +61,7 @@ def build_check(table, where: str, section: str, defaults=None, kinds=KINDS):
     if not conditions:
         if kind_module.DEFAULT_EXPECT is None:
             raise ConfigError("%s: a %s check needs an expectation, e.g. 'count == 0'" % (fields.at("expect"), kind))
-        conditions = [expect.parse(text) for text in kind_module.DEFAULT_EXPECT]
+        conditions = list(_default_expect(kind_module))
     common = {
         "timeout": fields.number("timeout", defaults.get("timeout", DEFAULT_TIMEOUT), 0.001, MAX_TIMEOUT_S),
         "retries": fields.integer("retries", defaults.get("retries", 0), 0, MAX_RETRIES),
@@ -80,6 +80,12 @@ def build_check(table, where: str, section: str, defaults=None, kinds=KINDS):
     return Check(name=name or "%s %s" % (kind, target), section=section, kind=kind,
                  probe=functools.partial(kind_module.probe, params), expect=tuple(conditions),
                  target=target, **common)
+
+
+@functools.lru_cache(maxsize=None)
+def _default_expect(kind_module) -> tuple:
+    """A kind's default expectations, parsed once: 10,000 checks of a kind share them."""
+    return tuple(expect.parse(text) for text in kind_module.DEFAULT_EXPECT)
 
 
 def _conditions(fields: Fields, key: str) -> list:
