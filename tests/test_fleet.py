@@ -186,3 +186,10 @@ def test_the_pushgateway_keeps_a_group_per_instance_and_a_push_replaces_only_its
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_docs_fleet_md_shows_the_playbooks_as_they_are():
+    doc = (ROOT / "docs" / "fleet.md").read_text()
+    blocks = doc.split("```yaml\n")[1:]
+    assert [block[:block.index("```\n")] for block in blocks] == [(PLAYBOOKS / name).read_text()
+                                                                 for name in ("smoke.yml", "perf.yml")]
