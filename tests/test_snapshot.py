@@ -249,9 +249,10 @@ def test_toml_output_loads_and_passes(tmp_path):
                            name="snap.toml")
         assert done.returncode == 0, done.stderr
         assert (tmp_path / "snap.toml").read_text().startswith('_comment = "Written by smoke.py')
+        said = done.stderr
         done, report = health(tmp_path / "snap.toml")
-        assert done.returncode == 0, failing(report)
-        assert len(report["results"]) == 11
+        assert done.returncode == 0, (failing(report), said)
+        assert len(report["results"]) == 11, said  # each port's tcp and 4 endpoints, the process
     finally:
         stop(service)
 
