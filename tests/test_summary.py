@@ -310,6 +310,7 @@ def test_the_merged_load_is_judged_by_its_thresholds_and_what_cannot_be_merged_i
         report = json.loads(json.dumps(report))
         for key in ("samples_ms", "latency_sketch"):
             del report["results"][0]["facts"][key]
+        report["results"][0]["expect"].append("p95_ratio < 1.2")  # as perf --baseline would judge it
         (tmp_path / ("old-%d.json" % i)).write_text(json.dumps(report))
     done, view = summary(*[tmp_path / ("old-%d.json" % i) for i in (1, 2, 3)], "--threshold", "rps > 1",
                          "--format", "json")
@@ -317,6 +318,8 @@ def test_the_merged_load_is_judged_by_its_thresholds_and_what_cannot_be_merged_i
     assert view["loads"][0]["message"] == "p95_ms < 1000: not merged: a report has no latency sketch of all its " \
                                           "samples (from an older smoke.py?)"
     assert view["loads"][0]["facts"]["observed"]["rps > 1"] == view["loads"][0]["facts"]["rps"]
+    assert view["loads"][0]["unjudged"] == ["p95_ratio < 1.2: a ratio to the host's own baseline: judged on that "
+                                            "host alone"]
 
 
 def test_a_host_whose_run_was_not_under_way_with_the_others_is_left_out_of_the_sum(service, tmp_path):

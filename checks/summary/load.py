@@ -198,14 +198,16 @@ def _conditions(texts: List[str]) -> Tuple[List[Any], List[str]]:
     """The hosts' thresholds as conditions on the merged load; those that cannot be judged on it
     (a ratio to a baseline, text no smoke.py wrote) said."""
     from checks import ConfigError
-    from checks.perf import _conditions as parse
+    from checks.perf import RATIOS, _conditions as parse
 
     conditions, unjudged = [], []
     for text in texts:
         try:
             conditions += parse([text], "threshold", None)
         except ConfigError as exc:
-            unjudged.append("%s: %s" % (text, str(exc).split(": ", 1)[-1]))
+            ratio = text.lstrip().startswith(RATIOS)
+            unjudged.append("%s: %s" % (text, "a ratio to the host's own baseline: judged on that host alone" if ratio
+                                        else str(exc).split(": ", 1)[-1]))
     return conditions, unjudged
 
 
