@@ -248,16 +248,17 @@ def interpolate(obj: Any, where: str, secrets: Secrets, environ=os.environ, secr
     if ":-" in obj:  # a default is checked whether it is used or not
         _expand(obj, _checked(where or "config"), where or "config")
     expanded = _expand(obj, value, where or "config")
-    if _TYPED_FIELD.search(where) and _WHOLE_VARIABLE.fullmatch(obj):
+    if re.search(_TYPED_FIELD, where) and re.fullmatch(_WHOLE_VARIABLE, obj):
         return _typed(expanded)
     return expanded
 
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Patterns as text: re compiles (and caches) them on first use, and only a config with a ${ uses them
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 # In a request's `json` body and a target's `vars`, a string that is one variable and nothing
 # else takes its value's JSON type: "seed": "${SEED}" sends 42, not "42"; "${DEBUG:-false}" false.
-_TYPED_FIELD = re.compile(r"(^|\.)(json|vars)(\.|\[|$)")
-_WHOLE_VARIABLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^${}]*)?\}")
+_TYPED_FIELD = r"(^|\.)(json|vars)(\.|\[|$)"
+_WHOLE_VARIABLE = r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^${}]*)?\}"
 
 
 def _typed(text: str) -> Any:
@@ -292,7 +293,7 @@ def _expand(text: str, value, field: str) -> str:
             out.append("$")
             i = j + 1
             continue
-        name = _NAME.match(text, j + 2)
+        name = re.compile(_NAME).match(text, j + 2)
         end = name.end() if name and text.startswith("}", name.end()) else _closing(text, j + 2, field)
         if name is None or end < 0:
             raise ConfigError("%s: %s: write ${NAME} or ${NAME:-default} (or $${ for a literal ${)" % (

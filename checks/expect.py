@@ -42,7 +42,7 @@ _MEANT = {"=": "==", "===": "==", "eq": "==", "is": "==", "!==": "!=", "<>": "!=
 _DOTTED = r"v?(\d+(?:\.\d+)*)"
 _MAX_VERSION = 200  # characters of a dotted number read as a version
 _EXCERPT = 80
-_UNIT = re.compile(r"[0-9]+(?:\.[0-9]+)?\s*[A-Za-z%\u00b5]+\Z")  # 200ms, 95%, 1.5 GB: a number with a unit
+_UNIT = r"[0-9]+(?:\.[0-9]+)?\s*[A-Za-z%\u00b5]+\Z"  # 200ms, 95%, 1.5 GB: a number with a unit (compiled if used)
 _DEFAULT_S = 10.0  # how long a regular expression may run when no deadline is given
 
 
@@ -108,7 +108,7 @@ def _parse(text: str) -> Condition:
     if not raw:
         raise ConditionError("expected a value after '%s' at column %d" % (op, pos + 1))
     value = _parse_value(raw)
-    if op in ("<", "<=", ">", ">=") and isinstance(value, str) and _UNIT.match(value):
+    if op in ("<", "<=", ">", ">=") and isinstance(value, str) and re.match(_UNIT, value):
         raise ConditionError("%r is not a number: write it without a unit (%s %s %s)" % (
             value, subject, op, re.match(r"[0-9.]+", value).group()))  # 200ms would never compare, only fail
     if op == "in" and not isinstance(value, list):

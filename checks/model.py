@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import enum
 import json
 import math
 import re
@@ -24,7 +23,9 @@ _SURROGATE = "[\ud800-\udfff]"  # compiled on first use, by re's cache: most tex
 SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 15: "SIGTERM"}  # the same numbers on every Linux and BSD
 
 
-class ExitCode(enum.IntEnum):
+class ExitCode:
+    """The exit codes, by name (plain ints: an IntEnum costs every start a class to build)."""
+
     PASS = 0
     FAIL = 1
     USAGE = 2
@@ -234,4 +235,4 @@ def interrupt(report: Dict[str, Any], signum: int) -> None:
     """Mark a report interrupted by a signal: what ran may have passed; the run as a whole was
     not judged, and exits with the signal's code."""
     name = SIGNAL_NAMES[signum]
-    report.update(status="error", interrupted=name, exit_code=int(ExitCode[name]))
+    report.update(status="error", interrupted=name, exit_code=getattr(ExitCode, name))

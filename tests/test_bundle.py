@@ -239,8 +239,9 @@ def test_a_debug_traceback_shows_the_embedded_files_and_lines(bundle, tmp_path, 
         pytest.skip("Python %s is not installed" % version)
     done = run([python, "-c", DEBUG % (str(bundle), str(bundle))], tmp_path)
     assert done.returncode == 1 and "TypeError" in done.stderr, done.stderr
-    calls = [line for line in (ROOT / "smoke.py").read_text().split("\n") if "cli.run(" in line]
+    calls = [line for line in (ROOT / "checks" / "main.py").read_text().split("\n") if "cli.run(" in line]
     assert 'File "%s/smoke.py", line' % bundle in done.stderr and calls[0].strip() in done.stderr, done.stderr
+    assert 'File "%s/checks/main.py", line' % bundle in done.stderr
     assert 'File "%s/checks/model.py", line' % bundle in done.stderr
     assert "return text if len(text) <= limit" in done.stderr, done.stderr
 

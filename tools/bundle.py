@@ -35,8 +35,8 @@ import sys
 import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MARKER = "# Not __doc__:"  # smoke.py's line after its version check: the bundle's first lines end before it
-FIRST_IMPORT = "import os\n"  # smoke.py's first import: the path guard goes in before it
+MARKER = "# The rest is checks/main.py"  # smoke.py's line after its version check: the first lines end before it
+FIRST_IMPORT = "import sys\n"  # smoke.py's first import: the path guard goes in before it
 WIDTH = 192  # characters of data per line (at most 200, so any terminal and shell take the line whole)
 PIECE = 40  # lines of data per string literal: Python's tokenizer copies less than for one long string
 # A script's directory is sys.path[0], searched before the standard library: a module planted
@@ -60,6 +60,7 @@ def _smoke_bundle(scope, loader, digest, line, index, data):
     from line on, serves them as modules. Its code and theirs are kept in ~/.cache/smoke.py, and
     read only where no one else can change a directory on the way."""
     import marshal
+    import os
     where = scope.get("__file__") or "<stdin>"
     where = where if where[0] == "<" else os.path.abspath(where)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")

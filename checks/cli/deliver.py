@@ -102,7 +102,7 @@ def deliver(prepared, executed, start_problems: List[str], signals, closed, cloc
         color = args.format == "text" and is_terminal(sys.stdout) and not os.environ.get("NO_COLOR")
         emit(RENDERERS[args.format](report, color=color), "stdout" in closed, stop=late)
     if late():  # it came while the report was printed
-        return 3 if nagios(args) else int(model.ExitCode[model.SIGNAL_NAMES[signals.signum]])
+        return 3 if nagios(args) else getattr(model.ExitCode, model.SIGNAL_NAMES[signals.signum])
     return report["exit_code"]
 
 
