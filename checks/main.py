@@ -45,7 +45,10 @@ EXAMPLES = """examples:
   python3 smoke.py heartbeat --pidfile /run/redis/redis-server.pid --log /var/log/redis/sentinel.log \\
       --failure-pattern '\\+sdown master (?P<worker>\\S+)' --expect-worker mymaster --deadline 5
   python3 smoke.py rollback --config smoke.json --run health --execute
-  python3 smoke.py all --config smoke.json --output smoke-report.json --quiet
+  python3 smoke.py all --config smoke.json --output smoke-report.json --html smoke-report.html --quiet
+  python3 smoke.py history --format text
+  python3 smoke.py snapshot --output host.json && python3 smoke.py health --config host.json
+  python3 smoke.py summary fetched/
 
 """ + "\n"
 FOOTER = """config: --config FILE, else $SMOKE_CONFIG, else ./smoke.toml or ./smoke.json
