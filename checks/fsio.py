@@ -78,13 +78,16 @@ _OWN_GROUP = {}  # gid: whether it is our private group
 
 
 def _our_own_group(gid: int) -> bool:
-    """Whether gid is our user's private group: our group, named as our user, with no other
-    member (listed, or by its primary group). Never root's gid 0: other users may have it
-    (OpenShift runs containers with gid 0)."""
-    if gid == 0 or gid != os.getegid():
+    """Whether gid is a group no other user is in: our user's private group (our group, named
+    as our user), or, for root, group root; either with no other member, listed or by their
+    primary group. A checkout root made with umask 002 (`git archive | tar x` keeps 0664) is
+    as much root's as one in 0644. Group root is never ours for another user: OpenShift runs
+    containers with gid 0. (A process root itself gave gid 0 that no /etc/group or /etc/passwd
+    entry names cannot be seen from here: docs/guarantees.md says so.)"""
+    if gid != os.getegid() or (gid == 0 and os.geteuid() != 0):
         return False
     if gid not in _OWN_GROUP:
-        import grp  # here, not at start-up: only a group-writable directory of our group asks
+        import grp  # here, not at start-up: only a group-writable file or directory of our group asks
         import pwd
         try:
             name, group = pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(gid)

@@ -256,27 +256,33 @@ def test_a_directory_another_user_owns_is_one_they_can_change(tmp_path, mode):
 
 @as_root
 def test_a_group_writable_directory_is_others_unless_the_group_is_ours_alone(tmp_path):
-    shared = tmp_path / "gst"
-    shared.mkdir()
-    shared.chmod(0o775)  # root:root, as `mkdir -m 0775` leaves it: gid 0 may hold others (OpenShift's users)
-    fd = os.open(str(shared), os.O_RDONLY)
-    try:
-        planted = as_user(NOBODY, 0, lambda d: os.close(os.open("history.jsonl", os.O_WRONLY | os.O_CREAT, 0o644,
-                                                                dir_fd=d)) is None, fd)
-    finally:
-        os.close(fd)
-    assert planted == 0 and (shared / "history.jsonl").stat().st_uid == NOBODY  # a member of the group wrote there
+    """Group root holds no one but root here, so root's 0775 root:root directory (a checkout
+    made with umask 002) is root's alone; a group of other users (nogroup) is others', and so
+    is a group another user's process has (nobody with gid 0 writes there: smoke.py refuses
+    it when its records say who may be in the group)."""
+    root_group = grp.getgrgid(0)
+    if root_group.gr_mem or [u.pw_name for u in pwd.getpwall() if u.pw_gid == 0] != ["root"]:
+        pytest.skip("group root has other members here")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    mine.chmod(0o775)  # root:root, as `mkdir -m 0775` or umask 002 leaves it
+    fsio.replace(str(mine / "r.json"), b"x")
+    fsio.private_dir(str(mine / "state"))
+    theirs = tmp_path / "gst"
+    theirs.mkdir()
+    os.chown(str(theirs), 0, grp.getgrnam("nogroup").gr_gid)
+    theirs.chmod(0o775)
     for write in (lambda p: fsio.replace(p + "/r.json", b"x"), lambda p: fsio.append(p + "/history.jsonl", b"x"),
                   fsio.private_dir, lambda p: fsio.private_dir(p + "/state")):
         with pytest.raises(fsio.Refused) as caught:
-            write(str(shared))
-        assert "(mode 0775, group 0" in fsio.why(caught.value)
+            write(str(theirs))
+        assert "(mode 0775, group %d" % grp.getgrnam("nogroup").gr_gid in fsio.why(caught.value)
     # a user's private group (its name, no other member) holds no one else; another group does
     private = [u for u in pwd.getpwall() if u.pw_uid not in (0, NOBODY) and _private_group(u)]
     if not private:
         pytest.skip("no user with a private group here to try the other half with")
     user = private[0]
-    for gid, allowed in ((user.pw_gid, True), (grp.getgrnam("users").gr_gid, False)):
+    for gid, allowed in ((user.pw_gid, True), (grp.getgrnam("users").gr_gid, False), (0, False)):
         made = tmp_path / ("g%d" % gid)
         made.mkdir()
         os.chown(str(made), user.pw_uid, gid)
@@ -299,12 +305,12 @@ def _private_group(user):
 
 
 @as_root
-@pytest.mark.parametrize("owner, mode", [(NOBODY, 0o755), (NOBODY, 0o1777), (0, 0o777), (0, 0o775)],
-                         ids=["theirs", "theirs-sticky", "open", "group-0"])
-def test_a_run_directory_under_one_another_user_can_change_is_refused(tmp_path, owner, mode):
+@pytest.mark.parametrize("owner, group, mode", [(NOBODY, NOBODY, 0o755), (NOBODY, NOBODY, 0o1777), (0, 0, 0o777),
+                                                (0, NOBODY, 0o775)], ids=["theirs", "theirs-sticky", "open", "a-group"])
+def test_a_run_directory_under_one_another_user_can_change_is_refused(tmp_path, owner, group, mode):
     above = tmp_path / "above"
     above.mkdir()
-    os.chown(str(above), owner, owner)
+    os.chown(str(above), owner, group)
     above.chmod(mode)
     ours = above / "state"
     ours.mkdir(0o700)  # root's, 0700: ours alone, but another user may rename it away and put theirs
@@ -313,7 +319,7 @@ def test_a_run_directory_under_one_another_user_can_change_is_refused(tmp_path, 
         with pytest.raises(fsio.Refused) as caught:
             use(str(ours))
         reason = "belongs to user 65534, who may change it" if owner else \
-            "can be changed by other users (mode %04o, group 0, not sticky)" % mode
+            "can be changed by other users (mode %04o, group %d, not sticky)" % (mode, group)
         assert "%s %s: another user could swap what is below it" % (above, reason) in fsio.why(caught.value)
     assert os.listdir(str(ours)) == []
     fsio.private_dir(str(shared_dir(tmp_path) / "state"))  # sticky and root's, as /tmp: no one renames ours there

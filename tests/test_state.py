@@ -145,14 +145,14 @@ def test_a_history_in_a_directory_that_is_not_ours_alone_is_neither_read_nor_wri
     import os
 
     from conftest import NOBODY
-    for mode, owner in ((0o777, None), (0o755, NOBODY), (0o770, None)):  # 0770 root:root: gid 0 may hold others
+    for mode, owner in ((0o777, None), (0o755, NOBODY), (0o770, 0)):  # 0770 root:nogroup: the group's others
         if owner is not None and os.geteuid() != 0:
             continue  # chown needs root
         state = tmp_path / ("state-%o" % mode)
         state.mkdir()
         state.chmod(mode)
         if owner is not None:
-            os.chown(str(state), owner, owner)
+            os.chown(str(state), owner, NOBODY)
         (state / "history.jsonl").write_text('{"command": "health", "status": "fail", "failing": ["db"]}\n' * 5)
         before = (state / "history.jsonl").read_text()
         done = smoke("health", "--tcp", "127.0.0.1:1", "--name", "db", "--state-dir", state)  # asked for: exit 2
