@@ -177,8 +177,8 @@ class _Pool:
                         time.sleep(COLLECT_PAUSE_S)  # each one would take the GIL from the workers per check
                     continue
                 self.grow()  # nothing came: the checks wait on something
-                with self.lock:
-                    stranded = not self.workers and not self.began
+                with self.lock:  # no worker left, none running, and no result waiting to be collected
+                    stranded = not self.workers and not self.began and not self.finished
                 if stranded:  # the workers gone (a replacement could not be started) with checks left
                     self.end_all(lambda index, running: _result(self.checks[index], "error", "not run: cannot "
                                                                 "start a thread: %s" % self.no_thread))

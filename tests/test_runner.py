@@ -327,3 +327,21 @@ def test_a_thread_limit_is_an_error_never_a_failure_of_the_target(service, tmp_p
         assert "fail" not in statuses and done.returncode in (0, 3), (limit, report["results"])
         assert "Traceback" not in done.stderr, done.stderr
     assert "error" in seen, "no limit was tight enough to refuse a thread"
+
+
+@pytest.mark.serial  # it keeps two CPUs busy on purpose
+def test_results_that_come_while_the_pool_grows_are_never_lost(service):
+    """A quick failure and a pass, sixty runs on a busy machine: a worker may finish its last
+    check and leave while the main thread grows the pool; its result is collected, never
+    taken for a pool left without workers ("not run: cannot start a thread", exit 3): it
+    was, in one run of six."""
+    burners = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 60\nwhile time.time() < end: pass"])
+               for _ in range(2)]
+    try:
+        codes = [smoke("health", "--url", service + "/health", "--name", "api", "--tcp", "127.0.0.1:1", "--name", "db",
+                       "--quiet").returncode for _ in range(60)]
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert set(codes) == {1}, codes
