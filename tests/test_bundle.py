@@ -270,3 +270,18 @@ def test_make_bundle_never_writes_through_another_users_link(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "link of user 65534" in done.stderr and "Traceback" not in done.stderr
     assert victim.read_text() == "mine" and oct(victim.stat().st_mode & 0o777) == "0o600"
+
+
+def test_make_bundle_makes_its_dist_directory_in_a_fresh_clone(tmp_path):
+    """A fresh clone has no dist/: make bundle makes it (an --output elsewhere must exist already)."""
+    import shutil
+    clone = tmp_path / "clone"
+    shutil.copytree(str(ROOT / "checks"), str(clone / "checks"), ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(str(ROOT / "tools"), str(clone / "tools"), ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(str(ROOT / "smoke.py"), str(clone / "smoke.py"))
+    done = subprocess.run([sys.executable, "tools/bundle.py", "--output", "dist/smoke.py"], cwd=str(clone),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and (clone / "dist" / "smoke.py").is_file(), done.stderr
+    done = subprocess.run([sys.executable, "tools/bundle.py", "--output", "elsewhere/smoke.py"], cwd=str(clone),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "cannot write elsewhere/smoke.py" in done.stderr, done.stderr

@@ -266,8 +266,8 @@ def main(argv=None):
     from checks import fsio
 
     text = bundle()
-    if args.output == parser.get_default("output"):
-        os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    if os.path.abspath(args.output) == parser.get_default("output"):  # make bundle's dist/, missing in a fresh clone
+        os.makedirs(os.path.dirname(parser.get_default("output")), exist_ok=True)
     try:  # as smoke.py writes its files: never through another user's link, nor over their file in /tmp
         fsio.replace(args.output, text.encode("utf-8"), 0o755)
     except OSError as exc:
