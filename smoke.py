@@ -18,6 +18,13 @@ if sys.version_info < (3, 8):
     sys.exit(2)
 
 # The rest is checks/main.py: a module's code is compiled once and kept, a script's on every start.
+# Under python -I or -P the script's directory is not on sys.path: checks/ is looked for there last,
+# after the standard library, so nothing planted beside smoke.py can stand in for a module of Python's.
+try:
+    import checks.main  # noqa: E402
+except ImportError:
+    import os  # noqa: E402
+    sys.path.append(os.path.dirname(os.path.realpath(__file__)))
 from checks.main import COMMANDS, DESCRIPTION, EXAMPLES, FOOTER, TOOLS, _parser, main  # noqa: E402,F401
 
 if __name__ == "__main__":

@@ -734,3 +734,17 @@ def test_quiet_says_nothing_at_all_when_it_passed_and_everything_when_not(tmp_pa
         sock.close()
     done = smoke_run("health", "--tcp", "127.0.0.1:1", "--quiet", "--state-dir", state)
     assert done.returncode == 1 and json.loads(done.stdout)["status"] == "fail"
+
+
+def test_a_run_under_python_i_finds_its_own_package_after_the_standard_library(tmp_path):
+    """python3 -I (and -P) leave the script's directory off sys.path: smoke.py adds it last, so
+    checks/ is found and a module planted beside smoke.py never stands in for Python's own."""
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(str(ROOT / "checks"), str(copy / "checks"), ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(str(ROOT / "smoke.py"), str(copy / "smoke.py"))
+    (copy / "argparse.py").write_text("raise SystemExit('planted argparse ran')\n")
+    for flags in (["-I"], ["-P"] if sys.version_info >= (3, 11) else ["-I", "-S"]):
+        done = subprocess.run([sys.executable] + flags + [str(copy / "smoke.py"), "--version"], capture_output=True,
+                              text=True, timeout=60, cwd=str(tmp_path))
+        assert done.returncode == 0 and done.stdout.startswith("smoke.py "), (flags, done.stderr)
