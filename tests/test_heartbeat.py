@@ -454,3 +454,34 @@ def test_bad_ports_and_timings_are_exit_2(tmp_path):
         done, _, _ = heartbeat(section(tmp_path, **extra), "--validate")
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (extra, done.stderr)
     assert not list(tmp_path.glob("run-*"))
+
+
+def test_a_range_of_ports_others_hold_costs_no_descriptor_per_taken_port(tmp_path):
+    """Another user's listeners on most of a `ports` range: each taken port's socket is closed at
+    once, so under ulimit -n 64 the run says the range is short, not 'Too many open files'."""
+    import resource
+    held = []
+    for base in range(41000, 60000, 997):
+        try:
+            for port in range(base, base + 100):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+                sock.listen()
+            break
+        except OSError:
+            for sock in held:
+                sock.close()
+            held = []
+    else:
+        pytest.skip("no 100 free ports in a row here")
+    try:
+        path = section(tmp_path, ports="%d-%d" % (base, base + 101))  # two free: four processes need four
+        done = subprocess.run([sys.executable, SMOKE, "heartbeat", "--config", path, "--validate"],
+                              capture_output=True, text=True, timeout=60,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
+    finally:
+        for sock in held:
+            sock.close()
+    assert done.returncode == 2 and "too few free ports in %d-%d: 4 needed" % (base, base + 101) in done.stderr, \
+        done.stderr

@@ -476,12 +476,18 @@ def _choose_ports(fixed: List[Optional[int]], span: Optional[Tuple[int, int]], w
     held: List[socket.socket] = []
 
     def hold(port: int) -> Optional[int]:
-        sock = socket.socket()
-        held.append(sock)
+        """The port, held, or None when another holds it; a socket not to be had is this
+        host's limit (ulimit -n), said as such, not a port taken."""
+        try:
+            sock = socket.socket()
+        except OSError as exc:
+            raise CheckError("cannot choose the processes' ports: %s (ulimit -n)" % (exc.strerror or exc))
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
+            sock.close()  # a taken port's socket is not kept: a range of 2,000 taken ports costs none
             return None
+        held.append(sock)
         return sock.getsockname()[1]
 
     candidates = iter(range(span[0], span[1] + 1)) if span else None
