@@ -69,6 +69,23 @@ def read_trusted(path: str, cap: int, timeout: float = fsio.READ_TIMEOUT_S) -> b
         os.close(fd)
 
 
+_LOAD_ENDS: List[Optional[float]] = [None]  # when what loading waits on outside must be done (--deadline's end)
+
+
+def bound_loading(seconds: Optional[float]) -> None:
+    """What loading a config waits on outside (a targets URL) is bounded by --deadline too,
+    from now; None: by each wait's own cap."""
+    import time
+    _LOAD_ENDS[0] = time.monotonic() + seconds if seconds else None
+
+
+def loading_left(cap: float) -> float:
+    """Seconds loading may still wait on something outside: cap, or less, what is left of
+    --deadline (at least a moment, so that the wait says it timed out)."""
+    import time
+    return cap if _LOAD_ENDS[0] is None else max(0.01, min(cap, _LOAD_ENDS[0] - time.monotonic()))
+
+
 def load(path: str, secrets: Secrets, environ=os.environ, read_timeout: float = fsio.READ_TIMEOUT_S) -> Dict[str, Any]:
     """Read a config file into a dict with ${ENV} interpolated; secrets are collected. A
     config from a FIFO or a pipe (--config <(...)) must be written within read_timeout.

@@ -244,15 +244,18 @@ def _joined(joined: Dict[str, Any], name: str, own: Dict[str, Any], where: str, 
 
 def _fetch_targets(source: str, where: str):
     """A targets list from a JSON file, or from a URL fetched now (before anything is deployed)."""
-    if source.startswith(("http://", "https://")):
+    from checks.config import MAX_CONFIG_BYTES, parse_json, read_trusted
+    if source.startswith(("http://", "https://")):  # within 30 s and what is left of --deadline
+        from checks import CheckError
+        from checks.config import loading_left
         from checks.probes import http
-        answer = http.fetch(http.Request(source), 30)
-        if answer.get("status") != 200 or "json" not in answer:
-            raise ConfigError("%s: cannot fetch the targets from %s: %s" % (
+        timeout = loading_left(FETCH_TIMEOUT_S)
+        answer = http.fetch(http.Request(source, max_body=MAX_CONFIG_BYTES), timeout)
+        if answer.get("status") != 200 or answer.get("error"):  # the inventory's trouble: nothing could be judged
+            raise CheckError("%s: cannot fetch the targets from %s: %s" % (
                 where, source, answer.get("error") or "status %s" % answer.get("status")))
-        return answer["json"]
+        return parse_json(answer.get("body") or "", "%s: %s" % (where, source))  # a key twice is exit 2 here too
     from checks import fsio
-    from checks.config import MAX_CONFIG_BYTES, read_trusted
     try:  # its vars fill the steps' commands: refused where another user could have written it
         data = read_trusted(source, MAX_CONFIG_BYTES)
     except OSError as exc:
@@ -261,11 +264,13 @@ def _fetch_targets(source: str, where: str):
         raise ConfigError("%s: %s" % (where, exc))
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError("%s: %s is over %d MiB" % (where, source, MAX_CONFIG_BYTES >> 20))
-    from checks.config import parse_json
     try:
         return parse_json(data.decode("utf-8-sig"), "%s: %s" % (where, source))
     except UnicodeDecodeError as exc:
         raise ConfigError("%s: %s is not UTF-8 (byte %d)" % (where, source, exc.start))
+
+
+FETCH_TIMEOUT_S = 30.0  # a targets URL's answer, at most
 
 
 def _run_id() -> str:

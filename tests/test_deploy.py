@@ -556,3 +556,40 @@ def test_targets_fetched_from_a_url_are_joined_to_credentials_kept_in_the_config
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_targets_url_is_fetched_within_the_deadline_and_read_strictly(platform, tmp_path):
+    """An inventory that never answers costs what is left of --deadline, and is exit 3 (nothing
+    could be judged); one whose answer gives a key twice is exit 2, as the same file would be."""
+    import http.server
+    import threading
+
+    class Inventory(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/hang":
+                time.sleep(20)
+                return
+            body = b'[{"name": "a", "name": "b", "vars": {"fail": []}}]'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Inventory)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = "http://127.0.0.1:%d" % server.server_address[1]
+    try:
+        started = time.monotonic()
+        done, _, _ = deploy(tmp_path, lifecycle(platform, targets=base + "/hang"), "--deadline", "2")
+        assert done.returncode == 3 and "cannot fetch the targets" in done.stderr, done.stderr
+        assert time.monotonic() - started < 6
+        done, _, _ = deploy(tmp_path, lifecycle(platform, targets=base + "/twice"), "--validate")
+        assert done.returncode == 2 and "'name' is given twice" in done.stderr, done.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert state(platform)["models"] == {}

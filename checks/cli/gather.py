@@ -95,6 +95,7 @@ def _sections(args, secrets, commands):
     # Flags that say what to check on their own keep a config found implicitly out: it would add
     # checks nobody asked for (one named by --config is still read).
     path = args.config if face.flags_describe(args) else config.find(args.config)
+    config.bound_loading(_deadline_flag(args, face))  # a targets URL a section names is fetched within it too
     doc = _config(path, secrets, _deadline_flag(args, face))
     chosen = sections if args.command == "all" else (args.command,)
     faces = {section: command.of(commands[section][0]) for section in chosen}
