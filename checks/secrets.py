@@ -182,11 +182,12 @@ class Secrets:
         """A receiver's URL (a webhook's, a ping's) is its credential, but for its host: the
         path, the query and the fragment are masked, so a problem still says which receiver
         it was (a URL with a user or password in it is refused before)."""
-        from urllib.parse import urlsplit
+        from urllib.parse import unquote, urlsplit
 
         parts = urlsplit(url)
         for part in (parts.path.strip("/"), parts.query, parts.fragment):
             self.add(part)
+            self.add(unquote(part))  # written %53ECRET, it is SECRET to a receiver that says it back
 
     def add_basic_auth(self, username: str, password: str) -> None:
         """Basic auth sends base64("user:password"), which contains neither value as such."""

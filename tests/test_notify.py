@@ -367,3 +367,31 @@ def test_a_stopped_run_tells_within_seconds_not_the_whole_delivery_budget(receiv
     took = time.monotonic() - started
     assert proc.returncode == 143 and 4 < took < 8, took
     assert json.loads(out)["interrupted"] == "SIGTERM" and any(m == "PUT" for m, _, _, _ in server.requests)
+
+
+def test_a_webhook_url_written_percent_encoded_is_masked_when_a_receiver_says_it_back_decoded(tmp_path):
+    """--notify http://host/%53ECRET%41A: a receiver that answers with the path decoded
+    (SECRETAA) in a garbled status line has it masked in the problems like the raw form."""
+    import threading
+    import urllib.parse
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer():
+        for _ in range(3):  # the first try and two retries
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            line = conn.recv(4096).split(b" ")[1]
+            conn.sendall(b"GARBAGE " + urllib.parse.unquote_to_bytes(line) + b"\r\n\r\n")
+            conn.close()
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        url = "http://127.0.0.1:%d/%%53ECRET%%41A" % server.getsockname()[1]
+        done, report = bare_smoke(tmp_path, ["--tcp", "127.0.0.1:1", "--notify", url], outside_ci())
+    finally:
+        server.close()
+    text = json.dumps(report) + done.stderr
+    assert report["problems"] and "SECRETAA" not in text and "%53ECRET" not in text, report["problems"]
