@@ -41,7 +41,7 @@ EXAMPLES = """examples:
   python3 smoke.py health --tcp 127.0.0.1:5432 --resources --format text
   python3 smoke.py deploy --config deploy.json --format text
   python3 smoke.py deploy --predict-url http://127.0.0.1:8000/v1/completions --json '{"prompt":"hi","seed":42}' \\
-      --expect 'status == 200' --repeat 3 --identical
+      --expect 'status == 200' --repeat 3 --identical --compare 'json.choices[0].text'
   python3 smoke.py heartbeat --pidfile /run/redis/redis-server.pid --log /var/log/redis/sentinel.log \\
       --failure-pattern '\\+sdown master (?P<worker>\\S+)' --expect-worker mymaster --deadline 5
   python3 smoke.py rollback --config smoke.json --run health --execute
