@@ -957,3 +957,23 @@ def test_a_spawned_process_is_the_runs_and_cannot_be_left_running(tmp_path):
         build_check({"kind": "spawn", "command": ["sleep", "1"], "log": str(tmp_path / "log"), "leave_running": True},
                     "deploy.deploy", "deploy", kinds=STEP_KINDS)
     assert str(caught.value).startswith("deploy.deploy.leave_running: a spawned process is the run's")
+
+
+def test_a_condition_on_a_fact_its_kind_never_gives_is_exit_2_at_load(tmp_path):
+    """`latency < 200` on an http check is a typo of latency_ms: --validate says so (exit 2), and a
+    run never reads it as the service's failure (exit 1, a deploy gate's rollback)."""
+    from conftest import smoke
+    for args, said in ((["--url", "http://127.0.0.1:1/", "--expect", "latency < 200"],
+                        "http checks have no fact 'latency'; did you mean 'latency_ms'?"),
+                       (["--tcp", "127.0.0.1:1", "--expect", "conected == true"],
+                        "tcp checks have no fact 'conected'; did you mean 'connected'?")):
+        for mode in (["--validate"], []):
+            done = smoke("health", *(args + mode))
+            assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, done.stderr
+    path = tmp_path / "smoke.json"  # every fact a kind gives, and an error, polls and waited_s, are fine
+    path.write_text(json.dumps({"health": {"checks": [
+        {"name": "h", "kind": "http", "url": "http://127.0.0.1:1/", "expect": ["latency_ms < 200", "error == x"],
+         "until": ["status == 200"]},
+        {"name": "f", "kind": "file", "path": "/etc/hostname", "expect": ["json.x == 1", "age_s > 0"]}]}}))
+    done = smoke("health", "--config", str(path), "--validate")
+    assert done.returncode == 0, done.stderr

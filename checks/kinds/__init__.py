@@ -71,6 +71,9 @@ def build_check(table, where: str, section: str, defaults=None, kinds=KINDS):
         "until": tuple(until), "interval": fields.number("interval", 1.0, 0.01, MAX_RETRY_DELAY_S),
         "on_no_data": fields.choice("on_no_data", NO_DATA, "expect") if kind in NO_DATA_KINDS else "expect",
     }
+    if kinds is KINDS:  # a step's facts are its kind's and the step's (repeats, captures): a check's are known
+        _known_facts(kind_module, conditions, fields.at("expect"))
+        _known_facts(kind_module, until, fields.at("until"))
     name = fields.text("name", None)
     fields.text("description", None)
     fields.subjects = frozenset(str(c.path[0]) for c in conditions + until)
@@ -80,6 +83,23 @@ def build_check(table, where: str, section: str, defaults=None, kinds=KINDS):
     return Check(name=name or "%s %s" % (kind, target), section=section, kind=kind,
                  probe=functools.partial(kind_module.probe, params), expect=tuple(conditions),
                  target=target, **common)
+
+
+COMMON_FACTS = ("error", "polls", "waited_s")  # any check's: its trouble, and how long `until` waited
+
+
+def _known_facts(kind_module, conditions, where: str) -> None:
+    """A condition on a fact its kind never gives (`latency < 200` for latency_ms) is a typo:
+    exit 2 at load, not a failure that reads as an outage (and rolls a healthy deploy back)."""
+    known = getattr(kind_module, "FACTS", None)
+    for condition in conditions if known is not None else ():
+        root = str(condition.path[0])
+        if root not in known and root not in COMMON_FACTS:
+            import difflib
+            close = difflib.get_close_matches(root, known, n=1)
+            raise ConfigError("%s: %r: %s checks have no fact %r%s (theirs: %s)" % (
+                where, condition.text, kind_module.NAME, root, "; did you mean %r?" % close[0] if close else "",
+                ", ".join(known)))
 
 
 @functools.lru_cache(maxsize=None)

@@ -22,6 +22,8 @@ from checks.probes import proc
 
 NAME = "command"
 DEFAULT_EXPECT = ("exit_code == 0",)
+# all it can give: a condition on another fact is a typo, exit 2 at load
+FACTS = ("exit_code", "stdout", "stderr", "latency_ms", "version")
 MAX_OUTPUT = 64 * 1024
 MAX_OUTPUT_LIMIT = 64 * 1024 * 1024
 _DIGITS_AND_DOTS = re.compile(r"[\d.]+")  # one class repeated, nothing after: no backtracking

@@ -29,6 +29,8 @@ from checks.net import DeadlineGuard, describe_error, local_fault
 
 NAME = "docker"
 DEFAULT_EXPECT = ("running == true", "healthy == true")
+# all it can give: a condition on another fact is a typo, exit 2 at load
+FACTS = ("running", "healthy", "count", "running_count", "not_running", "not_healthy", "missing", "containers")
 DEFAULT_SOCKET = "/var/run/docker.sock"
 _MAX_ANSWER = 4 * 1024 * 1024
 # `docker ps` shows health inside the status text: "Up 3 minutes (healthy)".

@@ -20,6 +20,8 @@ from checks.kinds.log import shown_path
 
 NAME = "file"
 DEFAULT_EXPECT = ("exists == true",)
+# all it can give: a condition on another fact is a typo, exit 2 at load
+FACTS = ("exists", "is_dir", "mode", "size_bytes", "age_s", "json", "json_error")
 MAX_JSON = 1024 * 1024
 MAX_JSON_LIMIT = 256 * MAX_JSON
 

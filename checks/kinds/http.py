@@ -16,6 +16,9 @@ from checks.probes import http
 
 NAME = "http"
 DEFAULT_EXPECT = ("status < 400",)
+# all it can give: a condition on another fact is a typo, exit 2 at load
+FACTS = ("status", "headers", "body", "bytes_read", "json",
+         "json_error", "latency_ms", "url", "redirects", "cert_days", "cert_expires_at")
 
 
 def load(fields) -> http.Request:

@@ -22,6 +22,7 @@ from checks.model import cut
 
 NAME = "log"
 DEFAULT_EXPECT = None  # "present" and "absent" are equally common: the config says which
+FACTS = ("count", "lines_read", "last_match")  # all it can give: a condition on another is a typo, exit 2 at load
 MAX_TAIL_BYTES = 16 * 1024 * 1024
 MAX_LINES = 1000000
 _BLOCK = 65536

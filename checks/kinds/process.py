@@ -18,6 +18,8 @@ from checks.probes import proc
 
 NAME = "process"
 DEFAULT_EXPECT = ("running == true",)
+# all it can give: a condition on another fact is a typo, exit 2 at load
+FACTS = ("running", "count", "pids", "pidfile_error")
 
 
 def load(fields) -> Dict[str, Any]:

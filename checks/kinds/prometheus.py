@@ -24,6 +24,8 @@ from checks.model import cut
 
 NAME = "prometheus"
 DEFAULT_EXPECT = ("count > 0",)
+# all it can give: a condition on another fact is a typo, exit 2 at load
+FACTS = ("count", "value", "values", "series", "no_data", "latency_ms")
 
 
 def load(fields) -> Dict[str, Any]:

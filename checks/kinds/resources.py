@@ -20,6 +20,8 @@ from checks.config import check_os_text
 NAME = "resources"
 # A busy CPU is no fault (a host running a deploy is busy): its use is a fact to expect on, not a default.
 DEFAULT_EXPECT = ("memory_percent < 90", "disk_percent < 90")
+# all it can give: a condition on another fact is a typo, exit 2 at load
+FACTS = ("memory_percent", "cpu_percent", "disk_percent", "disks", "cpus", "load1", "load5", "load15")
 
 
 def load(fields) -> Dict[str, Any]:

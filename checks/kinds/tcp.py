@@ -18,6 +18,7 @@ from checks.net import connect, describe_error, local_fault, valid_host
 
 NAME = "tcp"
 DEFAULT_EXPECT = ("connected == true",)
+FACTS = ("connected", "latency_ms", "banner")  # all it can give: a condition on another is a typo, exit 2 at load
 MAX_BANNER = 4096
 
 
