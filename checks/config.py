@@ -86,9 +86,12 @@ def loading_left(cap: float) -> float:
     return cap if _LOAD_ENDS[0] is None else max(0.01, min(cap, _LOAD_ENDS[0] - time.monotonic()))
 
 
-def load(path: str, secrets: Secrets, environ=os.environ, read_timeout: float = fsio.READ_TIMEOUT_S) -> Dict[str, Any]:
+def load(path: str, secrets: Secrets, environ=os.environ, read_timeout: float = fsio.READ_TIMEOUT_S,
+         per_section: bool = False) -> Dict[str, Any]:
     """Read a config file into a dict with ${ENV} interpolated; secrets are collected. A
     config from a FIFO or a pipe (--config <(...)) must be written within read_timeout.
+    per_section: a section that cannot be filled (a variable unset) is said when it is read,
+    not now (a run of one command never stops on a variable only another's section uses).
 
     A top-level `secrets` list names environment variables whose values are secret
     whatever their names; it is read before anything is interpolated.
@@ -109,13 +112,43 @@ def load(path: str, secrets: Secrets, environ=os.environ, read_timeout: float = 
     _check_values(doc)
     names = Fields(doc, "").strings("secrets", [])
     secrets.names.update(names)
-    used: set = set()
-    doc = interpolate({k: v for k, v in doc.items() if k != "secrets"}, "", secrets, environ, used=used)
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", json.dumps(doc)))  # every ${NAME} written, used or not
     for i, name in enumerate(names):
         if name not in used:  # a misspelt name would leave the real variable unmasked
             raise ConfigError("secrets[%d]: no ${%s} in the config uses %s" % (i, name, name))
-    collect_fields(doc, secrets)
-    return doc
+    expanded = _Expanded()
+    for key, value in doc.items():
+        if key == "secrets":
+            continue
+        try:
+            expanded[key] = interpolate(value, key, secrets, environ)
+        except ConfigError as exc:  # said when the section is read: one a command does not run costs it nothing
+            if not per_section:
+                raise
+            expanded.failed[key] = exc
+    collect_fields(dict(expanded), secrets)
+    return expanded
+
+
+class _Expanded(dict):
+    """A config's sections, ${...} filled; one that could not be (a variable unset) raises its
+    ConfigError when it is read, so `history` or a `health` run never stops on ADMIN_TOKEN
+    that only the deploy section uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed: Dict[str, ConfigError] = {}
+
+    def __contains__(self, key) -> bool:
+        return key in self.failed or super().__contains__(key)
+
+    def __getitem__(self, key):
+        if key in self.failed:
+            raise self.failed[key]
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
 
 
 def _check_values(doc: Any) -> None:

@@ -626,3 +626,25 @@ def test_a_variable_alone_in_a_json_body_or_vars_keeps_its_json_type(service, tm
     sent = json_module.loads(json_module.loads(facts["body"])["body"])
     assert sent == {"seed": 42, "temp": 0.5, "stream": False, "stop": None, "prompt": "seed 42", "word": "NaN",
                     "n": 3, "label": "007"}, sent
+
+
+def test_a_variable_only_another_section_uses_stops_no_other_command(service, tmp_path, monkeypatch):
+    """ADMIN_TOKEN unset, used only by the deploy section: health runs, history reads state_dir,
+    heartbeat says it has no section; deploy (and all) are exit 2 naming the variable."""
+    import json as json_module
+    path = tmp_path / "smoke.json"
+    path.write_text(json_module.dumps({
+        "state_dir": str(tmp_path / "state"),
+        "health": {"checks": [{"name": "api", "kind": "http", "url": service + "/health"}]},
+        "deploy": {"predict": {"kind": "http", "url": service + "/echo",
+                               "headers": {"Authorization": "Bearer ${ADMIN_TOKEN}"}}}}))
+    monkeypatch.delenv("ADMIN_TOKEN", raising=False)
+    env = None
+    assert smoke("health", "--config", str(path), env=env).returncode == 0
+    assert smoke("history", "--config", str(path), env=env).returncode == 0
+    done = smoke("heartbeat", "--config", str(path), env=env)
+    assert done.returncode == 2 and "has no heartbeat checks" in done.stderr, done.stderr
+    for command in ("deploy", "all"):
+        done = smoke(command, "--config", str(path), "--validate", env=env)
+        assert done.returncode == 2 and "deploy.predict.headers.Authorization: environment variable ADMIN_TOKEN " \
+            "is not set" in done.stderr, done.stderr

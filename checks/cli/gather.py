@@ -133,7 +133,7 @@ def _config(path: Optional[str], secrets, deadline: Optional[float]) -> Dict[str
 
     timeout = min(fsio.READ_TIMEOUT_S, deadline) if deadline else fsio.READ_TIMEOUT_S
     try:
-        return config.load(path, secrets, read_timeout=timeout) if path else {}
+        return config.load(path, secrets, read_timeout=timeout, per_section=True) if path else {}
     except ConfigError as exc:
         raise exc if str(exc).startswith(path) else ConfigError("%s: %s" % (path, exc))
 
@@ -224,7 +224,10 @@ def _pass_rates(doc, sections) -> Dict[str, float]:
     top = Fields(doc, "").number("min_pass_rate", None, 0, 1)
     rates = {}
     for section in sections:
-        table = doc.get(section)
+        try:
+            table = doc.get(section)
+        except ConfigError:  # a variable it uses is unset: said if the section is run, which it cannot be
+            continue
         own_rate = Fields(table, section).number("min_pass_rate", None, 0, 1) if isinstance(table, dict) else None
         if own_rate is not None or top is not None:
             rates[section] = own_rate if own_rate is not None else top

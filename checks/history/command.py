@@ -85,7 +85,7 @@ def _state_dir(args) -> str:
     path = config.find(args.config)
     if path is None:
         return state.default_dir()
-    doc = config.load(path, Secrets())
+    doc = config.load(path, Secrets(), per_section=True)  # only state_dir is read: no other variable is needed
     try:
         return config.Fields(doc, "").path("state_dir", None) or state.default_dir()
     except ConfigError as exc:
