@@ -62,7 +62,8 @@ def add_arguments(parser) -> None:
                        help="the disk of this mount too (repeatable; for the --resources before it, else a "
                             "check of its own; the default is /)")
     group.add_argument("--expect", action=AdHoc, metavar="COND",
-                       help="a condition for the check just before it, e.g. 'json.status == healthy' (repeatable)")
+                       help="a condition for the check just before it, e.g. 'json.status == healthy' (repeatable; "
+                            "the facts each kind gives: docs/kinds.md, the language: docs/conditions.md)")
     group.add_argument("--name", action=AdHoc, metavar="NAME", help="a name for the check just before it")
     every = parser.add_argument_group("options for every --url/--tcp/--resources check, wherever they are written")
     every.add_argument("--timeout", type=bounded(0.001, MAX_TIMEOUT_S), metavar="S",

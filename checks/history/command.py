@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
                         help="the history's directory (default: the config's state_dir, else $XDG_STATE_HOME/"
                              "smoke.py, else ~/.local/state/smoke.py: where runs keep it)")
     parser.add_argument("--config", metavar="FILE", help="read the state_dir this config names (default: the "
-                                                         "config a run would find: $SMOKE_CONFIG, ./smoke.json)")
+                                                         "config a run would find: $SMOKE_CONFIG, ./smoke.toml, ./smoke.json)")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
     parser.add_argument("--html", metavar="FILE", help="also write the history as a page (a strip per check)")
     parser.add_argument("--check", action="append", default=[], metavar="NAME", help="only this check (repeatable)")
