@@ -158,10 +158,10 @@ def prctl() -> Optional[Callable[..., int]]:
         return None
 
 
-def listeners() -> List[Tuple[str, int, int]]:
-    """(address, port, socket inode) of every listening TCP socket this network namespace has
-    (/proc/net/tcp and tcp6, state 0A), sorted; OSError when /proc/net/tcp cannot be read.
-    tcp6 is absent where IPv6 is off. A line at a time: a busy host's table is megabytes."""
+def listeners() -> List[Tuple[str, int, int, int]]:
+    """(address, port, socket inode, its user's uid) of every listening TCP socket this network
+    namespace has (/proc/net/tcp and tcp6, state 0A), sorted; OSError when /proc/net/tcp cannot
+    be read. tcp6 is absent where IPv6 is off. A line at a time: a busy host's table is megabytes."""
     import socket
     import sys
 
@@ -183,9 +183,39 @@ def listeners() -> List[Tuple[str, int, int]]:
                     address, port = fields[1].split(b":")
                     raw = b"".join(int(address[i:i + 8], 16).to_bytes(4, sys.byteorder)  # words in host order
                                    for i in range(0, len(address), 8))
-                    found.add((socket.inet_ntop(family, raw), int(port, 16), int(fields[9])))
+                    found.add((socket.inet_ntop(family, raw), int(port, 16), int(fields[9]), int(fields[7])))
                 except (ValueError, OSError):
                     continue
+    return sorted(found)
+
+
+def own_addresses() -> List[Tuple[str, int]]:
+    """(address, prefix length) of what this network namespace takes as its own, so that what
+    is sent there stays on this host: IPv4's local routes (/proc/net/fib_trie's "host LOCAL":
+    127.0.0.0/8, each interface's address, an AnyIP route) and IPv6's interface addresses
+    (/proc/net/if_inet6, ::1 among them, each /128). A file that cannot be read gives nothing."""
+    import socket
+
+    found = set()
+    try:
+        with open("/proc/net/fib_trie", "rb") as fh:
+            leaf = None
+            for line in fh:  # "|-- 127.0.0.1" then its routes, one a line: "/32 host LOCAL"
+                words = line.split()
+                if words[:1] == [b"|--"] and len(words) > 1:
+                    leaf = words[1].decode("ascii", "replace")
+                elif leaf and len(words) >= 3 and words[0][:1] == b"/" and words[1:3] == [b"host", b"LOCAL"]:
+                    found.add((leaf, int(words[0][1:])))
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/proc/net/if_inet6", "rb") as fh:
+            for line in fh:
+                words = line.split()
+                if words and len(words[0]) == 32:
+                    found.add((socket.inet_ntop(socket.AF_INET6, bytes.fromhex(words[0].decode("ascii"))), 128))
+    except (OSError, ValueError):
+        pass
     return sorted(found)
 
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, as_root, planted_link, shared_dir, smoke, wait_for_port
+from conftest import NOBODY, ROOT, as_root, planted_link, shared_dir, smoke, wait_for_port
 from checks.snapshot import limit, web, write
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
@@ -397,3 +397,193 @@ def test_running_containers_are_docker_checks(tmp_path):
         assert done.returncode == 1 and failing(report) == ["docker " + name]
     finally:
         docker("rm", "-f", name)
+
+
+# --- hostile neighbours: names, addresses and ports another local user chooses ---------------------
+
+NAMED_SERVER = r'''
+import socket, sys, threading
+name, body = sys.argv[1], sys.argv[2].encode()
+with open("/proc/self/comm", "w") as fh:
+    fh.write(name)
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(16)
+print(sock.getsockname()[1], flush=True)
+def answer(conn):
+    with conn:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n" % len(body) + body)
+while True:
+    conn, _ = sock.accept()
+    threading.Thread(target=answer, args=(conn,), daemon=True).start()
+'''
+
+
+def named_server(name, body="{}"):
+    """A Python HTTP server that calls itself name (its comm, as `ps` shows it), answering body
+    to every GET: (process, port)."""
+    proc = subprocess.Popen([sys.executable, "-c", NAMED_SERVER, name, body], stdout=subprocess.PIPE, text=True,
+                            cwd="/")
+    return proc, int(proc.stdout.readline())
+
+
+def test_a_service_named_like_a_variable_is_written_as_text_and_read_back_so(tmp_path):
+    """A process called ${NOPE}, answering JSON keyed "${NOPE}" and "$${A}": the config says
+    exactly that (${ written $${), so health neither expands root's environment into it nor
+    stops at an unset variable, and $${A} reads back as $${A}, not ${A}."""
+    proc, port = named_server("${NOPE}", json.dumps({"${NOPE}": "ok", "$${A}": "up", "a$b": "ok"}))
+    try:
+        done, config = snapshot(tmp_path, "--ports", str(port), "--skip", "host,docker")
+        assert done.returncode == 0, done.stderr
+        names = ["${NOPE} :%d" % port, "${NOPE} :%d /health" % port, "${NOPE} process"]
+        assert list(checks_of(config)) == ["$" + name for name in names]  # as written: $${ is a literal ${
+        written = checks_of(config)["$${NOPE} :%d /health" % port]["expect"]
+        assert written == ['status == 200', 'json["$$${A}"] == up', 'json["$${NOPE}"] == ok', 'json["a$b"] == ok']
+        env = {key: value for key, value in os.environ.items() if key not in ("NOPE", "A")}
+        done = subprocess.run([sys.executable, str(ROOT / "smoke.py"), "health", "--config", str(tmp_path / "snap.json"),
+                               "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=60,
+                              env=env)
+        report = json.loads(done.stdout)
+        assert done.returncode == 0, (failing(report), done.stderr)
+        assert [r["name"] for r in report["results"]] == names  # a key read back as ${A} would be missing: a fail
+    finally:
+        stop(proc)
+
+
+def test_every_string_reads_back_as_written_through_the_config_loader():
+    import itertools
+
+    from checks.config import interpolate
+    from checks.secrets import Secrets
+    from checks.snapshot import literal
+
+    for length in range(7):
+        for chars in itertools.product("${}a", repeat=length):
+            text = "".join(chars)
+            assert interpolate(literal(text), "x", Secrets(), environ={"a": "EXPANDED"}) == text, text
+
+
+def test_two_names_alike_after_unicode_normalisation_get_two_names(tmp_path):
+    first, one = named_server("caf\u00e9")
+    second, two = named_server("cafe\u0301")
+    try:
+        done, config = snapshot(tmp_path, "--ports", "%d,%d" % (one, two), "--skip", "host,docker,http")
+        assert done.returncode == 0, done.stderr
+        names = ["caf\u00e9", "cafe\u0301"] if one < two else ["cafe\u0301", "caf\u00e9"]  # in port order
+        assert [name for name in checks_of(config) if name.endswith("process") or name.endswith(")")] == [
+            names[0] + " process", names[1] + " process (2)"]
+        done, report = health(tmp_path / "snap.json")
+        assert done.returncode == 0, (failing(report), done.stderr)
+    finally:
+        stop(first)
+        stop(second)
+
+
+def test_a_name_with_a_newline_cannot_forge_a_line(tmp_path):
+    forged = "x\nsmoke.py snap"  # 15 characters: all a comm holds
+    proc, port = named_server(forged)
+    try:
+        done, _ = snapshot(tmp_path, "--ports", str(port), "--skip", "host,docker,http")
+        plan = smoke("snapshot", "--ports", str(port), "--dry-run")
+    finally:
+        stop(proc)
+    assert done.returncode == 0 and plan.returncode == 0, done.stderr + plan.stderr
+    assert all(line.startswith("smoke.py snapshot: ") for line in done.stderr.splitlines()), done.stderr
+    assert ":%d x\\nsmoke.py snap (pid %d)" % (port, proc.pid) in done.stderr
+    assert ":%d x\\nsmoke.py snap (pid %d)" % (port, proc.pid) in plan.stdout
+    assert not [line for line in plan.stdout.splitlines() if line.startswith("smoke.py snap (")], plan.stdout
+
+
+def test_a_listener_on_an_address_this_host_does_not_have_is_left_out(tmp_path):
+    """IP_FREEBIND binds an address no interface has (no privilege needed): a connection there
+    would leave the host, so it is named and never asked. 127.0.0.2, this host's, is asked."""
+    foreign = socket.socket()
+    foreign.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+    foreign.bind(("198.51.100.7", 0))
+    foreign.listen(4)
+    local = socket.socket()
+    local.bind(("127.0.0.2", 0))
+    local.listen(4)
+    far, near = foreign.getsockname()[1], local.getsockname()[1]
+    try:
+        done, config = snapshot(tmp_path, "--ports", "%d,%d" % (far, near), "--skip", "host,docker")
+    finally:
+        foreign.close()
+        local.close()
+    assert done.returncode == 0, done.stderr
+    assert [check.get("address") for check in config["health"]["checks"] if check["kind"] == "tcp"] == [
+        "127.0.0.2:%d" % near]
+    assert re.search(r":%d \S+ \(pid %d\) on 198\.51\.100\.7: not an address of this host .*: left out, nothing is "
+                     r"sent there" % (far, os.getpid()), done.stderr), done.stderr
+    assert "nothing listens on :%d" % far not in done.stderr and "198.51.100.7" not in json.dumps(config)
+
+
+@as_root
+def test_a_listener_that_refuses_when_asked_is_left_out_named(tmp_path):
+    """Listening on 0.0.0.0 but only for another interface's traffic (SO_BINDTODEVICE): a
+    connection to 127.0.0.1 is refused, so a tcp check of it would fail at once."""
+    devices = [name for _, name in socket.if_nameindex() if name != "lo"]
+    if not devices:
+        pytest.skip("no interface but lo")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, devices[0].encode())
+    sock.bind(("0.0.0.0", 0))
+    sock.listen(4)
+    port = sock.getsockname()[1]
+    try:
+        done, config = snapshot(tmp_path, "--ports", str(port), "--skip", "host,docker")
+    finally:
+        sock.close()
+    assert done.returncode == 0, done.stderr
+    assert config["health"]["checks"] == []
+    assert re.search(r":%d \S+ \(pid %d\) on 0\.0\.0\.0: refused the connection when asked: left out"
+                     % (port, os.getpid()), done.stderr), done.stderr
+
+
+def test_skipped_listeners_are_said_skipped_not_counted(tmp_path):
+    done, _ = snapshot(tmp_path, "--skip", "tcp,docker,host")
+    assert done.returncode == 0, done.stderr
+    assert "smoke.py snapshot: listening ports: not read (--skip tcp)\n" in done.stderr
+    assert "0 listening ports" not in done.stderr
+    assert "not read the listening ports (--skip tcp)" in smoke("snapshot", "--skip", "tcp", "--dry-run").stdout
+
+
+SILENT = r'''
+import socket, sys, time
+socks = []
+for port in range(int(sys.argv[1]), int(sys.argv[2])):
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen(64)  # never accepted: a connection completes, then nothing is said
+        socks.append(sock)
+    except OSError:
+        sock.close()
+print(len(socks), flush=True)
+time.sleep(120)
+'''
+
+
+@as_root
+def test_another_users_silent_ports_cannot_use_up_the_timeout_before_the_hosts_services(tmp_path):
+    """nobody's 200 silent listeners, on ports below the service's: asked in port order, they
+    would take the whole --timeout (200 x 2 schemes x 0.5 s over 16 workers); root's service
+    is asked first, and what was cut is said."""
+    silent = subprocess.Popen(["/usr/bin/python3", "-c", SILENT, "21000", "21200"], stdout=subprocess.PIPE, text=True,
+                              cwd="/", preexec_fn=lambda: (os.setgid(NOBODY), os.setuid(NOBODY)))
+    service, http_port, _ = start_service(tmp_path)
+    try:
+        assert int(silent.stdout.readline()) > 150
+        assert http_port > 21200
+        done, config = snapshot(tmp_path, "--ports", "21000-21199", "--ports", str(http_port), "--skip",
+                                "host,docker", "--timeout", "2")
+    finally:
+        stop(service)
+        silent.kill()
+        silent.wait()
+    assert done.returncode == 0, done.stderr
+    assert "service.py :%d /health" % http_port in checks_of(config), done.stderr
+    assert re.search(r"--timeout ran out before \d+ listeners were asked over HTTP \((\d+) of them other users'; "
+                     r"root's and this user's are asked first\): :21\d\d", done.stderr), done.stderr

@@ -148,16 +148,34 @@ def _use(used: float) -> str:
 
 
 def _unique(checks: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Names are how checks are picked and reported: a second of a name gets (2), and so on."""
+    """Names are how checks are picked and reported: a second of a name gets (2), and so on;
+    alike as the config loader compares them (café and cafe + U+0301 are one name)."""
+    from checks.config import same_name
+
     seen = set()
     for check in checks:
         name, number = check["name"], 1
-        while check["name"] in seen:
+        while same_name(check["name"]) in seen:
             number += 1
             check["name"] = "%s (%d)" % (name, number)
-        seen.add(check["name"])
+        seen.add(same_name(check["name"]))
     return checks
 
 
 def config(checks: List[Dict[str, Any]], comment: str) -> Dict[str, Any]:
-    return {"_comment": comment, "health": {"checks": checks}}
+    """The config, every string in it as the loader reads it back to what was seen: a process
+    named ${HOME}, or a JSON key "${TOKEN}", is text, never a variable of the environment
+    health runs in."""
+    return literal({"_comment": comment, "health": {"checks": checks}})
+
+
+def literal(value: Any) -> Any:
+    """value with each ${ in its strings written $${, which the config loader reads as ${ (and
+    any other $ as itself, so $$ and a lone $ stay as they are); keys are never expanded."""
+    if isinstance(value, str):
+        return value.replace("${", "$${")
+    if isinstance(value, list):
+        return [literal(item) for item in value]
+    if isinstance(value, dict):
+        return {key: literal(item) for key, item in value.items()}
+    return value

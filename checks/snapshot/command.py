@@ -99,22 +99,30 @@ def _tags(text: str) -> List[str]:
 
 def main(args) -> int:
     from checks import SmokeError
-    from checks.cli.terminal import say
 
     try:
         return _run(args)
     except SmokeError as exc:
-        say("smoke.py snapshot: error: %s" % exc)
+        _say("error: %s" % exc)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _say(line: str) -> None:
+    """A line on stderr, every control character escaped, a newline too: what a process calls
+    itself is anybody's choice, and must not start a line of ours."""
+    from checks.cli.terminal import say
+    from checks.render import printable
+
+    say(printable("smoke.py snapshot: " + line))
 
 
 def _run(args) -> int:
     import os
 
     from checks import ConfigError, fsio, sinks
-    from checks.cli.terminal import emit, say
+    from checks.cli.terminal import emit
     from checks.snapshot import host
 
     started = time.monotonic()
@@ -132,24 +140,35 @@ def _run(args) -> int:
     ports = [pair for pairs in args.ports for pair in pairs]
     exclude = [pair for pairs in args.exclude for pair in pairs]
     try:
-        listeners, left_out = ([], {}) if "tcp" in skip else host.listening(ports, exclude, started + args.timeout / 4)
+        listeners, left_out, elsewhere = ([], {}, []) if "tcp" in skip else host.listening(
+            ports, exclude, started + args.timeout / 4)
     except OSError as exc:
-        say("smoke.py snapshot: cannot read /proc/net/tcp: %s (Linux only)" % fsio.why(exc))
+        _say("cannot read /proc/net/tcp: %s (Linux only)" % fsio.why(exc))
         return 3
-    for port in _missing(ports, listeners, left_out) if "tcp" not in skip else ():
-        say("smoke.py snapshot: nothing listens on :%d (--ports)" % port)
+    for port in _missing(ports, listeners + elsewhere, left_out) if "tcp" not in skip else ():
+        _say("nothing listens on :%d (--ports)" % port)
+    for entry in elsewhere:
+        _say(_elsewhere(entry))
     if args.dry_run:
         emit(_plan(listeners, left_out, paths, skip))
         return 0
     per_probe = min(PER_PROBE_S, max(0.05, args.timeout / 4))
     found, containers, where, machine = _gather(listeners, paths, skip, per_probe, deadline)
+    refused = [entry for entry in listeners if (found.get((entry.address, entry.port)) or {}).get("refused")]
+    listeners = [entry for entry in listeners if entry not in refused]
     from checks import __version__, snapshot
     from checks.snapshot import write
 
     checks = snapshot.checks(listeners, found, containers, machine[:2] if isinstance(machine, tuple) else None,
                              "process" not in skip)
-    for line in _found(listeners, left_out, found, containers, where, machine):
-        say("smoke.py snapshot: " + line)
+    for line in _found(listeners, left_out, found, containers, where, machine, skip):
+        _say(line)
+    for entry in refused:
+        _say(":%d %s on %s: refused the connection when asked: left out (a check of it would fail at once)" % (
+            entry.port, _who(entry), _bound(entry)))
+    cut = _cut(listeners, found)
+    if cut:
+        _say(cut)
     comment = ("Written by smoke.py %s snapshot on %s at %s: what this host ran then, %s. Run it: python3 smoke.py "
                "health --config %s. Names, tags and expectations are suggestions: edit freely." % (
                    __version__, os.uname().nodename, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -158,19 +177,23 @@ def _run(args) -> int:
     text = write.to_toml(doc) if form == "toml" else write.to_json(doc)
     if args.output is None:
         emit(text)
-        say("smoke.py snapshot: %d checks in %.1fs" % (len(checks), time.monotonic() - started))
+        _say("%d checks in %.1fs" % (len(checks), time.monotonic() - started))
         return 0
     problem = sinks.write_output(args.output, text)
     if problem:
-        say("smoke.py snapshot: %s" % problem)
+        _say(problem)
         return 3
-    say("smoke.py snapshot: wrote %d checks to %s in %.1fs (smoke.py health --config %s runs them)" % (
+    _say("wrote %d checks to %s in %.1fs (smoke.py health --config %s runs them)" % (
         len(checks), args.output, time.monotonic() - started, args.output))
     return 0
 
 
 def _gather(listeners, paths, skip, per_probe: float, deadline: float):
-    """(web.probe's answers, the containers, where they were asked, (memory, disks)), all at once."""
+    """(web.probe's answers, the containers, where they were asked, (memory, disks)), all at once.
+    The listeners of root and of the user taking the snapshot are asked first, every question
+    of theirs before any of another user's: a user's thousand silent ports cannot use up
+    --timeout before the host's services are asked."""
+    import os
     from concurrent.futures import ThreadPoolExecutor
 
     from checks.snapshot import host, web
@@ -178,9 +201,12 @@ def _gather(listeners, paths, skip, per_probe: float, deadline: float):
     with ThreadPoolExecutor(1) as aside:
         asked = aside.submit(host.containers, min(5.0, max(0.05, deadline - time.monotonic()))) \
             if "docker" not in skip else None
-        targets = [] if "http" in skip else list(dict.fromkeys(
-            (entry.address, entry.port) for entry in _first_per_owner(listeners)))
-        found = web.probe(targets, list(paths), per_probe, deadline) if targets else {}
+        first = [] if "http" in skip else list(_first_per_owner(listeners))
+        found = {}
+        for ours in (True, False):
+            targets = list(dict.fromkeys((entry.address, entry.port) for entry in first
+                                         if (entry.uid in (0, os.geteuid())) == ours))
+            found.update(web.probe(targets, list(paths), per_probe, deadline) if targets else {})
         containers, where = asked.result() if asked else (None, "")
     return found, containers, where, None if "host" in skip else _machine()
 
@@ -229,6 +255,31 @@ def _who(entry) -> str:
     return "%s (pid %d)" % (entry.owner.name, entry.owner.pid) if entry.owner else "owner not visible"
 
 
+def _bound(entry) -> str:
+    return "[%s]" % entry.bound if ":" in entry.bound else entry.bound
+
+
+def _elsewhere(entry) -> str:
+    return ":%d %s on %s: not an address of this host (bound with IP_FREEBIND?): left out, nothing is sent " \
+           "there" % (entry.port, _who(entry), _bound(entry))
+
+
+def _cut(listeners, found) -> str:
+    """What --timeout left unasked, in a line; "" when every listener asked was."""
+    import os
+
+    from checks.snapshot import web
+
+    unasked = [entry for entry in listeners if (found.get((entry.address, entry.port)) or {}).get("why") == web.UNASKED]
+    if not unasked:
+        return ""
+    others = sum(entry.uid not in (0, os.geteuid()) for entry in unasked)
+    return ("--timeout ran out before %d listener%s %s asked over HTTP (%d of them other users'; root's and this "
+            "user's are asked first): %s; give a longer --timeout, or --ports" % (
+                len(unasked), "" if len(unasked) == 1 else "s", "was" if len(unasked) == 1 else "were", others,
+                ", ".join(":%d" % entry.port for entry in unasked[:10]) + (" ..." if len(unasked) > 10 else "")))
+
+
 def _plan(listeners, left_out, paths, skip) -> str:
     from checks.kinds import docker
     from checks.snapshot import _host_port, host, web
@@ -237,6 +288,8 @@ def _plan(listeners, left_out, paths, skip) -> str:
     if "tcp" not in skip:
         lines.append("  read /proc/net/tcp and tcp6: %d listening ports%s" % (
             len({entry.port for entry in listeners}), _left_out(left_out)))
+    else:
+        lines.append("  not read the listening ports (--skip tcp)")
     asked = {(entry.address, entry.port) for entry in _first_per_owner(listeners)} if "http" not in skip else set()
     if listeners:
         lines.append("  connect to each%s:" % (
@@ -259,7 +312,9 @@ def _plan(listeners, left_out, paths, skip) -> str:
         except OSError as exc:
             disks = "no disk (cannot read /proc/self/mounts: %s)" % exc.strerror
         lines.append("  read memory use (/proc/meminfo) and the use of %s (statvfs)" % disks)
-    return "\n".join(lines) + "\n"
+    from checks.render import printable
+
+    return "".join(printable(line) + "\n" for line in lines)
 
 
 def _left_out(left_out: Dict[str, List[int]]) -> str:
@@ -270,14 +325,15 @@ def _left_out(left_out: Dict[str, List[int]]) -> str:
     return " (left out: %s)" % "; ".join(parts) if parts else ""
 
 
-def _found(listeners, left_out, found, containers, where, machine) -> List[str]:
+def _found(listeners, left_out, found, containers, where, machine, skip) -> List[str]:
     """What was found, a line per listener then containers and the host, in the checks' order."""
-    lines = ["%d listening ports%s" % (len({entry.port for entry in listeners}), _left_out(left_out))]
+    lines = ["listening ports: not read (--skip tcp)" if "tcp" in skip else "%d listening ports%s" % (
+        len({entry.port for entry in listeners}), _left_out(left_out))]
     asked = {(entry.port, entry.owner.pid if entry.owner else None): entry.address
              for entry in _first_per_owner(listeners)} if found else {}
     for entry in listeners:
         answered = found.get((entry.address, entry.port))
-        line = ":%d %s on %s: " % (entry.port, _who(entry), "[%s]" % entry.bound if ":" in entry.bound else entry.bound)
+        line = ":%d %s on %s: " % (entry.port, _who(entry), _bound(entry))
         if answered is None:
             first = asked.get((entry.port, entry.owner.pid if entry.owner else None))
             lines.append(line + ("tcp (its HTTP was asked on %s)" % first if first else "tcp only"))

@@ -16,8 +16,9 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 
 from checks import CheckError, procfs
 
-# address: where a check connects (a wildcard's loopback); bound: the address as the socket has it.
-Listener = collections.namedtuple("Listener", "address port bound owner")
+# address: where a check connects (a wildcard's loopback); bound: the address as the socket has it;
+# uid: the socket's user.
+Listener = collections.namedtuple("Listener", "address port bound owner uid")
 # name: as a person says it (nginx, service.py); process: the process check's field ({"executable": ...}
 # or {"pattern": ...}) that finds it again after a restart.
 Owner = collections.namedtuple("Owner", "pid name process")
@@ -31,20 +32,25 @@ _DISKS = ("ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "jfs", "reiserf
           "exfat", "ntfs", "ntfs3", "hfsplus")
 
 
-def listening(ports, exclude, deadline: float) -> Tuple[List[Listener], Dict[str, List[int]]]:
-    """The listeners to describe, by port then address (IPv4 first), with their owners; and the
-    ports left out, by why. OSError when /proc/net/tcp cannot be read."""
+def listening(ports, exclude, deadline: float) -> Tuple[List[Listener], Dict[str, List[int]], List[Listener]]:
+    """The listeners to describe, by port then address (IPv4 first), with their owners; the
+    ports left out, by why; and the listeners on an address this host does not have (bound
+    with IP_FREEBIND, or a route since removed), left out: a connection there would leave the
+    host. OSError when /proc/net/tcp cannot be read."""
+    import ipaddress
+
     chosen, left_out = [], {"--exclude": [], "--ports": [], "ours": []}
-    for bound, port, inode in procfs.listeners():
+    for bound, port, inode, uid in procfs.listeners():
         if ports and not _within(port, ports):
             left_out["--ports"].append(port)
         elif _within(port, exclude):
             left_out["--exclude"].append(port)
         else:
-            chosen.append((bound, port, inode))
-    owners = procfs.socket_owners([inode for _, _, inode in chosen], deadline)
-    found, seen = [], set()
-    for bound, port, inode in chosen:
+            chosen.append((bound, port, inode, uid))
+    owners = procfs.socket_owners([inode for _, _, inode, _ in chosen], deadline)
+    own = [ipaddress.ip_network("%s/%d" % pair, strict=False) for pair in procfs.own_addresses()]
+    found, elsewhere, seen = [], [], set()
+    for bound, port, inode, uid in chosen:
         pid = owners.get(inode)
         if pid == os.getpid():  # this snapshot's own (none today): never a service of the host
             left_out["ours"].append(port)
@@ -52,9 +58,11 @@ def listening(ports, exclude, deadline: float) -> Tuple[List[Listener], Dict[str
         address = connect_address(bound)
         if (address, port) not in seen:  # the same port bound twice (SO_REUSEPORT) is one listener
             seen.add((address, port))
-            found.append(Listener(address, port, bound, owner(pid) if pid else None))
+            entry = Listener(address, port, bound, owner(pid) if pid else None, uid)
+            ip = ipaddress.ip_address(address)
+            (found if ip.is_loopback or any(ip in net for net in own) else elsewhere).append(entry)
     found.sort(key=lambda entry: (entry.port, ":" in entry.address, entry.address))
-    return found, {why: sorted(set(ports)) for why, ports in left_out.items() if ports}
+    return found, {why: sorted(set(ports)) for why, ports in left_out.items() if ports}, elsewhere
 
 
 def _within(port: int, ranges) -> bool:

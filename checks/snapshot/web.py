@@ -21,6 +21,7 @@ from checks.probes import http
 # A path no service has: one that answers it 2xx answers every path (a catch-all, a single-page app).
 CANARY = "/smoke.py-snapshot/no-such-page"
 WORKERS = 16
+UNASKED = "not probed: --timeout ran out"  # why a listener has no answer, when the run's deadline came first
 _HEADERS = {"User-Agent": "smoke.py/%s (snapshot)" % __version__}
 # Words of a JSON key whose value changes by itself: times, counters, ids, versions, sizes, places.
 _UNSTABLE = frozenset("time timestamp date ts at since until uptime started start updated created modified last next "
@@ -36,9 +37,10 @@ MAX_DEPTH = 3
 
 def probe(targets: List[Tuple[str, int]], paths: List[str], per_probe: float, deadline: float,
           workers: int = WORKERS) -> Dict[Tuple[str, int], Dict[str, Any]]:
-    """{(address, port): what it answered}: scheme (http, https, or None with why), endpoints
-    [(path, facts)] that answered 2xx, catch_all, insecure (why the certificate does not
-    verify, for https) and prometheus ({count, down} of its `up`)."""
+    """{(address, port): what it answered}: scheme (http, https, or None with why), refused (its
+    connections were: nothing listens there any more), endpoints [(path, facts)] that answered
+    2xx, catch_all, insecure (why the certificate does not verify, for https) and prometheus
+    ({count, down} of its `up`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from http import client  # noqa: F401 -- imported now, not by 16 threads at once
@@ -63,8 +65,10 @@ def probe(targets: List[Tuple[str, int]], paths: List[str], per_probe: float, de
         for i, target in enumerate(targets):
             plain, tls = first[i * len(schemes)], first[i * len(schemes) + 1] if len(schemes) > 1 else None
             scheme = "https" if tls and "status" in tls else "http" if plain and "status" in plain else None
-            found[target] = {"scheme": scheme, "first": tls if scheme == "https" else plain, "endpoints": [],
-                             "why": None if scheme else _why_not(plain, per_probe), "catch_all": False,
+            refused = all((answer or {}).get("error") == "connection refused"
+                          for answer in first[i * len(schemes):(i + 1) * len(schemes)])
+            found[target] = {"scheme": scheme, "refused": refused, "first": tls if scheme == "https" else plain,
+                             "endpoints": [], "why": None if scheme else _why_not(plain, per_probe), "catch_all": False,
                              "insecure": None, "prometheus": None, "over_cap": []}
         speaking = [target for target in targets if found[target]["scheme"]]
         rest = list(paths[1:]) + [CANARY]
@@ -105,7 +109,7 @@ def url(scheme: str, address: str, port: int, path: str) -> str:
 
 def _why_not(facts: Optional[Dict[str, Any]], per_probe: float) -> str:
     if facts is None:
-        return "not probed: --timeout ran out"
+        return UNASKED
     error = str(facts.get("error") or "")
     return "no answer within %gs" % per_probe if error.startswith("timed out") else "not HTTP (%s)" % error
 
