@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import ROOT, free_port
+from checks import summary as summary_
 
 SMOKE = str(ROOT / "smoke.py")
 
@@ -145,16 +146,48 @@ def test_what_is_no_report_is_named_and_nothing_hangs_or_fills_memory(service, t
         "text": problems["text"], "foreign": "not a smoke.py report (no schema smoke.report/1)",
         "twice": "the top level: 'status' is given twice (the second would silently replace the first)",
         "future": "schema smoke.report/2, not smoke.report/1: not a report this smoke.py reads",
-        "zero": "cannot read it: not a regular file", "empty": "no report (*.json) in it",
-        "loop": "no report (*.json) in it"}
+        "zero": "cannot read it: not a regular file", "empty": "no report (*.json) in it", "loop": summary_.LINK}
     assert problems["text"].startswith("not JSON (a --format text report? summary reads the JSON one): ")
     assert [row["host"] for row in view["hosts"]][-1] == "web-1"  # the worst first
     for host, problem in problems.items():
-        assert "smoke.py summary: %s: %s: %s\n" % (host, root / host if host in ("empty", "loop") else
-                                                   root / host / "report.json", problem) in done.stderr
+        where = {"empty": root / host, "loop": root / "loop" / "again"}.get(host, root / host / "report.json")
+        assert "smoke.py summary: %s: %s: %s\n" % (host, where, problem) in done.stderr
     assert health(root / "web-2" / "report.json", "--tcp", "127.0.0.1:%d" % free_port(),
                   "--instance", "web-2").returncode == 1
     assert summary(root, preexec_fn=_capped)[0].returncode == 1  # a host failed: that is known, whatever else is
+
+
+def test_a_host_directory_that_is_a_link_is_named_never_followed_nor_passed_over(service, tmp_path):
+    """A fetched tree where web-2's directory is a link (to its reports elsewhere, or anywhere):
+    the summary says so, as a host it could not read, rather than a fleet of one that passes."""
+    root, elsewhere = tmp_path / "fetched", tmp_path / "elsewhere"
+    assert health(root / "web-1" / "report.json", "--url", service + "/health", "--instance", "web-1").returncode == 0
+    assert health(elsewhere / "report.json", "--url", service + "/health", "--instance", "web-2").returncode == 0
+    os.symlink(str(elsewhere), str(root / "web-2"))
+    os.symlink(str(elsewhere), str(root / "web-1" / "more"))
+    done, view = summary(root, "--format", "json")
+    assert done.returncode == 3, done.stderr
+    assert [(row["host"], row["status"], [report["problem"] for report in row["reports"]])
+            for row in view["hosts"]] == [("web-1", "error", [None, summary_.LINK]), ("web-2", "error", [summary_.LINK])]
+    assert done.stderr.splitlines() == ["smoke.py summary: web-1: %s: %s" % (root / "web-1" / "more", summary_.LINK),
+                                        "smoke.py summary: web-2: %s: %s" % (root / "web-2", summary_.LINK)]
+    given = summary(root / "web-2" / "report.json")[0]  # a file named on the command line is read as given
+    assert given.returncode == 0 and given.stderr == "", given.stderr
+
+
+def test_a_page_not_written_is_in_the_verdict_printed(service, tmp_path):
+    report = tmp_path / "report.json"
+    assert health(report, "--url", service + "/health", "--instance", "a").returncode == 0
+    def tiny_files():  # the page's first kilobyte is all a file may hold: writing it fails (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    done, view = summary(report, "--format", "json", "--html", tmp_path / "page.html", preexec_fn=tiny_files)
+    assert done.returncode == 3 and view["status"] == "error" and view["exit_code"] == 3, done.stderr
+    assert view["warnings"] == [line[len("smoke.py summary: "):] for line in done.stderr.splitlines()]
+    assert view["warnings"][0].startswith("--html: ")
+    done = summary(report, "--html", tmp_path / "page.html", preexec_fn=tiny_files)[0]
+    assert done.returncode == 3 and done.stdout.splitlines()[0].endswith("ERROR, exit 3"), done.stdout
+    assert done.stderr.count("\n") == 1 and done.stdout.count("warning: --html: ") == 1
 
 
 def test_exit_codes_follow_the_worst_host(service, tmp_path):

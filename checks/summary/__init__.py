@@ -26,6 +26,7 @@ MAX_REPORT = 64 << 20  # bytes of a report file, at most (a report of 10,000 res
 MAX_REPORTS = 10000  # report files in one summary
 MAX_DEPTH = 8  # directory levels under a DIR/HOST/ (Ansible's fetch without flat keeps the host's path)
 SCHEMA = "smoke.report/1"
+LINK = "a symbolic link: not followed (give the directory it points to itself, if it holds reports)"
 _RANK = {"error": 0, "fail": 1, "warn": 2, "pass": 3, "skip": 4}  # worst first
 
 
@@ -57,10 +58,13 @@ def find(paths: List[str]) -> Tuple[List[Tuple[str, str]], List[Report]]:
             continue
         before, bare, flat = len(found), [], False
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                inside = _walk(entry.path, 1)
+            if entry.is_symlink() and not entry.name.endswith(".json"):
+                empty.append(_unreadable(entry.name, entry.path, LINK))
+            elif entry.is_dir(follow_symlinks=False):
+                inside, links = _walk(entry.path, 1)
                 found += [(name, entry.name) for name in inside]
-                bare += [] if inside else [entry]
+                empty += [_unreadable(entry.name, link, LINK) for link in links]
+                bare += [] if inside or links else [entry]
             elif entry.name.endswith(".json"):
                 found.append((entry.path, entry.name[:-len(".json")]))
                 flat = True
@@ -75,23 +79,29 @@ def find(paths: List[str]) -> Tuple[List[Tuple[str, str]], List[Report]]:
     return found, empty
 
 
-def _walk(path: str, depth: int) -> List[str]:
-    """The *.json files under path, sorted, MAX_DEPTH levels down at most, links to directories
-    not followed (a loop, or a way out of the fetched tree)."""
+def _walk(path: str, depth: int) -> Tuple[List[str], List[str]]:
+    """(the *.json files under path, sorted, MAX_DEPTH levels down at most; the links to
+    directories met there, never followed: a loop, or a way out of the fetched tree, said as a
+    host's problem rather than passed over, as a host's reports behind one would be)."""
     try:
         entries = sorted(os.scandir(path), key=lambda entry: entry.name)
     except OSError:
-        return []
-    out = []
+        return [], []
+    out: List[str] = []
+    links: List[str] = []
     for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
+        if entry.is_symlink() and not entry.name.endswith(".json"):
+            links.append(entry.path)
+        elif entry.is_dir(follow_symlinks=False):
             if depth < MAX_DEPTH:
-                out += _walk(entry.path, depth + 1)
+                inside, deeper = _walk(entry.path, depth + 1)
+                out += inside
+                links += deeper
         elif entry.name.endswith(".json"):
             out.append(entry.path)
         if len(out) > MAX_REPORTS:
             break
-    return out
+    return out, links
 
 
 def _unreadable(host: str, where: str, why: str) -> Report:

@@ -51,13 +51,14 @@ def main(args) -> int:
         doc = build(args.paths, thresholds)
         for line in _said(doc):
             say("smoke.py summary: " + line)
-        emit(_json(doc) if args.format == "json" else text(doc))
-        if args.html is not None:
+        if args.html is not None:  # before the verdict is printed: a page not written changes the exit code
             from checks import page, sinks
             problem = sinks.write_output(args.html, page.render_fleet(doc))
             if problem:
                 say("smoke.py summary: --html: " + problem)
-                return 3
+                doc.update(status="error", exit_code=3)
+                doc["warnings"].append("--html: " + problem)
+        emit(_json(doc) if args.format == "json" else text(doc))
         return doc["exit_code"]
     except SmokeError as exc:
         say("smoke.py summary: error: %s" % exc)
@@ -91,8 +92,8 @@ def build(paths: List[str], thresholds=()) -> Dict[str, Any]:
 
 def _said(doc: Dict[str, Any]) -> List[str]:
     """On stderr: the reports that are none (the first SAID), and the warnings."""
-    bad = ["%s: %s: %s" % (row["host"], report["file"], report["problem"]) for row in doc["hosts"]
-           for report in row["reports"] if report["problem"]]
+    bad = [": ".join(dict.fromkeys((row["host"], report["file"], report["problem"]))) for row in doc["hosts"]
+           for report in row["reports"] if report["problem"]]  # a file given is its own host: said once
     more = ["and %d more reports that cannot be read" % (len(bad) - SAID)] if len(bad) > SAID else []
     return bad[:SAID] + more + doc["warnings"]
 
