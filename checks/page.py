@@ -30,6 +30,7 @@ STRIPS = 300  # checks with a strip, the failing first
 TIMELINES = 20  # deploy targets drawn, the failed first
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 W = 640  # an SVG's width in its own units; it scales to the page
+CHAR_W = 6  # a character of an 11-unit label, wide enough for most (a label that would not fit turns back)
 _MISSES = ("error", "fail", "warn")
 _TEXT_FACTS = ("body", "stdout", "stderr", "last_match", "banner")
 _DATA_FACTS = ("latency_sketch", "samples_ms")  # a perf load's data for `smoke.py summary`: in the JSON report
@@ -133,6 +134,13 @@ def _svg(height: float, label: str, parts: List[str]) -> str:
 def _text(x: float, y: float, text: Any, anchor: str = "start", cls: str = "") -> str:
     return '<text x="%s" y="%s" text-anchor="%s"%s>%s</text>' % (
         _n(x), _n(y), anchor, ' class="%s"' % cls if cls else "", _e(text))
+
+
+def _label(x: float, y: float, text: str, gap: float = 4) -> str:
+    """text beside the mark at x: after it, or before it where it would run off the picture."""
+    if x + gap + len(text) * CHAR_W <= W:
+        return _text(x + gap, y, text)
+    return _text(x - gap, y, text, "end")
 
 
 def _rect(x: float, y: float, w: float, h: float, cls: str, title: str = "") -> str:
@@ -311,11 +319,15 @@ def _histogram(facts: Dict[str, Any], latency: List[Tuple[str, str, float, Optio
     low = max(min(_number(facts.get("min_ms")) or buckets[0][0], buckets[0][0]), 0.001)
     high = max(buckets[-1][0], low * 1.0001)
     most = max(b[1] for b in buckets) or 1
-    left, top, width, height = 56, 24, W - 90, 130
+    left, width, height = 56, W - 90, 130
 
     def x(ms: float) -> float:
         ms = min(max(ms, low), high)
         return left + width * (math.log(ms) - math.log(low)) / (math.log(high) - math.log(low))
+    marks = [("%s %s %s%s" % (metric, op, _number_text(value), "" if low <= value <= high else " (off the axis)"),
+              value, held) for metric, op, value, held in latency]
+    rows = _rows([(x(value), len(text)) for text, value, _ in marks]) if marks else []
+    top = 24 + 12 * max(rows or [0])  # a row of labels above the bars for each that would cover another
     parts = [_line(left, top + height, left + width, top + height, "ax"), _text(left - 4, top + 8, most, "end"),
              _text(left - 4, top + height, 0, "end"), _text(left, top + height + 14, _ms(low), "middle"),
              _text(left + width, top + height + 14, _ms(high), "middle"),
@@ -325,13 +337,28 @@ def _histogram(facts: Dict[str, Any], latency: List[Tuple[str, str, float, Optio
         parts.append(_rect(x(lower) + 0.5, top + height * (1 - count / most), x(bound) - x(lower) - 1,
                            height * count / most, "f-bar", "%s to %s: %d" % (_ms(lower), _ms(bound), count)))
         lower = bound
-    for metric, op, value, held in latency:
+    for (text, value, held), row in zip(marks, rows):
         cls = "s-mute" if held is None else "s-pass" if held else "s-fail"
-        parts += [_line(x(value), top - 4, x(value), top + height, "limit " + cls),
-                  _text(x(value), top - 8, "%s %s %s%s" % (metric, op, _number_text(value),
-                                                           "" if low <= value <= high else " (off the axis)"),
-                        "middle")]
+        half = len(text) * CHAR_W / 2
+        parts += [_line(x(value), top - 4 - 12 * row, x(value), top + height, "limit " + cls),
+                  _text(min(max(x(value), half), W - half), top - 8 - 12 * row, text, "middle")]
     return _svg(top + height + 34, "latency histogram", parts)
+
+
+def _rows(labels: List[Tuple[float, int]]) -> List[int]:
+    """The row of each label centred at x and so many characters long: the first row where it
+    covers no label before it, so labels of thresholds close together stack, never overlap."""
+    taken: List[List[Tuple[float, float]]] = []
+    out = []
+    for centre, length in labels:
+        span = (centre - length * CHAR_W / 2 - 4, centre + length * CHAR_W / 2 + 4)
+        row = next((i for i, spans in enumerate(taken) if all(span[1] <= a or b <= span[0] for a, b in spans)),
+                   len(taken))
+        if row == len(taken):
+            taken.append([])
+        taken[row].append(span)
+        out.append(row)
+    return out
 
 
 def _number_text(value: float) -> str:
@@ -366,10 +393,12 @@ def _curve(facts: Dict[str, Any], latency: List[Tuple[str, str, float, Optional[
     parts.append('<polyline class="curve" points="%s"/>' % " ".join("%s,%s" % (_n(x(p)), _n(y(v))) for p, v in points))
     parts += ['<circle cx="%s" cy="%s" r="2.5" class="f-bar"><title>%s</title></circle>' % (
         _n(x(p)), _n(y(v)), _e("p%g: %s" % (p, _ms(v)) if p < 100 else "max: " + _ms(v))) for p, v in points]
-    for metric, op, value, held in latency:
+    said = top + height + 9  # labels go up the right edge 12 units apart at least, each on its line or above the last
+    for metric, op, value, held in sorted(latency, key=lambda limit: limit[2]):
         cls = "s-mute" if held is None else "s-pass" if held else "s-fail"
+        said = min(said - 12, y(value) - 3)
         parts += [_line(left, y(value), left + width, y(value), "limit " + cls),
-                  _text(left + width, y(value) - 3, "%s %s %s" % (metric, op, _number_text(value)), "end")]
+                  _text(left + width, said, "%s %s %s" % (metric, op, _number_text(value)), "end")]
     parts.append(_text(left + width / 2, top + height + 27, "latency by percentile (the tail stretched)", "middle",
                        "small"))
     return _svg(top + height + 32, "latency by percentile", parts)
@@ -456,23 +485,24 @@ def _heartbeat(results: List[Dict[str, Any]], metrics: Any) -> str:
         held = deadline is None or detection <= deadline
         parts += [_rect(x(0), 32, x(detection) - x(0), 12, "f-pass" if held else "f-fail",
                         "detected %.3fs after the kill" % detection),
-                  _text(x(detection) + 4, 42, "detected %.3fs%s" % (detection, " (event stamped %.3fs)" % stamped
-                                                                   if stamped is not None else ""))]
+                  _label(x(detection), 42, "detected %.3fs%s" % (detection, " (event stamped %.3fs)" % stamped
+                                                                 if stamped is not None else ""))]
         if graced:
             parts += [_rect(x(detection), 52, x(detection + graced) - x(detection), 10,
                             "f-" + str(grace.get("status")), "grace: %s" % _ms(graced * 1000)),
-                      _text(x(detection + graced) + 4, 61, "%s %s" % (grace.get("status"), _ms(graced * 1000)))]
+                      _label(x(detection + graced), 61, "%s %s" % (grace.get("status"), _ms(graced * 1000)))]
     else:
         parts += [_rect(x(0), 32, x(waited) - x(0), 12, "f-fail", "no failure event"),
-                  _text(x(waited) + 4, 42, "no failure event in %.2fs" % waited)]
+                  _label(x(waited), 42, "no failure event in %.2fs" % waited)]
     detectors = metrics.get("detectors") if isinstance(metrics.get("detectors"), dict) else {}
     parts += ['<circle cx="%s" cy="38" r="2.5" class="f-bar"><title>%s</title></circle>' % (_n(x(s)), _e(
         "%s: %.3fs" % (name, s))) for name, s in detectors.items() if _number(s) is not None]
     for value, label, cls, y in ((bound, "bound", "s-warn", 10), (deadline, "deadline", "s-fail", 22)):
         if value is not None:
             parts += [_line(x(value), y + 2, x(value), 68, "limit " + cls),
-                      _text(x(value) + 3, y, "%s %gs" % (label, value))]
-    facts = " · ".join("%s %s" % (k, _e(metrics[k])) for k in ("steady_s", "quorum") if k in metrics)
+                      _label(x(value), y, "%s %gs" % (label, value), 3)]
+    facts = " · ".join(_e(said % metrics[key]) for key, said in (("steady_s", "steady heartbeats after %ss"),
+                                                                 ("quorum", "quorum %s")) if key in metrics)
     return ('<div class="pic"><h3><span class="badge %s">%s</span> heartbeat: from the kill</h3>%s'
             '<p class="meta">%s</p></div>') % (_e(detect.get("status", "error")),
                                               _e(str(detect.get("status", "error")).upper()),

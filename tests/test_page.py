@@ -5,6 +5,7 @@ script, nothing fetched) and, where Debian's chromium is installed, loaded by it
 
 import html
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -229,6 +230,33 @@ def test_perf_draws_a_histogram_and_a_percentile_curve_with_its_thresholds(perf)
     assert "missed" in rows and "held" in rows  # error_rate and p95 missed; rps held
 
 
+def test_threshold_labels_close_together_never_cover_each_other(perf):
+    """p50 < 5, p90 < 5.5, p95 < 6 and p99 < 6.5 ms: on a log axis of 1 ms to 200 ms their lines
+    are a few units apart; each label gets a place of its own, inside the picture."""
+    close = json.loads(json.dumps(perf))
+    result = close["results"][0]
+    result["expect"] = ["p50_ms < 5", "p90_ms < 5.5", "p95_ms < 6", "p99_ms < 6.5"]
+    result["facts"].update(min_ms=1.0, max_ms=200.0, histogram=[[2.0, 5], [6.0, 50], [200.0, 1]], p50_ms=4.0,
+                           p90_ms=5.0, p95_ms=5.2, p99_ms=6.1, p999_ms=None)
+    result["facts"].pop("p999_ms")
+    html = page.render_html(close)
+    strict(html)
+    for picture in ("latency histogram", "latency by percentile"):
+        svg = html.split('aria-label="%s"' % picture)[1].split("</svg>")[0]
+        width = float(re.search(r'viewBox="0 0 (\S+) ', html.split('aria-label="%s"' % picture)[0][-300:]).group(1))
+        boxes = []
+        for x, y, anchor, text in re.findall(r'<text x="([\d.]+)" y="([\d.-]+)" text-anchor="(\w+)"[^>]*>(p\d+_ms &lt; [^<]+)<',
+                                             svg):
+            length = len(text.replace("&lt;", "<")) * page.CHAR_W
+            start = float(x) - {"start": 0, "middle": length / 2, "end": length}[anchor]
+            boxes.append((start, float(y) - 11, start + length, float(y), text))
+            assert 0 <= start and start + length <= width and float(y) - 11 >= 0, (picture, text, x, y)
+        assert len(boxes) == 4, (picture, svg)
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (picture, a, b)
+
+
 def test_deploy_draws_a_timeline_per_target_the_failed_one_first_and_marked(deploy):
     parsed = strict(page.render_html(deploy))
     timelines = [a["aria-label"] for tag, a in parsed.attrs if tag == "svg" and "deploy timeline" in
@@ -247,6 +275,7 @@ def test_heartbeat_puts_the_kill_the_detection_and_the_deadline_on_one_axis(hear
     parsed = strict(page.render_html(heartbeat))
     assert "detected %.3fs" % metrics["detection_s"] in parsed.text and "deadline 2s" in parsed.text
     assert "bound 0.6s" in parsed.text and "kill: SIGKILL to w1" in parsed.text
+    assert "steady heartbeats after %ss" % metrics["steady_s"] in parsed.text
     missed = json.loads(json.dumps(heartbeat))  # the same run, as it reads when nothing was detected
     for key in ("detection_s", "event_detection_s", "expected_bound_s", "deadline_s"):
         missed["metrics"]["heartbeat"].pop(key, None)
