@@ -49,19 +49,20 @@ def find(explicit: Optional[str], environ=os.environ) -> Optional[str]:
     return name
 
 
-def read_trusted(path: str, cap: int, timeout: float = fsio.READ_TIMEOUT_S) -> bytes:
-    """fsio.read_bounded of a file that says what is run (a config, a targets file); refused
-    (ConfigError) when a user other than us and root could have written it, since its commands
-    would run as us. Judged on what was opened, so a file swapped after the check is never
-    read. OSError when it cannot be read."""
+def read_trusted(path: str, cap: int, timeout: float = fsio.READ_TIMEOUT_S,
+                 because: str = "what it says runs as you") -> bytes:
+    """fsio.read_bounded of a file that says what is done (a config, a targets file, the report
+    a rollback acts on, a perf baseline); refused (ConfigError) when a user other than us and
+    root could have written it, since it would steer what runs as us. Judged on what was
+    opened, so a file swapped after the check is never read. OSError when it cannot be read."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: its writer is waited for below
     try:
         info = os.fstat(fd)
         others = fsio.written_by_others(info)
         if others:
             hint = " (or chmod go-w)" if fsio.ours_or_roots(info) else ""
-            raise ConfigError("%s: not read: it %s, and what it says runs as you: read it, then copy it to a "
-                              "file of your own%s" % (path, others, hint))
+            raise ConfigError("%s: not read: it %s, and %s: read it, then copy it to a file of your own%s" % (
+                path, others, because, hint))
         if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode) or stat.S_ISDIR(info.st_mode)):
             raise OSError(errno.EINVAL, "not a regular file or a pipe")  # a device: /dev/zero never ends
         return fsio.read_bounded(fd, cap, timeout)

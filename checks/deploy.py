@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at st
 from checks import ConfigError, steps
 from checks.command import Command
 from checks.config import Fields, same_name
-from checks.model import Outcome, Planned
+from checks.model import Outcome, Planned, cut
 
 NAME = "deploy"
 PHASES = ("deploy", "ready", "predict", "predict_async", "logs", "cleanup")
@@ -249,8 +249,14 @@ def _fetch_targets(source: str, where: str):
         from checks import CheckError
         from checks.config import loading_left
         from checks.probes import http
+        _trusted_url(source, where)
         timeout = loading_left(FETCH_TIMEOUT_S)
-        answer = http.fetch(http.Request(source, max_body=MAX_CONFIG_BYTES), timeout)
+        answer = http.fetch(http.Request(source, follow_redirects=False, max_body=MAX_CONFIG_BYTES), timeout)
+        if answer.get("status") in (301, 302, 303, 307, 308):
+            raise CheckError("%s: %s answered %s, to %s: a targets URL is never followed elsewhere (whoever answers "
+                             "there would choose what runs); give the URL it moved to" % (
+                                 where, source, answer["status"],
+                                 cut(str(answer.get("headers", {}).get("location", "?")), 200)))
         if answer.get("status") != 200 or answer.get("error"):  # the inventory's trouble: nothing could be judged
             raise CheckError("%s: cannot fetch the targets from %s: %s" % (
                 where, source, answer.get("error") or "status %s" % answer.get("status")))
@@ -271,6 +277,24 @@ def _fetch_targets(source: str, where: str):
 
 
 FETCH_TIMEOUT_S = 30.0  # a targets URL's answer, at most
+
+
+def _trusted_url(source: str, where: str) -> None:
+    """A targets URL's vars fill the steps' commands, so it is https (the certificate verified),
+    or http to this host alone: plain http elsewhere lets anyone on the path choose what runs."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    if source.startswith("https://"):
+        return
+    host = urlsplit(source).hostname or ""
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        raise ConfigError("%s: %s is plain http to another host: its vars fill the steps' commands, and anyone on "
+                          "the way could change them; give an https URL" % (where, source))
 
 
 def _run_id() -> str:

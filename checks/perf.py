@@ -316,18 +316,20 @@ def _conditions(texts: List[str], where: str, baseline) -> tuple:
 
 def _baseline(path: str, where: str) -> Dict[str, Dict[str, Any]]:
     """{target: its metrics} from an earlier report or saved baseline."""
-    from checks import CheckError
-    from checks.config import parse_json
-    from checks.probes import proc
+    from checks import fsio
+    from checks.config import parse_json, read_trusted
 
     try:
-        data = proc.read_small(path, 64 * 1024 * 1024)
+        data = read_trusted(path, 64 * 1024 * 1024, 10.0, "it decides whether this run's ratios pass")
+    except ConfigError as exc:
+        raise ConfigError("%s: %s" % (where, exc))
+    except OSError as exc:
+        raise ConfigError("%s: cannot read %s: %s" % (where, path, fsio.why(exc)))
+    try:
         doc = parse_json(data.decode("utf-8"), "%s: %s" % (where, path))  # keys twice: which would it be?
         targets = doc["metrics"]["perf"]["targets"]
         if not isinstance(targets, dict):
             raise TypeError
-    except CheckError as exc:
-        raise ConfigError("%s: %s" % (where, exc))
     except UnicodeDecodeError:
         raise ConfigError("%s: %s is not JSON" % (where, path))
     except (KeyError, TypeError):

@@ -71,6 +71,8 @@ def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec
         raise ConfigError("--from and --run: judge either a report or a run, not both")
     if args.from_report is not None and not args.from_report.strip():
         raise ConfigError("--from: give a report file, or - for stdin")
+    if args.from_report not in (None, "-"):
+        _trusted(args.from_report)
     if args.from_report == "-" and os.isatty(0):
         raise ConfigError("--from -: stdin is a terminal; pipe a report in (smoke.py health ... | smoke.py rollback "
                           "--from -)")
@@ -429,12 +431,34 @@ def _keep_copy(report: Dict[str, Any], path: str, state_dir: str) -> List[str]:
     return ["cannot keep the report: " + problem] if problem else []
 
 
+TRUSTED_BECAUSE = "the report decides whether the rollback's steps run as you"
+
+
+def _trusted(path: str) -> None:
+    """--from FILE that another user could have written is exit 2 before anything runs: a
+    report planted in /tmp would decide whether the steps run (checked again as it is read)."""
+    from checks import fsio
+
+    try:
+        info = os.stat(path)
+    except OSError:
+        return  # said when it is read, as a report that cannot be read
+    others = fsio.written_by_others(info)
+    if others:
+        raise ConfigError("--from: %s: not read: it %s, and %s: read it, then copy it to a file of your own" % (
+            path, others, TRUSTED_BECAUSE))
+
+
 def _read_report(source: str, timeout: float = _STDIN_TIMEOUT_S) -> Tuple[bytes, Optional[str]]:
     """A report's bytes from a file, a FIFO or stdin (-), within a size cap and a deadline:
     a writer that never finishes cannot hang us. (bytes, None) or (b"", why not)."""
     from checks import fsio
+    from checks.config import read_trusted
     try:
-        data = fsio.read_bounded(0 if source == "-" else source, MAX_REPORT, timeout)
+        data = fsio.read_bounded(0, MAX_REPORT, timeout) if source == "-" else read_trusted(
+            source, MAX_REPORT, timeout, TRUSTED_BECAUSE)
+    except ConfigError as exc:  # another user's file, judged as opened: changed since it was looked at
+        return b"", str(exc)[len(source) + 2:]
     except IsADirectoryError:
         return b"", "is a directory"
     except OSError as exc:

@@ -569,6 +569,12 @@ def test_a_targets_url_is_fetched_within_the_deadline_and_read_strictly(platform
             if self.path == "/hang":
                 time.sleep(20)
                 return
+            if self.path == "/moved":  # to what another user serves: never followed
+                self.send_response(302)
+                self.send_header("Location", "http://127.0.0.1:9/planted.json")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             body = b'[{"name": "a", "name": "b", "vars": {"fail": []}}]'
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -589,6 +595,11 @@ def test_a_targets_url_is_fetched_within_the_deadline_and_read_strictly(platform
         assert time.monotonic() - started < 6
         done, _, _ = deploy(tmp_path, lifecycle(platform, targets=base + "/twice"), "--validate")
         assert done.returncode == 2 and "'name' is given twice" in done.stderr, done.stderr
+        done, _, _ = deploy(tmp_path, lifecycle(platform, targets=base + "/moved"), "--validate")
+        assert done.returncode == 3 and "answered 302, to http://127.0.0.1:9/planted.json: a targets URL is never " \
+            "followed elsewhere" in done.stderr, done.stderr
+        done, _, _ = deploy(tmp_path, lifecycle(platform, targets="http://192.0.2.7/planes.json"), "--validate")
+        assert done.returncode == 2 and "is plain http to another host" in done.stderr, done.stderr
     finally:
         server.shutdown()
         server.server_close()

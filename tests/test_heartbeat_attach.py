@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, gone
+from conftest import NOBODY, ROOT, as_root, gone, shared_dir
 
 SMOKE, CLUSTER = str(ROOT / "smoke.py"), str(ROOT / "fixtures" / "cluster.py")
 FAILED, BEAT = r"worker (?P<worker>\S+) failed", r"heartbeat from worker (?P<worker>\S+)"
@@ -216,3 +216,39 @@ def test_a_failure_event_stamped_before_the_kill_is_no_detection(tmp_path):
     assert proc.returncode == 1 and results["detect"]["status"] == "fail", err
     assert "stamped 3" in results["detect"]["message"] and "before the kill (more than clock_skew 1s): not taken " \
         "as a detection" in results["detect"]["message"]
+
+
+@as_root
+def test_another_users_pidfile_names_only_that_users_processes(tmp_path):
+    """A pidfile is the kill's aim: nobody's own pidfile may aim root's kill at nobody's
+    processes only (systemd's rule for PIDFile=), and one that a third user can write, or one of
+    root's that others can write, at none."""
+    victim = subprocess.Popen(["sleep", "60"])
+    theirs = subprocess.Popen(["sleep", "60"], preexec_fn=lambda: (os.setgid(NOBODY), os.setuid(NOBODY)))
+    log = tmp_path / "events.log"
+    log.write_text("")
+    log.chmod(0o644)
+    shared = shared_dir(tmp_path)
+    try:
+        for pid, owner, mode, allowed in ((victim.pid, NOBODY, 0o644, False), (theirs.pid, NOBODY, 0o644, True),
+                                          (theirs.pid, NOBODY, 0o666, False), (victim.pid, 0, 0o666, False),
+                                          (victim.pid, 0, 0o644, True)):
+            pidfile = shared / ("%d-%d-%o.pid" % (pid, owner, mode))
+            pidfile.write_text("%d\n" % pid)
+            os.chown(str(pidfile), owner, owner)
+            pidfile.chmod(mode)
+            done, _, _ = attach("--pidfile", pidfile, "--log", log, "--failure-pattern", FAILED, "--expect-worker",
+                                "w1", "--dry-run")
+            if allowed:
+                assert done.returncode == 0, (pidfile.name, done.stderr)
+            else:
+                assert done.returncode == 2 and "not " in done.stderr and len(done.stderr.splitlines()) == 1, (
+                    pidfile.name, done.stderr)
+        done, _, results = attach("--pidfile", shared / ("%d-%d-644.pid" % (victim.pid, NOBODY)), "--log", log,
+                                  "--failure-pattern", FAILED, "--expect-worker", "w1", "--deadline", 1)
+        assert done.returncode == 2 and "a process of user 0: not killed" in done.stderr, done.stderr
+        assert victim.poll() is None and theirs.poll() is None
+    finally:
+        for proc in (victim, theirs):
+            proc.kill()
+            proc.wait()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, read_terminal, wait_for_port
+from conftest import NOBODY, ROOT, as_root, read_terminal, shared_dir, wait_for_port
 from checks import perf
 from checks.probes import load
 from fixtures.service import serve_in_thread
@@ -79,6 +79,23 @@ def test_a_baseline_gives_ratios(server, tmp_path):
                              "--threshold", "p50_ratio < 1.5")
     facts = results["url"]["facts"]
     assert done.returncode == 1 and 1.5 < facts["p50_ratio"] < 2.5 and "rps_ratio" in facts
+
+
+@as_root
+def test_a_baseline_another_user_could_have_written_is_exit_2(server, tmp_path):
+    """A baseline decides whether p95_ratio < 1.5 passes: nobody's file, or root's that all may
+    write, in a shared directory, is not read."""
+    saved = tmp_path / "baseline.json"
+    assert smoke("--url", server + "/health", "--requests", 20, "--save-baseline", saved)[0].returncode == 0
+    for owner, mode in ((NOBODY, 0o644), (0, 0o666)):
+        planted = shared_dir(tmp_path) / ("base-%d.json" % owner)
+        planted.write_text(saved.read_text())
+        os.chown(str(planted), owner, owner)
+        planted.chmod(mode)
+        done, report, _ = smoke("--url", server + "/health", "--requests", 20, "--baseline", planted,
+                                "--threshold", "p95_ratio < 1.5")
+        assert done.returncode == 2 and report is None and len(done.stderr.splitlines()) == 1, done.stderr
+        assert "--baseline: %s: not read: it " % planted in done.stderr, done.stderr
 
 
 def test_a_command_target_runs_repeatedly(tmp_path):

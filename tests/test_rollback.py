@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, wait_for_port
+from conftest import NOBODY, ROOT, as_root, shared_dir, wait_for_port
 from fixtures.service import serve_in_thread
 
 SMOKE = str(ROOT / "smoke.py")
@@ -757,3 +757,27 @@ def test_a_percentile_trigger_never_passes_over_a_target_with_too_few_samples(se
     assert "p95_ms %s > 250 (too few samples in slow for p95_ms: its max_ms stands in)" % slow["max_ms"] in message
     assert "perf.slow.p95_ms %s > 250 (too few samples in slow" % slow["max_ms"] in message
     assert "perf.fast.p95_ms" not in message, message  # it did not fire, and is no stand-in
+
+
+@as_root
+def test_a_report_another_user_could_have_written_decides_nothing(site, tmp_path):
+    """--from /tmp/report.json of nobody's (or root's, writable by all): a stale pass would keep
+    a needed rollback from running, a planted failure would run the steps. Exit 2, nothing run."""
+    repo, url = site
+    shared = shared_dir(tmp_path)
+    planted = {"schema": "smoke.report/1", "command": "health", "status": "fail", "exit_code": 1,
+               "summary": {"total": 1, "pass": 0, "fail": 1, "pass_rate": 0.0},
+               "results": [{"name": "release", "section": "health", "kind": "http", "status": "fail"}]}
+    for owner, mode in ((NOBODY, 0o644), (0, 0o666)):
+        report = shared / ("report-%d.json" % owner)
+        report.write_text(json.dumps(planted))
+        os.chown(str(report), owner, owner)
+        report.chmod(mode)
+        done, _, _ = smoke("rollback", "--config", config(tmp_path, url, repo), "--from", report, "--execute")
+        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert "--from: %s: not read: it " % report in done.stderr and "rollback's steps" in done.stderr
+        assert log(repo) == ["v2", "v1"] and not (tmp_path / "incidents.jsonl").exists()
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps(planted))
+    done, _, results = smoke("rollback", "--config", config(tmp_path, url, repo), "--from", mine)
+    assert done.returncode == 1 and results["triggers"]["status"] == "fail", done.stderr  # a dry run: needed

@@ -147,13 +147,8 @@ def _attach(fields: Fields) -> Optional[Tuple[int, str, Optional[int]]]:
     if pid is not None and pidfile is not None:
         raise ConfigError("%s: give pid or pidfile, not both" % fields.at("pid"))
     if pidfile is not None:
-        try:
-            text = proc.read_small(pidfile, 64).decode("ascii", "replace").strip()
-        except CheckError as exc:
-            raise ConfigError("%s: %s" % (fields.at("pidfile"), exc))
-        if not text.isdigit() or not 1 < int(text) <= proc.PID_MAX:
-            raise ConfigError("%s: %s holds %r, not a pid" % (fields.at("pidfile"), pidfile, text[:20]))
-        pid, source = int(text), "pid %s from %s" % (text, pidfile)
+        pid = _pid_to_kill(pidfile, fields.at("pidfile"))
+        source = "pid %d from %s" % (pid, pidfile)
     elif pid is not None:
         source = "pid %d" % pid
     else:
@@ -162,6 +157,59 @@ def _attach(fields: Fields) -> Optional[Tuple[int, str, Optional[int]]]:
         raise ConfigError("%s: pid %d is smoke.py itself or one of the processes that started it"
                           % (fields.at("pidfile" if pidfile else "pid"), pid))
     return pid, source, procfs.start_time(pid)  # known from now: a pid reused later is not the one meant
+
+
+def _pid_to_kill(pidfile: str, where: str) -> int:
+    """The pid a pidfile names, read only where its writer could not aim the kill elsewhere
+    (systemd's rule for PIDFile=): a file of ours or root's that no other user can write names
+    any process; a file of another user's (a service's own, /run/redis/redis-server.pid) only one
+    of that user's processes, and only when no third user can write it. ConfigError otherwise."""
+    import errno
+    import stat as stat_
+
+    from checks import fsio
+    from checks.probes import proc
+
+    try:
+        fd = os.open(pidfile, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            if not stat_.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            text = os.read(fd, 64).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError("%s: cannot read %s: %s" % (where, pidfile, fsio.why(exc)))
+    if not text.isdigit() or not 1 < int(text) <= proc.PID_MAX:
+        raise ConfigError("%s: %s holds %r, not a pid" % (where, pidfile, text[:20]))
+    pid = int(text)
+    if fsio.ours_or_roots(info):
+        others = fsio.written_by_others(info)
+        if others:
+            raise ConfigError("%s: %s %s: not trusted to name the process to kill (chmod go-w)" % (
+                where, pidfile, others))
+        return pid
+    if info.st_mode & 0o022:
+        raise ConfigError("%s: %s belongs to user %d and can be written by others too (mode %04o): not trusted to "
+                          "name the process to kill" % (where, pidfile, info.st_uid, stat_.S_IMODE(info.st_mode)))
+    owner = _uid_of(pid)
+    if owner is not None and owner != info.st_uid:
+        raise ConfigError("%s: %s belongs to user %d and names pid %d, a process of user %d: not killed (another "
+                          "user's pidfile may name only that user's processes)" % (where, pidfile, info.st_uid, pid,
+                                                                                   owner))
+    return pid
+
+
+def _uid_of(pid: int) -> Optional[int]:
+    """The real user of a process, None when it is gone (attach then says it is not running)."""
+    try:
+        for line in fsio.read_head("/proc/%d/status" % pid, 4096).splitlines():
+            if line.startswith(b"Uid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _processes(fields: Fields, builtins: Dict[str, Any]) -> Tuple[List[Process], List[Process], bool]:
