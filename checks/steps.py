@@ -153,13 +153,20 @@ def _strings(obj: Any, where: str) -> Iterable[Tuple[str, str]]:
             yield from _strings(value, "%s[%d]" % (where, i))
 
 
-def fill_step(table: Dict[str, Any], variables: Dict[str, Any]) -> Dict[str, Any]:
+def fill_step(table: Dict[str, Any], variables: Dict[str, Any], captured=frozenset()) -> Dict[str, Any]:
     """A step's table filled. In a shell command string the shell never sees a value: {var}
     becomes ${SMOKE_VAR_var}, a variable in the command's environment, and a shell does not
     parse what a variable expands to, whatever quotes are around it (a reason with $(...)
-    or a quote in it stays text)."""
+    or a quote in it stays text). What a server answered (captured) stays data elsewhere too:
+    in a URL's path or query it is one segment, percent-encoded, and in a command's argv it
+    never starts an option (ConfigError)."""
+    if captured:
+        _no_option(table.get("command"), variables, captured)
     if not (table.get("shell") and isinstance(table.get("command"), str)):
-        return fill(table, variables)
+        filled = fill(table, variables)
+        if captured and isinstance(table.get("url"), str):
+            filled["url"] = _fill_url(table["url"], variables, captured)
+        return filled
     filled = fill({key: value for key, value in table.items() if key != "command"}, variables)
     given: Dict[str, str] = {}
 
@@ -173,6 +180,39 @@ def fill_step(table: Dict[str, Any], variables: Dict[str, Any]) -> Dict[str, Any
 
     filled["command"] = PLACEHOLDER.sub(variable, table["command"])
     return filled
+
+
+def _fill_url(url: str, variables: Dict[str, Any], captured) -> str:
+    """url filled, each captured value after the scheme and host one percent-encoded segment:
+    {"id": "m1/../../admin?all=1"} in /models/{id} stays /models/m1%2F..%2F..%2Fadmin%3Fall%3D1,
+    and a value that is all of the URL, or its start ({status_url}), is taken as the URL it is."""
+    from urllib.parse import quote
+
+    scheme = url.find("://")
+    path_at = url.find("/", scheme + 3) if scheme >= 0 else url.find("/")
+    path_at = len(url) if path_at < 0 else path_at
+
+    def one(match) -> str:
+        if match.group("name") not in variables:
+            return match.group()
+        text = _text(_value(match, variables))
+        if match.start() < path_at or match.group("name") not in captured:
+            return text
+        return {".": "%2E", "..": "%2E%2E"}.get(text) or quote(text, safe="")
+    whole = PLACEHOLDER.fullmatch(url)
+    return fill(url, variables) if whole else PLACEHOLDER.sub(one, url)
+
+
+def _no_option(command: Any, variables: Dict[str, Any], captured) -> None:
+    """A captured value that would be a whole argument of a command starting with '-' (not a
+    number): the program would read an option a server chose (--delete-all)."""
+    for word in command if isinstance(command, list) else ():
+        whole = PLACEHOLDER.fullmatch(word) if isinstance(word, str) else None
+        if whole and whole.group("name") in captured and whole.group("name") in variables:
+            value = _text(_value(whole, variables))
+            if value.startswith("-") and not re.fullmatch(r"-[0-9.]+", value):
+                raise ConfigError("{%s} is %r, which the command would read as an option: a captured value never "
+                                  "starts an argument with '-'" % (whole.group("name"), value[:40]))
 
 
 def single_quoted(command: str) -> List[str]:
@@ -263,6 +303,7 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
     # what cleanup needs to know (the id of what a step made): a signal waits for the step that
     # captures it, or the thing made in the moment before the signal could never be removed
     needed_by_cleanup = set().union(*(step.needs for step in steps if step.always))
+    captured = frozenset().union(*(step.captures for step in steps))  # what servers answered: fill_step's care
     for step in steps:
         name = prefix + step.name
         cancelled = ctx.cancel is not None and ctx.cancel.is_set()
@@ -298,10 +339,11 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         step_ctx = ctx._replace(deadline_s=left, cancel=None if step.always else ctx.cancel)
         try:
             if step.always or needed_by_cleanup & set(step.captures):
-                result, late = lifecycle.shielded(lambda: _run_one(step, name, step_ctx, variables, spawned))
+                result, late = lifecycle.shielded(lambda: _run_one(step, name, step_ctx, variables, spawned,
+                                                                   captured))
                 interrupted = interrupted or late
             else:
-                result = _run_one(step, name, step_ctx, variables, spawned)
+                result = _run_one(step, name, step_ctx, variables, spawned, captured)
         except Interrupted as exc:
             interrupted = exc
             result = exc.results[0] if exc.results else _skip(step, name, "interrupted")
@@ -362,11 +404,11 @@ def _exited(spawned: List[Tuple[str, dict]]) -> Optional[str]:
 
 
 def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str, Any],
-             spawned: List[Tuple[str, dict]]) -> Result:
+             spawned: List[Tuple[str, dict]], captured: frozenset = frozenset()) -> Result:
     count = max(step.repeat, step.concurrency)
     try:
-        checks = [build_check(dict(fill_step(step.table, dict(variables, index=i)), name=name), step.where,
-                              step.section, kinds=STEP_KINDS) for i in range(count)]
+        checks = [build_check(dict(fill_step(step.table, dict(variables, index=i), captured), name=name),
+                              step.where, step.section, kinds=STEP_KINDS) for i in range(count)]
     except ConfigError as exc:  # a captured value that does not fit the field (a URL that is none)
         return Result(name, step.section, str(step.table.get("kind", "")), "error",
                       ctx.redact("with the captured values filled in: %s" % exc))

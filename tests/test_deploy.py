@@ -604,3 +604,57 @@ def test_a_targets_url_is_fetched_within_the_deadline_and_read_strictly(platform
         server.shutdown()
         server.server_close()
     assert state(platform)["models"] == {}
+
+
+def test_a_captured_value_stays_one_segment_of_a_url_and_never_an_option(tmp_path):
+    """The platform chooses the ids it answers: m1/../../admin/wipe?all=1# in the cleanup's
+    /models/{model_id} is one percent-encoded segment, and -rf as a whole argument of a command
+    is refused; a {status_url} that is all of a URL is followed as the URL it is."""
+    import http.server
+    import threading
+
+    asked = []
+
+    class Platform(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            asked.append((self.command, self.path))
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"id": self.server.next_id, "status_url": base + "/status"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_DELETE = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Platform)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = "http://127.0.0.1:%d" % server.server_address[1]
+    section = {"deploy": {"kind": "http", "method": "POST", "url": base + "/models", "json": {},
+                          "capture": {"model_id": "json.id", "status_url": "json.status_url"}},
+               "ready": {"kind": "http", "url": "{status_url}"},
+               "predict": {"kind": "http", "url": base + "/models/{model_id}/predict?as={model_id}"},
+               "cleanup": {"kind": "http", "method": "DELETE", "url": base + "/models/{model_id}"}}
+    try:
+        server.next_id = "m1/../../admin/wipe?all=1#"
+        done, _, results = deploy(tmp_path, section)
+        assert done.returncode == 0, (done.stderr, results)
+        segment = "m1%2F..%2F..%2Fadmin%2Fwipe%3Fall%3D1%23"
+        assert asked == [("POST", "/models"), ("GET", "/status"),
+                         ("GET", "/models/%s/predict?as=%s" % (segment, segment)), ("DELETE", "/models/" + segment)]
+        del asked[:]
+        server.next_id = ".."
+        assert deploy(tmp_path, section)[0].returncode == 0 and asked[-1] == ("DELETE", "/models/%2E%2E")
+        server.next_id = "-rf"
+        section["cleanup"] = {"kind": "command", "command": ["echo", "{model_id}"]}
+        done, _, results = deploy(tmp_path, section)
+        assert done.returncode == 3 and results["cleanup"]["status"] == "error", results
+        assert "{model_id} is '-rf', which the command would read as an option" in results["cleanup"]["message"]
+    finally:
+        server.shutdown()
+        server.server_close()
