@@ -167,6 +167,33 @@ def _open_stdio():
     return closed
 
 
+# Each thread's stack, whatever `ulimit -s` says: a probe parses JSON 5,000 levels deep in a
+# worker thread, where a 512 KB stack would end the run in SIGSEGV, with no report.
+THREAD_STACK = 8 << 20
+
+
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP during a command that runs no check: ended as the run's commands end."""
+
+
+def _tool(args) -> int:
+    """A TOOLS command, SIGTERM and SIGHUP ending it with their codes (143, 129) and its files
+    left whole (what it writes is staged and renamed), as SIGINT ends it with 130."""
+    import signal
+
+    def stop(signum, frame):
+        raise _Stopped(signum)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    __import__(TOOLS[args.command][0])
+    try:
+        return sys.modules[TOOLS[args.command][0]].main(args)
+    except _Stopped as stopped:
+        from checks.cli.terminal import say
+        say("smoke.py %s: stopped by %s" % (args.command, signal.Signals(stopped.args[0]).name))
+        return 128 + stopped.args[0]
+
+
 def main(argv=None):
     closed = _open_stdio()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -176,9 +203,10 @@ def main(argv=None):
         from checks.cli.terminal import park_stdout
         park_stdout()
         return 0
+    import threading
+    threading.stack_size(THREAD_STACK)
     if args.command in TOOLS:  # it runs no check: none of the run's stages
-        __import__(TOOLS[args.command][0])
-        return sys.modules[TOOLS[args.command][0]].main(args)
+        return _tool(args)
     from checks import SmokeError, cli
     from checks.model import ExitCode
 

@@ -335,6 +335,43 @@ def test_a_signal_writes_the_partial_report(tmp_path, service, signum, code, nam
         assert report["results"][1]["message"] == "interrupted by %s" % name
 
 
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_command_that_runs_no_check_ends_on_a_signal_with_its_code(tmp_path, signum, code):
+    """snapshot (as history and summary, through the same door) asking a listener that never
+    answers: SIGTERM and SIGHUP end it at once with 143 and 129, said in a line, and the
+    --output it was to write is not there half-written."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections complete in the backlog; nothing ever answers
+    output = tmp_path / "snap.json"
+    proc = subprocess.Popen([sys.executable, SMOKE, "snapshot", "--ports", str(silent.getsockname()[1]), "--skip",
+                             "docker,host", "--timeout", "30", "--output", str(output)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        proc.send_signal(signum)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=15)
+    finally:
+        silent.close()
+    assert proc.returncode == code and time.monotonic() - started < 5, err
+    assert err.splitlines()[-1] == "smoke.py snapshot: stopped by %s" % signal.Signals(signum).name
+    assert not output.exists() and os.listdir(str(tmp_path)) == []
+
+
+def test_json_5000_levels_deep_is_facts_whatever_the_stack_limit(service):
+    """ulimit -s 128: a worker thread's stack is its own size, not the limit's, so the deep
+    answer is the check's facts (as with the usual 8 MB), never a SIGSEGV with no report."""
+    import resource
+
+    def small_stack():
+        resource.setrlimit(resource.RLIMIT_STACK, (128 << 10, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+    done = subprocess.run([sys.executable, SMOKE, "health", "--url", service + "/hostile/deep"],
+                          capture_output=True, text=True, timeout=60, preexec_fn=small_stack, cwd=str(NEUTRAL))
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert json.loads(done.stdout)["results"][0]["status"] == "pass"
+
+
 def test_a_killed_command_takes_its_children_with_it(tmp_path):
     pidfile = tmp_path / "child.pid"
     script = "import os,subprocess,sys,time; p=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']);" \
