@@ -149,8 +149,10 @@ def test_a_state_directory_another_user_owns_is_not_read(runs, tmp_path):
     theirs.mkdir(mode=0o700)
     (theirs / "history.jsonl").write_bytes((state_dir / "history.jsonl").read_bytes())
     os.chown(str(theirs), NOBODY, NOBODY)
-    done, found = history_of(theirs, "--format", "json")
-    assert done.returncode == 0 and found["runs"] == 0 and "not read from" in done.stderr
+    done, _ = history_of(theirs, "--format", "json")  # its runs exist: "no runs" would be a lie
+    assert done.returncode == 2 and done.stdout == "" and done.stderr == (
+        "smoke.py history: error: the history in %s is not read: %s belongs to user %d: a run's directory must be "
+        "its own user's\n" % (theirs, theirs, NOBODY)), done.stderr
 
 
 def test_the_state_directory_a_config_names_is_read(runs, tmp_path):

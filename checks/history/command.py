@@ -46,6 +46,7 @@ def main(args) -> int:
 
     try:
         directory = _state_dir(args)
+        _readable(directory)
         if args.html is not None:
             from checks import sinks
             sinks.check_output(args.html, "--html")
@@ -56,21 +57,35 @@ def main(args) -> int:
         where = os.path.join(directory, "history.jsonl")
         for line in warnings + _unknown(args, runs, kept, rows):
             say("smoke.py history: " + line)
-        emit(_json(where, runs, kept, rows, args, warnings) if args.format == "json" else _text(where, runs, kept,
-                                                                                                 rows, args))
-        if args.html is not None:
+        code = 0
+        if args.html is not None:  # before the history is printed: the last thing said is how it ended
             from checks import page, sinks
             problem = sinks.write_output(args.html, page.render_history(
                 kept, where, args.check or None, args.tag, args.of_command))
             if problem:
                 say("smoke.py history: --html: " + problem)
-                return 3
-        return 0
+                code = 3
+        emit(_json(where, runs, kept, rows, args, warnings) if args.format == "json" else _text(where, runs, kept,
+                                                                                                 rows, args))
+        return code
     except SmokeError as exc:
         say("smoke.py history: error: %s" % exc)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _readable(directory: str) -> None:
+    """A state directory that is refused (another user's, or one others can change) is exit 2:
+    its runs exist, and "no runs recorded" would say they do not."""
+    from checks import ConfigError, fsio
+
+    try:
+        fsio.private_dir(directory, make=False)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError("the history in %s is not read: %s" % (directory, fsio.why(exc)))
 
 
 def _state_dir(args) -> str:
