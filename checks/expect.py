@@ -109,8 +109,7 @@ def _parse(text: str) -> Condition:
         raise ConditionError("expected a value after '%s' at column %d" % (op, pos + 1))
     value = _parse_value(raw)
     if op in ("<", "<=", ">", ">=") and isinstance(value, str) and re.match(_UNIT, value):
-        raise ConditionError("%r is not a number: write it without a unit (%s %s %s)" % (
-            value, subject, op, re.match(r"[0-9.]+", value).group()))  # 200ms would never compare, only fail
+        raise ConditionError("%r is not a number: %s" % (value, _without_unit(subject, op, value)))
     if op == "in" and not isinstance(value, list):
         raise ConditionError("'in' needs a JSON list such as [200, 204] at column %d" % (pos + 1))
     if op in ("matches", "!matches"):
@@ -120,6 +119,30 @@ def _parse(text: str) -> Condition:
         if problem:
             raise ConditionError("bad regular expression at column %d: %s" % (pos + 1, problem))
     return Condition(text, subject, path, length, op, value, raw)
+
+
+# A unit as written after a number -> (what it measures, how many of that measure's base unit).
+_UNITS = {"ms": ("time", 0.001), "s": ("time", 1), "sec": ("time", 1), "m": ("time", 60), "min": ("time", 60),
+          "h": ("time", 3600), "us": ("time", 1e-6), "\u00b5s": ("time", 1e-6), "%": ("share", 0.01),
+          "b": ("size", 1), "bytes": ("size", 1), "kb": ("size", 1e3), "mb": ("size", 1e6), "gb": ("size", 1e9),
+          "kib": ("size", 1024), "mib": ("size", 1 << 20), "gib": ("size", 1 << 30)}
+# A fact's name -> (what it measures, how many of the base unit its numbers are).
+_FACT_UNITS = (("_ms", ("time", 0.001)), ("_s", ("time", 1)), ("_bytes", ("size", 1)), ("_percent", ("share", 0.01)),
+               ("rate", ("share", 1)), ("ratio", ("share", 1)))
+
+
+def _without_unit(subject: str, op: str, value: str) -> str:
+    """How to write value in the unit the fact is in: 95% of pass_rate is 0.95, 2s of
+    latency_ms is 2000; where the fact's unit is not known, how to find it. Stripping the
+    unit (pass_rate < 95) would pass or fail every run."""
+    number = re.match(r"[0-9]+(?:\.[0-9]+)?", value).group()
+    unit = _UNITS.get(value[len(number):].strip().lower())
+    fact = next((measure for suffix, measure in _FACT_UNITS if subject.endswith(suffix)), None)
+    if unit and fact and unit[0] == fact[0]:
+        return "write it without a unit, in %s's own (%s %s %s)" % (subject, subject, op,
+                                                                   "%.12g" % (float(number) * unit[1] / fact[1]))
+    return ("write it without a unit, in the unit %s is in: a fact's name says it (_ms milliseconds, _s seconds, "
+            "_bytes bytes, _percent percent, a rate or ratio a fraction such as 0.95)" % subject)
 
 
 def _skip_space(text: str, pos: int) -> int:

@@ -379,3 +379,17 @@ def test_a_mistyped_fact_name_suggests_the_right_one():
 ])
 def test_a_fact_named_version_compares_as_a_version(text, facts, holds):
     assert (unmet(parse(text), facts) is None) is holds
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("pass_rate < 95%", "(pass_rate < 0.95)"), ("error_rate < 1%", "(error_rate < 0.01)"),
+    ("latency_ms < 2s", "(latency_ms < 2000)"), ("p95_ms < 1.5 s", "(p95_ms < 1500)"),
+    ("p95_ms < 200ms", "(p95_ms < 200)"), ("uptime_s > 5min", "(uptime_s > 300)"),
+    ("disk_percent < 90%", "(disk_percent < 90)"), ("free_bytes > 2GiB", "(free_bytes > 2147483648)"),
+    ("json.size < 5GB", "_ms milliseconds, _s seconds"), ("latency_ms < 5GB", "_ms milliseconds, _s seconds")])
+def test_a_number_with_a_unit_is_said_in_the_facts_own_unit(text, hint):
+    """Stripping the unit would be wrong by 100 or 1000 (pass_rate < 95 always holds): the
+    hint converts into the unit the fact's name says, or says how to find it."""
+    with pytest.raises(ConditionError) as caught:
+        parse(text)
+    assert "is not a number: write it without a unit" in str(caught.value) and hint in str(caught.value)
