@@ -243,6 +243,26 @@ def test_a_report_file_that_is_the_config_file_is_exit_2_before_anything_runs(tm
     assert done.returncode == 0 and ran.exists() and path.read_text() == before
 
 
+def test_a_report_file_that_is_a_config_a_run_would_find_is_exit_2(tmp_path, service):
+    """health --url ... --output smoke.json beside ./smoke.json (the report's name is an easy
+    slip): the config that the next `smoke.py all` reads is never replaced with a report; nor
+    the one $SMOKE_CONFIG names."""
+    here = tmp_path / "here"
+    here.mkdir()
+    config = here / "smoke.json"
+    config.write_text(json.dumps({"health": {"checks": [{"name": "up", "kind": "http", "url": service + "/health"}]}}))
+    before = config.read_text()
+    done = run("health", "--url", service + "/health", "--output", "smoke.json", cwd=str(here))
+    assert done.returncode == 2 and "--output smoke.json: is a config a run without --config reads (smoke.json)" \
+        in done.stderr and config.read_text() == before, done.stderr
+    elsewhere = tmp_path / "env.json"
+    elsewhere.write_text(before)
+    done = run("health", "--url", service + "/health", "--junit", str(elsewhere), env={"SMOKE_CONFIG": str(elsewhere)})
+    assert done.returncode == 2 and "is a config a run without --config reads" in done.stderr, done.stderr
+    assert elsewhere.read_text() == before
+    assert run("health", "--url", service + "/health", "--output", "r.json", cwd=str(here)).returncode == 0
+
+
 def test_dry_run_prints_what_would_run(capsys, tmp_path):
     path = write_config(tmp_path, [{"name": "x", "kind": "tcp", "address": "127.0.0.1:1", "tags": ["daily"]},
                                    {"name": "y", "kind": "tcp", "address": "127.0.0.1:2"}])

@@ -285,20 +285,25 @@ def _ci_run_url() -> Optional[str]:
 
 def _sinks(args, config_path: Optional[str]) -> List[Tuple[str, str]]:
     """[(flag, path)] of the reports to write to files, --output last, each path checked now:
-    none may be the config file (by its path, or a link to it)."""
+    none may be a config file (by its path, or a link to it): this run's, nor one a run without
+    --config would read (./smoke.json, ./smoke.toml, $SMOKE_CONFIG), which --output smoke.json
+    would silently replace with a report."""
     from checks import sinks
+    from checks.config import DEFAULT_FILES
 
     found, written_by = [], {}
-    config_file = _file_id(config_path)
+    configs = [path for path in [config_path, os.environ.get("SMOKE_CONFIG")] + list(DEFAULT_FILES)
+               if path and os.path.isfile(path)]
     for flag in FILE_SINKS:
         path = getattr(args, flag[2:])
         if path is None:
             continue
         sinks.check_output(path, flag)
-        if config_path and (os.path.realpath(path) == os.path.realpath(config_path)
-                            or config_file and _file_id(path) == config_file):
-            raise ConfigError("%s %s: is the config file (%s): the report would replace it; give the report a file "
-                              "of its own" % (flag, path, config_path))
+        for config in configs:
+            if os.path.realpath(path) == os.path.realpath(config) or _file_id(path) == _file_id(config):
+                raise ConfigError("%s %s: is %s (%s): the report would replace it; give the report a file of its own"
+                                  % (flag, path, "the config file" if config == config_path else
+                                     "a config a run without --config reads", config))
         if os.path.realpath(path) in written_by and not path.startswith("/dev/"):
             raise ConfigError("%s %s: %s writes there too: give each report its own file"
                               % (flag, path, written_by[os.path.realpath(path)]))
