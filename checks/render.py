@@ -260,17 +260,17 @@ def render_prometheus(report: Dict[str, Any], color: bool = False) -> str:
         "smoke_run_success": "Whether the run's verdict was pass (or warn).",
         "smoke_run_timestamp_seconds": "When the run started, in seconds since the epoch.",
         "smoke_run_duration_seconds": "How long the run took.",
-        "smoke_perf_latency_seconds": "A latency percentile of a perf target.",
+        "smoke_perf_latency_seconds": "The latency percentiles of a perf target (answers counted).",
         "smoke_perf_requests_per_second": "Answers per second of a perf target.",
         "smoke_perf_error_rate": "The share of a perf target's requests that failed.",
         "smoke_heartbeat_detection_seconds": "How long after the kill the failure was detected.",
     }
 
-    def add(name, labels, value):
+    def add(name, labels, value, family=None):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return
         text = ",".join('%s="%s"' % (key, _label(val)) for key, val in labels)
-        series.setdefault(name, []).append("%s{%s} %s" % (name, text, repr(round(float(value), 6))))
+        series.setdefault(family or name, []).append("%s{%s} %s" % (name, text, repr(round(float(value), 6))))
 
     seen = set()
     for result in report["results"]:
@@ -289,17 +289,22 @@ def render_prometheus(report: Dict[str, Any], color: bool = False) -> str:
     add("smoke_run_duration_seconds", run, report["duration_ms"] / 1000.0)
     perf = (report.get("metrics") or {}).get("perf") or {}
     for target, facts in sorted((perf.get("targets") or {}).items()):
+        latency = "smoke_perf_latency_seconds"  # a summary: its quantiles, then _sum and _count, as promtool wants
         for quantile in ("50", "90", "95", "99", "999"):
             if isinstance(facts.get("p%s_ms" % quantile), (int, float)):
-                add("smoke_perf_latency_seconds", run + (("target", target), ("quantile", "0." + quantile)),
+                add(latency, run + (("target", target), ("quantile", "0." + quantile)),
                     facts["p%s_ms" % quantile] / 1000.0)
+        if latency in series and isinstance(facts.get("n"), int) and isinstance(facts.get("mean_ms"), (int, float)):
+            add(latency + "_sum", run + (("target", target),), facts["mean_ms"] * facts["n"] / 1000.0, latency)
+            add(latency + "_count", run + (("target", target),), facts["n"], latency)
         add("smoke_perf_requests_per_second", run + (("target", target),), facts.get("rps"))
         add("smoke_perf_error_rate", run + (("target", target),), facts.get("error_rate"))
     heartbeat = (report.get("metrics") or {}).get("heartbeat") or {}
     add("smoke_heartbeat_detection_seconds", run, heartbeat.get("detection_s"))
     out = []
     for name, lines in series.items():
-        out += ["# HELP %s %s" % (name, helps[name]), "# TYPE %s gauge" % name] + lines
+        out += ["# HELP %s %s" % (name, helps[name]),
+                "# TYPE %s %s" % (name, "summary" if name == "smoke_perf_latency_seconds" else "gauge")] + lines
     return "\n".join(out) + "\n"
 
 

@@ -78,6 +78,24 @@ def test_the_prometheus_file_matches_the_report_and_promtool_accepts_it(mixed):
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_perf_latency_is_a_prometheus_summary_promtool_accepts(service, tmp_path):
+    """Quantiles are a summary's label: a gauge with a quantile label is refused by promtool."""
+    prom = tmp_path / "perf.prom"
+    done = smoke("perf", "--url", service + "/health", "--requests", "50", "--connections", "2", "--prom", str(prom),
+                 "--state-dir", str(tmp_path / "state"))
+    assert done.returncode == 0, done.stderr
+    text = prom.read_text()
+    report = json.loads(done.stdout)["metrics"]["perf"]["targets"]["url"]
+    assert "# TYPE smoke_perf_latency_seconds summary\n" in text and 'quantile="0.95"} ' in text
+    assert 'smoke_perf_latency_seconds_count{command="perf",target="url"} %r' % float(report["n"]) in text
+    total = float(re.search(r'smoke_perf_latency_seconds_sum\{[^}]*\} (\S+)', text).group(1))
+    assert abs(total - report["mean_ms"] * report["n"] / 1000) < 0.001
+    if not shutil.which("promtool"):
+        pytest.skip("promtool is not installed (apt install prometheus)")
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_tap_and_the_exit_code_agree_with_the_report(mixed):
     done, report, files, _ = mixed
     lines = files["--tap"].read_text().splitlines()
