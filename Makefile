@@ -23,10 +23,13 @@ test:
 	  else echo "make test: could not install pytest-xdist into $(VENV): the tests run serially"; \
 	    $$py -c "import pytest" 2>/dev/null || { echo "make test: no pytest, and none could be installed"; exit 2; }; fi; \
 	fi; \
-	export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1; \
+	export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1; failed=0; \
 	if $$py -c "import xdist" 2>/dev/null && [ "$$(nproc 2>/dev/null || echo 1)" -gt 1 ]; then \
-	  $$py -m pytest -q -rs -p xdist -n 2 --dist loadfile -m "not serial" tests && $$py -m pytest -q -rs -m serial tests; \
-	else $$py -m pytest -q -rs tests; fi && $(PYTHON) tests/e2e_pythons.py
+	  $$py -m pytest -q -rs -p xdist -n 2 --dist loadfile -m "not serial" tests || failed=1; \
+	  $$py -m pytest -q -rs -m serial tests || failed=1; \
+	else $$py -m pytest -q -rs tests || failed=1; fi; \
+	$(PYTHON) tests/e2e_pythons.py || failed=1; \
+	exit $$failed
 
 demo:
 	@$(PYTHON) fixtures/demo.py --dir $(DEMO)

@@ -795,9 +795,10 @@ def test_a_secret_a_server_reflects_is_masked_before_any_excerpt_is_cut():
     token = "tok" + "".join("%02x" % i for i in range(33)) + "z"  # 70 characters
 
     def reflect(conn, head):
-        value = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-                 if line.lower().startswith(b"authorization:")][0]
-        conn.sendall(value + b" 200\r\nContent-Length: 2\r\n\r\nok")
+        values = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"authorization:")]
+        if values:  # a connection closed before its request came says nothing
+            conn.sendall(values[0] + b" 200\r\nContent-Length: 2\r\n\r\nok")
     srv = _serve(reflect)
     try:
         outputs = []
