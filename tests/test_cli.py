@@ -144,7 +144,7 @@ def test_toml_config_where_tomllib_exists(tmp_path, service):
 
 @pytest.mark.parametrize("config, message", [
     ('{"health": {"checks": [{"name": "x", "kind": "htp", "url": "http://h"}]}}',
-     "health.checks[0].kind: unknown kind 'htp' (known: http, tcp, command, process, docker, resources, "
+     "health.checks[0].kind: unknown kind 'htp' (did you mean 'http'?) (known: http, tcp, command, process, docker, resources, "
      "prometheus, file, log, suite)"),
     ('{"health": {"checks": [{"name": "x", "kind": "http"}]}}', "health.checks[0].url: required field is missing"),
     ('{"health": {"checks": [{"name": "x", "kind": "http", "url": "http://h", "timeout": "ten"}]}}',
@@ -158,7 +158,7 @@ def test_toml_config_where_tomllib_exists(tmp_path, service):
     ('{"health": {"checks": [{"name": "x", "kind": "tcp", "address": "h:1"},'
      ' {"name": "x", "kind": "tcp", "address": "h:2"}]}}',
      "health.checks[1].name: 'x' is used twice; names must be unique"),
-    ('{"helth": {}}', "unknown section 'helth' (known: health, deploy, heartbeat, perf, rollback)"),
+    ('{"helth": {}}', "unknown section 'helth' (did you mean 'health'?) (known: health, deploy, heartbeat, perf, rollback)"),
     ('{"health": {"checks": []}}', "nothing to check"),
     ('{"health": {"checks": [{"kind": "http", "url": "${NOPE_NOT_SET}"}]}}',
      "health.checks[0].url: environment variable NOPE_NOT_SET is not set"),

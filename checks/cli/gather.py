@@ -104,7 +104,10 @@ def _sections(args, secrets, commands):
         rates = _pass_rates(doc, sections)
         unknown = [key for key in doc if key not in sections + _TOP_LEVEL and not key.startswith("_")]
         if unknown:
-            raise ConfigError("unknown section %r (known: %s)" % (unknown[0], ", ".join(sections)))
+            import difflib
+            close = difflib.get_close_matches(str(unknown[0]), list(sections), n=1)
+            raise ConfigError("unknown section %r%s (known: %s)" % (unknown[0], " (did you mean %r?)" % close[0]
+                                                                     if close else "", ", ".join(sections)))
         for section in chosen:
             if section in doc and not (args.command == "all" and faces[section].ACTION):
                 specs[section] = faces[section].load(_section_table(doc[section]), section)

@@ -54,7 +54,10 @@ def build_check(table, where: str, section: str, defaults=None, kinds=KINDS):
     fields = Fields(table, where)
     kind = fields.text("kind")
     if kind not in kinds:
-        raise ConfigError("%s: unknown kind %r (known: %s)" % (fields.at("kind"), kind, ", ".join(kinds)))
+        import difflib
+        close = difflib.get_close_matches(str(kind), list(kinds), n=1)
+        raise ConfigError("%s: unknown kind %r%s (known: %s)" % (fields.at("kind"), kind, " (did you mean %r?)" %
+                                                                  close[0] if close else "", ", ".join(kinds)))
     kind_module = module(kind)
     conditions = _conditions(fields, "expect")
     until = _conditions(fields, "until")
