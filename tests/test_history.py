@@ -72,8 +72,8 @@ def test_text_is_a_table_for_an_incident_shell(runs):
     state_dir, reports = runs
     done, _ = history_of(state_dir)
     lines = done.stdout.splitlines()
-    assert done.returncode == 0 and lines[0].startswith("smoke.py history: 5 runs, %s to %s in %s" % (
-        reports[0]["started_at"], reports[-1]["started_at"], state_dir / "history.jsonl"))
+    assert done.returncode == 0 and lines[0].startswith("smoke.py history: 5 runs in %s, %s to %s" % (
+        state_dir / "history.jsonl", reports[0]["started_at"], reports[-1]["started_at"]))
     flag = next(line for line in lines if line.startswith("flag "))
     assert "FAIL" in flag and "2 failing" in flag and "50% of 4" in flag and flag.endswith("..FF")
     assert next(line for line in lines if line.startswith("tool ")).endswith("EEEE")

@@ -140,15 +140,15 @@ def _ago(when: str) -> str:
     return " (%ds ago)" % max(0, seconds)
 
 
-def _span(runs: List[Dict[str, Any]], kept: List[Dict[str, Any]], args) -> str:
+def _span(runs: List[Dict[str, Any]], kept: List[Dict[str, Any]], args, where: str) -> str:
     interrupted = sum(history.interrupted(run) for run in runs)
     narrowed = [("command %s" % args.of_command) if args.of_command else "",
                 ("--tag %s" % " or ".join(args.tag)) if args.tag else "", ("the newest %d" % args.last)
                 if args.last else ""]
-    return "%d run%s%s%s%s" % (
+    return "%d run%s%s in %s%s%s" % (
         len(kept), "" if len(kept) == 1 else "s", " (%s)" % ", ".join(n for n in narrowed if n)
-        if any(narrowed) else "", ", %s to %s" % (kept[0].get("time"), kept[-1].get("time")) if kept else "",
-        "; %d interrupted, passed over" % interrupted if interrupted else "")
+        if any(narrowed) else "", where, ", %s to %s" % (kept[0].get("time"), kept[-1].get("time")) if kept else "",
+        " (and %d a signal stopped, passed over)" % interrupted if interrupted else "")
 
 
 def _text(where: str, runs: List[Dict[str, Any]], kept: List[Dict[str, Any]], rows: List[Dict[str, Any]],
@@ -158,7 +158,7 @@ def _text(where: str, runs: List[Dict[str, Any]], kept: List[Dict[str, Any]], ro
     if not runs:
         return "smoke.py history: no runs recorded in %s (each run of smoke.py adds one; --state-dir DIR " \
                "reads another)\n" % printable(where)
-    lines = [printable("smoke.py history: %s in %s" % (_span(runs, kept, args), where))]
+    lines = [printable("smoke.py history: %s" % _span(runs, kept, args, where))]
     table = [("check", "last", "since", "streak", "pass rate", "flaky", "recent (newest last)")]
     for row in rows:
         table.append((printable(row["name"]), row["last"].upper(), "%s%s" % (row["since"][:19], _ago(row["since"])),
