@@ -75,7 +75,7 @@ svg{width:100%;height:auto;max-width:48rem;display:block}
 .two{display:flex;flex-wrap:wrap;gap:0 1rem}.two svg{flex:1 1 22rem;min-width:0}
 svg.mini{width:8rem;display:inline-block;vertical-align:middle}
 svg text{font:11px system-ui,sans-serif;fill:var(--fg);paint-order:stroke;stroke:var(--bg);stroke-width:3px}
-svg .small{font-size:9px;fill:var(--mute)}
+svg .small{font-size:9px;fill:var(--mute)}svg text.in{fill:#fff;stroke:none}
 .ax{stroke:var(--line);stroke-width:1}.grid{stroke:var(--line);stroke-dasharray:2 3}
 .f-pass{fill:var(--pass)}.f-warn{fill:var(--warn)}.f-fail{fill:var(--fail)}.f-error{fill:var(--error)}
 .f-skip{fill:var(--skip)}.f-none{fill:var(--none)}.f-bar{fill:var(--mute);opacity:.55}
@@ -141,6 +141,14 @@ def _label(x: float, y: float, text: str, gap: float = 4) -> str:
     if x + gap + len(text) * CHAR_W <= W:
         return _text(x + gap, y, text)
     return _text(x - gap, y, text, "end")
+
+
+def _on_bar(start: float, end: float, y: float, text: str) -> str:
+    """A bar's label inside it, at its end, where it is long enough (the limits marked just past
+    the bar's end then cross no text); beside it otherwise."""
+    if end - start >= len(text) * CHAR_W + 8:
+        return _text(end - 4, y, text, "end", "in")
+    return _label(end, y, text)
 
 
 def _rect(x: float, y: float, w: float, h: float, cls: str, title: str = "") -> str:
@@ -485,8 +493,7 @@ def _heartbeat(results: List[Dict[str, Any]], metrics: Any) -> str:
         held = deadline is None or detection <= deadline
         parts += [_rect(x(0), 32, x(detection) - x(0), 12, "f-pass" if held else "f-fail",
                         "detected %.3fs after the kill" % detection),
-                  _label(x(detection), 42, "detected %.3fs%s" % (detection, " (event stamped %.3fs)" % stamped
-                                                                 if stamped is not None else ""))]
+                  _on_bar(x(0), x(detection), 41.5, "detected %.3fs" % detection)]
         if graced:
             parts += [_rect(x(detection), 52, x(detection + graced) - x(detection), 10,
                             "f-" + str(grace.get("status")), "grace: %s" % _ms(graced * 1000)),
@@ -501,8 +508,9 @@ def _heartbeat(results: List[Dict[str, Any]], metrics: Any) -> str:
         if value is not None:
             parts += [_line(x(value), y + 2, x(value), 68, "limit " + cls),
                       _label(x(value), y, "%s %gs" % (label, value), 3)]
-    facts = " · ".join(_e(said % metrics[key]) for key, said in (("steady_s", "steady heartbeats after %ss"),
-                                                                 ("quorum", "quorum %s")) if key in metrics)
+    facts = " · ".join(_e(said % metrics[key]) for key, said in (
+        ("event_detection_s", "the failure event stamped %ss after the kill"),
+        ("steady_s", "steady heartbeats after %ss"), ("quorum", "quorum %s")) if metrics.get(key) is not None)
     return ('<div class="pic"><h3><span class="badge %s">%s</span> heartbeat: from the kill</h3>%s'
             '<p class="meta">%s</p></div>') % (_e(detect.get("status", "error")),
                                               _e(str(detect.get("status", "error")).upper()),
