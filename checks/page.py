@@ -676,7 +676,8 @@ def _fleet_grid(checks: List[Dict[str, Any]], hosts: List[Dict[str, Any]]) -> st
         return ""
     drawn = [row["host"] for row in hosts[:HOSTS_DRAWN]]
     out = ['<section id="checks"><h2>Checks by host</h2><p class="meta">a cell per host, in the order above%s; '
-           'grey: the host has no such check</p><table><tr><th>check</th><th>hosts</th><th>misses on</th></tr>\n'
+           'grey: the host has no such check</p><table><tr><th>check</th><th>hosts</th><th>misses on</th>'
+           '<th>first miss</th></tr>\n'
            % ("; the first %d of %d" % (HOSTS_DRAWN, len(hosts)) if len(hosts) > HOSTS_DRAWN else "")]
     for row in checks[:STRIPS]:
         cells = [_rect(i * 6, 0, 4.5, 16, "f-" + (status or "none"), "%s: %s" % (host, status or "no such check"))
@@ -684,11 +685,12 @@ def _fleet_grid(checks: List[Dict[str, Any]], hosts: List[Dict[str, Any]]) -> st
         missed = row["fail"] + row["error"] + row["warn"]
         out.append('<tr><td>%s <span class="meta">%s</span></td><td class="strip"><svg viewBox="0 0 %d 16" '
                    'preserveAspectRatio="xMinYMid meet" role="img" aria-label="by host">%s</svg></td>'
-                   '<td>%s</td></tr>\n' % (_e(row["name"]), _e(row["section"]), max(30, len(drawn)) * 6,
-                                           "".join(cells), _e(cut(", ".join(missed), 300)) if missed
-                                           else '<span class="mute">none</span>'))
+                   '<td>%s</td><td>%s</td></tr>\n' % (
+                       _e(row["name"]), _e(row["section"]), max(30, len(drawn)) * 6, "".join(cells),
+                       _e(cut(", ".join(missed), 300)) if missed else '<span class="mute">none</span>',
+                       _e(cut(row.get("message") or "", 200))))
     if len(checks) > STRIPS:
-        out.append('<tr><td colspan="3" class="mute">and %d more checks</td></tr>' % (len(checks) - STRIPS))
+        out.append('<tr><td colspan="4" class="mute">and %d more checks</td></tr>' % (len(checks) - STRIPS))
     return "".join(out) + "</table></section>\n"
 
 

@@ -385,3 +385,17 @@ def test_html_is_a_sink_of_every_run_with_the_history_strips(workdir, service, t
                         (["--html", str(page_path), "--output", str(page_path)], "writes there too")):
         done = smoke("health", "--tcp", "127.0.0.1:1", "--state-dir", str(state_dir), *flags)
         assert done.returncode == 2 and said in done.stderr, done.stderr
+
+
+def test_the_fleet_page_says_each_checks_first_miss_as_the_text_does():
+    doc = {"schema": "smoke.summary/1", "status": "fail", "exit_code": 1, "paths": ["fetched"], "reports": 2,
+           "counts": {"pass": 1, "warn": 0, "fail": 1, "error": 0}, "loads": [], "warnings": [],
+           "hosts": [{"host": h, "status": s, "reports": [], "failing": f, "warning": [],
+                      "counts": {"pass": 0, "warn": 0, "fail": len(f), "error": 0, "skip": 0}}
+                     for h, s, f in (("web-3", "fail", ["api"]), ("web-1", "pass", []))],
+           "checks": [{"name": "api", "section": "health", "kind": "http", "statuses": ["fail", "pass"],
+                       "message": "web-3: connection refused <img src=x onerror=alert(1)>", "fail": ["web-3"],
+                       "error": [], "warn": [], "pass": ["web-1"], "skip": []}]}
+    parsed = strict(page.render_fleet(doc))
+    assert "first miss" in parsed.text and "web-3: connection refused <img src=x onerror=alert(1)>" in parsed.text
+    assert ("img", ) not in [(tag,) for tag, _ in parsed.attrs]
