@@ -17,8 +17,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import NOBODY, ROOT, as_root, free_port, planted_link, shared_dir
 from checks import summary as summary_
+from checks.summary import load as load_
 
 SMOKE = str(ROOT / "smoke.py")
 
@@ -173,6 +174,81 @@ def test_a_host_directory_that_is_a_link_is_named_never_followed_nor_passed_over
                                         "smoke.py summary: web-2: %s: %s" % (root / "web-2", summary_.LINK)]
     given = summary(root / "web-2" / "report.json")[0]  # a file named on the command line is read as given
     assert given.returncode == 0 and given.stderr == "", given.stderr
+
+
+def test_a_host_directory_with_no_report_is_said_whatever_else_is_there_and_a_state_directory_is_no_host(
+        service, tmp_path):
+    """A report flat beside the host directories (fetched/control.json) once made an empty
+    web-2/ pass unsaid. A state directory beside flat reports (health --state-dir DIR/state: its
+    history, rollback's last-report.json) is smoke.py's, no host; a host directory holding a
+    history beside its report is a host."""
+    root = tmp_path / "fetched"
+    assert health(root / "web-1" / "report.json", "--url", service + "/health", "--instance", "web-1").returncode == 0
+    assert health(root / "control.json", "--url", service + "/health", "--instance", "control",
+                  state=root / "state").returncode == 0
+    shutil.copy(str(root / "control.json"), str(root / "state" / "last-report.json"))
+    assert health(root / "web-3" / "report.json", "--url", service + "/health", "--instance", "web-3",
+                  state=root / "web-3").returncode == 0
+    assert (root / "state" / "history.jsonl").exists() and (root / "web-3" / "history.jsonl").exists()
+    done, view = summary(root, "--format", "json")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert [row["host"] for row in view["hosts"]] == ["control", "web-1", "web-3"] and view["reports"] == 3
+    (root / "web-2").mkdir()
+    done, view = summary(root, "--format", "json")
+    assert done.returncode == 3 and done.stderr == "smoke.py summary: web-2: %s: %s\n" % (root / "web-2",
+                                                                                         summary_.NONE)
+    assert [(row["host"], row["status"]) for row in view["hosts"]][0] == ("web-2", "error")
+
+
+def test_a_host_whose_reports_come_from_two_host_directories_is_said(service, tmp_path):
+    """fetched/h4/report.json of a run given --instance h1 (and another command): h4 is no host of
+    its own, so the summary says where h1's reports came from rather than show three hosts of
+    four directories unsaid."""
+    root = tmp_path / "fetched"
+    for host in ("h1", "h2", "h4"):
+        assert health(root / host / "report.json", "--url", service + "/health",
+                      "--instance", "h1" if host == "h4" else host).returncode == 0
+    report = json.loads((root / "h4" / "report.json").read_text())
+    (root / "h4" / "report.json").write_text(json.dumps(dict(report, command="all")))
+    done, view = summary(root, "--format", "json")
+    assert done.returncode == 0 and [row["host"] for row in view["hosts"]] == ["h1", "h2"]
+    said = "host h1's reports come from 2 host directories (%s, %s): " % (root / "h1", root / "h4")
+    assert view["warnings"] == [line[len("smoke.py summary: "):] for line in done.stderr.splitlines()]
+    assert len(view["warnings"]) == 1 and view["warnings"][0].startswith(said) and "--instance" in done.stderr
+
+
+@as_root
+def test_a_report_another_user_could_have_written_is_that_hosts_problem(service, tmp_path):
+    """As history refuses a history another user could have written: nobody's directory in a
+    shared fetch directory (sticky, as /tmp), nobody's report, a report anyone may write, a
+    link of nobody's, all in a directory anyone may change. Each is its host's problem, named
+    (exit 3), never a pass another user chose. Root's and our own reports there read as ever."""
+    fetched = shared_dir(tmp_path)
+    assert health(tmp_path / "pass.json", "--url", service + "/health").returncode == 0
+    for host in ("web-1", "theirs-dir", "theirs-file", "anyones-file", "theirs-link"):
+        (fetched / host).mkdir()
+        shutil.copy(str(tmp_path / "pass.json"), str(fetched / host / "report.json"))
+    os.chown(str(fetched / "theirs-dir"), NOBODY, NOBODY)
+    os.chown(str(fetched / "theirs-file" / "report.json"), NOBODY, NOBODY)
+    (fetched / "anyones-file" / "report.json").chmod(0o666)
+    os.unlink(str(fetched / "theirs-link" / "report.json"))
+    planted_link(fetched / "theirs-link" / "report.json", tmp_path / "pass.json")
+    done, view = summary(fetched, "--format", "json")
+    assert done.returncode == 3, done.stderr
+    problems = {row["host"]: row["reports"][0]["problem"] for row in view["hosts"]}
+    trust = "; " + summary_.TRUST
+    assert problems == {
+        "theirs-dir": "not read: %s belongs to user %d, who may change it%s" % (fetched / "theirs-dir", NOBODY, trust),
+        "theirs-file": "not read: it belongs to user %d%s" % (NOBODY, trust),
+        "anyones-file": "not read: it can be written by other users (mode 0666)%s" % trust,
+        "theirs-link": "not read: %s is a link of user %d, not ours or root's%s" % (
+            fetched / "theirs-link" / "report.json", NOBODY, trust),
+        socket.gethostname(): None}
+    assert all(problems[host] in done.stderr for host in problems if problems[host])
+    fetched.chmod(0o777)  # not sticky: anyone may rename what is in it, web-1's directory too
+    done, view = summary(fetched / "web-1", "--format", "json")
+    assert done.returncode == 3 and "can be changed by other users (mode 0777" in view["hosts"][0]["reports"][0][
+        "problem"]
 
 
 def test_a_page_not_written_is_in_the_verdict_printed(service, tmp_path):
@@ -353,6 +429,90 @@ def test_the_merged_load_is_judged_by_its_thresholds_and_what_cannot_be_merged_i
     assert view["loads"][0]["facts"]["observed"]["rps > 1"] == view["loads"][0]["facts"]["rps"]
     assert view["loads"][0]["unjudged"] == ["p95_ratio < 1.2: a ratio to the host's own baseline: judged on that "
                                             "host alone"]
+
+
+def _facts(**changes):
+    def change(report):
+        report["results"][0]["facts"].update(changes)
+    return change
+
+
+def _sketch(**changes):
+    def change(report):
+        report["results"][0]["facts"]["latency_sketch"].update(changes)
+    return change
+
+
+@pytest.mark.parametrize("change, said", [
+    (_facts(count=1e308, ok=1e308), "count is 1e+308, not a whole number from 0 to 1e+12"),
+    (_facts(count=10 ** 400), "count is 1000"),  # past any float: no OverflowError either
+    (_facts(errors=2.5), "errors is 2.5, not a whole number from 0 to 1e+12"),
+    (_facts(rps=float("nan")), "rps is nan, not a number from 0 to 1e+09"),
+    (_facts(mean_ms=1e308), "mean_ms is 1e+308, not a number from 0 to 1e+09"),
+    (_facts(min_ms=-1e308), "min_ms is -1e+308, not a number from 0 to 1e+09"),
+    (_facts(errors_by_kind={"timeout": -5}), "errors_by_kind is {'timeout': -5}, not counts of errors by kind"),
+    (_facts(samples_ms=[1e308] * 2500), "samples_ms holds what is not a latency (a number of ms from 0 to 1e+09)"),
+    (_sketch(accuracy=1), "latency_sketch's accuracy is 1, not one from 1e-06 to 0.5"),
+    (_sketch(accuracy=1e-300), "latency_sketch's accuracy is 1e-300, not one from 1e-06 to 0.5"),
+    (_sketch(buckets=[[10 ** 6, 2500]]), "latency_sketch has a bucket of index 1000000, past any latency (from "
+                                         "-1383 to 2074 at accuracy 0.005)"),
+    (lambda report: report.update(started_at="2026-12-07T04:02:321e400Z"),
+     "its report's started_at is '2026-12-07T04:02:321e400Z', not a time"),
+    (lambda report: report.update(duration_ms=1e308), "its report's duration_ms is 1e+308, not a number from 0 to 1e+09"),
+])
+def test_a_number_no_load_gives_is_an_error_naming_the_host_never_a_traceback(spread, tmp_path, change, said):
+    """Extreme but finite numbers once crashed the merge (OverflowError, ZeroDivisionError: exit 1,
+    as if a host had failed). Each is checked before anything is added: the load is an error
+    naming the host and the number (exit 3), the other hosts' shares still shown."""
+    _, reports = spread
+    for i, report in enumerate(reports, 1):
+        report = json.loads(json.dumps(report))
+        if i == 2:
+            change(report)
+        (tmp_path / ("load-%d.json" % i)).write_text(json.dumps(report))
+    done, view = summary(tmp_path, "--format", "json", "--html", tmp_path / "page.html")
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+    [merged] = view["loads"]
+    assert merged["status"] == "error" and merged["message"].startswith("load-2's load cannot be merged: " + said)
+    assert merged["hosts"] == ["load-1", "load-3"] and merged["left_out"][0]["host"] == "load-2"
+    assert merged["left_out"][0]["why"].startswith("its load cannot be merged: " + said)
+    text = run("summary", tmp_path)
+    assert text.returncode == 3 and "perf url on 2 hosts (load-1, load-3)" in text.stdout, text.stderr
+    assert "  left out: load-2: its load cannot be merged: " + said in text.stdout
+
+
+def test_ten_thousand_hosts_runs_are_lined_up_in_n_log_n():
+    """Which runs were under way together was asked of every run for every run: 10,000 hosts
+    took seconds. Now a sort and a search: the moment most were under way, the earliest such."""
+    spans = [(i, float(i % 100), float(i % 100) + 50.0) for i in range(10000)]  # 100 starts, each run 50 s
+    began = time.monotonic()
+    chosen = load_._together(spans)
+    assert time.monotonic() - began < 0.5
+    assert chosen == [i for i, start, _ in spans if start <= 50.0]  # at t=50: the runs begun 0..50 s
+    assert load_._together([(0, 0.0, 1.0), (1, 5.0, 9.0), (2, 6.0, 7.0)]) == [1, 2]
+
+
+def test_a_report_bigger_than_the_memory_this_host_gives_is_its_hosts_problem(service, tmp_path):
+    """Two reports of 50 MB (ten million numbers in a fact: 320 MB as Python objects) under
+    ulimit -v: a MemoryError while one was read ended the summary with a traceback (exit 1: a
+    host failed). It is that report's problem, named, and the host that fits is told (exit 3)."""
+    fetched = tmp_path / "fetched"
+    assert health(fetched / "small" / "report.json", "--url", service + "/health", "--instance", "small").returncode == 0
+    report = json.loads((fetched / "small" / "report.json").read_text())
+    report["results"][0]["facts"]["numbers"] = [1.5] * 10000000
+    for host in ("big-1", "big-2"):
+        (fetched / host).mkdir()
+        (fetched / host / "report.json").write_text(json.dumps(dict(report, instance=host)))
+
+    def little_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (400 << 20, 400 << 20))
+
+    done, view = summary(tmp_path / "fetched", "--format", "json", preexec_fn=little_memory)
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+    problems = {row["host"]: row["reports"][0]["problem"] for row in view["hosts"]}
+    assert problems["small"] is None and set(problems) == {"small", "big-1", "big-2"}
+    assert problems["big-1"] == problems["big-2"] == summary_.MEMORY % ((fetched / "big-1" / "report.json").stat()
+                                                                          .st_size >> 20)
 
 
 def test_a_host_whose_run_was_not_under_way_with_the_others_is_left_out_of_the_sum(service, tmp_path):

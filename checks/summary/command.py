@@ -65,6 +65,10 @@ def main(args) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except MemoryError:  # past one report's (said as that report's problem): the reports together
+        say("smoke.py summary: error: out of memory: these reports together need more than this host gives "
+            "(ulimit -v?); summarise fewer at a time")
+        return 3
 
 
 def build(paths: List[str], thresholds=()) -> Dict[str, Any]:
@@ -73,11 +77,11 @@ def build(paths: List[str], thresholds=()) -> Dict[str, Any]:
     from checks.summary import load
 
     files, empty = summary.find(paths)
-    reports = [summary.read(path, place) for path, place in files] + empty
+    reports = [summary.read(path, place, home) for path, place, home in files] + empty
     readable = [report for report in reports if report.problem is None]
     hosts = summary.hosts(reports)
     loads = load.loads(readable, thresholds)
-    warnings = summary.duplicates(reports)
+    warnings = summary.duplicates(reports) + summary.strays(reports)
     statuses = [row["status"] for row in hosts] + [merged["status"] for merged in loads]
     if thresholds and not loads:
         warnings.append("--threshold: no perf load in these reports to judge it on")
