@@ -194,8 +194,6 @@ def own_addresses() -> List[Tuple[str, int]]:
     is sent there stays on this host: IPv4's local routes (/proc/net/fib_trie's "host LOCAL":
     127.0.0.0/8, each interface's address, an AnyIP route) and IPv6's interface addresses
     (/proc/net/if_inet6, ::1 among them, each /128). A file that cannot be read gives nothing."""
-    import socket
-
     found = set()
     try:
         with open("/proc/net/fib_trie", "rb") as fh:
@@ -208,15 +206,27 @@ def own_addresses() -> List[Tuple[str, int]]:
                     found.add((leaf, int(words[0][1:])))
     except (OSError, ValueError):
         pass
+    found.update((address, 128) for address in interfaces())
+    return sorted(found)
+
+
+def interfaces() -> Dict[str, List[str]]:
+    """{IPv6 address: the names of the interfaces that have it} (/proc/net/if_inet6): a
+    link-local address (fe80::) is reached through its interface, fe80::1%eth0. A file that
+    cannot be read gives nothing."""
+    import socket
+
+    found: Dict[str, List[str]] = {}
     try:
         with open("/proc/net/if_inet6", "rb") as fh:
-            for line in fh:
+            for line in fh:  # "fe8000000000000000fc00fffe000001 04 40 20 80 eth0"
                 words = line.split()
-                if words and len(words[0]) == 32:
-                    found.add((socket.inet_ntop(socket.AF_INET6, bytes.fromhex(words[0].decode("ascii"))), 128))
+                if len(words) == 6 and len(words[0]) == 32:
+                    address = socket.inet_ntop(socket.AF_INET6, bytes.fromhex(words[0].decode("ascii")))
+                    found.setdefault(address, []).append(words[5].decode("utf-8", "surrogateescape"))
     except (OSError, ValueError):
         pass
-    return sorted(found)
+    return found
 
 
 def socket_owners(inodes, deadline: Optional[float] = None) -> Dict[int, int]:

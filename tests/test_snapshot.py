@@ -421,11 +421,11 @@ while True:
 '''
 
 
-def named_server(name, body="{}"):
-    """A Python HTTP server that calls itself name (its comm, as `ps` shows it), answering body
-    to every GET: (process, port)."""
-    proc = subprocess.Popen([sys.executable, "-c", NAMED_SERVER, name, body], stdout=subprocess.PIPE, text=True,
-                            cwd="/")
+def named_server(name, body="{}", argv0=sys.executable):
+    """A Python HTTP server that calls itself name (its comm, as `ps` shows it), started as argv0,
+    answering body to every GET: (process, port)."""
+    proc = subprocess.Popen([argv0, "-c", NAMED_SERVER, name, body], executable=sys.executable, stdout=subprocess.PIPE,
+                            text=True, cwd="/", env=dict(os.environ, PYTHONHOME=sys.base_prefix))  # not by argv[0]
     return proc, int(proc.stdout.readline())
 
 
@@ -496,6 +496,31 @@ def test_a_name_with_a_newline_cannot_forge_a_line(tmp_path):
     assert not [line for line in plan.stdout.splitlines() if line.startswith("smoke.py snap (")], plan.stdout
 
 
+def test_a_process_named_only_blanks_gets_argv0s_name_or_none(tmp_path):
+    """comm " " or "\t " (read stripped: "", as PR_SET_NAME's ""): two such processes once merged
+    into one check " process" finding executable "", a tcp check " :PORT" and "held by  (pid
+    N)". argv[0]'s name stands in when a config can hold it; else the owner is one not
+    visible: a tcp check named port :PORT, and no process check."""
+    servers = [named_server(" ", argv0=" x"), named_server("\t ", argv0="\x01"), named_server(" ", argv0="/opt/web-api")]
+    ports = [port for _, port in servers[:2]]
+    web_port = servers[2][1]
+    try:
+        done, config = snapshot(tmp_path, "--ports", ",".join(map(str, ports + [web_port])), "--skip",
+                                "host,docker,http")
+        assert done.returncode == 0, done.stderr
+        found = checks_of(config)
+        assert sorted(found) == sorted(["port :%d" % port for port in ports] + ["web-api :%d" % web_port,
+                                                                                 "web-api process"])
+        assert found["web-api process"]["executable"] == "web-api"
+        assert all("its process not visible" in found["port :%d" % port]["description"] for port in ports)
+        assert "held by  " not in done.stderr and "owner not visible" in done.stderr
+        done, report = health(tmp_path / "snap.json")
+        assert done.returncode == 0, failing(report)
+    finally:
+        for proc, _ in servers:
+            stop(proc)
+
+
 def test_a_listener_on_an_address_this_host_does_not_have_is_left_out(tmp_path):
     """IP_FREEBIND binds an address no interface has (no privilege needed): a connection there
     would leave the host, so it is named and never asked. 127.0.0.2, this host's, is asked."""
@@ -518,6 +543,53 @@ def test_a_listener_on_an_address_this_host_does_not_have_is_left_out(tmp_path):
     assert re.search(r":%d \S+ \(pid %d\) on 198\.51\.100\.7: not an address of this host .*: left out, nothing is "
                      r"sent there" % (far, os.getpid()), done.stderr), done.stderr
     assert "nothing listens on :%d" % far not in done.stderr and "198.51.100.7" not in json.dumps(config)
+
+
+def test_a_listener_on_a_link_local_address_is_checked_through_its_interface(tmp_path):
+    """fe80:: addresses are one per link, so [fe80::...]:PORT without its interface reaches
+    nothing: the snapshot's check failed at once on its own host. Written with the interface
+    /proc/net/if_inet6 names (fe80::...%eth0), as the tcp kind and URLs take it, its tcp and
+    http checks pass."""
+    import ipaddress
+
+    from checks import procfs
+
+    links = [(address, names[0]) for address, names in procfs.interfaces().items()
+             if ipaddress.ip_address(address).is_link_local and len(names) == 1]
+    if not links:
+        pytest.skip("no interface has a link-local IPv6 address")
+    address, interface = links[0]
+    sock = socket.socket(socket.AF_INET6)
+    sock.bind((address, 0, 0, socket.if_nametoindex(interface)))
+    sock.listen(16)
+    sock.settimeout(0.2)
+    port, stopping = sock.getsockname()[1], threading.Event()
+
+    def serve():
+        while not stopping.is_set():
+            try:
+                conn, _ = sock.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        done, config = snapshot(tmp_path, "--ports", str(port), "--skip", "host,docker,process")
+        assert done.returncode == 0, done.stderr
+        zoned = "[%s%%%s]:%d" % (address, interface, port)
+        by_kind = {check["kind"]: check for check in config["health"]["checks"]}
+        assert by_kind["tcp"]["address"] == zoned and by_kind["http"]["url"] == "http://%s/health" % zoned
+        assert "on %s: http: /health 200" % zoned.rsplit(":", 1)[0] in done.stderr
+        done, report = health(tmp_path / "snap.json")
+        assert done.returncode == 0, failing(report)
+    finally:
+        stopping.set()
+        server.join(5)
+        sock.close()
 
 
 @as_root

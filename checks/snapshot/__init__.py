@@ -74,7 +74,7 @@ def _host_port(entry) -> str:
 def _tcp(entry, name: str, docker: bool) -> Dict[str, Any]:
     checked = "" if entry.address == entry.bound else " (checked on %s)" % entry.address
     held = ("held by %s (pid %d)" % (entry.owner.name, entry.owner.pid) if entry.owner else
-            "its process not visible (another PID namespace, or another user's without root)")
+            "its process not visible (another PID namespace, or another user's without root) or nameless")
     return {"name": name, "kind": "tcp", "address": _host_port(entry), "tags": ["tcp", "docker"] if docker else ["tcp"],
             "description": "listening on %s%s, %s at snapshot time" % (
                 _host_port(entry._replace(address=entry.bound)), checked, held)}

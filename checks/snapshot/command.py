@@ -145,10 +145,11 @@ def _run(args) -> int:
     except OSError as exc:
         _say("cannot read /proc/net/tcp: %s (Linux only)" % fsio.why(exc))
         return 3
-    for port in _missing(ports, listeners + elsewhere, left_out) if "tcp" not in skip else ():
+    left_there = [entry for entry, _ in elsewhere]
+    for port in _missing(ports, listeners + left_there, left_out) if "tcp" not in skip else ():
         _say("nothing listens on :%d (--ports)" % port)
-    for entry in elsewhere:
-        _say(_elsewhere(entry))
+    for entry, why in elsewhere:
+        _say(":%d %s on %s: %s: left out, nothing is sent there" % (entry.port, _who(entry), _bound(entry), why))
     if args.dry_run:
         emit(_plan(listeners, left_out, paths, skip))
         return 0
@@ -257,11 +258,6 @@ def _who(entry) -> str:
 
 def _bound(entry) -> str:
     return "[%s]" % entry.bound if ":" in entry.bound else entry.bound
-
-
-def _elsewhere(entry) -> str:
-    return ":%d %s on %s: not an address of this host (bound with IP_FREEBIND?): left out, nothing is sent " \
-           "there" % (entry.port, _who(entry), _bound(entry))
 
 
 def _cut(listeners, found) -> str:

@@ -32,11 +32,14 @@ _DISKS = ("ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "jfs", "reiserf
           "exfat", "ntfs", "ntfs3", "hfsplus")
 
 
-def listening(ports, exclude, deadline: float) -> Tuple[List[Listener], Dict[str, List[int]], List[Listener]]:
+def listening(ports, exclude, deadline: float) -> Tuple[List[Listener], Dict[str, List[int]],
+                                                       List[Tuple[Listener, str]]]:
     """The listeners to describe, by port then address (IPv4 first), with their owners; the
-    ports left out, by why; and the listeners on an address this host does not have (bound
-    with IP_FREEBIND, or a route since removed), left out: a connection there would leave the
-    host. OSError when /proc/net/tcp cannot be read."""
+    ports left out, by why; and the listeners left out, each with why: on an address this
+    host does not have (bound with IP_FREEBIND, or a route since removed: a connection there
+    would leave the host), or on a link-local address whose interface cannot be told. A
+    link-local address is written with its interface (fe80::1%eth0), as only that reaches it.
+    OSError when /proc/net/tcp cannot be read."""
     import ipaddress
 
     chosen, left_out = [], {"--exclude": [], "--ports": [], "ours": []}
@@ -49,6 +52,7 @@ def listening(ports, exclude, deadline: float) -> Tuple[List[Listener], Dict[str
             chosen.append((bound, port, inode, uid))
     owners = procfs.socket_owners([inode for _, _, inode, _ in chosen], deadline)
     own = [ipaddress.ip_network("%s/%d" % pair, strict=False) for pair in procfs.own_addresses()]
+    zones = procfs.interfaces()
     found, elsewhere, seen = [], [], set()
     for bound, port, inode, uid in chosen:
         pid = owners.get(inode)
@@ -56,11 +60,23 @@ def listening(ports, exclude, deadline: float) -> Tuple[List[Listener], Dict[str
             left_out["ours"].append(port)
             continue
         address = connect_address(bound)
+        ip = ipaddress.ip_address(address)
+        why = "" if ip.is_loopback or any(ip in net for net in own) else \
+            "not an address of this host (bound with IP_FREEBIND?)"
+        if not why and ip.version == 6 and ip.is_link_local:
+            names = zones.get(address, [])
+            if len(names) == 1 and re.fullmatch(r"[\w.-]+", names[0], re.ASCII):
+                address = bound = "%s%%%s" % (address, names[0])
+            else:  # the socket's interface is not in /proc/net/tcp6: a guess could be another host's
+                why = "a link-local address of %s: which one it listens on cannot be told" % (
+                    "interfaces %s" % ", ".join(names) if len(names) > 1 else "an interface a config cannot name")
         if (address, port) not in seen:  # the same port bound twice (SO_REUSEPORT) is one listener
             seen.add((address, port))
             entry = Listener(address, port, bound, owner(pid) if pid else None, uid)
-            ip = ipaddress.ip_address(address)
-            (found if ip.is_loopback or any(ip in net for net in own) else elsewhere).append(entry)
+            if why:
+                elsewhere.append((entry, why))
+            else:
+                found.append(entry)
     found.sort(key=lambda entry: (entry.port, ":" in entry.address, entry.address))
     return found, {why: sorted(set(ports)) for why, ports in left_out.items() if ports}, elsewhere
 
@@ -82,18 +98,22 @@ def connect_address(bound: str) -> str:
 
 
 def owner(pid: int) -> Optional[Owner]:
-    """Who pid is, by name, and how a process check finds it again; None when it is gone."""
+    """Who pid is, by name, and how a process check finds it again; None when it is gone, or
+    has no name but blanks."""
     try:
         comm, argv = procfs.comm(pid), procfs.argv(pid)
     except OSError:
         return None
     program = os.path.basename(argv[0]) if argv else ""
     script = _script(argv) if _INTERPRETERS.fullmatch(comm) or _INTERPRETERS.fullmatch(program) else None
-    if script and program and _plain(program + script):
+    name = script and (os.path.basename(script.rstrip("/")) or script)
+    if name and name.strip() and program and _plain(program + script):
         pattern = r"(^|/)%s (.* )?%s( |$)" % (re.escape(program), re.escape(script))
-        return Owner(pid, os.path.basename(script.rstrip("/")) or script, {"pattern": pattern})
+        return Owner(pid, name, {"pattern": pattern})
     # comm is cut at 15 characters: argv[0]'s name is whole, unless the program rewrote it (nginx: master ...)
     name = program if program.startswith(comm) and _plain(program) and " " not in program else comm
+    if not name.strip():  # named "" or " " (PR_SET_NAME), argv[0] no better: nothing a person or a check knows it by
+        return None
     return Owner(pid, name, {"executable": name})
 
 
