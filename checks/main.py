@@ -185,13 +185,22 @@ def _tool(args) -> int:
         raise _Stopped(signum)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop)
+    from checks.cli.terminal import say
+
     __import__(TOOLS[args.command][0])
     try:
         return sys.modules[TOOLS[args.command][0]].main(args)
     except _Stopped as stopped:
-        from checks.cli.terminal import say
         say("smoke.py %s: stopped by %s" % (args.command, signal.Signals(stopped.args[0]).name))
         return 128 + stopped.args[0]
+    except MemoryError:
+        say("smoke.py %s: out of memory (a limit of this host: ulimit -v?)" % args.command)
+        return 3
+    except Exception as exc:  # a defect of ours is never a pass or a fail (1) of what it reads
+        if getattr(args, "debug", False):
+            raise
+        say("smoke.py %s: internal error: %s: %s" % (args.command, type(exc).__name__, exc))
+        return 3
 
 
 def main(argv=None):

@@ -276,7 +276,12 @@ def test_exit_codes_follow_the_worst_host(service, tmp_path):
     assert summary(passed)[0].returncode == 0
     done, view = summary(passed, erred, "--format", "json")
     assert done.returncode == 3 and view["hosts"][0]["host"] == "b" and view["hosts"][0]["status"] == "error"
-    assert summary(tmp_path / "missing.json")[0].returncode == 3
+    typo = summary(tmp_path / "missing.json")[0]  # nothing at any path given: a typo, not a host that sent nothing
+    assert typo.returncode == 2 and typo.stderr == "smoke.py summary: error: %s: no such file or directory\n" % (
+        tmp_path / "missing.json"), typo.stderr
+    done, view = summary(passed, tmp_path / "missing.json", "--format", "json")  # one of them is: that host sent none
+    assert done.returncode == 3 and view["hosts"][0]["reports"][0]["problem"] == \
+        "cannot read it: No such file or directory"
     (tmp_path / "nothing").mkdir()
     done = summary(tmp_path / "nothing")[0]
     assert done.returncode == 3 and "no report (*.json) in it" in done.stderr

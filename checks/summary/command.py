@@ -8,6 +8,8 @@ failed, 2 on bad usage.
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List
@@ -76,6 +78,11 @@ def build(paths: List[str], thresholds=()) -> Dict[str, Any]:
     from checks import summary
     from checks.summary import load
 
+    missing = [path for path in paths if not os.path.lexists(path)]
+    if missing and len(missing) == len(paths):  # a typo, not a host that sent nothing: one of them would be there
+        from checks import ConfigError
+        raise ConfigError("%s: no such file or directory%s" % (missing[0], " (nor %d more)" % (len(missing) - 1)
+                                                                if len(missing) > 1 else ""))
     files, empty = summary.find(paths)
     reports = [summary.read(path, place, home) for path, place, home in files] + empty
     readable = [report for report in reports if report.problem is None]
