@@ -610,6 +610,8 @@ def test_a_listener_that_refuses_when_asked_is_left_out_named(tmp_path):
         sock.close()
     assert done.returncode == 0, done.stderr
     assert config["health"]["checks"] == []
+    assert "nothing found to check in what --ports, --exclude and --skip leave: the config has no checks" in \
+        done.stderr and "wrote 0 checks to " in done.stderr
     assert re.search(r":%d \S+ \(pid %d\) on 0\.0\.0\.0: refused the connection when asked: left out"
                      % (port, os.getpid()), done.stderr), done.stderr
 

@@ -8,6 +8,7 @@ cannot be read or the file written.
 
 from __future__ import annotations
 
+import sys
 import time
 
 TYPE_CHECKING = False
@@ -174,18 +175,24 @@ def _run(args) -> int:
                "health --config %s. Names, tags and expectations are suggestions: edit freely." % (
                    __version__, os.uname().nodename, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    _counts(checks), args.output or "FILE"))
+    if not checks:  # written as found, and said now: health would refuse it later (nothing to check, exit 2)
+        _say("nothing found to check in %s: the config has no checks, and health --config refuses such a one" % (
+            "what --ports, --exclude and --skip leave" if ports or exclude or skip else "this host"))
     doc = snapshot.config(checks, comment)
     text = write.to_toml(doc) if form == "toml" else write.to_json(doc)
+    count = "%d check%s" % (len(checks), "" if len(checks) == 1 else "s")
     if args.output is None:
         emit(text)
-        _say("%d checks in %.1fs" % (len(checks), time.monotonic() - started))
+        _say("%s in %.1fs" % (count, time.monotonic() - started))
         return 0
     problem = sinks.write_output(args.output, text)
     if problem:
         _say(problem)
         return 3
-    _say("wrote %d checks to %s in %.1fs (smoke.py health --config %s runs them)" % (
-        len(checks), args.output, time.monotonic() - started, args.output))
+    older = " (a TOML config needs Python 3.11; --format json runs anywhere)" if form == "toml" and \
+        sys.version_info < (3, 11) else ""
+    _say("wrote %s to %s in %.1fs (smoke.py health --config %s runs them%s)" % (
+        count, args.output, time.monotonic() - started, args.output, older))
     return 0
 
 
@@ -368,5 +375,5 @@ def _counts(checks: List[Dict[str, Any]]) -> str:
     kinds: Dict[str, int] = {}
     for check in checks:
         kinds[check["kind"]] = kinds.get(check["kind"], 0) + 1
-    return "%d checks (%s)" % (len(checks), ", ".join("%d %s" % (n, kind) for kind, n in sorted(kinds.items()))) \
+    return "%d check%s (%s)" % (len(checks), "" if len(checks) == 1 else "s", ", ".join("%d %s" % (n, kind) for kind, n in sorted(kinds.items()))) \
         if checks else "no checks"
