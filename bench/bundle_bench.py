@@ -95,6 +95,7 @@ def snapshot(workdir):
     os.mkdir(os.path.join(trees[0], "tools"))
     shutil.copy(os.path.join(ROOT, "tools", "bundle.py"), os.path.join(trees[0], "tools"))
     bundle = os.path.join(workdir, "dist", "smoke.py")
+    os.mkdir(os.path.dirname(bundle))  # tools/bundle.py makes no directory but make bundle's dist/
     subprocess.run([sys.executable, os.path.join(trees[0], "tools", "bundle.py"), "--output", bundle], check=True,
                    stdout=subprocess.DEVNULL)
     return os.path.join(trees[0], "smoke.py"), os.path.join(trees[1], "smoke.py"), bundle

@@ -69,11 +69,26 @@ def instructions(argv, env=None):
 
 
 def wall(argv, env=None):
-    """(seconds, peak RSS in MB) of one run of argv."""
+    """Seconds one run of argv takes."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or WARM_ENV)
-    _, _, usage = os.wait4(proc.pid, 0)
-    return time.perf_counter() - started, usage.ru_maxrss / 1024.0
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or WARM_ENV)
+    return time.perf_counter() - started
+
+
+# Started by a small process: a child's ru_maxrss starts at its parent's resident size when it
+# forks, and this bench grows past 100 MB (the 50 MB history it writes), which every child
+# measured straight from here would report as its own peak.
+_LAUNCH = ("import os, sys\npid = os.fork()\nif not pid:\n    os.execv(sys.argv[2], sys.argv[2:])\n"
+           "_, status, usage = os.wait4(pid, 0)\nopen(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+           "sys.exit(status >> 8)")
+
+
+def peak_mb(argv, env=None, **popen):
+    """The peak RSS (MB) of one run of argv, forked from a fresh Python (about 10 MB: the floor)."""
+    with tempfile.NamedTemporaryFile("r") as out:
+        subprocess.run([PY, "-c", _LAUNCH, out.name] + list(argv), env=env or WARM_ENV,
+                       **dict({"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}, **popen))
+        return int(out.read() or 0) / 1024.0
 
 
 def ratios(base_argv, our_argv, repeats):
@@ -85,7 +100,7 @@ def ratios(base_argv, our_argv, repeats):
         if VALGRIND:
             base, ours = instructions(base_argv), instructions(our_argv)
         else:
-            base, ours = wall(base_argv)[0], wall(our_argv)[0]
+            base, ours = wall(base_argv), wall(our_argv)
         if base and ours:
             found.append(ours / base)
     return found
@@ -140,9 +155,8 @@ def history_cost(missed, repeats, port, workdir):
         for argv_of in (argv + [empty], argv + [big]):
             wall(argv_of)  # bytecode written
         for _ in range(max(3, repeats)):
-            (t_empty, m_empty), (t_big, m_big) = wall(argv + [empty]), wall(argv + [big])
-            times.append(t_big / t_empty)
-            memory.append(m_big / m_empty)
+            times.append(wall(argv + [big]) / wall(argv + [empty]))
+            memory.append(peak_mb(argv + [big]) / peak_mb(argv + [empty]))
         judged("history %s: a one-check run with a 50 MB history against none, time" % label, times, 1.05, missed)
         judged("history %s: the same, peak memory" % label, memory, 1.05, missed)
 
@@ -184,9 +198,9 @@ def scale(missed, repeats, workdir, checks=10000):
                 seconds, against = [], []
                 for repeat in range(repeats):  # in turns, the first one alternating: drift hits both
                     if repeat % 2:
-                        theirs_s, ours_s = wall(theirs)[0], wall(ours)[0]
+                        theirs_s, ours_s = wall(theirs), wall(ours)
                     else:
-                        ours_s, theirs_s = wall(ours)[0], wall(theirs)[0]
+                        ours_s, theirs_s = wall(ours), wall(theirs)
                     seconds.append(ours_s)
                     against.append(ours_s / theirs_s)
                 if kind == "file":
@@ -218,15 +232,13 @@ def fan_out(port, workdir, checks=200, concurrency=50, delay_ms=100):
     with open(config, "w") as fh:
         json.dump({"health": {"checks": table}}, fh)
     out_path = os.path.join(workdir, "report.json")
-    proc = subprocess.Popen([PY, SMOKE, "health", "--config", config, "--concurrency", str(concurrency),
-                             "--output", out_path, "--quiet"], stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
+    peak = peak_mb([PY, SMOKE, "health", "--config", config, "--concurrency", str(concurrency), "--output", out_path,
+                    "--quiet"])
     with open(out_path) as fh:
         report = json.load(fh)
     if report["summary"]["pass"] != checks:
         raise SystemExit("fan-out: only %d of %d checks passed" % (report["summary"]["pass"], checks))
-    return report["duration_ms"], usage.ru_maxrss / 1024.0
+    return report["duration_ms"], peak
 
 
 def deploy_timings(workdir, build_s=1.0, interval=0.1):
