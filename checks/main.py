@@ -213,7 +213,10 @@ def main(argv=None):
         park_stdout()
         return 0
     import threading
-    threading.stack_size(THREAD_STACK)
+    try:
+        threading.stack_size(THREAD_STACK)
+    except (RuntimeError, ValueError):  # a platform that sets no thread's stack: its own default
+        pass
     if args.command in TOOLS:  # it runs no check: none of the run's stages
         return _tool(args)
     from checks import SmokeError, cli
