@@ -20,6 +20,7 @@ by default every step stands on all before it (a sequence); a command may say ot
 from __future__ import annotations
 
 import collections
+import os
 import re
 import time
 
@@ -78,10 +79,10 @@ def load(table, where: str, section: str, name: str, known: Set[str], builtins: 
     extras = Fields({key: table.pop(key) for key in ("capture", "always", "repeat", "identical", "compare",
                                                   "concurrency", "continue_on_error") if key in table}, where)
     needs, filled_later = set(), []
-    if table.get("shell") and isinstance(table.get("command"), str) and single_quoted(table["command"]):
+    script = _script(table)
+    if script is not None and single_quoted(script):
         raise ConfigError("%s.command: {%s} is inside single quotes, where the shell expands nothing: write it "
-                          "in double quotes, \"{%s}\"" % (where, single_quoted(table["command"])[0],
-                                                           single_quoted(table["command"])[0]))
+                          "in double quotes, \"{%s}\"" % (where, single_quoted(script)[0], single_quoted(script)[0]))
     for at, text in _strings(table, where):
         for var in names(text):
             if var not in known:
@@ -154,32 +155,89 @@ def _strings(obj: Any, where: str) -> Iterable[Tuple[str, str]]:
 
 
 def fill_step(table: Dict[str, Any], variables: Dict[str, Any], captured=frozenset()) -> Dict[str, Any]:
-    """A step's table filled. In a shell command string the shell never sees a value: {var}
-    becomes ${SMOKE_VAR_var}, a variable in the command's environment, and a shell does not
-    parse what a variable expands to, whatever quotes are around it (a reason with $(...)
-    or a quote in it stays text). What a server answered (captured) stays data elsewhere too:
-    in a URL's path or query it is one segment, percent-encoded, and in a command's argv it
-    never starts an option (ConfigError)."""
-    if captured:
-        _no_option(table.get("command"), variables, captured)
-    if not (table.get("shell") and isinstance(table.get("command"), str)):
+    """A step's table filled. In a shell script (a shell: true command, or the script of
+    sh -c, bash -c ...) the shell never sees a value as code: {var} becomes "${SMOKE_VAR_var}",
+    a variable of the command's environment, quoted (so neither split into words nor globbed),
+    and a shell does not parse what a variable expands to (a reason with $(...) or a quote in it
+    stays text). What a server answered (captured) stays data elsewhere too: in a URL's path or
+    query it is one percent-encoded segment, and it never begins an argument with '-', where a
+    program would read an option (ConfigError)."""
+    script = _script(table)
+    command = table.get("command")
+    if captured and isinstance(command, list):
+        _no_option([word for word in command if word is not script], variables, captured)
+    if script is None:
         filled = fill(table, variables)
         if captured and isinstance(table.get("url"), str):
             filled["url"] = _fill_url(table["url"], variables, captured)
         return filled
     filled = fill({key: value for key, value in table.items() if key != "command"}, variables)
+    env = dict(filled.get("env") or {})
+    text = _in_shell(script, variables, captured, env)
+    filled["command"] = text if isinstance(command, str) else [
+        text if word is script else fill(word, variables) for word in command]
+    if env:
+        filled["env"] = env
+    return filled
+
+
+_SHELLS = frozenset(("sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"))
+
+
+def _script(table: Dict[str, Any]) -> Optional[str]:
+    """The shell script in a step's command: all of it with shell: true, or the word after -c
+    (-ec, -xc ...) of a command a shell runs (["sh", "-c", "curl .../{id}"]); None for others."""
+    command = table.get("command")
+    if isinstance(command, str):
+        return command if table.get("shell") else None
+    if not (isinstance(command, list) and command and isinstance(command[0], str)
+            and os.path.basename(command[0]) in _SHELLS):
+        return None
+    for i, word in enumerate(command[1:-1], 1):
+        if not (isinstance(word, str) and word.startswith("-")) or word == "--":
+            return None
+        if not word.startswith("--") and "c" in word[1:] and isinstance(command[i + 1], str):
+            return command[i + 1]
+    return None
+
+
+def _in_shell(script: str, variables: Dict[str, Any], captured, env: Dict[str, str]) -> str:
+    """script with each {var} a quoted variable of env ("${SMOKE_VAR_var}"; inside double quotes
+    already, ${SMOKE_VAR_var}); a captured value beginning a word with '-' is a ConfigError."""
+    quoting = _quoting(script)
     given: Dict[str, str] = {}
 
     def variable(match) -> str:
         if match.group("name") not in variables:
             return match.group()
+        value = _text(_value(match, variables))
         name = "SMOKE_VAR_%s%s" % (match.group("name"), "_%d" % len(given) if match.group() in given else "")
         given.setdefault(match.group(), name)
-        filled.setdefault("env", dict(filled.get("env") or {}))[given[match.group()]] = _text(_value(match, variables))
-        return "${%s}" % given[match.group()]
+        env[given[match.group()]] = value
+        inside = quoting.get(match.start())
+        before = script[:match.start()]
+        before = before[:-1] if inside and before.endswith('"') else before  # "{var}" begins a word as {var} does
+        if match.group("name") in captured and value.startswith("-") and (not before or before[-1] in " \t\n;|&("):
+            raise ConfigError("{%s} is %r, which the command would read as an option: a captured value never "
+                              "begins an argument with '-'" % (match.group("name"), value[:40]))
+        return "${%s}" % given[match.group()] if inside else '"${%s}"' % given[match.group()]
 
-    filled["command"] = PLACEHOLDER.sub(variable, table["command"])
-    return filled
+    return PLACEHOLDER.sub(variable, script)
+
+
+def _quoting(script: str) -> Dict[int, bool]:
+    """{where a placeholder starts: whether it is inside double quotes} of a shell script."""
+    found, quote, escaped = {}, None, False
+    for index, char in enumerate(script):
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif char in "'\"" and quote in (None, char):
+            quote = None if quote else char
+        elif char == "{" and quote != "'" and PLACEHOLDER.match(script, index):
+            found[index] = quote == '"'
+    return found
 
 
 def _fill_url(url: str, variables: Dict[str, Any], captured) -> str:
@@ -189,8 +247,8 @@ def _fill_url(url: str, variables: Dict[str, Any], captured) -> str:
     from urllib.parse import quote
 
     scheme = url.find("://")
-    path_at = url.find("/", scheme + 3) if scheme >= 0 else url.find("/")
-    path_at = len(url) if path_at < 0 else path_at
+    after = [url.find(mark, scheme + 3 if scheme >= 0 else 0) for mark in "/?#"]
+    path_at = min([at for at in after if at >= 0] or [len(url)])  # where the path, or else the query, begins
 
     def one(match) -> str:
         if match.group("name") not in variables:
@@ -203,16 +261,17 @@ def _fill_url(url: str, variables: Dict[str, Any], captured) -> str:
     return fill(url, variables) if whole else PLACEHOLDER.sub(one, url)
 
 
-def _no_option(command: Any, variables: Dict[str, Any], captured) -> None:
-    """A captured value that would be a whole argument of a command starting with '-' (not a
-    number): the program would read an option a server chose (--delete-all)."""
-    for word in command if isinstance(command, list) else ():
-        whole = PLACEHOLDER.fullmatch(word) if isinstance(word, str) else None
-        if whole and whole.group("name") in captured and whole.group("name") in variables:
-            value = _text(_value(whole, variables))
-            if value.startswith("-") and not re.fullmatch(r"-[0-9.]+", value):
+def _no_option(words: List[Any], variables: Dict[str, Any], captured) -> None:
+    """An argument that would begin with a captured value starting with '-' (a negative number
+    too: kill -9 {pid} with -1 is every process): the program would read what a server chose as
+    an option (--delete-all, -o/etc/x)."""
+    for word in words:
+        first = PLACEHOLDER.match(word) if isinstance(word, str) else None
+        if first and first.group("name") in captured and first.group("name") in variables:
+            value = _text(_value(first, variables))
+            if value.startswith("-"):
                 raise ConfigError("{%s} is %r, which the command would read as an option: a captured value never "
-                                  "starts an argument with '-'" % (whole.group("name"), value[:40]))
+                                  "begins an argument with '-'" % (first.group("name"), value[:40]))
 
 
 def single_quoted(command: str) -> List[str]:

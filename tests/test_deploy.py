@@ -658,3 +658,62 @@ def test_a_captured_value_stays_one_segment_of_a_url_and_never_an_option(tmp_pat
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_captured_value_is_never_code_a_word_list_a_glob_or_an_option_in_a_shell(tmp_path):
+    """What a platform answers reaches a shell as data: in a shell: true command and in the
+    script of sh -c it is one quoted word (not split at its space, not globbed, not run as
+    $(...)), a query is percent-encoded, and a value starting with '-' never begins an argument
+    (-o/x in {opt}.txt, -1 in kill -9 {pid})."""
+    import http.server
+    import threading
+
+    victim, models = tmp_path / "victim", tmp_path / "models"
+    for directory in (victim, models / "a", models / "b"):
+        directory.mkdir(parents=True)
+    answer = {"id": "m1 %s" % victim, "star": "*", "rid": "r1$(touch %s/PWNED)`touch %s/PWNED2`" % (tmp_path, tmp_path),
+              "q": "a&b=1#c", "opt": "-o%s/PWNED3" % tmp_path, "pid": "-1"}
+    asked = []
+
+    class Platform(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Platform)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = "http://127.0.0.1:%d" % server.server_address[1]
+    out = tmp_path / "said.txt"
+    section = {"deploy": {"kind": "http", "url": base + "/new",
+                          "capture": {key: "json." + key for key in answer}},
+               "predict": [{"kind": "http", "url": base + "?model={q}"},
+                           {"kind": "command", "command": ["sh", "-c", "echo status {rid} > %s" % out]}],
+               "cleanup": {"kind": "command", "shell": True, "command": "rm -rf %s/{id} %s/{star}" % (models, models)}}
+    try:
+        done, _, results = deploy(tmp_path, section)
+        assert done.returncode == 0, (done.stderr, results)
+        assert asked == ["/new", "/?model=a%26b%3D1%23c"]
+        assert out.read_text() == "status %s\n" % answer["rid"]
+        assert not (tmp_path / "PWNED").exists() and not (tmp_path / "PWNED2").exists()
+        assert victim.exists() and (models / "a").exists() and (models / "b").exists()  # no such model: nothing
+        for command in (["sort", "{opt}.txt"], ["kill", "-9", "{pid}"]):
+            section["cleanup"] = {"kind": "command", "command": command}
+            done, _, results = deploy(tmp_path, section)
+            assert done.returncode == 3 and "which the command would read as an option" in \
+                results["cleanup"]["message"], results["cleanup"]
+        section["cleanup"] = {"kind": "command", "shell": True, "command": "ls \"{opt}\""}
+        done, _, results = deploy(tmp_path, section)
+        assert done.returncode == 3 and "read as an option" in results["cleanup"]["message"]
+        assert not (tmp_path / "PWNED3").exists()
+    finally:
+        server.shutdown()
+        server.server_close()
