@@ -55,7 +55,10 @@ def read_trusted(path: str, cap: int, timeout: float = fsio.READ_TIMEOUT_S,
     a rollback acts on, a perf baseline); refused (ConfigError) when a user other than us and
     root could have written it, since it would steer what runs as us. Judged on what was
     opened, so a file swapped after the check is never read. OSError when it cannot be read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: its writer is waited for below
+    try:
+        fd = fsio.open_steady(path)  # a FIFO: its writer is waited for below
+    except fsio.Refused as exc:  # a link or a directory of another user's on the way: it chose what is read
+        raise ConfigError("%s: not read: %s, and %s" % (path, fsio.why(exc).split(" (keep a state")[0], because))
     try:
         info = os.fstat(fd)
         others = fsio.written_by_others(info)

@@ -130,8 +130,8 @@ def _open_dir(name: str, dir_fd: Optional[int]) -> int:
 
 
 def _link_refused(path: str, info: os.stat_result) -> Refused:
-    return Refused(errno.EPERM, "%s is a link of user %d, not ours or root's: smoke.py does not write through "
-                                "another user's links" % (path, info.st_uid))
+    return Refused(errno.EPERM, "%s is a link of user %d, not ours or root's: smoke.py neither writes nor reads "
+                                "through another user's links" % (path, info.st_uid))
 
 
 def locate(path: str, make: bool = False, mode: int = 0o700, follow: bool = True,
@@ -189,6 +189,21 @@ def locate(path: str, make: bool = False, mode: int = 0o700, follow: bool = True
     except BaseException:
         os.close(fd)
         raise
+
+
+def open_steady(path: str) -> int:
+    """path opened to read (non-blocking, close-on-exec) only through what no other user could
+    have changed: no link of theirs and no directory they own or can change on the way (locate,
+    steady), the last part no link either; so a link planted in /tmp, or a directory of theirs,
+    cannot choose which of our files is read. A descriptor of ours (/dev/fd/N, /proc/self/fd/N,
+    /dev/stdin: --config <(...)) is opened as it is. Refused, or OSError."""
+    if path == "/dev/stdin" or path.startswith(("/dev/fd/", "/proc/self/fd/")) and path.rsplit("/", 1)[1].isdigit():
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    dir_fd, name = locate(path, steady=True)
+    try:
+        return os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def refuse_unsafe(fd: int, name: str, where: str, replacing: bool) -> None:

@@ -440,10 +440,16 @@ def _trusted(path: str) -> None:
     from checks import fsio
 
     try:
-        info = os.stat(path)
+        fd = fsio.open_steady(path)  # a link or a directory of another user's on the way chose the file
+    except fsio.Refused as exc:
+        raise ConfigError("--from: %s: not read: %s, and %s" % (path, fsio.why(exc).split(" (keep a state")[0],
+                                                               TRUSTED_BECAUSE))
     except OSError:
         return  # said when it is read, as a report that cannot be read
-    others = fsio.written_by_others(info)
+    try:
+        others = fsio.written_by_others(os.fstat(fd))
+    finally:
+        os.close(fd)
     if others:
         raise ConfigError("--from: %s: not read: it %s, and %s: read it, then copy it to a file of your own" % (
             path, others, TRUSTED_BECAUSE))
