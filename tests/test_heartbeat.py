@@ -309,6 +309,10 @@ def test_templates_stay_in_run_dir_and_keep_literal_braces(tmp_path):
     assert done.returncode == 0, done.stdout[-500:]
     text = open(os.path.join(report["metrics"]["heartbeat"]["run_dir"], "data", "w1", "sub", "run.sh")).read()
     assert '"${HOME}" {literal}' in text and text.startswith("PORT=") and text.splitlines()[2].isdigit()
+    if os.geteuid() == 0:  # a template another user could have written configures what runs as us: not read
+        os.chown(str(template), 65534, 65534)
+        done, _, _ = heartbeat(path, "--validate")
+        assert done.returncode == 2 and "not read: it belongs to user 65534" in done.stderr, done.stderr
 
 
 def test_more_bad_configs_are_exit_2(tmp_path):

@@ -247,6 +247,24 @@ def test_another_users_pidfile_names_only_that_users_processes(tmp_path):
         done, _, results = attach("--pidfile", shared / ("%d-%d-644.pid" % (victim.pid, NOBODY)), "--log", log,
                                   "--failure-pattern", FAILED, "--expect-worker", "w1", "--deadline", 1)
         assert done.returncode == 2 and "a process of user 0: not killed" in done.stderr, done.stderr
+        # nobody's directory (as /run/redis is redis's): nobody's link there to root's pidfile, or root's
+        # pidfile left there, aims at root's process through nobody's hands; nobody's own process is fine
+        run = tmp_path / "run"
+        run.mkdir()
+        os.chown(str(run), NOBODY, NOBODY)
+        os.symlink(str(shared / ("%d-0-644.pid" % victim.pid)), str(run / "link.pid"))
+        os.lchown(str(run / "link.pid"), NOBODY, NOBODY)
+        (run / "left.pid").write_text("%d\n" % victim.pid)
+        (run / "own.pid").write_text("%d\n" % theirs.pid)
+        for pidfile, words in ((run / "link.pid", "is a link of user %d" % NOBODY),
+                               (run / "left.pid", "is user %d's to write and names pid %d, a process of user 0"
+                                % (NOBODY, victim.pid))):
+            done, _, _ = attach("--pidfile", pidfile, "--log", log, "--failure-pattern", FAILED, "--expect-worker",
+                                "w1", "--deadline", 1)
+            assert done.returncode == 2 and words in done.stderr, done.stderr
+        done, _, _ = attach("--pidfile", run / "own.pid", "--log", log, "--failure-pattern", FAILED,
+                            "--expect-worker", "w1", "--dry-run")
+        assert done.returncode == 0, done.stderr
         assert victim.poll() is None and theirs.poll() is None
     finally:
         for proc in (victim, theirs):

@@ -161,9 +161,10 @@ def _attach(fields: Fields) -> Optional[Tuple[int, str, Optional[int]]]:
 
 def _pid_to_kill(pidfile: str, where: str) -> int:
     """The pid a pidfile names, read only where its writer could not aim the kill elsewhere
-    (systemd's rule for PIDFile=): a file of ours or root's that no other user can write names
-    any process; a file of another user's (a service's own, /run/redis/redis-server.pid) only one
-    of that user's processes, and only when no third user can write it. ConfigError otherwise."""
+    (systemd's rule for PIDFile=): reached through no other user's link, a file of ours or root's
+    in a directory of ours or root's, that no other user can write, names any process; a file or
+    a directory of another user's (a service's own, /run/redis/redis-server.pid) only one of that
+    user's processes, and only when no third user could have placed it. ConfigError otherwise."""
     import errno
     import stat as stat_
 
@@ -171,7 +172,12 @@ def _pid_to_kill(pidfile: str, where: str) -> int:
     from checks.probes import proc
 
     try:
-        fd = os.open(pidfile, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        dir_fd, name = fsio.locate(pidfile)  # another user's link on the way: Refused
+        try:
+            folder = os.fstat(dir_fd)
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
         try:
             info = os.fstat(fd)
             if not stat_.S_ISREG(info.st_mode):
@@ -184,19 +190,19 @@ def _pid_to_kill(pidfile: str, where: str) -> int:
     if not text.isdigit() or not 1 < int(text) <= proc.PID_MAX:
         raise ConfigError("%s: %s holds %r, not a pid" % (where, pidfile, text[:20]))
     pid = int(text)
-    if fsio.ours_or_roots(info):
-        others = fsio.written_by_others(info)
-        if others:
-            raise ConfigError("%s: %s %s: not trusted to name the process to kill (chmod go-w)" % (
-                where, pidfile, others))
-        return pid
-    if info.st_mode & 0o022:
-        raise ConfigError("%s: %s belongs to user %d and can be written by others too (mode %04o): not trusted to "
-                          "name the process to kill" % (where, pidfile, info.st_uid, stat_.S_IMODE(info.st_mode)))
+    # who could have put this file here: its owner and its directory's, and anyone when either lets others write
+    writers = {entry.st_uid for entry in (info, folder) if not fsio.ours_or_roots(entry)}
+    loose = info.st_mode & 0o022 and (writers or fsio.written_by_others(info)) or \
+        folder.st_mode & 0o002 and not folder.st_mode & stat_.S_ISVTX
+    if loose or len(writers) > 1:
+        raise ConfigError("%s: %s could be written by more than one user (file mode %04o, user %d; its directory "
+                          "mode %04o, user %d): not trusted to name the process to kill" % (
+                              where, pidfile, stat_.S_IMODE(info.st_mode), info.st_uid, stat_.S_IMODE(folder.st_mode),
+                              folder.st_uid))
     owner = _uid_of(pid)
-    if owner is not None and owner != info.st_uid:
-        raise ConfigError("%s: %s belongs to user %d and names pid %d, a process of user %d: not killed (another "
-                          "user's pidfile may name only that user's processes)" % (where, pidfile, info.st_uid, pid,
+    if writers and owner is not None and owner not in writers:
+        raise ConfigError("%s: %s is user %d's to write and names pid %d, a process of user %d: not killed (another "
+                          "user's pidfile may name only that user's processes)" % (where, pidfile, min(writers), pid,
                                                                                    owner))
     return pid
 
@@ -336,11 +342,13 @@ def _template(item: Any, variables: Dict[str, Any], where: str) -> Tuple[str, st
     if not target.startswith(variables["run_dir"] + os.sep):
         raise ConfigError("%s: %s is outside run_dir (%s): a template is copied into the run's own directory, "
                           "e.g. \"{dir}/NAME.conf\"" % (fields.at("to"), target, variables["run_dir"]))
-    from checks.probes import proc
-    try:
-        data = proc.read_small(source, MAX_TEMPLATE + 1)  # a FIFO would block the load
-    except CheckError as exc:
+    from checks.config import read_trusted
+    try:  # what it says configures a process run as us: read as a config is (a FIFO, for 2 s at most)
+        data = read_trusted(source, MAX_TEMPLATE + 1, 2.0, "the process started from it runs as you")
+    except ConfigError as exc:
         raise ConfigError("%s: %s" % (fields.at("from"), exc))
+    except OSError as exc:
+        raise ConfigError("%s: cannot read %s: %s" % (fields.at("from"), source, fsio.why(exc)))
     if len(data) > MAX_TEMPLATE:
         raise ConfigError("%s: %s is over %d bytes: a template, not data" % (fields.at("from"), source, MAX_TEMPLATE))
     try:
