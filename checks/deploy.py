@@ -295,6 +295,15 @@ def _trusted_url(source: str, where: str) -> None:
     if not local:
         raise ConfigError("%s: %s is plain http to another host: its vars fill the steps' commands, and anyone on "
                           "the way could change them; give an https URL" % (where, source))
+    from checks import procfs
+    port = urlsplit(source).port or 80
+    try:
+        owners = {uid for _, listening, _, uid in procfs.listeners() if listening == port}
+    except OSError:  # no /proc/net/tcp to tell: this host's own port, as before
+        return
+    if owners and not owners & {0, os.geteuid()}:  # any local user may listen on a free port above 1023
+        raise ConfigError("%s: %s is answered by user %d's listener, not yours or root's: its vars would fill the "
+                          "steps' commands" % (where, source, min(owners)))
 
 
 def _run_id() -> str:

@@ -600,6 +600,18 @@ def test_a_targets_url_is_fetched_within_the_deadline_and_read_strictly(platform
             "followed elsewhere" in done.stderr, done.stderr
         done, _, _ = deploy(tmp_path, lifecycle(platform, targets="http://192.0.2.7/planes.json"), "--validate")
         assert done.returncode == 2 and "is plain http to another host" in done.stderr, done.stderr
+        if os.geteuid() == 0:  # a port of this host another user listens on (the inventory down, theirs up)
+            theirs = subprocess.Popen(["/usr/bin/python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd="/",
+                                      preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+            try:
+                port = int(theirs.stdout.readline().split(" port ")[1].split()[0])
+                done, _, _ = deploy(tmp_path, lifecycle(platform, targets="http://127.0.0.1:%d/t.json" % port),
+                                    "--validate")
+                assert done.returncode == 2 and "is answered by user 65534's listener" in done.stderr, done.stderr
+            finally:
+                theirs.kill()
+                theirs.wait()
     finally:
         server.shutdown()
         server.server_close()
