@@ -27,14 +27,26 @@ _FUTURE_S = 300  # a record stamped later than this is a wrong clock's, or anoth
 
 def writable(incident_log: str, rollback_log: Optional[str]) -> Optional[str]:
     """Why the incident could not be recorded (checked before anything is done), or None.
-    Their directories are made, as a log's are on a fresh host."""
+    Their directories are made, as a log's are on a fresh host. An incident log that another
+    user could have written is not read (state.trust(), judged on the file opened): a line of
+    theirs saying a rollback ran would hold every rollback back for a cooldown."""
+    import stat
+
     for path in (incident_log, rollback_log):
         if path is None:
             continue
         try:
-            os.close(fsio.open_append(path, make_dirs=True))
+            fd = fsio.open_append(path, make_dirs=True)
         except OSError as exc:
             return "cannot record the incident in %s: %s" % (path, fsio.why(exc))
+        try:
+            info = os.fstat(fd)
+            if path == incident_log and stat.S_ISREG(info.st_mode):  # /dev/null holds no rollback
+                state.trust(info, path)
+        except OSError as exc:
+            return "the incident log is not read: %s" % fsio.why(exc)
+        finally:
+            os.close(fd)
     return None
 
 
@@ -43,7 +55,7 @@ def last_rollback(incident_log: str) -> Tuple[Optional[float], str]:
     reads that gives a key twice is a ConfigError naming it: which one the cooldown would count
     is anybody's guess (a line that is not JSON, a torn one, is skipped)."""
     try:
-        size, data = fsio.read_tail(incident_log, state.MAX_READ)
+        size, data = state.tail(incident_log)  # not one another user could have written (writable())
     except OSError:
         return None, ""
     lines = data.split(b"\n")[1 if size > state.MAX_READ else 0:]

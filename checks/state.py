@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
     from typing import Any, Dict, List, Optional, Tuple
 
-from checks import SmokeError, fsio
+from checks import ConfigError, SmokeError, fsio
 
 
 def default_dir() -> str:
@@ -85,19 +85,60 @@ def _now() -> str:
     return utc_timestamp()
 
 
-def _tail(path: str, size: int = MAX_READ) -> Tuple[int, bytes]:
-    """(size, its newest `size` bytes); (0, b"") when there is no such file yet."""
+def trust(info: os.stat_result, path: str) -> None:
+    """fsio.Refused when a user other than us and root could have written the history or
+    incident log path (info: the opened file's fstat, never a stat of its name): runs that
+    failed, or a rollback that never ran, written in by them would steer what runs as us
+    (a notification's escalation, a rollback's triggers and cooldown)."""
+    others = fsio.written_by_others(info)
+    if others:
+        raise fsio.Refused(errno.EPERM, "%s %s: another user could have written in it what never happened (%s)" % (
+            path, others, "chmod go-w it" if fsio.ours_or_roots(info) else "it is not ours: move it away"))
+
+
+def _open(path: str) -> int:
+    """path opened to read: a regular file, trusted (trust()); the fd."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        return fsio.read_tail(path, size)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block, /dev/zero never ends
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR)) if stat.S_ISDIR(info.st_mode) else \
+                OSError(errno.EINVAL, "not a regular file")
+        trust(info, path)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def tail(path: str, size: int = MAX_READ) -> Tuple[int, bytes]:
+    """(the size of a history or incident log, its newest `size` bytes); (0, b"") when there is
+    no such file yet; fsio.Refused when another user could have written it (trust())."""
+    try:
+        fd = _open(path)
     except FileNotFoundError:
         return 0, b""
+    try:
+        total = os.fstat(fd).st_size
+        os.lseek(fd, max(0, total - size), os.SEEK_SET)
+        want = min(total, size)
+        return total, fsio.read_bounded(fd, want)[:want]  # a line appended meanwhile is the next reader's
+    finally:
+        os.close(fd)
 
 
 def _size(path: str) -> int:
+    """The history's size; fsio.Refused as tail()'s."""
     try:
-        return os.stat(path).st_size
+        fd = _open(path)
     except FileNotFoundError:
         return 0
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
 
 
 def _strict(line: bytes) -> Optional[Dict[str, Any]]:
@@ -114,8 +155,8 @@ def _strict(line: bytes) -> Optional[Dict[str, Any]]:
 def read_lines(path: str, newest: int = MAX_READ) -> Tuple[List[Dict[str, Any]], List[str]]:
     """The JSON objects of a JSON-lines file (its newest `newest` bytes), and what was wrong
     with the rest, in a line or two (a torn last line after a power cut). A missing file is
-    empty; one that cannot be read is OSError."""
-    size, data = _tail(path, newest)
+    empty; one that cannot be read is OSError, one another user could have written fsio.Refused."""
+    size, data = tail(path, newest)
     lines = data.split(b"\n")
     if size > newest:
         lines = lines[1:]  # the first is a part of a line
@@ -176,6 +217,8 @@ def record_run(state_dir: str, report: Dict[str, Any], limit: int = DEFAULT_LIMI
             _rewrite(path, kept[max(0, len(kept) - max(0, int(limit * 0.9) - 1)):] + [line])
         else:
             fsio.append(path, line + b"\n", line=True)
+    except fsio.Refused as exc:  # not appended to either: what it holds is not this host's record
+        problems.append("history: this run is not recorded: %s" % fsio.why(exc))
     except (OSError, ValueError) as exc:
         problems.append("history: cannot write %s: %s" % (path, fsio.why(exc)))
     except MemoryError:  # the run's own report matters more: it is still printed
@@ -190,7 +233,7 @@ def _newest_lines(path: str, count: int) -> Tuple[int, bytes]:
     MAX_READ): read backwards in growing pieces, so a big history costs what is kept."""
     size, want = 0, 1 << 16
     while True:
-        size, data = _tail(path, want)
+        size, data = tail(path, want)
         if len(data) >= size or want >= MAX_READ or data.count(b"\n") > count:
             return size, data
         want = min(MAX_READ, want * 4)
@@ -221,19 +264,27 @@ def _rewrite(path: str, lines: List[bytes]) -> None:
     fsio.replace(path, b"".join(line + b"\n" for line in lines if line.strip()), 0o644)
 
 
-def history(state_dir: str, newest: int = MAX_READ) -> Tuple[List[Dict[str, Any]], List[str]]:
+def history(state_dir: str, newest: int = MAX_READ, strict: bool = False) -> Tuple[List[Dict[str, Any]], List[str]]:
     """The runs recorded (those in its newest `newest` bytes), and warnings; a history that
-    cannot be read is none, and says why. One in a directory that is not ours alone is not
-    read: another user could have written it."""
+    cannot be read is none, and says why. One in a directory that is not ours alone, or that
+    another user could have written (trust()), is not read: they could have written runs that
+    never happened. strict: such a refusal is a ConfigError, not a warning (`smoke.py history`:
+    "no runs recorded" would say that none were)."""
     path = os.path.join(state_dir, "history.jsonl")
     try:
         fsio.private_dir(state_dir, make=False)
     except FileNotFoundError:
         return [], []
     except OSError as exc:
+        if strict:
+            raise ConfigError("the history in %s is not read: %s" % (state_dir, fsio.why(exc)))
         return [], ["history: not read from %s: %s" % (state_dir, fsio.why(exc))]
     try:
         return read_lines(path, newest)
+    except fsio.Refused as exc:
+        if strict:
+            raise ConfigError("the history in %s is not read: %s" % (state_dir, fsio.why(exc)))
+        return [], ["history: not read: %s" % fsio.why(exc)]
     except (OSError, MemoryError) as exc:
         return [], ["history: cannot read %s: %s" % (path, fsio.why(exc))]
 

@@ -155,6 +155,32 @@ def test_a_state_directory_another_user_owns_is_not_read(runs, tmp_path):
         "its own user's\n" % (theirs, theirs, NOBODY)), done.stderr
 
 
+@as_root
+def test_a_history_another_user_could_have_written_is_not_read(runs, tmp_path):
+    """history.jsonl of root's with mode 0666, or nobody's, in a state directory of ours (0755): nobody
+    could have written failing runs that never happened. Exit 2 in one line, as for a refused directory
+    (its runs exist: "no runs recorded" would be a lie), with nothing written (--html)."""
+    state_dir, _ = runs
+    for owner, mode, said in ((0, 0o666, "can be written by other users (mode 0666)"),
+                              (NOBODY, 0o644, "belongs to user 65534")):
+        ours = tmp_path / ("ours-%d" % owner)
+        ours.mkdir(mode=0o755)
+        history_file = ours / "history.jsonl"
+        history_file.write_bytes((state_dir / "history.jsonl").read_bytes())
+        os.chown(str(history_file), owner, owner)
+        history_file.chmod(mode)
+        done, _ = history_of(ours, "--format", "json", "--html", str(tmp_path / "h.html"))
+        assert done.returncode == 2 and done.stdout == "" and done.stderr == (
+            "smoke.py history: error: the history in %s is not read: %s %s: another user could have written in it "
+            "what never happened (%s)\n" % (ours, history_file, said, "chmod go-w it" if owner == 0 else
+                                            "it is not ours: move it away")), done.stderr
+        assert not (tmp_path / "h.html").exists()
+    history_file.chmod(0o600)
+    os.chown(str(history_file), 0, 0)
+    done, found = history_of(history_file.parent, "--format", "json")
+    assert done.returncode == 0 and found["runs"] == 5
+
+
 def test_the_state_directory_a_config_names_is_read(runs, tmp_path):
     state_dir, _ = runs
     config = tmp_path / "smoke.json"

@@ -781,3 +781,30 @@ def test_a_report_another_user_could_have_written_decides_nothing(site, tmp_path
     mine.write_text(json.dumps(planted))
     done, _, results = smoke("rollback", "--config", config(tmp_path, url, repo), "--from", mine)
     assert done.returncode == 1 and results["triggers"]["status"] == "fail", done.stderr  # a dry run: needed
+
+
+@as_root
+def test_an_incident_log_another_user_could_have_written_is_not_read_and_nothing_is_run(site, tmp_path):
+    """incidents.jsonl of root's with mode 0666 (in a directory of root's, 0755), or nobody's: nobody could
+    append a rollback that "just ran", and its cooldown would hold every rollback back for ever. Judged on
+    the file opened: the incident cannot be recorded, a critical error before anything is done (exit 3),
+    no step run, nothing appended; once only we could have written it, its cooldown counts."""
+    repo, url = site
+    path = tmp_path / "incidents.jsonl"
+    forged = json.dumps({"epoch": time.time(), "executed": True, "outcome": "rolled back and verified"}) + "\n"
+    for owner, mode, said in ((0, 0o666, "can be written by other users (mode 0666)"),
+                              (NOBODY, 0o644, "belongs to user 65534")):
+        path.write_text(forged)
+        os.chown(str(path), owner, owner)
+        path.chmod(mode)
+        done, report, results = smoke("rollback", "--config", config(tmp_path, url, repo), "--execute")
+        assert done.returncode == 3 and "cooldown" not in results, done.stdout
+        assert results["incident"]["message"] == "not rolled back: the incident log is not read: %s %s: another user " \
+            "could have written in it what never happened (%s)" % (path, said, "chmod go-w it" if owner == 0 else
+                                                                    "it is not ours: move it away")
+        assert results["incident"]["severity"] == "critical" and results["incident"]["status"] == "error"
+        assert log(repo) == ["v2", "v1"] and path.read_text() == forged
+    os.chown(str(path), 0, 0)
+    path.chmod(0o644)  # ours alone: the rollback it records did run, and holds this one back
+    done, report, results = smoke("rollback", "--config", config(tmp_path, url, repo), "--execute")
+    assert done.returncode == 1 and "within the cooldown" in results["cooldown"]["message"] and log(repo)[0] == "v2"

@@ -288,3 +288,52 @@ def test_a_big_history_costs_a_run_an_append_and_is_trimmed_once_a_megabyte(tmp_
     assert state.record_run(str(tmp_path), report, limit=100)[0].endswith("cut short (a write that did not "
                                                                             "finish): dropped")
     assert all(json.loads(line) for line in path.read_bytes().splitlines())
+
+
+def test_a_history_others_could_write_is_neither_read_nor_written(tmp_path):
+    """history.jsonl of ours, mode 0666, or another user's, in a state directory of ours (0755): nobody
+    could append failing runs that never happened, which a notification's escalation and a rollback's
+    consecutive_failures would count. Not read (a warning), not appended to (a problem line of the
+    run); the verdict is the run's own. Judged on the file opened, not its name."""
+    import os
+
+    import pytest
+
+    from checks import state
+    from conftest import NOBODY
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a file of another user (nobody) is made with chown")
+    forged = json.dumps({"time": "2026-12-01T00:00:00.000Z", "command": "health", "status": "fail",
+                         "failing": ["db"], "passing": []}) + "\n"
+    report = tmp_path / "r.json"
+    for mode, owner, said in ((0o666, 0, "can be written by other users (mode 0666)"),
+                              (0o620, 0, "can be written by other users (mode 0620)"),  # group nogroup
+                              (0o644, NOBODY, "belongs to user 65534")):
+        directory = tmp_path / ("state-%o-%d" % (mode, owner))
+        directory.mkdir(mode=0o755)
+        history = directory / "history.jsonl"
+        history.write_text(forged * 5)
+        os.chown(str(history), owner, NOBODY)
+        history.chmod(mode)
+        runs, warnings = state.history(str(directory))
+        assert runs == [] and warnings == ["history: not read: %s %s: another user could have written in it what "
+                                           "never happened (%s)" % (history, said, "it is not ours: move it away"
+                                                                    if owner else "chmod go-w it")]
+        done = smoke("health", "--tcp", "127.0.0.1:1", "--name", "db", "--state-dir", directory, "--output", report)
+        problems = json.loads(done.stdout)["problems"]
+        assert done.returncode == 1 and history.read_text() == forged * 5, done.stderr
+        assert problems == ["history: this run is not recorded: %s %s: another user could have written in it what "
+                            "never happened (%s)" % (history, said, "it is not ours: move it away" if owner
+                                                     else "chmod go-w it")], problems
+        done = smoke("rollback", "--from", report, "--trigger", 'check.db.consecutive_failures >= 2',
+                     "--state-dir", directory)
+        judged = json.loads(done.stdout)["metrics"]["rollback"]
+        assert not judged["triggers"][0]["fired"] and judged["warnings"][0].startswith("history: not read: "), judged
+    history.chmod(0o600)  # once only we could have written it, it is read, and this run is added
+    os.chown(str(history), 0, 0)
+    done = smoke("health", "--tcp", "127.0.0.1:1", "--name", "db", "--state-dir", history.parent)
+    assert done.returncode == 1 and "problems" not in json.loads(done.stdout)
+    assert len(state.history(str(history.parent))[0]) == 6
+    done = smoke("rollback", "--from", report, "--trigger", 'check.db.consecutive_failures >= 2',
+                 "--state-dir", history.parent)
+    assert json.loads(done.stdout)["metrics"]["rollback"]["triggers"][0]["fired"], done.stdout
