@@ -103,7 +103,7 @@ def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec
                               abort_on_fail=t.abort_on_fail or args.abort_on_fail,
                               keep_samples=t.keep_samples or args.keep_samples) for t in targets]
         if args.save_baseline:
-            _check_baseline_path(args.save_baseline, "--save-baseline")
+            _check_baseline_path(args.save_baseline, "--save-baseline", args.config)
         return configured._replace(targets=targets, baseline=baseline,
                                    save_baseline=args.save_baseline or configured.save_baseline)
     if not args.url:
@@ -128,14 +128,15 @@ def from_args(args, secrets, configured: Optional[Spec] = None) -> Optional[Spec
     collect_fields(table, secrets)  # an Authorization header's value is a secret, as in a config
     baseline = _baseline(args.baseline, "--baseline") if args.baseline else None
     if args.save_baseline:
-        _check_baseline_path(args.save_baseline, "--save-baseline")
+        _check_baseline_path(args.save_baseline, "--save-baseline", args.config)
     return Spec([_target(table, "--url", baseline)], baseline, args.save_baseline)
 
 
-def _check_baseline_path(path: str, where: str) -> None:
-    """A baseline that could not be written is refused before the load, not after it (exit 2)."""
+def _check_baseline_path(path: str, where: str, config: Optional[str] = None) -> None:
+    """A baseline that could not be written, or would replace a config (this run's --config,
+    or one a run would find), is refused before the load, not after it (exit 2)."""
     from checks import sinks
-    sinks.check_output(path, where)
+    sinks.check_report(path, where, config)
 
 
 def load(section, where: str = NAME) -> Spec:

@@ -18,7 +18,7 @@ import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds at start-up
-    from typing import Optional
+    from typing import Optional, Tuple
 
 from checks import ConfigError, fsio
 from checks.fsio import WRITE_TIMEOUT_S
@@ -61,6 +61,31 @@ def check_output(path: str, flag: str = "--output") -> None:
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
         kind = "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file"
         raise ConfigError("%s %s: is %s; give a regular file, a FIFO or a character device" % (flag, path, kind))
+
+
+def check_report(path: str, flag: str, config: Optional[str] = None) -> None:
+    """check_output for every flag that writes a report, a page or a baseline, and also: never
+    over a config, by its name, a link or another name of it (a hard link): this run's (config),
+    $SMOKE_CONFIG's, or the ./smoke.toml or ./smoke.json a run without --config reads, which
+    `--html smoke.json` would silently replace. (snapshot --output writes a config on purpose.)"""
+    from checks.config import DEFAULT_FILES
+
+    check_output(path, flag)
+    for found in [config, os.environ.get("SMOKE_CONFIG")] + list(DEFAULT_FILES):
+        if found and os.path.isfile(found) and (os.path.realpath(path) == os.path.realpath(found)
+                                                or _file_id(path) == _file_id(found)):
+            raise ConfigError("%s %s: is %s (%s): writing there would replace it; give %s a file of its own" % (
+                flag, path, "the config file" if found == config else "a config a run without --config reads",
+                found, flag))
+
+
+def _file_id(path: str) -> Optional[Tuple[int, int]]:
+    """(device, inode) of a regular file, or None (none there, or not a file: /dev/stdout)."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
 
 
 class Staged:

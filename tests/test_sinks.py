@@ -324,3 +324,37 @@ def test_a_report_is_never_written_through_another_users_link_or_over_their_file
     done = smoke("health", "--url", service + "/health", "--output", shared / "mine.json", "--state-dir",
                  tmp_path / "s")  # a new file of ours in /tmp is fine
     assert done.returncode == 0 and json.loads((shared / "mine.json").read_text())["status"] == "pass"
+
+
+def test_no_flag_that_writes_a_file_replaces_a_config_a_run_would_read(service, tmp_path):
+    """perf --save-baseline, history --html and summary --html go through the check the run's --output
+    does (sinks.check_report): ./smoke.json beside them, the --config given, $SMOKE_CONFIG's, by name, a
+    link or another name (a hard link), is exit 2 in one line before anything is run or written."""
+    here = tmp_path / "here"
+    here.mkdir()
+    found = here / "smoke.json"
+    found.write_text(json.dumps({"health": {"checks": [{"name": "up", "kind": "http", "url": service + "/health"}]}}))
+    given = tmp_path / "given.json"
+    given.write_text(found.read_text())
+    os.link(str(given), str(tmp_path / "hard.json"))
+    os.symlink(str(given), str(tmp_path / "link.json"))
+    (tmp_path / "reports").mkdir()
+    writers = {"--save-baseline": ["perf", "--url", service + "/health", "--requests", "5"],
+               "--html": ["history", "--state-dir", str(tmp_path / "state")],
+               "summary --html": ["summary", str(tmp_path / "reports")]}
+    for name, command in writers.items():
+        flag = name.split()[-1]
+        cases = [("smoke.json", [], {}, "is a config a run without --config reads (smoke.json)"),
+                 (str(tmp_path / "link.json"), [], {"SMOKE_CONFIG": str(given)},
+                  "is a config a run without --config reads (%s)" % given)]
+        if command[0] != "summary":  # it reads no config
+            cases.append((str(tmp_path / "hard.json"), ["--config", str(given)], {}, "is the config file (%s)" % given))
+        for path, more, env, said in cases:
+            done = smoke(*command, *more, flag, path, cwd=str(here), env=env)
+            assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, (name, done.stderr)
+            assert "error: %s %s: %s: writing there would replace it; give %s a file of its own" % (
+                flag, path, said, flag) in done.stderr, done.stderr
+            assert found.read_text() == given.read_text() and os.path.islink(str(tmp_path / "link.json"))
+    assert not (tmp_path / "state").exists()
+    done = smoke("history", "--state-dir", str(tmp_path / "state"), "--html", "history.html", cwd=str(here))
+    assert done.returncode == 0 and (here / "history.html").read_text().startswith("<!DOCTYPE html>"), done.stderr

@@ -287,42 +287,23 @@ def _ci_run_url() -> Optional[str]:
 
 
 def _sinks(args, config_path: Optional[str]) -> List[Tuple[str, str]]:
-    """[(flag, path)] of the reports to write to files, --output last, each path checked now:
-    none may be a config file (by its path, or a link to it): this run's, nor one a run without
-    --config would read (./smoke.json, ./smoke.toml, $SMOKE_CONFIG), which --output smoke.json
-    would silently replace with a report."""
+    """[(flag, path)] of the reports to write to files, --output last, each path checked now
+    as every flag that writes a file is (sinks.check_report: never a config), and none written
+    by two flags."""
     from checks import sinks
-    from checks.config import DEFAULT_FILES
 
     found, written_by = [], {}
-    configs = [path for path in [config_path, os.environ.get("SMOKE_CONFIG")] + list(DEFAULT_FILES)
-               if path and os.path.isfile(path)]
     for flag in FILE_SINKS:
         path = getattr(args, flag[2:])
         if path is None:
             continue
-        sinks.check_output(path, flag)
-        for config in configs:
-            if os.path.realpath(path) == os.path.realpath(config) or _file_id(path) == _file_id(config):
-                raise ConfigError("%s %s: is %s (%s): the report would replace it; give the report a file of its own"
-                                  % (flag, path, "the config file" if config == config_path else
-                                     "a config a run without --config reads", config))
+        sinks.check_report(path, flag, config_path)
         if os.path.realpath(path) in written_by and not path.startswith("/dev/"):
             raise ConfigError("%s %s: %s writes there too: give each report its own file"
                               % (flag, path, written_by[os.path.realpath(path)]))
         written_by[os.path.realpath(path)] = flag
         found.append((flag, path))
     return found
-
-
-def _file_id(path: Optional[str]) -> Optional[Tuple[int, int]]:
-    """(device, inode) of a regular file, or None (none there, or not a file: /dev/stdout)."""
-    try:
-        info = os.stat(path) if path else None
-    except (OSError, ValueError):
-        return None
-    import stat
-    return (info.st_dev, info.st_ino) if info and stat.S_ISREG(info.st_mode) else None
 
 
 def _hold_lock(args, take: bool = True) -> None:

@@ -49,7 +49,7 @@ def main(args) -> int:
         runs, warnings = state.history(directory, strict=True)  # refused: its runs exist, "no runs" would lie
         if args.html is not None:
             from checks import sinks
-            sinks.check_output(args.html, "--html")
+            sinks.check_report(args.html, "--html", args.config)
         kept = [run for run in runs if history.chosen(run, args.tag, args.of_command)]
         kept = kept[-args.last:] if args.last else kept
         rows = history.summarise(kept, args.check or None, recent=history.RECENT)

@@ -49,7 +49,7 @@ def main(args) -> int:
             thresholds = _conditions(args.threshold, "--threshold", None)
         if args.html is not None:
             from checks import sinks
-            sinks.check_output(args.html, "--html")
+            sinks.check_report(args.html, "--html")
         doc = build(args.paths, thresholds)
         for line in _said(doc):
             say("smoke.py summary: " + line)
