@@ -344,15 +344,23 @@ def steady_dir(path: str) -> None:
 
 
 def open_lock(path: str) -> int:
-    """path opened to read and write for an flock (created 0644). Another user's file in a
-    directory others can write is refused: whoever owns a lock file can hold it, and stop
-    every run (a --lock in /tmp)."""
+    """path opened to read and write for an flock, readable by us alone (created 0600, one of
+    ours made so): flock needs only a descriptor, so whoever can open a lock file can hold it
+    and stop every run. Another user's file in a directory others can write is refused (a
+    --lock in /tmp)."""
     fd, name = locate(path)
     try:
         refuse_unsafe(fd, name, path, False)
-        return os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+        lock = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=fd)
     finally:
         os.close(fd)
+    try:
+        info = os.fstat(lock)
+        if info.st_uid == os.geteuid() and stat.S_ISREG(info.st_mode) and info.st_mode & 0o077:
+            os.fchmod(lock, stat.S_IMODE(info.st_mode) & 0o700)  # an older 0644 lock: others could open it
+    except OSError:
+        pass
+    return lock
 
 
 def open_append(path: str, make_dirs: bool = False, fresh: bool = False) -> int:

@@ -324,3 +324,25 @@ def test_a_run_directory_under_one_another_user_can_change_is_refused(tmp_path, 
     assert os.listdir(str(ours)) == []
     fsio.private_dir(str(shared_dir(tmp_path) / "state"))  # sticky and root's, as /tmp: no one renames ours there
     fsio.steady_dir(str(tmp_path / "shared" / "state"))
+
+
+@as_root
+def test_a_lock_file_is_ours_alone_to_open_so_no_one_else_can_hold_it(tmp_path):
+    """flock needs only a descriptor: a 0644 lock in a 0755 directory could be opened and held by
+    any user, stopping every run. New locks are 0600, and an older 0644 one of ours is made so."""
+    import subprocess
+
+    from checks import fsio
+
+    fresh, old = tmp_path / "fresh.lock", tmp_path / "old.lock"
+    tmp_path.chmod(0o755)
+    old.write_text("")
+    old.chmod(0o644)
+    for path in (fresh, old):
+        fd = fsio.open_lock(str(path))
+        os.close(fd)
+        assert stat.S_IMODE(os.stat(str(path)).st_mode) == 0o600
+        held = subprocess.run(["/usr/bin/python3", "-c", "import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], "
+                               "os.O_RDONLY), fcntl.LOCK_EX | fcntl.LOCK_NB)", str(path)], capture_output=True,
+                              text=True, preexec_fn=lambda: (os.setgid(NOBODY), os.setuid(NOBODY)), cwd="/")
+        assert held.returncode == 1 and "Permission denied" in held.stderr, held.stderr
