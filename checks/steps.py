@@ -154,14 +154,16 @@ def _strings(obj: Any, where: str) -> Iterable[Tuple[str, str]]:
             yield from _strings(value, "%s[%d]" % (where, i))
 
 
-def fill_step(table: Dict[str, Any], variables: Dict[str, Any], captured=frozenset()) -> Dict[str, Any]:
+def fill_step(table: Dict[str, Any], variables: Dict[str, Any], captured=frozenset(),
+              trusted=None) -> Dict[str, Any]:
     """A step's table filled. In a shell script (a shell: true command, or the script of
     sh -c, bash -c ...) the shell never sees a value as code: {var} becomes "${SMOKE_VAR_var}",
     a variable of the command's environment, quoted (so neither split into words nor globbed),
     and a shell does not parse what a variable expands to (a reason with $(...) or a quote in it
     stays text). What a server answered (captured) stays data elsewhere too: in a URL's path or
     query it is one percent-encoded segment, and it never begins an argument with '-', where a
-    program would read an option (ConfigError)."""
+    program would read an option (ConfigError). trusted: the origins credentials may go to when
+    a server names the URL (origins()); None: not checked (a plan, a load)."""
     script = _script(table)
     command = table.get("command")
     if captured and isinstance(command, list):
@@ -170,6 +172,8 @@ def fill_step(table: Dict[str, Any], variables: Dict[str, Any], captured=frozens
         filled = fill(table, variables)
         if captured and isinstance(table.get("url"), str):
             filled["url"] = _fill_url(table["url"], variables, captured)
+            if trusted is not None and _server_chosen(table["url"], captured):
+                _credentials_to(filled, filled["url"], trusted)
         return filled
     filled = fill({key: value for key, value in table.items() if key != "command"}, variables)
     env = dict(filled.get("env") or {})
@@ -240,15 +244,56 @@ def _quoting(script: str) -> Dict[int, bool]:
     return found
 
 
+def _path_at(url: str) -> int:
+    """Where a URL (or its template) leaves scheme and host: its path, else its query, else its end."""
+    scheme = url.find("://")
+    after = [url.find(mark, scheme + 3 if scheme >= 0 else 0) for mark in "/?#"]
+    return min([at for at in after if at >= 0] or [len(url)])
+
+
+def _server_chosen(url: Any, captured) -> bool:
+    """Whether a captured value (a server's answer) is where a URL's scheme and host are."""
+    path_at = _path_at(url) if isinstance(url, str) else 0
+    return any(match.group("name") in captured for match in PLACEHOLDER.finditer(url or "")
+               if match.start() < path_at)
+
+
+def origins(steps: List["Step"], variables: Dict[str, Any], captured) -> Set[Tuple[str, str, int]]:
+    """The (scheme, host, port) of the URLs the config itself gives its steps: where a step's
+    credentials may go when a server names the URL ({status_url})."""
+    return {_origin(_text(fill(step.table["url"], variables))) for step in steps
+            if isinstance(step.table.get("url"), str) and not _server_chosen(step.table["url"], captured)}
+
+
+def _origin(url: str) -> Tuple[str, str, int]:
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        return parts.scheme, (parts.hostname or ""), parts.port or {"https": 443}.get(parts.scheme, 80)
+    except ValueError:
+        return "", url, 0
+
+
+def _credentials_to(table: Dict[str, Any], url: str, trusted) -> None:
+    """A step that sends credentials (basic_auth, bearer_token, a secret-named header) to a URL a
+    server chose: only to where the config's own URLs point (ConfigError otherwise), as a token
+    is never sent to another host for a next page."""
+    from checks.secrets import secret_field
+
+    headers = table.get("headers") if isinstance(table.get("headers"), dict) else {}
+    if (table.get("basic_auth") or table.get("bearer_token") or any(secret_field(name) for name in headers)) \
+            and _origin(url) not in trusted:
+        raise ConfigError("the server named %s://%s:%d for this step, where none of the config's URLs point: its "
+                          "credentials are not sent there" % _origin(url))
+
+
 def _fill_url(url: str, variables: Dict[str, Any], captured) -> str:
     """url filled, each captured value after the scheme and host one percent-encoded segment:
     {"id": "m1/../../admin?all=1"} in /models/{id} stays /models/m1%2F..%2F..%2Fadmin%3Fall%3D1,
     and a value that is all of the URL, or its start ({status_url}), is taken as the URL it is."""
     from urllib.parse import quote
 
-    scheme = url.find("://")
-    after = [url.find(mark, scheme + 3 if scheme >= 0 else 0) for mark in "/?#"]
-    path_at = min([at for at in after if at >= 0] or [len(url)])  # where the path, or else the query, begins
+    path_at = _path_at(url)
 
     def one(match) -> str:
         if match.group("name") not in variables:
@@ -363,6 +408,7 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
     # captures it, or the thing made in the moment before the signal could never be removed
     needed_by_cleanup = set().union(*(step.needs for step in steps if step.always))
     captured = frozenset().union(*(step.captures for step in steps))  # what servers answered: fill_step's care
+    trusted = origins(steps, variables, captured)
     for step in steps:
         name = prefix + step.name
         cancelled = ctx.cancel is not None and ctx.cancel.is_set()
@@ -399,10 +445,10 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         try:
             if step.always or needed_by_cleanup & set(step.captures):
                 result, late = lifecycle.shielded(lambda: _run_one(step, name, step_ctx, variables, spawned,
-                                                                   captured))
+                                                                   captured, trusted))
                 interrupted = interrupted or late
             else:
-                result = _run_one(step, name, step_ctx, variables, spawned, captured)
+                result = _run_one(step, name, step_ctx, variables, spawned, captured, trusted)
         except Interrupted as exc:
             interrupted = exc
             result = exc.results[0] if exc.results else _skip(step, name, "interrupted")
@@ -463,10 +509,10 @@ def _exited(spawned: List[Tuple[str, dict]]) -> Optional[str]:
 
 
 def _run_one(step: Step, name: str, ctx: runner.RunContext, variables: Dict[str, Any],
-             spawned: List[Tuple[str, dict]], captured: frozenset = frozenset()) -> Result:
+             spawned: List[Tuple[str, dict]], captured: frozenset = frozenset(), trusted=None) -> Result:
     count = max(step.repeat, step.concurrency)
     try:
-        checks = [build_check(dict(fill_step(step.table, dict(variables, index=i), captured), name=name),
+        checks = [build_check(dict(fill_step(step.table, dict(variables, index=i), captured, trusted), name=name),
                               step.where, step.section, kinds=STEP_KINDS) for i in range(count)]
     except ConfigError as exc:  # a captured value that does not fit the field (a URL that is none)
         return Result(name, step.section, str(step.table.get("kind", "")), "error",

@@ -631,7 +631,7 @@ def test_a_captured_value_stays_one_segment_of_a_url_and_never_an_option(tmp_pat
         def answer(self):
             asked.append((self.command, self.path))
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.dumps({"id": self.server.next_id, "status_url": base + "/status"}).encode()
+            body = json.dumps({"id": self.server.next_id, "status_url": self.server.status_url}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -652,6 +652,7 @@ def test_a_captured_value_stays_one_segment_of_a_url_and_never_an_option(tmp_pat
                "ready": {"kind": "http", "url": "{status_url}"},
                "predict": {"kind": "http", "url": base + "/models/{model_id}/predict?as={model_id}"},
                "cleanup": {"kind": "http", "method": "DELETE", "url": base + "/models/{model_id}"}}
+    server.status_url = base + "/status"
     try:
         server.next_id = "m1/../../admin/wipe?all=1#"
         done, _, results = deploy(tmp_path, section)
@@ -662,6 +663,15 @@ def test_a_captured_value_stays_one_segment_of_a_url_and_never_an_option(tmp_pat
         del asked[:]
         server.next_id = ".."
         assert deploy(tmp_path, section)[0].returncode == 0 and asked[-1] == ("DELETE", "/models/%2E%2E")
+        section["ready"]["bearer_token"] = "s3cret-token"  # a token goes where the config's URLs point, only
+        assert deploy(tmp_path, section)[0].returncode == 0
+        server.status_url = base.replace("127.0.0.1", "localhost") + "/status"
+        done, _, results = deploy(tmp_path, section)
+        assert done.returncode == 3 and "the server named http://localhost:%d for this step, where none of the " \
+            "config's URLs point: its credentials are not sent there" % server.server_address[1] in \
+            results["ready"]["message"], results["ready"]
+        server.status_url = base + "/status"
+        del section["ready"]["bearer_token"]
         server.next_id = "-rf"
         section["cleanup"] = {"kind": "command", "command": ["echo", "{model_id}"]}
         done, _, results = deploy(tmp_path, section)
