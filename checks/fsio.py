@@ -165,7 +165,10 @@ def locate(path: str, make: bool = False, mode: int = 0o700, follow: bool = True
                     if parts:
                         raise
                     return fd, name
-                os.mkdir(name, mode, dir_fd=fd)
+                try:
+                    os.mkdir(name, mode, dir_fd=fd)
+                except FileExistsError:  # another run made it meanwhile: judged below as any found
+                    pass
                 info = os.stat(name, dir_fd=fd, follow_symlinks=False)
             here = os.path.join(walked, name)
             if stat.S_ISLNK(info.st_mode) and (parts or follow):
@@ -321,7 +324,10 @@ def private_dir(path: str, make: bool = True) -> None:
         except FileNotFoundError:
             if not make:
                 raise
-            os.mkdir(name, 0o700, dir_fd=fd)
+            try:
+                os.mkdir(name, 0o700, dir_fd=fd)
+            except FileExistsError:  # two runs making one state directory: the other was first
+                pass
             info = os.stat(name, dir_fd=fd, follow_symlinks=False)
         if not stat.S_ISDIR(info.st_mode):
             raise OSError(errno.ENOTDIR, "not a directory")

@@ -346,3 +346,26 @@ def test_a_lock_file_is_ours_alone_to_open_so_no_one_else_can_hold_it(tmp_path):
                                "os.O_RDONLY), fcntl.LOCK_EX | fcntl.LOCK_NB)", str(path)], capture_output=True,
                               text=True, preexec_fn=lambda: (os.setgid(NOBODY), os.setuid(NOBODY)), cwd="/")
         assert held.returncode == 1 and "Permission denied" in held.stderr, held.stderr
+
+
+def test_two_runs_making_one_state_directory_at_once_both_go_on(tmp_path):
+    """Two cron runs starting together with a fresh --state-dir: the one whose mkdir comes second
+    finds the directory made, judges it as any found, and goes on (it was exit 2, File exists)."""
+    from checks import fsio
+
+    for attempt in range(40):
+        path = str(tmp_path / ("s%d" % attempt) / "deep" / "state")
+        errors, ready = [], threading.Barrier(4)
+
+        def make():
+            ready.wait()
+            try:
+                fsio.private_dir(path)
+            except OSError as exc:
+                errors.append(exc)
+        threads = [threading.Thread(target=make) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and stat.S_IMODE(os.stat(path).st_mode) == 0o700
