@@ -129,6 +129,10 @@ def test_a_log_pattern_is_bounded(tmp_path):
 def test_a_process_pattern_is_bounded():
     victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "a" * 40 + "!"])
     try:
+        from checks import procfs
+        waited = time.monotonic() + 5  # its command line as /proc shows it, before the check looks for it
+        while "a" * 40 + "!" not in procfs.argv(victim.pid) and time.monotonic() < waited:
+            time.sleep(0.01)
         started = time.monotonic()
         result = run_check(kind="process", pattern="(a+)+$", timeout=1)
         assert time.monotonic() - started < 3 and result.status == "error"
