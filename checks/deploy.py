@@ -297,13 +297,19 @@ def _trusted_url(source: str, where: str) -> None:
                           "the way could change them; give an https URL" % (where, source))
     from checks import procfs
     port = urlsplit(source).port or 80
+    # the listeners a connection there may reach: the address (0:0::1 is ::1), its family's wildcard,
+    # and for IPv4 a dual-stack :: and the mapped form
+    addresses = ["127.0.0.1", "::1"] if host == "localhost" else [str(ipaddress.ip_address(host))]
+    reached = {"::"} | {form for address in addresses for form in ((address,) if ":" in address else
+                                                                  (address, "0.0.0.0", "::ffff:" + address))}
     try:
-        owners = {uid for _, listening, _, uid in procfs.listeners() if listening == port}
+        owners = {uid for bound, listening, _, uid in procfs.listeners() if listening == port and bound in reached}
     except OSError:  # no /proc/net/tcp to tell: this host's own port, as before
         return
-    if owners and not owners & {0, os.geteuid()}:  # any local user may listen on a free port above 1023
-        raise ConfigError("%s: %s is answered by user %d's listener, not yours or root's: its vars would fill the "
-                          "steps' commands" % (where, source, min(owners)))
+    strangers = owners - {0, os.geteuid()}  # any local user may listen on a free port above 1023
+    if strangers:
+        raise ConfigError("%s: %s may be answered by user %d's listener, not yours or root's: its vars would fill "
+                          "the steps' commands" % (where, source, min(strangers)))
 
 
 def _run_id() -> str:

@@ -166,6 +166,8 @@ def fill_step(table: Dict[str, Any], variables: Dict[str, Any], captured=frozens
     a server names the URL (origins()); None: not checked (a plan, a load)."""
     script = _script(table)
     command = table.get("command")
+    if captured and command is not None:
+        _plain_in(command, variables, captured)
     if captured and isinstance(command, list):
         _no_option([word for word in command if word is not script], variables, captured)
     if script is None:
@@ -186,6 +188,24 @@ def fill_step(table: Dict[str, Any], variables: Dict[str, Any], captured=frozens
 
 
 _SHELLS = frozenset(("sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"))
+# What a captured value may hold to go into a command: text no program reads as code, in any
+# quoting, nesting or wrapper (env sh -c, ssh, python -c, bash arithmetic): no space, quote,
+# $, `, glob, bracket, ;, |, &, <, >, (, ), #, \ or newline.
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._:/@%+=,~^-]*\Z")
+
+
+def _plain_in(command: Any, variables: Dict[str, Any], captured) -> None:
+    """A captured value in a command (a word, a script, a wrapper's argument) that is not plain
+    text (_PLAIN_VALUE) is a ConfigError: a shell, or a program handing it to one, could read it
+    as code; where the value sits cannot be known for every program that runs its arguments."""
+    for word in [command] if isinstance(command, str) else command if isinstance(command, list) else ():
+        for match in PLACEHOLDER.finditer(word) if isinstance(word, str) else ():
+            if match.group("name") in captured and match.group("name") in variables:
+                value = _text(_value(match, variables))
+                if not _PLAIN_VALUE.match(value):
+                    raise ConfigError("{%s} is %r: a captured value goes into a command only as plain text (letters, "
+                                      "digits and ._:/@%%+=,~^-), which no shell reads as code" % (
+                                          match.group("name"), value[:60]))
 
 
 def _script(table: Dict[str, Any]) -> Optional[str]:
@@ -220,6 +240,11 @@ def _in_shell(script: str, variables: Dict[str, Any], captured, env: Dict[str, s
         env[given[match.group()]] = value
         inside = quoting.get(match.start())
         before = script[:match.start()]
+        while True:  # what fills to nothing before it begins no word: {a}{b} with a empty begins with b
+            empty = re.search("(?:%s)\\Z" % PLACEHOLDER.pattern, before)
+            if not (empty and empty.group("name") in variables and _text(_value(empty, variables)) == ""):
+                break
+            before = before[:empty.start()]
         before = before[:-1] if inside and before.endswith('"') else before  # "{var}" begins a word as {var} does
         if match.group("name") in captured and value.startswith("-") and (not before or before[-1] in " \t\n;|&("):
             raise ConfigError("{%s} is %r, which the command would read as an option: a captured value never "
@@ -231,7 +256,14 @@ def _in_shell(script: str, variables: Dict[str, Any], captured, env: Dict[str, s
 
 def _quoting(script: str) -> Dict[int, bool]:
     """{where a placeholder starts: whether it is inside double quotes} of a shell script."""
-    found, quote, escaped = {}, None, False
+    return {index: quote == '"' for index, quote in _quotes(script).items() if quote != "'"}
+
+
+def _quotes(script: str) -> Dict[int, Optional[str]]:
+    """{where a placeholder starts: the quote it is inside (', " or None)} of a shell script, as
+    the shell pairs quotes (an apostrophe inside "..." is a letter; a backslash escapes but in '...')."""
+    found: Dict[int, Optional[str]] = {}
+    quote, escaped = None, False
     for index, char in enumerate(script):
         if escaped:
             escaped = False
@@ -239,8 +271,8 @@ def _quoting(script: str) -> Dict[int, bool]:
             escaped = True
         elif char in "'\"" and quote in (None, char):
             quote = None if quote else char
-        elif char == "{" and quote != "'" and PLACEHOLDER.match(script, index):
-            found[index] = quote == '"'
+        elif char == "{" and PLACEHOLDER.match(script, index):
+            found[index] = quote
     return found
 
 
@@ -274,17 +306,23 @@ def _origin(url: str) -> Tuple[str, str, int]:
         return "", url, 0
 
 
-def _credentials_to(table: Dict[str, Any], url: str, trusted) -> None:
-    """A step that sends credentials (basic_auth, bearer_token, a secret-named header) to a URL a
-    server chose: only to where the config's own URLs point (ConfigError otherwise), as a token
-    is never sent to another host for a next page."""
-    from checks.secrets import secret_field
+# Headers that say how to talk, never who is talking: any other may carry a credential (X-Auth-Key,
+# Ocp-Apim-Subscription-Key are named like nothing secret).
+_PLAIN_HEADERS = frozenset(("accept", "accept-encoding", "accept-language", "cache-control", "connection",
+                            "content-encoding", "content-language", "content-type", "pragma", "user-agent"))
 
+
+def _credentials_to(table: Dict[str, Any], url: str, trusted) -> None:
+    """A step that sends credentials (basic_auth, bearer_token, any header but _PLAIN_HEADERS) to
+    a URL a server chose: only to where the config's own URLs point (ConfigError otherwise), as a
+    token is never sent to another host for a next page."""
     headers = table.get("headers") if isinstance(table.get("headers"), dict) else {}
-    if (table.get("basic_auth") or table.get("bearer_token") or any(secret_field(name) for name in headers)) \
+    if (table.get("basic_auth") or table.get("bearer_token") or any(name.lower() not in _PLAIN_HEADERS
+                                                                     for name in headers)) \
             and _origin(url) not in trusted:
+        scheme, host, port = _origin(url)
         raise ConfigError("the server named %s://%s:%d for this step, where none of the config's URLs point: its "
-                          "credentials are not sent there" % _origin(url))
+                          "credentials are not sent there" % (scheme, "[%s]" % host if ":" in host else host, port))
 
 
 def _fill_url(url: str, variables: Dict[str, Any], captured) -> str:
@@ -307,34 +345,25 @@ def _fill_url(url: str, variables: Dict[str, Any], captured) -> str:
 
 
 def _no_option(words: List[Any], variables: Dict[str, Any], captured) -> None:
-    """An argument that would begin with a captured value starting with '-' (a negative number
-    too: kill -9 {pid} with -1 is every process): the program would read what a server chose as
-    an option (--delete-all, -o/etc/x)."""
+    """An argument that, filled, begins with a '-' a captured value put there (a negative number
+    too: kill -9 {pid} with -1 is every process; {a}{b} with a empty): the program would read
+    what a server chose as an option (--delete-all, -o/etc/x)."""
     for word in words:
-        first = PLACEHOLDER.match(word) if isinstance(word, str) else None
-        if first and first.group("name") in captured and first.group("name") in variables:
-            value = _text(_value(first, variables))
-            if value.startswith("-"):
-                raise ConfigError("{%s} is %r, which the command would read as an option: a captured value never "
-                                  "begins an argument with '-'" % (first.group("name"), value[:40]))
+        if not isinstance(word, str) or word.startswith("-"):
+            continue
+        names = [match.group("name") for match in PLACEHOLDER.finditer(word)]
+        if set(names) & set(captured) and _text(fill(word, variables)).startswith("-"):
+            name = next(name for name in names if name in captured)
+            raise ConfigError("{%s} is %r, which the command would read as an option: a captured value never "
+                              "begins an argument with '-'" % (name, _text(variables.get(name, ""))[:40]))
 
 
 def single_quoted(command: str) -> List[str]:
     """The placeholders of a shell command that sit inside single quotes, where no variable
-    is expanded: {var} there would be the text ${SMOKE_VAR_var}, not its value."""
-    found, quoted, escaped = [], False, False
-    for index, char in enumerate(command):
-        if escaped:
-            escaped = False
-        elif char == "\\" and not quoted:
-            escaped = True
-        elif char == "'":
-            quoted = not quoted
-        elif char == "{" and quoted:
-            match = PLACEHOLDER.match(command, index)
-            if match:
-                found.append(match.group("name"))
-    return found
+    is expanded: {var} there would be the text ${SMOKE_VAR_var}, not its value (an apostrophe
+    inside double quotes, "can't", opens none)."""
+    return [PLACEHOLDER.match(command, index).group("name") for index, quote in _quotes(command).items()
+            if quote == "'"]
 
 
 def fill(obj: Any, variables: Dict[str, Any]) -> Any:

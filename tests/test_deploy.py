@@ -608,7 +608,7 @@ def test_a_targets_url_is_fetched_within_the_deadline_and_read_strictly(platform
                 port = int(theirs.stdout.readline().split(" port ")[1].split()[0])
                 done, _, _ = deploy(tmp_path, lifecycle(platform, targets="http://127.0.0.1:%d/t.json" % port),
                                     "--validate")
-                assert done.returncode == 2 and "is answered by user 65534's listener" in done.stderr, done.stderr
+                assert done.returncode == 2 and "may be answered by user 65534's listener" in done.stderr, done.stderr
             finally:
                 theirs.kill()
                 theirs.wait()
@@ -670,8 +670,14 @@ def test_a_captured_value_stays_one_segment_of_a_url_and_never_an_option(tmp_pat
         assert done.returncode == 3 and "the server named http://localhost:%d for this step, where none of the " \
             "config's URLs point: its credentials are not sent there" % server.server_address[1] in \
             results["ready"]["message"], results["ready"]
-        server.status_url = base + "/status"
         del section["ready"]["bearer_token"]
+        section["ready"]["headers"] = {"X-Auth-Key": "k-1", "Accept": "application/json"}  # named like no secret
+        done, _, results = deploy(tmp_path, section)
+        assert done.returncode == 3 and "its credentials are not sent there" in results["ready"]["message"]
+        section["ready"]["headers"] = {"Accept": "application/json"}  # says how to talk, not who: it may go
+        assert deploy(tmp_path, section)[0].returncode == 0
+        server.status_url = base + "/status"
+        del section["ready"]["headers"]
         server.next_id = "-rf"
         section["cleanup"] = {"kind": "command", "command": ["echo", "{model_id}"]}
         done, _, results = deploy(tmp_path, section)
@@ -683,10 +689,11 @@ def test_a_captured_value_stays_one_segment_of_a_url_and_never_an_option(tmp_pat
 
 
 def test_a_captured_value_is_never_code_a_word_list_a_glob_or_an_option_in_a_shell(tmp_path):
-    """What a platform answers reaches a shell as data: in a shell: true command and in the
-    script of sh -c it is one quoted word (not split at its space, not globbed, not run as
-    $(...)), a query is percent-encoded, and a value starting with '-' never begins an argument
-    (-o/x in {opt}.txt, -1 in kill -9 {pid})."""
+    """What a platform answers goes into a command only as plain text: a value with a space, a
+    glob, $(...), quotes or brackets is the step's error wherever it would go (a shell: true
+    command, the script of sh -c or of env sh -c, python -c, bash arithmetic), nothing run; a
+    plain one is one quoted word; a query is percent-encoded; and a value never makes an
+    argument begin with '-' ({opt}.txt, kill -9 {pid} with -1, {empty}{opt})."""
     import http.server
     import threading
 
@@ -694,7 +701,8 @@ def test_a_captured_value_is_never_code_a_word_list_a_glob_or_an_option_in_a_she
     for directory in (victim, models / "a", models / "b"):
         directory.mkdir(parents=True)
     answer = {"id": "m1 %s" % victim, "star": "*", "rid": "r1$(touch %s/PWNED)`touch %s/PWNED2`" % (tmp_path, tmp_path),
-              "q": "a&b=1#c", "opt": "-o%s/PWNED3" % tmp_path, "pid": "-1"}
+              "q": "a&b=1#c", "opt": "-o%s/PWNED3" % tmp_path, "pid": "-1", "plain": "model-7.2", "empty": "",
+              "sub": "a[$(touch %s/PWNED4)]" % tmp_path}
     asked = []
 
     class Platform(http.server.BaseHTTPRequestHandler):
@@ -718,24 +726,34 @@ def test_a_captured_value_is_never_code_a_word_list_a_glob_or_an_option_in_a_she
     section = {"deploy": {"kind": "http", "url": base + "/new",
                           "capture": {key: "json." + key for key in answer}},
                "predict": [{"kind": "http", "url": base + "?model={q}"},
-                           {"kind": "command", "command": ["sh", "-c", "echo status {rid} > %s" % out]}],
-               "cleanup": {"kind": "command", "shell": True, "command": "rm -rf %s/{id} %s/{star}" % (models, models)}}
+                           {"kind": "command", "command": ["sh", "-c", "echo status {plain} > %s" % out]}],
+               "cleanup": {"kind": "command", "command": ["true"]}}
     try:
         done, _, results = deploy(tmp_path, section)
         assert done.returncode == 0, (done.stderr, results)
-        assert asked == ["/new", "/?model=a%26b%3D1%23c"]
-        assert out.read_text() == "status %s\n" % answer["rid"]
-        assert not (tmp_path / "PWNED").exists() and not (tmp_path / "PWNED2").exists()
-        assert victim.exists() and (models / "a").exists() and (models / "b").exists()  # no such model: nothing
-        for command in (["sort", "{opt}.txt"], ["kill", "-9", "{pid}"]):
-            section["cleanup"] = {"kind": "command", "command": command}
+        assert asked == ["/new", "/?model=a%26b%3D1%23c"] and out.read_text() == "status model-7.2\n"
+        for command, words in (("rm -rf %s/{id}" % models, "a captured value goes into a command only as plain"),
+                               ("rm -rf %s/{star}" % models, "only as plain"),
+                               (["sh", "-c", "out=\"$(echo {rid})\"; echo \"$out\""], "only as plain"),
+                               (["env", "sh", "-c", "echo {rid}"], "only as plain"),
+                               (["bash", "-c", "echo $(( {sub} + 1 ))"], "only as plain"),
+                               (["python3", "-c", "print('{rid}')"], "only as plain"),
+                               (["sort", "{opt}.txt"], "read as an option"), (["kill", "-9", "{pid}"], "read as an option"),
+                               (["printf", "%s", "{empty}{opt}"], "read as an option"),
+                               ("ls \"{opt}\"", "read as an option"), ("ls {empty}{opt}", "read as an option")):
+            section["cleanup"] = {"kind": "command", "command": command, "shell": isinstance(command, str)}
             done, _, results = deploy(tmp_path, section)
-            assert done.returncode == 3 and "which the command would read as an option" in \
-                results["cleanup"]["message"], results["cleanup"]
-        section["cleanup"] = {"kind": "command", "shell": True, "command": "ls \"{opt}\""}
-        done, _, results = deploy(tmp_path, section)
-        assert done.returncode == 3 and "read as an option" in results["cleanup"]["message"]
-        assert not (tmp_path / "PWNED3").exists()
+            assert done.returncode == 3 and words in results["cleanup"]["message"], (command, results["cleanup"])
+        assert victim.exists() and (models / "a").exists() and (models / "b").exists()
+        assert not [name for name in os.listdir(str(tmp_path)) if name.startswith("PWNED")]
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_apostrophe_inside_double_quotes_opens_no_single_quote(tmp_path, platform):
+    for script, code in (('echo "can\'t find {name}"', 0), ("echo '{name}'", 2), ('echo "it\'s" \'{name}\'', 2)):
+        section = lifecycle(platform)
+        section["predict"] = {"kind": "command", "command": ["sh", "-c", script]}
+        done, _, _ = deploy(tmp_path, section, "--validate")
+        assert done.returncode == code, (script, done.stderr)

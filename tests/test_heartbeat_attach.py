@@ -265,6 +265,14 @@ def test_another_users_pidfile_names_only_that_users_processes(tmp_path):
         done, _, _ = attach("--pidfile", run / "own.pid", "--log", log, "--failure-pattern", FAILED,
                             "--expect-worker", "w1", "--dry-run")
         assert done.returncode == 0, done.stderr
+        group = tmp_path / "group"  # root's, but a group's to write (0775, nogroup): its members could swap files
+        group.mkdir()
+        os.chown(str(group), 0, NOBODY)
+        group.chmod(0o775)
+        (group / "app.pid").write_text("%d\n" % victim.pid)
+        done, _, _ = attach("--pidfile", group / "app.pid", "--log", log, "--failure-pattern", FAILED,
+                            "--expect-worker", "w1", "--dry-run")
+        assert done.returncode == 2 and "could be written by more than one user" in done.stderr, done.stderr
         assert victim.poll() is None and theirs.poll() is None
     finally:
         for proc in (victim, theirs):

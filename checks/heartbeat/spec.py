@@ -193,7 +193,7 @@ def _pid_to_kill(pidfile: str, where: str) -> int:
     # who could have put this file here: its owner and its directory's, and anyone when either lets others write
     writers = {entry.st_uid for entry in (info, folder) if not fsio.ours_or_roots(entry)}
     loose = info.st_mode & 0o022 and (writers or fsio.written_by_others(info)) or \
-        folder.st_mode & 0o002 and not folder.st_mode & stat_.S_ISVTX
+        not folder.st_mode & stat_.S_ISVTX and (folder.st_mode & 0o022 if writers else fsio.written_by_others(folder))
     if loose or len(writers) > 1:
         raise ConfigError("%s: %s could be written by more than one user (file mode %04o, user %d; its directory "
                           "mode %04o, user %d): not trusted to name the process to kill" % (
