@@ -290,6 +290,13 @@ def _server_chosen(url: Any, captured) -> bool:
                if match.start() < path_at)
 
 
+def _answered(steps: List["Step"], variables: Dict[str, Any]):
+    """(the variables the steps capture: what servers answer, fill_step's care; the origins a
+    step's credentials may go to when a server names its URL)."""
+    captured = frozenset().union(*(step.captures for step in steps))
+    return captured, origins(steps, variables, captured)
+
+
 def origins(steps: List["Step"], variables: Dict[str, Any], captured) -> Set[Tuple[str, str, int]]:
     """The (scheme, host, port) of the URLs the config itself gives its steps: where a step's
     credentials may go when a server names the URL ({status_url})."""
@@ -436,8 +443,7 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
     # what cleanup needs to know (the id of what a step made): a signal waits for the step that
     # captures it, or the thing made in the moment before the signal could never be removed
     needed_by_cleanup = set().union(*(step.needs for step in steps if step.always))
-    captured = frozenset().union(*(step.captures for step in steps))  # what servers answered: fill_step's care
-    trusted = origins(steps, variables, captured)
+    captured, trusted = _answered(steps, variables)
     for step in steps:
         name = prefix + step.name
         cancelled = ctx.cancel is not None and ctx.cancel.is_set()
