@@ -190,8 +190,9 @@ def fill_step(table: Dict[str, Any], variables: Dict[str, Any], captured=frozens
 _SHELLS = frozenset(("sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"))
 # What a captured value may hold to go into a command: text no program reads as code, in any
 # quoting, nesting or wrapper (env sh -c, ssh, python -c, bash arithmetic): no space, quote,
-# $, `, glob, bracket, ;, |, &, <, >, (, ), #, \ or newline.
-_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._:/@%+=,~^-]*\Z")
+# $, `, glob, bracket, ;, |, &, <, >, (, ), #, ~, \ or newline; and no .. path segment (rm -rf
+# /srv/models/{id} with ../../etc).
+_PLAIN_VALUE = re.compile(r"(?!(?:.*/)?\.\.(?:/|\Z))[A-Za-z0-9._:/@%+=,^-]*\Z")
 
 
 def _plain_in(command: Any, variables: Dict[str, Any], captured) -> None:
@@ -204,7 +205,7 @@ def _plain_in(command: Any, variables: Dict[str, Any], captured) -> None:
                 value = _text(_value(match, variables))
                 if not _PLAIN_VALUE.match(value):
                     raise ConfigError("{%s} is %r: a captured value goes into a command only as plain text (letters, "
-                                      "digits and ._:/@%%+=,~^-), which no shell reads as code" % (
+                                      "digits and ._:/@%%+=,^-, no .. segment), which no shell reads as code" % (
                                           match.group("name"), value[:60]))
 
 

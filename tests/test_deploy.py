@@ -702,7 +702,7 @@ def test_a_captured_value_is_never_code_a_word_list_a_glob_or_an_option_in_a_she
         directory.mkdir(parents=True)
     answer = {"id": "m1 %s" % victim, "star": "*", "rid": "r1$(touch %s/PWNED)`touch %s/PWNED2`" % (tmp_path, tmp_path),
               "q": "a&b=1#c", "opt": "-o%s/PWNED3" % tmp_path, "pid": "-1", "plain": "model-7.2", "empty": "",
-              "sub": "a[$(touch %s/PWNED4)]" % tmp_path}
+              "sub": "a[$(touch %s/PWNED4)]" % tmp_path, "up": "../victim"}
     asked = []
 
     class Platform(http.server.BaseHTTPRequestHandler):
@@ -738,6 +738,7 @@ def test_a_captured_value_is_never_code_a_word_list_a_glob_or_an_option_in_a_she
                                (["env", "sh", "-c", "echo {rid}"], "only as plain"),
                                (["bash", "-c", "echo $(( {sub} + 1 ))"], "only as plain"),
                                (["python3", "-c", "print('{rid}')"], "only as plain"),
+                               (["rm", "-rf", "%s/{up}" % models], "no .. segment"),
                                (["sort", "{opt}.txt"], "read as an option"), (["kill", "-9", "{pid}"], "read as an option"),
                                (["printf", "%s", "{empty}{opt}"], "read as an option"),
                                ("ls \"{opt}\"", "read as an option"), ("ls {empty}{opt}", "read as an option")):
