@@ -211,19 +211,6 @@ def scale(missed, repeats, workdir, checks=10000):
         server.close()
 
 
-def start_service(workdir):
-    ready = os.path.join(workdir, "ready")
-    proc = subprocess.Popen([PY, os.path.join(ROOT, "fixtures", "service.py"), "--port", "0",
-                             "--ready-file", ready], stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        if os.path.exists(ready):
-            with open(ready) as fh:
-                return proc, json.load(fh)["http"]
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("fixture service did not start")
-
-
 def fan_out(port, workdir, checks=200, concurrency=50, delay_ms=100):
     """Run the fan-out; returns (duration_ms from the report, peak RSS in MB of smoke.py)."""
     config = os.path.join(workdir, "fanout.json")
@@ -319,6 +306,7 @@ def main():
         return not only or name in only
     missed = []
     with tempfile.TemporaryDirectory() as workdir:
+        from perf_bench import start_service
         service, port = start_service(workdir)
         try:
             if wanted("startup"):

@@ -444,7 +444,7 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
     # what cleanup needs to know (the id of what a step made): a signal waits for the step that
     # captures it, or the thing made in the moment before the signal could never be removed
     needed_by_cleanup = set().union(*(step.needs for step in steps if step.always))
-    captured, trusted = _answered(steps, variables)
+    answered = _answered(steps, variables)  # (captured, trusted): _run_one's care of what servers answered
     for step in steps:
         name = prefix + step.name
         cancelled = ctx.cancel is not None and ctx.cancel.is_set()
@@ -480,11 +480,10 @@ def run(steps: List[Step], ctx: runner.RunContext, variables: Dict[str, Any], pr
         step_ctx = ctx._replace(deadline_s=left, cancel=None if step.always else ctx.cancel)
         try:
             if step.always or needed_by_cleanup & set(step.captures):
-                result, late = lifecycle.shielded(lambda: _run_one(step, name, step_ctx, variables, spawned,
-                                                                   captured, trusted))
+                result, late = lifecycle.shielded(lambda: _run_one(step, name, step_ctx, variables, spawned, *answered))
                 interrupted = interrupted or late
             else:
-                result = _run_one(step, name, step_ctx, variables, spawned, captured, trusted)
+                result = _run_one(step, name, step_ctx, variables, spawned, *answered)
         except Interrupted as exc:
             interrupted = exc
             result = exc.results[0] if exc.results else _skip(step, name, "interrupted")

@@ -78,6 +78,28 @@ def deploy(tmp_path, section, *args, **kw):
     return done, report, {r["name"]: r for r in (report or {}).get("results", [])}
 
 
+def serving(handler):
+    """handler (a BaseHTTPRequestHandler class) served on 127.0.0.1 by a thread: (the server,
+    its base URL); the caller shuts it down."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, "http://127.0.0.1:%d" % server.server_address[1]
+
+
+def send_json(handler, doc):
+    """Answer 200 with doc as JSON, from a handler's do_GET (or do_POST ...)."""
+    body = json.dumps(doc).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 def test_the_green_path_runs_every_phase_and_cleans_up(platform, tmp_path):
     done, report, results = deploy(tmp_path, lifecycle(platform))
     assert done.returncode == 0, [(r["name"], r["message"]) for r in results.values() if r["message"]]
@@ -440,25 +462,18 @@ def test_a_targets_file_another_user_could_write_is_refused(platform, tmp_path):
 
 
 def test_targets_from_a_url_fetched_at_start(platform, tmp_path):
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    import threading
+    from http.server import BaseHTTPRequestHandler
 
     class Planes(BaseHTTPRequestHandler):
         def do_GET(self):
-            body = json.dumps([{"name": "plane-a"}, {"name": "plane-b"}]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, [{"name": "plane-a"}, {"name": "plane-b"}])
 
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Planes)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, base = serving(Planes)
     try:
-        url = "http://127.0.0.1:%d/planes" % server.server_port
+        url = base + "/planes"
         done, report, results = deploy(tmp_path, lifecycle(platform, targets=url))
     finally:
         server.shutdown()
@@ -526,17 +541,14 @@ def test_targets_fetched_from_a_url_are_joined_to_credentials_kept_in_the_config
     """The seed's planes come from a URL; each plane's account is in the config, keyed by name."""
     import functools
     import http.server
-    import threading
 
     served = tmp_path / "www"
     served.mkdir()
     (served / "planes.json").write_text(json.dumps([{"name": "us", "vars": {"fail": []}},
                                                     {"name": "eu", "vars": {"fail": []}}]))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, base = serving(functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served)))
     try:
-        url = "http://127.0.0.1:%d/planes.json" % server.server_address[1]
+        url = base + "/planes.json"
         section = lifecycle(platform, targets=url)
         section["deploy"]["json"]["fail"] = "{fail}"
         section["credentials"] = {"us": {".trussrc": "api_key = k-us-12345\n"},
@@ -562,7 +574,6 @@ def test_a_targets_url_is_fetched_within_the_deadline_and_read_strictly(platform
     """An inventory that never answers costs what is left of --deadline, and is exit 3 (nothing
     could be judged); one whose answer gives a key twice is exit 2, as the same file would be."""
     import http.server
-    import threading
 
     class Inventory(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -584,10 +595,7 @@ def test_a_targets_url_is_fetched_within_the_deadline_and_read_strictly(platform
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Inventory)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = "http://127.0.0.1:%d" % server.server_address[1]
+    server, base = serving(Inventory)
     try:
         started = time.monotonic()
         done, _, _ = deploy(tmp_path, lifecycle(platform, targets=base + "/hang"), "--deadline", "2")
@@ -623,7 +631,6 @@ def test_a_captured_value_stays_one_segment_of_a_url_and_never_an_option(tmp_pat
     /models/{model_id} is one percent-encoded segment, and -rf as a whole argument of a command
     is refused; a {status_url} that is all of a URL is followed as the URL it is."""
     import http.server
-    import threading
 
     asked = []
 
@@ -631,22 +638,14 @@ def test_a_captured_value_stays_one_segment_of_a_url_and_never_an_option(tmp_pat
         def answer(self):
             asked.append((self.command, self.path))
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.dumps({"id": self.server.next_id, "status_url": self.server.status_url}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, {"id": self.server.next_id, "status_url": self.server.status_url})
 
         do_GET = do_POST = do_DELETE = answer
 
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Platform)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = "http://127.0.0.1:%d" % server.server_address[1]
+    server, base = serving(Platform)
     section = {"deploy": {"kind": "http", "method": "POST", "url": base + "/models", "json": {},
                           "capture": {"model_id": "json.id", "status_url": "json.status_url"}},
                "ready": {"kind": "http", "url": "{status_url}"},
@@ -695,7 +694,6 @@ def test_a_captured_value_is_never_code_a_word_list_a_glob_or_an_option_in_a_she
     plain one is one quoted word; a query is percent-encoded; and a value never makes an
     argument begin with '-' ({opt}.txt, kill -9 {pid} with -1, {empty}{opt})."""
     import http.server
-    import threading
 
     victim, models = tmp_path / "victim", tmp_path / "models"
     for directory in (victim, models / "a", models / "b"):
@@ -708,20 +706,12 @@ def test_a_captured_value_is_never_code_a_word_list_a_glob_or_an_option_in_a_she
     class Platform(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             asked.append(self.path)
-            body = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, answer)
 
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Platform)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = "http://127.0.0.1:%d" % server.server_address[1]
+    server, base = serving(Platform)
     out = tmp_path / "said.txt"
     section = {"deploy": {"kind": "http", "url": base + "/new",
                           "capture": {key: "json." + key for key in answer}},
