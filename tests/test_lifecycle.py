@@ -13,7 +13,7 @@ import time
 import pytest
 
 from checks.lifecycle import Cleanup
-from conftest import SMOKE, config, smoke
+from conftest import SMOKE, config, running, smoke
 
 
 # --- Cleanup ---------------------------------------------------------------------------------
@@ -210,19 +210,6 @@ def state_of(pid):
 
 
 # --- after kill -9: what cleared the mark and left the session, found by pid and start time -------
-
-def running(token):
-    """The pids of processes with this word in their command line (zombies have none)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as fh:
-                if token.encode() in fh.read().split(b"\0"):
-                    found.append(int(entry))
-        except (OSError, ValueError):
-            pass
-    return found
-
 
 def kill_9_when_running(argv, token, count):
     """Start smoke.py, wait until `count` processes with token run (and a renewal of its record of

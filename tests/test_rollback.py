@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import NOBODY, ROOT, as_root, shared_dir, wait_for_port
+from conftest import NOBODY, ROOT, as_root, running, shared_dir, wait_for_port
 from fixtures.service import serve_in_thread
 
 SMOKE = str(ROOT / "smoke.py")
@@ -685,19 +685,6 @@ def test_a_daemon_a_step_starts_still_answers_after_the_run(tmp_path, name):
     finally:
         if pidfile.exists():
             os.kill(int(pidfile.read_text()), signal.SIGTERM)  # nginx and redis stop their workers with it
-
-
-def running(token):
-    """The pids of processes with this word in their command line."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as fh:
-                if token.encode() in fh.read().split(b"\0"):
-                    found.append(int(entry))
-        except (OSError, ValueError):
-            pass
-    return found
 
 
 def test_a_step_that_hangs_is_still_killed_with_its_group(tmp_path):
