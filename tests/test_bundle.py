@@ -285,3 +285,18 @@ def test_make_bundle_makes_its_dist_directory_in_a_fresh_clone(tmp_path):
     done = subprocess.run([sys.executable, "tools/bundle.py", "--output", "elsewhere/smoke.py"], cwd=str(clone),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "cannot write elsewhere/smoke.py" in done.stderr, done.stderr
+
+
+def test_the_embedded_data_reads_back_whatever_its_length():
+    """The data's lines, joined, are the data for every length of its last line: a short last
+    line is merged with the one before it in their order (the bundle of one tree's size was a
+    stream zlib could not read)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bundle_tool", str(ROOT / "tools" / "bundle.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for length in range(1, 3 * tool.WIDTH * tool.PIECE // 2, 37):
+        data = "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef"[i % 32] for i in range(length))
+        rows = tool.data_literals(data).replace('\n"""\n"""\n', "\n").split("\n")
+        assert "".join(rows) == data and all(len(row) >= 16 for row in rows[1:]), length

@@ -225,7 +225,8 @@ def data_literals(data):
     """data in lines of WIDTH characters, in string literals of PIECE lines (Python joins them)."""
     rows = [data[i:i + WIDTH] for i in range(0, len(data), WIDTH)]
     if len(rows) > 1 and len(rows[-1]) < 16:  # no short last line (one a here-document could end at)
-        both = rows.pop() + rows.pop()
+        last = rows.pop()
+        both = rows.pop() + last  # in their order: the data is the rows joined
         rows += [both[:len(both) // 8 * 4], both[len(both) // 8 * 4:]]
     return '\n"""\n"""\n'.join("\n".join(rows[i:i + PIECE]) for i in range(0, len(rows), PIECE))
 
